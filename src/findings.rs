@@ -1,0 +1,195 @@
+//! Findings and the report: what the diagnosis engine concludes from evidence.
+
+use crate::evidence::{Evidence, Role};
+use serde::{Deserialize, Serialize};
+
+/// Version of the JSON report (`schemaVersion`). Bump on incompatible changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Stable, CamelCase reasons. The serialised name is the API: never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Reason {
+    Healthy,
+    // DNS
+    DNSNameNotFound,
+    DNSServerUnreachable,
+    DNSServerFailure,
+    DNSAnswersDiffer,
+    PrivateEndpointResolvesPublic,
+    PrivateEndpointNotConfigured,
+    DataEndpointDNSMissing,
+    // TCP
+    ConnectionTimedOut,
+    ConnectionRefused,
+    HostUnreachable,
+    TargetAddressBlocked,
+    // TLS
+    TLSResetAfterClientHello,
+    TLSHandshakeTimeout,
+    TLSInterception,
+    TLSCertificateInvalid,
+    // HTTP / registry API
+    HeadersTimeout,
+    ConnectionClosed,
+    RegistryDeniedClientIP,
+    RegistryForbidden,
+    RegistryChallengeInvalid,
+    NotARegistry,
+    Throttled,
+    RegistryServerError,
+    // Proxy
+    ProxyDenied,
+    ProxyAuthRequired,
+    ProxyConnectEOF,
+    ProxyUnreachable,
+    ProxyBypassMissing,
+    ProxyUpstreamFailed,
+    // Data path
+    DataEndpointBlocked,
+    AuthenticationFailed,
+    AuthorizationFailed,
+    ImageNotFound,
+    TooManyRedirects,
+    PullFailed,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        // serde gives the same names; this avoids allocating for labels and tables.
+        match self {
+            Self::Healthy => "Healthy",
+            Self::DNSNameNotFound => "DNSNameNotFound",
+            Self::DNSServerUnreachable => "DNSServerUnreachable",
+            Self::DNSServerFailure => "DNSServerFailure",
+            Self::DNSAnswersDiffer => "DNSAnswersDiffer",
+            Self::PrivateEndpointResolvesPublic => "PrivateEndpointResolvesPublic",
+            Self::PrivateEndpointNotConfigured => "PrivateEndpointNotConfigured",
+            Self::DataEndpointDNSMissing => "DataEndpointDNSMissing",
+            Self::ConnectionTimedOut => "ConnectionTimedOut",
+            Self::ConnectionRefused => "ConnectionRefused",
+            Self::HostUnreachable => "HostUnreachable",
+            Self::TargetAddressBlocked => "TargetAddressBlocked",
+            Self::TLSResetAfterClientHello => "TLSResetAfterClientHello",
+            Self::TLSHandshakeTimeout => "TLSHandshakeTimeout",
+            Self::TLSInterception => "TLSInterception",
+            Self::TLSCertificateInvalid => "TLSCertificateInvalid",
+            Self::HeadersTimeout => "HeadersTimeout",
+            Self::ConnectionClosed => "ConnectionClosed",
+            Self::RegistryDeniedClientIP => "RegistryDeniedClientIP",
+            Self::RegistryForbidden => "RegistryForbidden",
+            Self::RegistryChallengeInvalid => "RegistryChallengeInvalid",
+            Self::NotARegistry => "NotARegistry",
+            Self::Throttled => "Throttled",
+            Self::RegistryServerError => "RegistryServerError",
+            Self::ProxyDenied => "ProxyDenied",
+            Self::ProxyAuthRequired => "ProxyAuthRequired",
+            Self::ProxyConnectEOF => "ProxyConnectEOF",
+            Self::ProxyUnreachable => "ProxyUnreachable",
+            Self::ProxyBypassMissing => "ProxyBypassMissing",
+            Self::ProxyUpstreamFailed => "ProxyUpstreamFailed",
+            Self::DataEndpointBlocked => "DataEndpointBlocked",
+            Self::AuthenticationFailed => "AuthenticationFailed",
+            Self::AuthorizationFailed => "AuthorizationFailed",
+            Self::ImageNotFound => "ImageNotFound",
+            Self::TooManyRedirects => "TooManyRedirects",
+            Self::PullFailed => "PullFailed",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Root-cause families of Microsoft's "Troubleshoot network issues with registry".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Cause {
+    None,
+    ClientFirewallOrProxy,
+    PublicNetworkAccessRules,
+    VirtualNetworkConfiguration,
+    RegistryAuthentication,
+    RegistryThrottling,
+    RegistryUnavailable,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "None",
+            Self::ClientFirewallOrProxy => "ClientFirewallOrProxy",
+            Self::PublicNetworkAccessRules => "PublicNetworkAccessRules",
+            Self::VirtualNetworkConfiguration => "VirtualNetworkConfiguration",
+            Self::RegistryAuthentication => "RegistryAuthentication",
+            Self::RegistryThrottling => "RegistryThrottling",
+            Self::RegistryUnavailable => "RegistryUnavailable",
+        }
+    }
+}
+
+/// How bad a finding is. `Error` breaks pulls; `Warning` is a risk or a partial failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Severity {
+    Error,
+    Warning,
+    Info,
+}
+
+/// One conclusion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    pub reason: Reason,
+    pub cause: Cause,
+    pub severity: Severity,
+    /// The matching `az acr check-health` code, where one exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The endpoint host the finding is about.
+    pub endpoint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// One line naming the host, address and evidence.
+    pub message: String,
+    /// What to do. Left out of the compact form (the catalogue can restore it from `reason`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub remediation: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub docs: Vec<String>,
+}
+
+/// Overall verdict of a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Verdict {
+    /// Every probed path works.
+    Healthy,
+    /// The login server works, but something else does not (a data endpoint, an extra host,
+    /// DNS servers that disagree): some pulls fail, or will.
+    Degraded,
+    /// The registry's API cannot be reached from here.
+    Unreachable,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "Healthy",
+            Self::Degraded => "Degraded",
+            Self::Unreachable => "Unreachable",
+        }
+    }
+}
+
+/// The versioned report printed by `regcheck check --output json` and written by probes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub schema_version: u32,
+    pub verdict: Verdict,
+    /// Primary finding first.
+    pub findings: Vec<Finding>,
+    #[serde(flatten)]
+    pub evidence: Evidence,
+}

@@ -1,0 +1,13 @@
+//! regcheck: finds out why a cluster cannot reach its container registry.
+//!
+//! Data flows one way: input → plan of endpoints (`target`) → probes (`probe`, the only
+//! network I/O) → [`evidence::Evidence`] → diagnosis (pure) → [`findings::Report`] → output.
+
+pub mod authparse;
+pub mod catalogue;
+pub mod diagnosis;
+pub mod evidence;
+pub mod findings;
+pub mod output;
+pub mod proxy;
+pub mod target;
