@@ -321,11 +321,15 @@ fn tcp_word(o: TcpOutcome) -> &'static str {
 fn tcp_list(t: &[&TcpEvidence]) -> String {
     t.iter()
         .map(|t| {
+            let after = if t.outcome == TcpOutcome::Blocked {
+                String::new()
+            } else {
+                format!(" after {} ms", t.ms)
+            };
             format!(
-                "{} {} after {} ms{}",
+                "{} {}{after}{}",
                 t.address,
                 tcp_word(t.outcome),
-                t.ms,
                 paren(&t.error)
             )
         })
@@ -406,7 +410,18 @@ fn endpoint_items(ctx: &Ctx, ep: &EndpointEvidence) -> Vec<Item> {
             "{}: the overall deadline passed before the probe finished (last step that completed: {step}); something on the path stalls",
             e.name
         );
-        e.push(Layer::Deadline, Reason::ConnectionTimedOut, msg);
+        // Every step is there and fine: the flag contradicts the evidence, so only warn.
+        let complete = match ep.role {
+            Role::DataEndpoint => ep
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.outcome == TlsOutcome::Verified),
+            _ => ep.http.as_ref().is_some_and(http_is_healthy),
+        };
+        let f = e.push(Layer::Deadline, Reason::ConnectionTimedOut, msg);
+        if complete {
+            f.severity = Severity::Warning;
+        }
     }
     // A private endpoint resolving publicly explains failures further down.
     let lower_error = e
@@ -450,7 +465,13 @@ fn dns_layer(ctx: &Ctx, e: &mut Emit) -> bool {
     let proxy_tried = ep.route.is_proxied() && ep.proxy.is_some();
 
     if !resolved(s) {
-        let others: Vec<&DnsAnswer> = ep.dns.servers.iter().filter(|a| resolved(a)).collect();
+        // Another nameserver (not the one that gave the system answer) that resolves the name.
+        let others: Vec<&DnsAnswer> = ep
+            .dns
+            .servers
+            .iter()
+            .filter(|a| resolved(a) && s.answered_by.as_deref() != Some(a.server.as_str()))
+            .collect();
         let hint = match others.first() {
             Some(a) => format!(
                 "; nameserver {} does resolve it ({})",
@@ -671,7 +692,10 @@ fn proxy_layer(e: &mut Emit) -> bool {
         }
         return true;
     };
-    let status = p.status.map(|s| format!(" {s}")).unwrap_or_default();
+    let status = p
+        .status
+        .map(|s| format!(" (status {s})"))
+        .unwrap_or_default();
     let private = e.ep.dns.system.has_private_address();
     let bypass_msg = |what: String| {
         let cidr = if ep.route.cidr_not_applied.is_empty() {
@@ -693,7 +717,7 @@ fn proxy_layer(e: &mut Emit) -> bool {
         ProxyOutcome::Denied => (
             Reason::ProxyDenied,
             format!(
-                "{host}: proxy {url} refuses CONNECT {}:{} (status{status}){}",
+                "{host}: proxy {url} refuses CONNECT {}:{} {status}{}",
                 ep.host,
                 ep.port,
                 paren(&p.error)
@@ -741,12 +765,12 @@ fn proxy_layer(e: &mut Emit) -> bool {
         ),
         ProxyOutcome::UpstreamFailed if private => (
             Reason::ProxyBypassMissing,
-            bypass_msg(format!("cannot reach it (status{status})")),
+            bypass_msg(format!("cannot reach it {status}")),
         ),
         ProxyOutcome::UpstreamFailed => (
             Reason::ProxyUpstreamFailed,
             format!(
-                "{host}: proxy {url} cannot reach {}:{} (status{status}){}",
+                "{host}: proxy {url} cannot reach {}:{} {status}{}",
                 ep.host,
                 ep.port,
                 paren(&p.error)
@@ -1065,6 +1089,10 @@ fn pull_items(ctx: &Ctx, items: &mut Vec<Item>) {
         i.finding.severity == Severity::Error && i.finding.endpoint.eq_ignore_ascii_case(&host)
     });
     let status = s.status.map(|c| format!(" {c}")).unwrap_or_default();
+    let status_paren = s
+        .status
+        .map(|c| format!(" (status {c})"))
+        .unwrap_or_default();
     let regerr = match &s.registry_error {
         Some(r) => format!(" [{}: {}]", r.code, one_line(&r.message)),
         None => String::new(),
@@ -1111,13 +1139,11 @@ fn pull_items(ctx: &Ctx, items: &mut Vec<Item>) {
         }
         PullOutcome::NotFound if step == "manifest" => vec![mk(
             Reason::ImageNotFound,
-            format!("{host}: manifest of {image} not found (status{status}){regerr}"),
+            format!("{host}: manifest of {image} not found{status_paren}{regerr}"),
         )],
         PullOutcome::NotFound => vec![mk(
             Reason::PullFailed,
-            format!(
-                "{host}: {step} request for {image} answered not found (status{status}){regerr}"
-            ),
+            format!("{host}: {step} request for {image} answered not found{status_paren}{regerr}"),
         )],
         PullOutcome::Throttled => vec![mk(
             Reason::Throttled,
@@ -1613,6 +1639,10 @@ mod tests {
             Reason::PrivateEndpointResolvesPublic,
             Severity::Error,
             &[REG, NS, PL, "public address 20.1.2.3", "not visible"],
+        );
+        assert_eq!(
+            f.message,
+            "myreg.azurecr.io: nameserver 10.0.0.4:53 answers via CNAME myreg.privatelink.azurecr.io -> x.azcr.io with public address 20.1.2.3; the private DNS zone is not visible to it"
         );
         assert_eq!(f.cause, Cause::VirtualNetworkConfiguration);
         // The API answered: the registry is reachable, but not as intended.
@@ -2170,6 +2200,19 @@ mod tests {
             &[REG, "deadline", "TCP connect"],
         );
         assert_eq!(verdict(&ev, &f), Verdict::Unreachable);
+
+        // Every step completed: the flag alone is only a warning.
+        let mut l = login();
+        l.deadline_exceeded = true;
+        let ev = evidence(vec![l]);
+        let f = diagnose(&ev);
+        check(
+            &f[0],
+            Reason::ConnectionTimedOut,
+            Severity::Warning,
+            &[REG, "deadline", "HTTP request"],
+        );
+        assert_eq!(verdict(&ev, &f), Verdict::Degraded);
 
         // Explained by a TLS timeout: no extra finding.
         let mut l = login();
