@@ -2561,7 +2561,7 @@ mod tests {
             xs[(self.next() as usize) % xs.len()]
         }
         fn chance(&mut self, n: u64) -> bool {
-            self.next() % n == 0
+            self.next().is_multiple_of(n)
         }
     }
 
@@ -2730,7 +2730,7 @@ mod tests {
         let mut ev = evidence(eps);
         ev.expect = g.pick(&[Expect::Any, Expect::Public, Expect::Private]);
         if g.chance(2) {
-            let mut st = |g: &mut Gen, host: &str| {
+            let st = |g: &mut Gen, host: &str| {
                 let mut s = step(g.pick(PULL), host);
                 if s.outcome == PullOutcome::Forbidden && g.chance(2) {
                     s.registry_error = Some(RegistryError {
