@@ -1179,6 +1179,13 @@ fn pull_items(ctx: &Ctx, items: &mut Vec<Item>) {
                 Some(fh) => endpoint_items(ctx, fh)
                     .into_iter()
                     .filter(|i| i.finding.severity == Severity::Error)
+                    // A probed endpoint of that name already explains itself.
+                    .filter(|i| {
+                        !items.iter().any(|j| {
+                            j.finding.severity == Severity::Error
+                                && j.finding.endpoint == i.finding.endpoint
+                        })
+                    })
                     .map(|mut i| {
                         i.finding.message = format!(
                             "{} (during the {step} request of the pull)",
@@ -2536,5 +2543,266 @@ mod tests {
         );
         assert_eq!(client_ip_in("client with ip"), None);
         assert_eq!(client_ip_in("é client with IP"), None);
+    }
+
+    // ---- generated evidence -----------------------------------------------------------------
+
+    /// A small deterministic generator (no external randomness: failures are reproducible).
+    struct Gen(u64);
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            self.0 >> 33
+        }
+        fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+            xs[(self.next() as usize) % xs.len()]
+        }
+        fn chance(&mut self, n: u64) -> bool {
+            self.next().is_multiple_of(n)
+        }
+    }
+
+    const DNS: &[DnsOutcome] = &[
+        DnsOutcome::Resolved,
+        DnsOutcome::Resolved,
+        DnsOutcome::Resolved,
+        DnsOutcome::NameNotFound,
+        DnsOutcome::NoAddresses,
+        DnsOutcome::ServerFailure,
+        DnsOutcome::Refused,
+        DnsOutcome::Timeout,
+        DnsOutcome::Unreachable,
+        DnsOutcome::CnameLoop,
+        DnsOutcome::Error,
+    ];
+    const TCP: &[TcpOutcome] = &[
+        TcpOutcome::Connected,
+        TcpOutcome::Connected,
+        TcpOutcome::Timeout,
+        TcpOutcome::Refused,
+        TcpOutcome::Unreachable,
+        TcpOutcome::Blocked,
+        TcpOutcome::Error,
+    ];
+    const TLS: &[TlsOutcome] = &[
+        TlsOutcome::Verified,
+        TlsOutcome::Verified,
+        TlsOutcome::ResetAfterClientHello,
+        TlsOutcome::Timeout,
+        TlsOutcome::UntrustedIssuer,
+        TlsOutcome::NameMismatch,
+        TlsOutcome::Expired,
+        TlsOutcome::Failed,
+    ];
+    const PROXY_OUT: &[ProxyOutcome] = &[
+        ProxyOutcome::Connected,
+        ProxyOutcome::Connected,
+        ProxyOutcome::Denied,
+        ProxyOutcome::AuthRequired,
+        ProxyOutcome::Eof,
+        ProxyOutcome::Unreachable,
+        ProxyOutcome::Timeout,
+        ProxyOutcome::UpstreamFailed,
+        ProxyOutcome::Failed,
+    ];
+    const PULL: &[PullOutcome] = &[
+        PullOutcome::Ok,
+        PullOutcome::Ok,
+        PullOutcome::Ok,
+        PullOutcome::Unauthorized,
+        PullOutcome::Forbidden,
+        PullOutcome::NotFound,
+        PullOutcome::Throttled,
+        PullOutcome::ServerError,
+        PullOutcome::Unreachable,
+        PullOutcome::TooManyRedirects,
+        PullOutcome::Invalid,
+        PullOutcome::Skipped,
+    ];
+    const ADDRS: &[&str] = &[
+        "20.1.2.3",
+        "10.1.0.5",
+        "127.0.0.1",
+        "2001:db8::7",
+        "fd00::5",
+    ];
+
+    fn gen_answer(g: &mut Gen, server: &str) -> DnsAnswer {
+        let outcome = g.pick(DNS);
+        let cnames: &[&str] = if g.chance(2) { &[PL] } else { &[] };
+        let addrs: Vec<&str> = if outcome == DnsOutcome::Resolved && !g.chance(10) {
+            (0..1 + g.next() % 2).map(|_| g.pick(ADDRS)).collect()
+        } else {
+            Vec::new()
+        };
+        let mut a = answer(server, outcome, cnames, &addrs);
+        if g.chance(2) {
+            a.answered_by = Some(g.pick(&["10.0.0.4:53", "10.0.0.5:53"]).into());
+        }
+        a
+    }
+
+    fn gen_endpoint(g: &mut Gen, host: &str, role: Role) -> EndpointEvidence {
+        let mut e = healthy(host, role, "20.1.2.3");
+        e.port = g.pick(&[443, 443, 5000]);
+        e.dns.system = gen_answer(g, "system");
+        e.dns.servers = (0..g.next() % 3)
+            .map(|i| {
+                gen_answer(
+                    g,
+                    ["10.0.0.4:53", "10.0.0.5:53", "168.63.129.16:53"][i as usize],
+                )
+            })
+            .collect();
+        if g.chance(3) {
+            e.route = Route {
+                proxy: Some(PROXY.into()),
+                no_proxy_match: None,
+                cidr_not_applied: if g.chance(2) {
+                    vec!["10.0.0.0/8".into()]
+                } else {
+                    Vec::new()
+                },
+            };
+            e.proxy = (!g.chance(5)).then(|| ProxyEvidence {
+                url: PROXY.into(),
+                outcome: g.pick(PROXY_OUT),
+                status: g.pick(&[None, Some(403), Some(407), Some(502)]),
+                error: None,
+                ms: 1,
+            });
+        }
+        e.tcp = (0..g.next() % 3)
+            .map(|_| {
+                tcp(
+                    &format!("{}:443", g.pick(&["20.1.2.3", "10.1.0.5"])),
+                    g.pick(TCP),
+                )
+            })
+            .collect();
+        e.tls = (!g.chance(5)).then(|| tls(g.pick(TLS)));
+        e.http = if g.chance(5) {
+            None
+        } else {
+            let mut h = http(g.pick(&[200, 200, 401, 401, 401, 403, 404, 302, 429, 500, 503]));
+            h.outcome = g.pick(&[
+                HttpOutcome::Response,
+                HttpOutcome::Response,
+                HttpOutcome::Response,
+                HttpOutcome::HeadersTimeout,
+                HttpOutcome::Closed,
+                HttpOutcome::Malformed,
+            ]);
+            if g.chance(2) {
+                h.challenge = http_ok().challenge;
+            }
+            h.challenge_malformed = g.chance(6);
+            h.distribution_api = g.chance(2);
+            if g.chance(3) {
+                h.client_ip = Some("52.10.20.30".into());
+            }
+            if g.chance(3) {
+                h.content_type = Some("text/html".into());
+            }
+            Some(h)
+        };
+        e.deadline_exceeded = g.chance(6);
+        e
+    }
+
+    fn gen_evidence(g: &mut Gen) -> Evidence {
+        let mut eps = Vec::new();
+        if !g.chance(8) {
+            eps.push(gen_endpoint(g, REG, Role::LoginServer));
+        }
+        for host in [DATA, "myreg.eastus.data.azurecr.io"]
+            .into_iter()
+            .take((g.next() % 3) as usize)
+        {
+            eps.push(gen_endpoint(g, host, Role::DataEndpoint));
+        }
+        if g.chance(3) {
+            eps.push(gen_endpoint(g, MCR, Role::Extra));
+        }
+        let mut ev = evidence(eps);
+        ev.expect = g.pick(&[Expect::Any, Expect::Public, Expect::Private]);
+        if g.chance(2) {
+            let st = |g: &mut Gen, host: &str| {
+                let mut s = step(g.pick(PULL), host);
+                if s.outcome == PullOutcome::Forbidden && g.chance(2) {
+                    s.registry_error = Some(RegistryError {
+                        code: "DENIED".into(),
+                        message: "client with IP '52.10.20.30' is not allowed access".into(),
+                    });
+                }
+                if g.chance(6) {
+                    s.host = None;
+                }
+                s
+            };
+            let mut p = pull(st(g, REG), st(g, REG), st(g, DATA));
+            if g.chance(2) {
+                p.failed_host = Some(Box::new(gen_endpoint(g, DATA, Role::DataEndpoint)));
+            }
+            ev.pull = Some(p);
+        }
+        ev
+    }
+
+    #[test]
+    fn generated_evidence_keeps_the_invariants_and_reaches_every_reason() {
+        use std::collections::HashSet;
+        let mut g = Gen(0x5eed);
+        let mut seen: HashSet<Reason> = HashSet::new();
+        for n in 0..30_000 {
+            let ev = gen_evidence(&mut g);
+            let r = report(ev.clone());
+            let f = &r.findings;
+            assert!(!f.is_empty(), "#{n}");
+            let healthy = f.iter().filter(|x| x.reason == Reason::Healthy).count();
+            assert!(healthy == 0 || f.len() == 1, "#{n}: Healthy alone: {f:?}");
+            let all_info = f.iter().all(|x| x.severity == Severity::Info);
+            assert_eq!(r.verdict == Verdict::Healthy, all_info, "#{n}: {f:?}");
+            assert!(
+                f.windows(2).all(|w| w[0].severity <= w[1].severity),
+                "#{n}: order {f:?}"
+            );
+            for x in f {
+                seen.insert(x.reason);
+                assert!(!x.message.contains('\n'), "#{n}: {}", x.message);
+                assert!(x.message.starts_with(&x.endpoint), "#{n}: {x:?}");
+                assert_eq!(x.cause, x.reason.cause());
+            }
+            // A host whose name failed to resolve gets no TCP/TLS findings.
+            for x in f.iter().filter(|x| {
+                x.severity == Severity::Error
+                    && matches!(
+                        x.reason,
+                        Reason::DNSNameNotFound
+                            | Reason::DNSServerUnreachable
+                            | Reason::DNSServerFailure
+                    )
+            }) {
+                let lower = f.iter().any(|y| {
+                    y.endpoint == x.endpoint
+                        && matches!(
+                            y.reason,
+                            Reason::ConnectionTimedOut
+                                | Reason::ConnectionRefused
+                                | Reason::HostUnreachable
+                                | Reason::TLSResetAfterClientHello
+                                | Reason::TLSHandshakeTimeout
+                                | Reason::TLSInterception
+                                | Reason::TLSCertificateInvalid
+                        )
+                });
+                assert!(!lower, "#{n}: {f:?}");
+            }
+        }
+        let missing: Vec<&Reason> = Reason::ALL.iter().filter(|r| !seen.contains(r)).collect();
+        assert!(missing.is_empty(), "never produced: {missing:?}");
     }
 }
