@@ -988,4 +988,20 @@ mod tests {
             assert!(t.contains(needle), "{needle} missing:\n{t}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn network_strings_never_break_output(text in "\\PC{0,300}|[\\x00-\\x1f\\x7f-\\u{9f}a-z ;]{0,300}") {
+            let mut report = realistic();
+            report.evidence.endpoints[0].tls.as_mut().unwrap().issuer = Some(text.clone());
+            report.evidence.endpoints[2].tcp[0].error = Some(text.clone());
+            report.findings[2].message = text.clone();
+            report.findings[0].endpoint = text.clone();
+            let t = render_table(&report, false);
+            proptest::prop_assert!(!t.chars().any(|c| c.is_control() && c != '\n'));
+            let json = to_compact_json(&report);
+            let back: Report = serde_json::from_str(&json).unwrap();
+            proptest::prop_assert_eq!(back, compact(&report));
+        }
+    }
 }
