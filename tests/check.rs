@@ -129,3 +129,950 @@ mod fixtures {
         assert_eq!(proxy.connects.lock().unwrap().len(), 1);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+use serde_json::Value;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const REGISTRY: &str = "registry.test";
+const DATA: &str = "data.test";
+
+/// `regcheck check TARGET` against the lab: its resolv.conf, no hosts file, the test CA,
+/// JSON output; `--no-proxy` unless `extra` names `--proxy`, `--timeout 5s` unless `extra`
+/// names `--timeout`.
+fn check_args(resolv: &Path, ca: &Path, target: &str, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "check",
+        target,
+        "--resolv-conf",
+        &resolv.display().to_string(),
+        "--hosts-file",
+        "/dev/null",
+        "--ca-file",
+        &ca.display().to_string(),
+        "--output",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if !extra.contains(&"--proxy") {
+        a.push("--no-proxy".into());
+    }
+    if !extra.contains(&"--timeout") {
+        a.extend(["--timeout".into(), "5s".into()]);
+    }
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// String at a JSON pointer, or `<missing>`.
+fn s(v: &Value, ptr: &str) -> String {
+    match v.pointer(ptr) {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => "<missing>".into(),
+    }
+}
+
+/// Asserts exit code, primary reason and that the primary message names every needle; returns
+/// the report.
+#[track_caller]
+fn expect_primary(run: &Run, code: i32, reason: &str, needles: &[&str]) -> Value {
+    let j = run.json();
+    assert_eq!(
+        s(&j, "/findings/0/reason"),
+        reason,
+        "primary finding\n{}",
+        run.dump()
+    );
+    assert_eq!(run.code, code, "exit code\n{}", run.dump());
+    let msg = s(&j, "/findings/0/message");
+    for n in needles {
+        assert!(
+            msg.contains(n),
+            "primary message {msg:?} does not name {n:?}\n{}",
+            run.dump()
+        );
+    }
+    assert_eq!(s(&j, "/schemaVersion"), "1");
+    j
+}
+
+#[track_caller]
+fn assert_field(j: &Value, ptr: &str, want: &str, run: &Run) {
+    assert_eq!(s(j, ptr), want, "{ptr}\n{}", run.dump());
+}
+
+#[track_caller]
+fn assert_within(run: &Run, limit: Duration) {
+    assert!(
+        run.elapsed < limit,
+        "took {:?}, more than {limit:?}\n{}",
+        run.elapsed,
+        run.dump()
+    );
+}
+
+/// A lab with the test PKI and a DNS server answering `table`.
+struct Base {
+    lab: Lab,
+    pki: Pki,
+    dns: DnsServer,
+    resolv: PathBuf,
+}
+
+fn base(table: &[(&str, Dns)]) -> Base {
+    let lab = Lab::new();
+    let pki = Pki::new(&lab);
+    let dns = lab.dns(table);
+    let resolv = lab.resolv_conf(&dns);
+    Base {
+        lab,
+        pki,
+        dns,
+        resolv,
+    }
+}
+
+impl Base {
+    fn run(&self, target: &str, extra: &[&str]) -> Run {
+        regcheck(
+            &check_args(&self.resolv, &self.pki.ca_file, target, extra),
+            None,
+        )
+    }
+}
+
+fn loopback_names() -> Vec<(&'static str, Dns)> {
+    vec![
+        (REGISTRY, Dns::A(vec![LOOPBACK])),
+        (DATA, Dns::A(vec![LOOPBACK])),
+    ]
+}
+
+/// A healthy registry (`registry.test`) and data endpoint (`data.test`) on loopback;
+/// `routes(router, registry_port, data_port)` may change the registry's routes.
+struct World {
+    b: Base,
+    reg: HttpsServer,
+    data: HttpsServer,
+}
+
+fn world_with(
+    table: &[(&str, Dns)],
+    creds: Option<(&str, &str)>,
+    routes: impl FnOnce(Router, u16, u16) -> Router,
+    data_routes: impl FnOnce(Router, u16) -> Router,
+) -> World {
+    let b = base(table);
+    let dl = b.lab.listener();
+    let dport = dl.port();
+    let data = b.lab.https(
+        dl,
+        &b.pki.leaf(&[DATA]),
+        TlsMode::Serve(data_routes(data_router(), dport)),
+    );
+    let l = b.lab.listener();
+    let port = l.port();
+    let router = routes(
+        registry_router(REGISTRY, port, DATA, dport, creds),
+        port,
+        dport,
+    );
+    let reg = b
+        .lab
+        .https(l, &b.pki.leaf(&[REGISTRY]), TlsMode::Serve(router));
+    World { b, reg, data }
+}
+
+fn world(routes: impl FnOnce(Router, u16, u16) -> Router) -> World {
+    world_with(&loopback_names(), None, routes, |r, _| r)
+}
+
+impl World {
+    fn target(&self) -> String {
+        format!("{REGISTRY}:{}", self.reg.port())
+    }
+    fn run(&self, extra: &[&str]) -> Run {
+        self.b.run(&self.target(), extra)
+    }
+}
+
+fn image() -> String {
+    format!("{REPO}:{TAG}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Healthy paths
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn healthy_registry() {
+    let w = world(|r, _, _| r);
+    let run = w.run(&[]);
+    let j = expect_primary(&run, 0, "Healthy", &[REGISTRY]);
+    assert_field(&j, "/verdict", "Healthy", &run);
+    assert_eq!(j["findings"].as_array().unwrap().len(), 1, "{}", run.dump());
+    let ep = &j["endpoints"][0];
+    assert_eq!(ep["host"], REGISTRY);
+    assert_eq!(ep["port"], w.reg.port());
+    assert_eq!(ep["role"], "LoginServer");
+    assert_eq!(ep["dns"]["system"]["outcome"], "Resolved");
+    assert_eq!(ep["dns"]["system"]["addresses"][0]["ip"], "127.0.0.1");
+    assert_eq!(ep["dns"]["system"]["answeredBy"], w.b.dns.addr.to_string());
+    assert_eq!(ep["tcp"][0]["outcome"], "Connected");
+    assert_eq!(ep["tls"]["outcome"], "Verified");
+    assert!(
+        s(ep, "/tls/issuer").contains(TRUSTED_CA_CN),
+        "{}",
+        run.dump()
+    );
+    assert_eq!(ep["http"]["outcome"], "Response");
+    assert_eq!(ep["http"]["status"], 401);
+    assert_eq!(
+        ep["http"]["challenge"]["realm"],
+        format!("https://{REGISTRY}:{}/token", w.reg.port())
+    );
+    assert!(j.get("pull").is_none(), "{}", run.dump());
+    assert_eq!(w.reg.paths(), vec!["/v2/".to_string()]);
+}
+
+#[test]
+fn healthy_pull_follows_redirect_to_data_endpoint() {
+    let w = world(|r, _, _| r);
+    let img = image();
+    let data_ep = format!("{DATA}:{}", w.data.port());
+    let run = w.run(&["--image", &img, "--data-endpoint", &data_ep]);
+    let j = expect_primary(&run, 0, "Healthy", &[REGISTRY]);
+    assert_field(&j, "/verdict", "Healthy", &run);
+    assert_eq!(j["findings"].as_array().unwrap().len(), 1, "{}", run.dump());
+    let p = &j["pull"];
+    assert_eq!(p["image"], img.as_str());
+    assert_eq!(p["token"]["outcome"], "Ok", "{}", run.dump());
+    assert_eq!(p["manifest"]["outcome"], "Ok", "{}", run.dump());
+    assert_eq!(p["blob"]["outcome"], "Ok", "{}", run.dump());
+    assert_eq!(p["blob"]["host"], DATA, "{}", run.dump());
+    let redirects: Vec<String> = p["redirects"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        redirects.contains(&data_ep),
+        "{redirects:?}\n{}",
+        run.dump()
+    );
+    // The smallest blob is the config; its digest was verified.
+    let img_data = Image::new();
+    assert_eq!(p["blobDigest"], digest(&img_data.config), "{}", run.dump());
+    assert_eq!(p["blobSize"], img_data.config.len());
+    // Both endpoints were probed and the data endpoint served the blob.
+    let roles: Vec<String> = j["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| s(e, "/role"))
+        .collect();
+    assert!(
+        roles.contains(&"DataEndpoint".to_string()),
+        "{}",
+        run.dump()
+    );
+    assert!(
+        w.data
+            .paths()
+            .iter()
+            .any(|p| p.starts_with(&format!("/blobs/{}", digest(&img_data.config)))),
+        "{:?}",
+        w.data.paths()
+    );
+    let reg_paths = w.reg.paths();
+    assert!(
+        reg_paths.iter().any(|p| p.starts_with("/token")),
+        "{reg_paths:?}"
+    );
+    assert!(
+        reg_paths.contains(&format!("/v2/{REPO}/manifests/{TAG}")),
+        "{reg_paths:?}"
+    );
+}
+
+#[test]
+fn healthy_through_allowing_proxy() {
+    let w = world(|r, _, _| r);
+    let proxy =
+        w.b.lab
+            .proxy(ProxyMode::Allow, &[(REGISTRY, LOOPBACK), (DATA, LOOPBACK)]);
+    let url = proxy.url();
+    let img = image();
+    let run = w.run(&["--proxy", &url, "--image", &img]);
+    let j = expect_primary(&run, 0, "Healthy", &[REGISTRY]);
+    let ep = &j["endpoints"][0];
+    assert_eq!(ep["proxy"]["outcome"], "Connected", "{}", run.dump());
+    assert!(
+        s(ep, "/route/proxy").contains(&proxy.addr.to_string()),
+        "{}",
+        run.dump()
+    );
+    assert_eq!(ep["tls"]["outcome"], "Verified");
+    assert_eq!(j["pull"]["blob"]["outcome"], "Ok", "{}", run.dump());
+    let connects = proxy.connects.lock().unwrap().clone();
+    assert!(connects.contains(&w.target()), "{connects:?}");
+    assert!(
+        connects.contains(&format!("{DATA}:{}", w.data.port())),
+        "{connects:?}"
+    );
+}
+
+#[test]
+fn hundreds_of_a_records_still_work() {
+    // 127.0.0.1 first (where the registry listens), then 299 more loopback addresses: the
+    // answer needs TCP after a truncated UDP reply.
+    let mut ips = vec![LOOPBACK];
+    ips.extend(
+        (1..300u32).map(|i| Ipv4Addr::new(127, 0, 1 + (i / 250) as u8, (i % 250) as u8 + 1)),
+    );
+    let w = world_with(
+        &[(REGISTRY, Dns::A(ips)), (DATA, Dns::A(vec![LOOPBACK]))],
+        None,
+        |r, _, _| r,
+        |r, _| r,
+    );
+    let run = w.run(&[]);
+    assert_within(&run, Duration::from_secs(20));
+    let j = run.json();
+    assert_ne!(run.code, 3, "{}", run.dump());
+    let ep = &j["endpoints"][0];
+    assert_eq!(ep["dns"]["system"]["outcome"], "Resolved", "{}", run.dump());
+    assert!(
+        ep["dns"]["system"]["addresses"]
+            .as_array()
+            .map_or(0, |a| a.len())
+            >= 100,
+        "{}",
+        run.dump()
+    );
+    assert_eq!(ep["tls"]["outcome"], "Verified", "{}", run.dump());
+    assert_eq!(ep["http"]["status"], 401, "{}", run.dump());
+    // A client dials the first address, which works: the registry is reachable.
+    assert_ne!(s(&j, "/verdict"), "Unreachable", "{}", run.dump());
+}
+
+// ---------------------------------------------------------------------------------------------
+// DNS
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn dns_name_not_found() {
+    let b = base(&[(DATA, Dns::A(vec![LOOPBACK]))]);
+    let run = b.run("registry.test:443", &[]);
+    let j = expect_primary(&run, 1, "DNSNameNotFound", &[REGISTRY, "NXDOMAIN"]);
+    assert_field(&j, "/verdict", "Unreachable", &run);
+    assert_field(&j, "/endpoints/0/dns/system/outcome", "NameNotFound", &run);
+    assert!(j["endpoints"][0].get("tcp").is_none(), "{}", run.dump());
+    assert!(b.dns.query_count() > 0);
+}
+
+#[test]
+fn dns_server_failure() {
+    let b = base(&[(REGISTRY, Dns::ServFail)]);
+    let run = b.run("registry.test:443", &[]);
+    let j = expect_primary(&run, 1, "DNSServerFailure", &[REGISTRY]);
+    assert_field(&j, "/endpoints/0/dns/system/outcome", "ServerFailure", &run);
+    assert_field(&j, "/verdict", "Unreachable", &run);
+}
+
+#[test]
+fn dns_refused_is_a_server_failure() {
+    let b = base(&[(REGISTRY, Dns::Refused)]);
+    let run = b.run("registry.test:443", &[]);
+    let j = expect_primary(&run, 1, "DNSServerFailure", &[REGISTRY]);
+    assert_field(&j, "/endpoints/0/dns/system/outcome", "Refused", &run);
+}
+
+#[test]
+fn dns_server_unreachable_respects_the_deadline() {
+    let b = base(&[(REGISTRY, Dns::Drop)]);
+    let run = b.run("registry.test:443", &["--timeout", "2s"]);
+    assert_within(&run, Duration::from_millis(3500));
+    let dns = b.dns.addr.to_string();
+    let j = expect_primary(&run, 1, "DNSServerUnreachable", &[REGISTRY, &dns]);
+    let outcome = s(&j, "/endpoints/0/dns/system/outcome");
+    assert!(
+        outcome == "Timeout" || outcome == "Unreachable",
+        "{outcome}\n{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn cname_loop() {
+    let b = base(&[
+        ("loop1.test", Dns::Cname("loop2.test".into())),
+        ("loop2.test", Dns::Cname("loop1.test".into())),
+    ]);
+    let run = b.run("loop1.test:443", &[]);
+    let j = expect_primary(&run, 1, "DNSServerFailure", &["loop1.test"]);
+    assert_field(&j, "/endpoints/0/dns/system/outcome", "CnameLoop", &run);
+}
+
+// ---------------------------------------------------------------------------------------------
+// TCP and TLS
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn connection_refused() {
+    let b = base(&loopback_names());
+    let port = b.lab.closed_port();
+    let run = b.run(&format!("{REGISTRY}:{port}"), &[]);
+    let addr = format!("127.0.0.1:{port}");
+    let j = expect_primary(&run, 1, "ConnectionRefused", &[REGISTRY, &addr]);
+    assert_field(&j, "/endpoints/0/tcp/0/outcome", "Refused", &run);
+    assert_field(&j, "/endpoints/0/tcp/0/address", &addr, &run);
+}
+
+#[test]
+fn tls_reset_after_client_hello() {
+    let b = base(&loopback_names());
+    let srv = b.lab.reset_after_client_hello();
+    let run = b.run(&format!("{REGISTRY}:{}", srv.port()), &[]);
+    let j = expect_primary(&run, 1, "TLSResetAfterClientHello", &[REGISTRY]);
+    assert_field(&j, "/endpoints/0/tcp/0/outcome", "Connected", &run);
+    assert_field(
+        &j,
+        "/endpoints/0/tls/outcome",
+        "ResetAfterClientHello",
+        &run,
+    );
+    assert!(srv.accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+}
+
+#[test]
+fn tls_handshake_timeout() {
+    let b = base(&loopback_names());
+    let srv = b.lab.silent();
+    let run = b.run(&format!("{REGISTRY}:{}", srv.port()), &["--timeout", "2s"]);
+    assert_within(&run, Duration::from_millis(3500));
+    let j = expect_primary(&run, 1, "TLSHandshakeTimeout", &[REGISTRY]);
+    assert_field(&j, "/endpoints/0/tcp/0/outcome", "Connected", &run);
+    assert_field(&j, "/endpoints/0/tls/outcome", "Timeout", &run);
+}
+
+#[test]
+fn tls_interception_names_the_issuer() {
+    let b = base(&loopback_names());
+    let l = b.lab.listener();
+    let port = l.port();
+    let _srv = b.lab.https(
+        l,
+        &b.pki.corp_leaf(&[REGISTRY]),
+        TlsMode::Serve(registry_router(REGISTRY, port, DATA, 1, None)),
+    );
+    let run = b.run(&format!("{REGISTRY}:{port}"), &[]);
+    let j = expect_primary(&run, 1, "TLSInterception", &[REGISTRY, CORP_CA_CN]);
+    assert_field(&j, "/endpoints/0/tls/outcome", "UntrustedIssuer", &run);
+    assert!(
+        s(&j, "/endpoints/0/tls/issuer").contains(CORP_CA_CN),
+        "{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn tls_certificate_for_another_name() {
+    let b = base(&loopback_names());
+    let l = b.lab.listener();
+    let port = l.port();
+    let _srv = b.lab.https(
+        l,
+        &b.pki.leaf(&["other.test"]),
+        TlsMode::Serve(registry_router(REGISTRY, port, DATA, 1, None)),
+    );
+    let run = b.run(&format!("{REGISTRY}:{port}"), &[]);
+    let j = expect_primary(&run, 1, "TLSCertificateInvalid", &[REGISTRY]);
+    assert_field(&j, "/endpoints/0/tls/outcome", "NameMismatch", &run);
+    assert!(
+        s(&j, "/endpoints/0/tls/subject").contains("other.test"),
+        "{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn tls_certificate_expired() {
+    let b = base(&loopback_names());
+    let l = b.lab.listener();
+    let port = l.port();
+    let _srv = b.lab.https(
+        l,
+        &b.pki.expired_leaf(&[REGISTRY]),
+        TlsMode::Serve(registry_router(REGISTRY, port, DATA, 1, None)),
+    );
+    let run = b.run(&format!("{REGISTRY}:{port}"), &[]);
+    let j = expect_primary(&run, 1, "TLSCertificateInvalid", &[REGISTRY]);
+    assert_field(&j, "/endpoints/0/tls/outcome", "Expired", &run);
+}
+
+#[test]
+fn connection_closed_right_after_tls() {
+    let b = base(&loopback_names());
+    let l = b.lab.listener();
+    let port = l.port();
+    let _srv = b
+        .lab
+        .https(l, &b.pki.leaf(&[REGISTRY]), TlsMode::CloseAfterHandshake);
+    let run = b.run(&format!("{REGISTRY}:{port}"), &[]);
+    let j = expect_primary(&run, 1, "ConnectionClosed", &[REGISTRY]);
+    assert_field(&j, "/endpoints/0/tls/outcome", "Verified", &run);
+    assert_field(&j, "/endpoints/0/http/outcome", "Closed", &run);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry API answers
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn headers_timeout() {
+    let w = world(|r, _, _| r.route("/v2/", Route::Hang));
+    let run = w.run(&["--timeout", "2s"]);
+    assert_within(&run, Duration::from_millis(3500));
+    let j = expect_primary(&run, 1, "HeadersTimeout", &[REGISTRY]);
+    assert_field(&j, "/endpoints/0/tls/outcome", "Verified", &run);
+    assert_field(&j, "/endpoints/0/http/outcome", "HeadersTimeout", &run);
+}
+
+const ACR_FIREWALL: &str = "client with IP '127.0.0.1' is not allowed access. Refer https://aka.ms/acr/firewall to grant access.";
+
+#[test]
+fn registry_denies_client_ip() {
+    let w = world(|r, _, _| r.reply("/v2/", Reply::registry_error(403, "DENIED", ACR_FIREWALL)));
+    let run = w.run(&[]);
+    let j = expect_primary(&run, 1, "RegistryDeniedClientIP", &[REGISTRY, "127.0.0.1"]);
+    assert_field(&j, "/endpoints/0/http/status", "403", &run);
+    assert_field(&j, "/endpoints/0/http/clientIp", "127.0.0.1", &run);
+    assert_field(&j, "/endpoints/0/http/registryError/code", "DENIED", &run);
+}
+
+#[test]
+fn throttled() {
+    let w = world(|r, _, _| {
+        r.reply(
+            "/v2/",
+            Reply::registry_error(429, "TOOMANYREQUESTS", "rate limit exceeded")
+                .header("Retry-After", "30"),
+        )
+    });
+    let run = w.run(&[]);
+    let j = expect_primary(&run, 1, "Throttled", &[REGISTRY, "429"]);
+    assert_field(&j, "/endpoints/0/http/status", "429", &run);
+}
+
+#[test]
+fn registry_server_error() {
+    let w = world(|r, _, _| {
+        r.reply(
+            "/v2/",
+            Reply::registry_error(500, "UNKNOWN", "internal error"),
+        )
+    });
+    let run = w.run(&[]);
+    let j = expect_primary(&run, 1, "RegistryServerError", &[REGISTRY, "500"]);
+    assert_field(&j, "/endpoints/0/http/status", "500", &run);
+}
+
+#[test]
+fn not_a_registry_html_page() {
+    let w = world(|r, _, _| {
+        r.reply(
+            "/v2/",
+            Reply::new(200)
+                .header("Content-Type", "text/html; charset=utf-8")
+                .body("<!doctype html><html><body><h1>Welcome to the captive portal</h1></body></html>"),
+        )
+    });
+    let run = w.run(&[]);
+    let j = expect_primary(&run, 1, "NotARegistry", &[REGISTRY, "200"]);
+    assert_field(&j, "/endpoints/0/http/status", "200", &run);
+    assert!(
+        s(&j, "/endpoints/0/http/contentType").contains("text/html"),
+        "{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn not_a_registry_404() {
+    let w = world(|r, _, _| {
+        r.reply(
+            "/v2/",
+            Reply::new(404)
+                .header("Content-Type", "text/plain")
+                .body("404 page not found\n"),
+        )
+    });
+    let run = w.run(&[]);
+    let j = expect_primary(&run, 1, "NotARegistry", &[REGISTRY, "404"]);
+    assert_field(&j, "/endpoints/0/http/status", "404", &run);
+}
+
+#[test]
+fn huge_v2_body_is_bounded() {
+    let huge = "<html>".to_string() + &"x".repeat(3 << 20) + "</html>";
+    let w = world(move |r, _, _| {
+        r.reply(
+            "/v2/",
+            Reply::new(200)
+                .header("Content-Type", "text/html")
+                .body(huge),
+        )
+    });
+    let run = w.run(&["--timeout", "4s"]);
+    assert_within(&run, Duration::from_millis(5500));
+    let j = expect_primary(&run, 1, "NotARegistry", &[REGISTRY]);
+    assert_field(&j, "/endpoints/0/http/status", "200", &run);
+    assert!(
+        run.stdout.len() < 64 * 1024,
+        "report of {} bytes",
+        run.stdout.len()
+    );
+}
+
+#[test]
+fn binary_v2_body_is_a_finding() {
+    let junk: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let w = world(move |r, _, _| {
+        r.reply(
+            "/v2/",
+            Reply::new(403)
+                .header("Content-Type", "application/json")
+                .body(junk),
+        )
+    });
+    let run = w.run(&[]);
+    let j = run.json();
+    assert_eq!(run.code, 1, "{}", run.dump());
+    assert_ne!(s(&j, "/findings/0/reason"), "Healthy", "{}", run.dump());
+    assert!(
+        s(&j, "/findings/0/message").contains(REGISTRY),
+        "{}",
+        run.dump()
+    );
+    assert_field(&j, "/endpoints/0/http/status", "403", &run);
+}
+
+#[test]
+fn endless_v2_body_is_bounded() {
+    let w = world(|r, _, _| r.route("/v2/", Route::Drip(200)));
+    let run = w.run(&["--timeout", "2s"]);
+    assert_within(&run, Duration::from_millis(3500));
+    let j = run.json();
+    assert_eq!(run.code, 1, "{}", run.dump());
+    assert_ne!(s(&j, "/findings/0/reason"), "Healthy", "{}", run.dump());
+}
+
+#[test]
+fn huge_response_headers_are_a_finding() {
+    let w = world(|r, _, _| r.route("/v2/", Route::HugeHeaders));
+    let run = w.run(&[]);
+    assert_within(&run, Duration::from_millis(6500));
+    let j = expect_primary(&run, 1, "NotARegistry", &[REGISTRY]);
+    assert_field(&j, "/endpoints/0/http/outcome", "Malformed", &run);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proxy
+// ---------------------------------------------------------------------------------------------
+
+fn proxy_case(mode: ProxyMode) -> (World, ProxyServer, Run) {
+    let w = world(|r, _, _| r);
+    let proxy =
+        w.b.lab
+            .proxy(mode, &[(REGISTRY, LOOPBACK), (DATA, LOOPBACK)]);
+    let url = proxy.url();
+    let run = w.run(&["--proxy", &url]);
+    (w, proxy, run)
+}
+
+#[test]
+fn proxy_denied() {
+    let (w, proxy, run) = proxy_case(ProxyMode::Deny);
+    let j = expect_primary(&run, 1, "ProxyDenied", &[REGISTRY]);
+    assert_field(&j, "/endpoints/0/proxy/outcome", "Denied", &run);
+    assert_field(&j, "/endpoints/0/proxy/status", "403", &run);
+    assert_eq!(proxy.connects.lock().unwrap()[0], w.target());
+    assert_eq!(w.reg.accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[test]
+fn proxy_auth_required() {
+    let (_w, _proxy, run) = proxy_case(ProxyMode::Auth {
+        user: "alice".into(),
+        pass: "proxy-secret".into(),
+    });
+    let j = expect_primary(&run, 1, "ProxyAuthRequired", &[REGISTRY]);
+    assert_field(&j, "/endpoints/0/proxy/outcome", "AuthRequired", &run);
+    assert_field(&j, "/endpoints/0/proxy/status", "407", &run);
+}
+
+#[test]
+fn proxy_with_credentials_in_url_gets_through() {
+    let w = world(|r, _, _| r);
+    let proxy = w.b.lab.proxy(
+        ProxyMode::Auth {
+            user: "alice".into(),
+            pass: "proxy-secret".into(),
+        },
+        &[(REGISTRY, LOOPBACK)],
+    );
+    let url = format!("http://alice:proxy-secret@{}", proxy.addr);
+    let run = w.run(&["--proxy", &url]);
+    let j = expect_primary(&run, 0, "Healthy", &[REGISTRY]);
+    assert_field(&j, "/endpoints/0/proxy/outcome", "Connected", &run);
+    assert!(!run.stdout.contains("proxy-secret"), "{}", run.dump());
+    assert!(!run.stderr.contains("proxy-secret"), "{}", run.dump());
+}
+
+#[test]
+fn proxy_connect_eof() {
+    let (_w, _proxy, run) = proxy_case(ProxyMode::Eof);
+    let j = expect_primary(&run, 1, "ProxyConnectEOF", &[REGISTRY]);
+    assert_field(&j, "/endpoints/0/proxy/outcome", "Eof", &run);
+}
+
+#[test]
+fn proxy_bad_gateway() {
+    let (_w, _proxy, run) = proxy_case(ProxyMode::BadGateway);
+    let j = expect_primary(&run, 1, "ProxyUpstreamFailed", &[REGISTRY]);
+    assert_field(&j, "/endpoints/0/proxy/outcome", "UpstreamFailed", &run);
+    assert_field(&j, "/endpoints/0/proxy/status", "502", &run);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pull (--image)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn image_not_found() {
+    let w = world(|r, _, _| r);
+    let img = format!("{REPO}:does-not-exist");
+    let run = w.run(&["--image", &img]);
+    let j = expect_primary(&run, 1, "ImageNotFound", &[REGISTRY, &img]);
+    assert_field(&j, "/pull/token/outcome", "Ok", &run);
+    assert_field(&j, "/pull/manifest/outcome", "NotFound", &run);
+    assert_field(&j, "/pull/manifest/status", "404", &run);
+}
+
+#[test]
+fn authentication_failed_does_not_leak_the_password() {
+    const PASSWORD: &str = "Wr0ng-Pa55w0rd-zq8x";
+    let w = world_with(
+        &loopback_names(),
+        Some(("alice", "right-password")),
+        |r, _, _| r,
+        |r, _| r,
+    );
+    let img = image();
+    let args = check_args(
+        &w.b.resolv,
+        &w.b.pki.ca_file,
+        &w.target(),
+        &["--image", &img, "--username", "alice", "--password-stdin"],
+    );
+    let run = regcheck(&args, Some(&format!("{PASSWORD}\n")));
+    let j = expect_primary(&run, 1, "AuthenticationFailed", &[REGISTRY]);
+    assert_field(&j, "/pull/credentials", "true", &run);
+    assert_field(&j, "/pull/token/outcome", "Unauthorized", &run);
+    assert!(
+        !run.stdout.contains(PASSWORD),
+        "password in stdout\n{}",
+        run.dump()
+    );
+    assert!(
+        !run.stderr.contains(PASSWORD),
+        "password in stderr\n{}",
+        run.dump()
+    );
+    // The credentials were actually sent to the token endpoint.
+    let sent =
+        w.reg.requests.lock().unwrap().iter().any(|r| {
+            r.path() == "/token" && r.basic_auth() == Some(("alice".into(), PASSWORD.into()))
+        });
+    assert!(sent, "{:?}", w.reg.paths());
+}
+
+#[test]
+fn right_password_pulls() {
+    let w = world_with(
+        &loopback_names(),
+        Some(("alice", "right-password")),
+        |r, _, _| r,
+        |r, _| r,
+    );
+    let img = image();
+    let args = check_args(
+        &w.b.resolv,
+        &w.b.pki.ca_file,
+        &w.target(),
+        &["--image", &img, "--username", "alice", "--password-stdin"],
+    );
+    let run = regcheck(&args, Some("right-password\n"));
+    let j = expect_primary(&run, 0, "Healthy", &[REGISTRY]);
+    assert_field(&j, "/pull/blob/outcome", "Ok", &run);
+    assert!(!run.stdout.contains("right-password"), "{}", run.dump());
+}
+
+#[test]
+fn too_many_redirects() {
+    // The data endpoint redirects the blob to itself forever.
+    let w = world_with(
+        &loopback_names(),
+        None,
+        |r, _, _| r,
+        |r, dport| {
+            r.route(
+                "/blobs/*",
+                Route::dynamic(move |req| {
+                    let n: u32 = req
+                        .target
+                        .rsplit("hop=")
+                        .next()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    Reply::new(307).header(
+                        "Location",
+                        format!("https://{DATA}:{dport}/blobs/again?hop={}", n + 1),
+                    )
+                }),
+            )
+        },
+    );
+    let img = image();
+    let run = w.run(&["--image", &img]);
+    let j = expect_primary(&run, 1, "TooManyRedirects", &[&img]);
+    assert_field(&j, "/pull/blob/outcome", "TooManyRedirects", &run);
+    // Bounded: the data endpoint saw a bounded number of requests.
+    let hops = w.data.paths().len();
+    assert!((2..=50).contains(&hops), "{hops} requests");
+}
+
+#[test]
+fn data_endpoint_refused_is_blocked() {
+    let b = base(&loopback_names());
+    let closed = b.lab.closed_port();
+    let l = b.lab.listener();
+    let port = l.port();
+    let reg = b.lab.https(
+        l,
+        &b.pki.leaf(&[REGISTRY]),
+        TlsMode::Serve(registry_router(REGISTRY, port, DATA, closed, None)),
+    );
+    let img = image();
+    let run = b.run(&format!("{REGISTRY}:{port}"), &["--image", &img]);
+    let j = expect_primary(&run, 1, "DataEndpointBlocked", &[DATA]);
+    assert_field(&j, "/findings/0/endpoint", DATA, &run);
+    assert_field(&j, "/pull/blob/outcome", "Unreachable", &run);
+    assert_field(&j, "/pull/manifest/outcome", "Ok", &run);
+    assert_field(&j, "/verdict", "Degraded", &run);
+    assert!(
+        s(&j, "/findings/0/message").contains(&format!("127.0.0.1:{closed}")),
+        "{}",
+        run.dump()
+    );
+    assert!(reg.paths().iter().any(|p| p.contains("/blobs/")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input: exit 2, the field and value named, nothing probed
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn bad_input_is_refused_before_probing() {
+    let w = world(|r, _, _| r);
+    let target = w.target();
+    let cases: Vec<(Vec<String>, &str, &str)> = vec![
+        (
+            check_args(&w.b.resolv, &w.b.pki.ca_file, "bad host!", &[]),
+            "REGISTRY",
+            "bad host!",
+        ),
+        (
+            check_args(
+                &w.b.resolv,
+                &w.b.pki.ca_file,
+                &target,
+                &["--timeout", "10x"],
+            ),
+            "--timeout",
+            "10x",
+        ),
+        (
+            check_args(
+                &w.b.resolv,
+                &w.b.pki.ca_file,
+                &target,
+                &["--dns-server", "1.2.3.4:99999"],
+            ),
+            "--dns-server",
+            "1.2.3.4:99999",
+        ),
+        (
+            check_args(
+                &w.b.resolv,
+                &w.b.pki.ca_file,
+                &target,
+                &["--region", "eastus"],
+            ),
+            "--region",
+            "eastus",
+        ),
+        (
+            check_args(
+                &w.b.resolv,
+                &w.b.pki.ca_file,
+                &target,
+                &["--image", "UPPER:tag"],
+            ),
+            "--image",
+            "UPPER:tag",
+        ),
+        (
+            check_args(
+                &w.b.resolv,
+                &w.b.pki.ca_file,
+                &target,
+                &["--ca-file", "/nonexistent"],
+            ),
+            "--ca-file",
+            "/nonexistent",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (args, field, value) in cases {
+        let run = regcheck(&args, None);
+        let ok = run.code == 2
+            && run.stderr.contains(field)
+            && run.stderr.contains(value)
+            && run.stdout.trim().is_empty();
+        if !ok {
+            failures.push(format!("[{field} {value}] {}", run.dump()));
+        }
+    }
+    assert_eq!(w.b.dns.query_count(), 0, "DNS queried on bad input");
+    assert_eq!(
+        w.reg.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "registry contacted on bad input"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
