@@ -104,6 +104,14 @@ impl Lab {
         Listener { inner: l, addr }
     }
 
+    /// A TCP listener on a given loopback address and port, if that is free.
+    pub fn listener_at(&self, ip: Ipv4Addr, port: u16) -> Option<Listener> {
+        assert!(ip.is_loopback(), "lab servers stay on loopback");
+        let l = self.rt().block_on(TcpListener::bind((ip, port))).ok()?;
+        let addr = l.local_addr().ok()?;
+        Some(Listener { inner: l, addr })
+    }
+
     /// A port on 127.0.0.1 where nothing listens (bound, then released).
     pub fn closed_port(&self) -> u16 {
         let l = std::net::TcpListener::bind((LOOPBACK, 0)).expect("bind");
