@@ -1083,3 +1083,171 @@ fn bad_input_missing_ca_file() {
         "/nonexistent",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// More resolver and pull paths
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn dead_first_nameserver_does_not_hide_a_working_second() {
+    let w = world(|r, _, _| r);
+    let dead = w.b.lab.dns(&[(REGISTRY, Dns::Drop)]);
+    let resolv = w.b.lab.write_file(
+        "two-nameservers.conf",
+        format!("nameserver {}\nnameserver {}\n", dead.addr, w.b.dns.addr),
+    );
+    let run = regcheck(
+        &check_args(&resolv, &w.b.pki.ca_file, &w.target(), &["--timeout", "4s"]),
+        None,
+    );
+    assert_within(&run, Duration::from_millis(5500));
+    let j = run.json();
+    // The name resolves through the second nameserver and the registry works...
+    assert_field(
+        &j,
+        "/endpoints/0/dns/system/answeredBy",
+        &w.b.dns.addr.to_string(),
+        &run,
+    );
+    assert_field(&j, "/endpoints/0/dns/system/outcome", "Resolved", &run);
+    assert_field(&j, "/endpoints/0/tls/outcome", "Verified", &run);
+    assert_field(&j, "/endpoints/0/http/status", "401", &run);
+    // ...but clients that ask the dead first nameserver wait for it: a warning naming it.
+    assert_eq!(run.code, 1, "{}", run.dump());
+    assert_field(&j, "/verdict", "Degraded", &run);
+    assert_field(&j, "/findings/0/severity", "Warning", &run);
+    assert!(
+        s(&j, "/findings/0/message").contains(&dead.addr.to_string()),
+        "{}",
+        run.dump()
+    );
+    assert!(
+        j["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["severity"] != "Error"),
+        "{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn nameservers_that_disagree() {
+    let w = world(|r, _, _| r);
+    let other = w.b.lab.dns(&[]); // NXDOMAIN for everything
+    let other_addr = other.addr.to_string();
+    let run = w.run(&["--dns-server", &other_addr]);
+    let j = run.json();
+    assert_eq!(run.code, 1, "{}", run.dump());
+    let differ = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["reason"] == "DNSAnswersDiffer")
+        .unwrap_or_else(|| panic!("no DNSAnswersDiffer\n{}", run.dump()));
+    assert!(
+        s(differ, "/message").contains(&other_addr),
+        "{}",
+        run.dump()
+    );
+    assert!(other.query_count() > 0);
+    let servers = j["endpoints"][0]["dns"]["servers"].as_array().unwrap();
+    assert!(
+        servers
+            .iter()
+            .any(|a| a["server"] == other_addr.as_str() && a["outcome"] == "NameNotFound"),
+        "{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn extra_host_that_does_not_resolve_degrades() {
+    let w = world(|r, _, _| r);
+    let run = w.run(&["--also", "missing.test"]);
+    let j = run.json();
+    assert_eq!(run.code, 1, "{}", run.dump());
+    assert_field(&j, "/verdict", "Degraded", &run);
+    let f = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["reason"] == "DNSNameNotFound")
+        .unwrap_or_else(|| panic!("no DNSNameNotFound\n{}", run.dump()));
+    assert!(
+        s(f, "/endpoint").starts_with("missing.test"),
+        "{}",
+        run.dump()
+    );
+    assert!(s(f, "/message").contains("missing.test"), "{}", run.dump());
+    assert_eq!(
+        j["findings"][0]["reason"],
+        "DNSNameNotFound",
+        "{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn token_endpoint_throttled() {
+    let w = world(|r, _, _| {
+        r.reply(
+            "/token",
+            Reply::registry_error(429, "TOOMANYREQUESTS", "too many requests"),
+        )
+    });
+    let img = image();
+    let run = w.run(&["--image", &img]);
+    let j = expect_primary(&run, 1, "Throttled", &[REGISTRY, &img]);
+    assert_field(&j, "/pull/token/outcome", "Throttled", &run);
+    assert_field(&j, "/pull/manifest/outcome", "Skipped", &run);
+}
+
+#[test]
+fn token_endpoint_denies_client_ip() {
+    let w = world(|r, _, _| r.reply("/token", Reply::registry_error(403, "DENIED", ACR_FIREWALL)));
+    let img = image();
+    let run = w.run(&["--image", &img]);
+    let j = expect_primary(&run, 1, "RegistryDeniedClientIP", &[REGISTRY, "127.0.0.1"]);
+    assert_field(&j, "/pull/token/outcome", "Forbidden", &run);
+}
+
+#[test]
+fn docker_config_keyed_by_host_and_port_with_wrong_credentials() {
+    // docker login stores a registry on a non-default port under "host:port".
+    const PASSWORD: &str = "d0cker-Wr0ng-9mq";
+    let w = world_with(
+        &loopback_names(),
+        Some(("alice", "right-password")),
+        |r, _, _| r,
+        |r, _| r,
+    );
+    let auth = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("alice:{PASSWORD}"))
+    };
+    let cfg = w.b.lab.write_file(
+        "config.json",
+        serde_json::json!({"auths": {(w.target()): {"auth": auth}}}).to_string(),
+    );
+    let img = image();
+    let run = w.run(&[
+        "--image",
+        &img,
+        "--docker-config",
+        &cfg.display().to_string(),
+    ]);
+    let j = expect_primary(&run, 1, "AuthenticationFailed", &[REGISTRY]);
+    assert_field(&j, "/pull/credentials", "true", &run);
+    assert!(
+        !run.stdout.contains(PASSWORD) && !run.stderr.contains(PASSWORD),
+        "{}",
+        run.dump()
+    );
+    assert!(
+        !run.stdout.contains(&auth) && !run.stderr.contains(&auth),
+        "{}",
+        run.dump()
+    );
+}
