@@ -130,7 +130,7 @@ pub fn prepare(
         .as_deref()
         .map(|i| target::parse_image(i, &registry))
         .transpose()?;
-    let credentials = credentials(input, &registry)?;
+    let credentials = credentials(input, &crate::probe::host_header(&registry, login.port))?;
     if credentials.is_some() && image.is_none() {
         return Err(InputError::new(
             "--username",

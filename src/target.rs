@@ -254,15 +254,17 @@ pub fn azure_data_endpoint(registry_host: &str, region: &str) -> Result<String, 
     if !is_azure {
         return Err(InputError::new(
             FIELD,
-            registry_host,
-            "is not an Azure registry (*.azurecr.io): --region only applies to Azure registries; use --data-endpoint",
+            region,
+            format!(
+                "only applies to Azure registries (*.azurecr.io), and {host} is not one; use --data-endpoint"
+            ),
         ));
     }
     if labels.len() != 3 {
         return Err(InputError::new(
             FIELD,
-            registry_host,
-            "is not a registry login server name (<name>.azurecr.io); give the login server as --registry",
+            region,
+            format!("needs the login server name (<name>.azurecr.io) as the registry, not {host}"),
         ));
     }
     let region_lc = region.to_ascii_lowercase();
