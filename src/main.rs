@@ -95,6 +95,11 @@ fn main() {
             std::process::exit(code);
         }
     };
+    // A bug must still end with the documented exit code for internal errors.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("regcheck: internal error: {info}");
+        std::process::exit(exit::INTERNAL);
+    }));
     // One crypto provider for the whole process.
     let _ = rustls::crypto::ring::default_provider().install_default();
     init_tracing();
