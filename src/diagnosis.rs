@@ -1,1 +1,1248 @@
-//! (in progress)
+//! Diagnosis: pure rules from [`Evidence`] to [`Finding`]s, a [`Verdict`] and the [`Report`].
+//!
+//! No I/O. Every endpoint is walked along the pull path DNS → proxy → TCP → TLS → HTTP; the
+//! first layer that fails explains the rest, so an endpoint gets at most one finding per layer
+//! and none below a layer that stopped it. The image pull (`--image`) comes last. Findings are
+//! sorted so that the primary one comes first: Error before Warning before Info, login server
+//! before data endpoints before extra hosts, then by layer.
+//!
+//! Choices worth knowing:
+//! - A proxied endpoint's local DNS failure is only a Warning when the proxy was tried: the
+//!   proxy resolves the name for proxied clients.
+//! - `ProxyOutcome::Failed` (not a valid answer to CONNECT) maps to `ProxyDenied` when the proxy
+//!   sent a 4xx status (`ProxyAuthRequired` for 407), otherwise to `ProxyConnectEOF`: the usual
+//!   cause is the same as for an EOF (wrong scheme or port, a TLS proxy spoken to in plain text).
+//! - `PrivateEndpointResolvesPublic` with `expect == Any` is a Warning while the endpoint still
+//!   works (public access may be allowed on purpose) and an Error when a lower layer fails or a
+//!   private address was expected.
+
+use crate::evidence::{
+    AddrClass, Address, DnsAnswer, DnsOutcome, EndpointEvidence, Evidence, Expect, HttpEvidence,
+    HttpOutcome, ProxyOutcome, PullEvidence, PullOutcome, PullStep, Role, TcpEvidence, TcpOutcome,
+    TlsOutcome,
+};
+use crate::findings::{Finding, Reason, Report, SCHEMA_VERSION, Severity, Verdict};
+
+/// Where on the pull path a finding sits (ordering only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Layer {
+    Dns,
+    Proxy,
+    Tcp,
+    Tls,
+    Http,
+    Pull,
+    Deadline,
+}
+
+struct Item {
+    layer: Layer,
+    finding: Finding,
+}
+
+/// Facts about the whole run that rules on single endpoints need.
+struct Ctx<'a> {
+    ev: &'a Evidence,
+    /// A login server resolves (system resolver) to a private address.
+    login_private: Option<&'a EndpointEvidence>,
+    /// A login server was reached over TCP (directly or through the proxy).
+    login_connected: Option<&'a EndpointEvidence>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(ev: &'a Evidence) -> Self {
+        let logins = || ev.endpoints.iter().filter(|e| e.role == Role::LoginServer);
+        Self {
+            ev,
+            login_private: logins().find(|e| {
+                e.dns.system.outcome == DnsOutcome::Resolved && e.dns.system.has_private_address()
+            }),
+            login_connected: logins().find(|e| e.connected()),
+        }
+    }
+}
+
+/// All findings, primary first. Never empty: one `Healthy` finding when nothing is wrong.
+pub fn diagnose(ev: &Evidence) -> Vec<Finding> {
+    let ctx = Ctx::new(ev);
+    let mut items: Vec<Item> = Vec::new();
+    for ep in &ev.endpoints {
+        items.extend(endpoint_items(&ctx, ep));
+    }
+    pull_items(&ctx, &mut items);
+
+    // Stable sort keeps evidence order within equal keys.
+    items.sort_by_key(|i| (i.finding.severity, role_rank(i.finding.role), i.layer));
+    let mut findings: Vec<Finding> = items.into_iter().map(|i| i.finding).collect();
+    if findings.is_empty() {
+        let n = ev.endpoints.len();
+        let msg = if n == 0 {
+            format!("{}: nothing failed (no endpoints were probed)", ev.registry)
+        } else {
+            format!(
+                "{}: all {n} probed endpoint(s) resolve, connect, complete TLS and answer as expected{}",
+                ev.registry,
+                if ev.pull.is_some() { "; the image pull works" } else { "" }
+            )
+        };
+        findings.push(Finding::catalogued(
+            Reason::Healthy,
+            ev.registry.clone(),
+            Some(Role::LoginServer),
+            msg,
+        ));
+    }
+    findings
+}
+
+/// Healthy when no Error/Warning finding; Unreachable when the login server's registry API
+/// could not be reached or answered with an error; Degraded otherwise.
+pub fn verdict(ev: &Evidence, findings: &[Finding]) -> Verdict {
+    if !findings.iter().any(|f| f.severity != Severity::Info) {
+        return Verdict::Healthy;
+    }
+    let login_names: Vec<String> = ev
+        .endpoints
+        .iter()
+        .filter(|e| e.role == Role::LoginServer)
+        .map(endpoint_name)
+        .collect();
+    let on_login = |f: &Finding| match f.role {
+        Some(r) => r == Role::LoginServer,
+        None => login_names.contains(&f.endpoint) || f.endpoint == ev.registry,
+    };
+    if findings
+        .iter()
+        .any(|f| f.severity == Severity::Error && on_login(f) && blocks_api(f.reason))
+    {
+        Verdict::Unreachable
+    } else {
+        Verdict::Degraded
+    }
+}
+
+/// The versioned report.
+pub fn report(ev: Evidence) -> Report {
+    let findings = diagnose(&ev);
+    let verdict = verdict(&ev, &findings);
+    Report {
+        schema_version: SCHEMA_VERSION,
+        verdict,
+        findings,
+        evidence: ev,
+    }
+}
+
+/// Reasons that, on the login server, mean its registry API is not usable from here.
+fn blocks_api(r: Reason) -> bool {
+    use Reason::*;
+    matches!(
+        r,
+        DNSNameNotFound
+            | DNSServerUnreachable
+            | DNSServerFailure
+            | ConnectionTimedOut
+            | ConnectionRefused
+            | HostUnreachable
+            | TargetAddressBlocked
+            | TLSResetAfterClientHello
+            | TLSHandshakeTimeout
+            | TLSInterception
+            | TLSCertificateInvalid
+            | HeadersTimeout
+            | ConnectionClosed
+            | RegistryDeniedClientIP
+            | RegistryForbidden
+            | RegistryChallengeInvalid
+            | NotARegistry
+            | Throttled
+            | RegistryServerError
+            | ProxyDenied
+            | ProxyAuthRequired
+            | ProxyConnectEOF
+            | ProxyUnreachable
+            | ProxyBypassMissing
+            | ProxyUpstreamFailed
+    )
+}
+
+fn role_rank(r: Option<Role>) -> u8 {
+    match r {
+        Some(Role::LoginServer) => 0,
+        Some(Role::DataEndpoint) => 1,
+        Some(Role::Extra) => 2,
+        None => 3,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formatting helpers
+
+/// `host`, or `host:port` when the port is not 443.
+fn endpoint_name(ep: &EndpointEvidence) -> String {
+    if ep.port == 443 || ep.port == 0 {
+        ep.host.clone()
+    } else {
+        format!("{}:{}", ep.host, ep.port)
+    }
+}
+
+fn one_line(s: &str) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let flat = flat.trim();
+    if flat.chars().count() > 200 {
+        let cut: String = flat.chars().take(200).collect();
+        format!("{cut}…")
+    } else {
+        flat.to_string()
+    }
+}
+
+/// ` (error text)` or nothing.
+fn paren(e: &Option<String>) -> String {
+    match e.as_deref().map(one_line) {
+        Some(e) if !e.is_empty() => format!(" ({e})"),
+        _ => String::new(),
+    }
+}
+
+fn class_word(c: AddrClass) -> &'static str {
+    match c {
+        AddrClass::Private => "private",
+        AddrClass::Public => "public",
+        AddrClass::Loopback => "loopback",
+        AddrClass::LinkLocal => "link-local",
+        AddrClass::Special => "special",
+    }
+}
+
+/// `public address 20.1.2.3`, `private addresses 10.0.0.5, 10.0.0.6`,
+/// `addresses 10.0.0.5 (private), 20.1.2.3 (public)`.
+fn addrs(a: &[Address]) -> String {
+    if a.is_empty() {
+        return "no address".into();
+    }
+    let plural = if a.len() > 1 { "addresses" } else { "address" };
+    let first = a[0].class;
+    if a.iter().all(|x| x.class == first) {
+        let list: Vec<String> = a.iter().map(|x| x.ip.to_string()).collect();
+        format!("{} {plural} {}", class_word(first), list.join(", "))
+    } else {
+        let list: Vec<String> = a
+            .iter()
+            .map(|x| format!("{} ({})", x.ip, class_word(x.class)))
+            .collect();
+        format!("{plural} {}", list.join(", "))
+    }
+}
+
+fn chain(a: &DnsAnswer) -> String {
+    if a.cnames.is_empty() {
+        String::new()
+    } else {
+        format!(" via CNAME {}", a.cnames.join(" -> "))
+    }
+}
+
+fn outcome_word(o: DnsOutcome) -> &'static str {
+    match o {
+        DnsOutcome::Resolved => "resolves",
+        DnsOutcome::NameNotFound => "NXDOMAIN",
+        DnsOutcome::NoAddresses => "no A/AAAA record",
+        DnsOutcome::ServerFailure => "SERVFAIL",
+        DnsOutcome::Refused => "REFUSED",
+        DnsOutcome::Timeout => "timeout",
+        DnsOutcome::Unreachable => "unreachable",
+        DnsOutcome::CnameLoop => "CNAME loop",
+        DnsOutcome::Error => "error",
+    }
+}
+
+fn resolved(a: &DnsAnswer) -> bool {
+    a.outcome == DnsOutcome::Resolved && !a.addresses.is_empty()
+}
+
+/// Who gave the system answer: `nameserver 10.0.0.4:53`, `the hosts file`, ...
+fn resolver(ep: &EndpointEvidence) -> String {
+    let s = &ep.dns.system;
+    if let Some(b) = s.answered_by.as_deref().filter(|b| !b.is_empty()) {
+        return format!("nameserver {b}");
+    }
+    match s.server.as_str() {
+        "hosts" => return "the hosts file".into(),
+        "system" | "" => {}
+        other => return format!("nameserver {other}"),
+    }
+    nameservers(ep).unwrap_or_else(|| "the system resolver".into())
+}
+
+/// `nameserver a` / `nameservers a, b` from the individually asked servers.
+fn nameservers(ep: &EndpointEvidence) -> Option<String> {
+    let names: Vec<&str> = ep
+        .dns
+        .servers
+        .iter()
+        .map(|a| a.server.as_str())
+        .filter(|s| !s.is_empty())
+        .collect();
+    match names.len() {
+        0 => None,
+        1 => Some(format!("nameserver {}", names[0])),
+        _ => Some(format!("nameservers {}", names.join(", "))),
+    }
+}
+
+fn server_list(answers: &[&DnsAnswer]) -> String {
+    answers
+        .iter()
+        .map(|a| a.server.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn tcp_word(o: TcpOutcome) -> &'static str {
+    match o {
+        TcpOutcome::Connected => "connected",
+        TcpOutcome::Timeout => "timed out",
+        TcpOutcome::Refused => "refused",
+        TcpOutcome::Unreachable => "unreachable",
+        TcpOutcome::Blocked => "blocked by the target policy (not dialled)",
+        TcpOutcome::Error => "failed",
+    }
+}
+
+fn tcp_list(t: &[&TcpEvidence]) -> String {
+    t.iter()
+        .map(|t| {
+            format!(
+                "{} {} after {} ms{}",
+                t.address,
+                tcp_word(t.outcome),
+                t.ms,
+                paren(&t.error)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What the TLS/HTTP exchange ran over: the connected address, or the proxy tunnel.
+fn peer(ep: &EndpointEvidence) -> String {
+    if let Some(p) = &ep.route.proxy {
+        return format!("the tunnel through proxy {p}");
+    }
+    match ep.tcp.iter().find(|t| t.outcome == TcpOutcome::Connected) {
+        Some(t) => t.address.to_string(),
+        None => match ep.dns.system.addresses.first() {
+            Some(a) => format!("{}:{}", a.ip, ep.port),
+            None => "an unknown address".into(),
+        },
+    }
+}
+
+/// The client IP in an Azure network-rule denial: `client with IP '1.2.3.4' is not allowed`.
+fn client_ip_in(message: &str) -> Option<String> {
+    let lower = message.to_ascii_lowercase();
+    let at = lower.find("client with ip")?;
+    let rest = &message[at + "client with ip".len()..];
+    let ip: String = rest
+        .trim_start()
+        .trim_start_matches(['\'', '"'])
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit() || *c == '.' || *c == ':')
+        .collect();
+    (!ip.is_empty()).then_some(ip)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoint rules
+
+struct Emit<'a> {
+    ep: &'a EndpointEvidence,
+    name: String,
+    items: Vec<Item>,
+}
+
+impl Emit<'_> {
+    fn push(&mut self, layer: Layer, reason: Reason, message: String) -> &mut Finding {
+        let f = Finding::catalogued(reason, self.name.clone(), Some(self.ep.role), message);
+        self.items.push(Item { layer, finding: f });
+        let last = self.items.len() - 1;
+        &mut self.items[last].finding
+    }
+    fn has_error(&self) -> bool {
+        self.items
+            .iter()
+            .any(|i| i.finding.severity == Severity::Error)
+    }
+}
+
+fn endpoint_items(ctx: &Ctx, ep: &EndpointEvidence) -> Vec<Item> {
+    let mut e = Emit {
+        ep,
+        name: endpoint_name(ep),
+        items: Vec::new(),
+    };
+    let go = dns_layer(ctx, &mut e)
+        && if ep.route.is_proxied() {
+            proxy_layer(&mut e)
+        } else {
+            tcp_layer(ctx, &mut e)
+        }
+        && tls_layer(&mut e);
+    if go && matches!(ep.role, Role::LoginServer | Role::Extra) {
+        http_layer(&mut e);
+    }
+    if ep.deadline_exceeded && !e.has_error() {
+        let step = last_step(ep);
+        let msg = format!(
+            "{}: the overall deadline passed before the probe finished (last step that completed: {step}); something on the path stalls",
+            e.name
+        );
+        e.push(Layer::Deadline, Reason::ConnectionTimedOut, msg);
+    }
+    // A private endpoint resolving publicly explains failures further down.
+    let lower_error = e
+        .items
+        .iter()
+        .any(|i| i.layer > Layer::Dns && i.finding.severity == Severity::Error);
+    if lower_error {
+        for i in &mut e.items {
+            if i.finding.reason == Reason::PrivateEndpointResolvesPublic {
+                i.finding.severity = Severity::Error;
+            }
+        }
+    }
+    e.items
+}
+
+fn last_step(ep: &EndpointEvidence) -> &'static str {
+    if ep.http.is_some() {
+        "HTTP request"
+    } else if ep.tls.is_some() {
+        "TLS handshake"
+    } else if ep.connected() {
+        "TCP connect"
+    } else if ep.proxy.is_some() {
+        "proxy CONNECT"
+    } else if !ep.tcp.is_empty() {
+        "TCP connect attempt"
+    } else if resolved(&ep.dns.system) {
+        "DNS lookup"
+    } else {
+        "none"
+    }
+}
+
+/// Returns whether lower layers are worth looking at.
+fn dns_layer(ctx: &Ctx, e: &mut Emit) -> bool {
+    let ep = e.ep;
+    let s = &ep.dns.system;
+    let host = e.name.clone();
+    let who = resolver(ep);
+    let proxy_tried = ep.route.is_proxied() && ep.proxy.is_some();
+
+    if !resolved(s) {
+        let others: Vec<&DnsAnswer> = ep.dns.servers.iter().filter(|a| resolved(a)).collect();
+        let hint = match others.first() {
+            Some(a) => format!(
+                "; nameserver {} does resolve it ({})",
+                a.server,
+                addrs(&a.addresses)
+            ),
+            None => String::new(),
+        };
+        let private_context = ep.role == Role::DataEndpoint
+            && (ctx.login_private.is_some() || s.has_privatelink());
+        let no_record = matches!(
+            s.outcome,
+            DnsOutcome::NameNotFound | DnsOutcome::NoAddresses | DnsOutcome::Resolved
+        );
+        let what = match s.outcome {
+            DnsOutcome::NameNotFound => "NXDOMAIN (no such host)".to_string(),
+            DnsOutcome::NoAddresses | DnsOutcome::Resolved => {
+                "NOERROR with no A/AAAA record".to_string()
+            }
+            o => outcome_word(o).to_string(),
+        };
+        let (reason, msg) = if private_context && no_record {
+            let login = match ctx.login_private {
+                Some(l) => format!(
+                    "the login server {} resolves to {}",
+                    endpoint_name(l),
+                    addrs(&l.dns.system.addresses)
+                ),
+                None => "its CNAME chain points into a privatelink zone".to_string(),
+            };
+            (
+                Reason::DataEndpointDNSMissing,
+                format!(
+                    "{host}: {who} answers {what}{}, while {login}: the private DNS zone has no record for this data endpoint{hint}",
+                    chain(s)
+                ),
+            )
+        } else {
+            match s.outcome {
+                DnsOutcome::NameNotFound => (
+                    Reason::DNSNameNotFound,
+                    format!("{host}: {who} answers {what}{}{hint}", chain(s)),
+                ),
+                DnsOutcome::NoAddresses | DnsOutcome::Resolved => (
+                    Reason::DNSNameNotFound,
+                    format!("{host}: {who} answers {what}{}{hint}", chain(s)),
+                ),
+                DnsOutcome::Timeout | DnsOutcome::Unreachable => {
+                    let servers = nameservers(ep).unwrap_or_else(|| who.clone());
+                    (
+                        Reason::DNSServerUnreachable,
+                        format!(
+                            "{host}: no answer from {servers} ({what} after {} ms){}{hint}",
+                            s.ms,
+                            paren(&s.error)
+                        ),
+                    )
+                }
+                DnsOutcome::ServerFailure | DnsOutcome::Refused => (
+                    Reason::DNSServerFailure,
+                    format!("{host}: {who} answers {what}{}{hint}", paren(&s.error)),
+                ),
+                DnsOutcome::CnameLoop | DnsOutcome::Error => (
+                    Reason::DNSServerFailure,
+                    format!(
+                        "{host}: {who} gives {what}{}{}{hint}",
+                        chain(s),
+                        paren(&s.error)
+                    ),
+                ),
+            }
+        };
+        let f = e.push(Layer::Dns, reason, msg);
+        if proxy_tried {
+            f.severity = Severity::Warning;
+            f.message
+                .push_str("; the proxy resolves it for proxied clients, direct clients fail");
+            return true;
+        }
+        return false;
+    }
+
+    let expect = ctx.ev.expect;
+    let servers = &ep.dns.servers;
+    if ep.role == Role::DataEndpoint && !s.has_private_address() && ctx.login_private.is_some() {
+        let login = ctx.login_private.map(|l| {
+            format!(
+                "{} resolves to {}",
+                endpoint_name(l),
+                addrs(&l.dns.system.addresses)
+            )
+        });
+        let msg = format!(
+            "{host}: {who} answers{} with {} while the login server {}: the private DNS zone has no record for this data endpoint, so blobs go to the public endpoint",
+            chain(s),
+            addrs(&s.addresses),
+            login.unwrap_or_default()
+        );
+        e.push(Layer::Dns, Reason::DataEndpointDNSMissing, msg);
+        return true;
+    }
+    if s.has_privatelink()
+        && !s.has_private_address()
+        && s.has_public_address()
+        && expect != Expect::Public
+    {
+        let msg = format!(
+            "{host}: {who} answers{} with {}; the private DNS zone is not visible to it",
+            chain(s),
+            addrs(&s.addresses)
+        );
+        let f = e.push(Layer::Dns, Reason::PrivateEndpointResolvesPublic, msg);
+        if expect == Expect::Any {
+            f.severity = Severity::Warning;
+        }
+        return true;
+    }
+    if expect == Expect::Private && !s.has_private_address() {
+        let private: Vec<&DnsAnswer> = servers
+            .iter()
+            .filter(|a| resolved(a) && a.has_private_address())
+            .collect();
+        if let Some(p) = private.first() {
+            let public: Vec<&DnsAnswer> = servers
+                .iter()
+                .filter(|a| resolved(a) && !a.has_private_address())
+                .collect();
+            let public_who = if public.is_empty() {
+                who.clone()
+            } else {
+                format!("nameserver(s) {}", server_list(&public))
+            };
+            let msg = format!(
+                "{host}: {public_who} answer{} with {}, while nameserver {} answers {}; the private DNS zone is not visible to {public_who}",
+                chain(s),
+                addrs(&s.addresses),
+                p.server,
+                addrs(&p.addresses)
+            );
+            e.push(Layer::Dns, Reason::PrivateEndpointResolvesPublic, msg);
+            return true;
+        }
+        if !s.has_privatelink() {
+            let msg = format!(
+                "{host}: a private address was expected, but {who} answers{} with {} and no privatelink CNAME",
+                chain(s),
+                addrs(&s.addresses)
+            );
+            e.push(Layer::Dns, Reason::PrivateEndpointNotConfigured, msg);
+            return true;
+        }
+    }
+    // Nameservers that disagree in a way that matters.
+    let ok: Vec<&DnsAnswer> = servers.iter().filter(|a| resolved(a)).collect();
+    let bad: Vec<&DnsAnswer> = servers.iter().filter(|a| !resolved(a)).collect();
+    if let (Some(good), false) = (ok.first(), bad.is_empty()) {
+        let failing: Vec<String> = bad
+            .iter()
+            .map(|a| format!("{} ({})", a.server, outcome_word(a.outcome)))
+            .collect();
+        let msg = format!(
+            "{host}: nameserver {} resolves it to {}, but nameserver(s) {} fail; clients that ask those servers cannot resolve the registry",
+            good.server,
+            addrs(&good.addresses),
+            failing.join(", ")
+        );
+        e.push(Layer::Dns, Reason::DNSAnswersDiffer, msg);
+        return true;
+    }
+    let private: Vec<&DnsAnswer> = ok
+        .iter()
+        .copied()
+        .filter(|a| a.has_private_address())
+        .collect();
+    let public: Vec<&DnsAnswer> = ok
+        .iter()
+        .copied()
+        .filter(|a| !a.has_private_address() && a.has_public_address())
+        .collect();
+    if let (Some(p), Some(q)) = (private.first(), public.first()) {
+        let msg = format!(
+            "{host}: nameserver {} answers {} but nameserver {} answers {}; clients that ask {} bypass the private endpoint (private/public split: this breaks pulls when public access is disabled)",
+            p.server,
+            addrs(&p.addresses),
+            q.server,
+            addrs(&q.addresses),
+            server_list(&public)
+        );
+        e.push(Layer::Dns, Reason::DNSAnswersDiffer, msg);
+    }
+    true
+}
+
+fn proxy_layer(e: &mut Emit) -> bool {
+    let ep = e.ep;
+    let host = e.name.clone();
+    let url = ep.route.proxy.clone().unwrap_or_default();
+    let failed_tcp: Vec<&TcpEvidence> = ep
+        .tcp
+        .iter()
+        .filter(|t| t.outcome != TcpOutcome::Connected)
+        .collect();
+    let proxy_tcp_down =
+        !ep.tcp.is_empty() && !ep.tcp.iter().any(|t| t.outcome == TcpOutcome::Connected);
+    let unreachable_msg = || {
+        let how = if failed_tcp.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", tcp_list(&failed_tcp))
+        };
+        format!("{host}: proxy {url} cannot be reached{how}")
+    };
+    let Some(p) = &ep.proxy else {
+        if proxy_tcp_down {
+            let msg = unreachable_msg();
+            e.push(Layer::Proxy, Reason::ProxyUnreachable, msg);
+            return false;
+        }
+        return true;
+    };
+    let status = p.status.map(|s| format!(" {s}")).unwrap_or_default();
+    let private = e.ep.dns.system.has_private_address();
+    let bypass_msg = |what: String| {
+        let cidr = if ep.route.cidr_not_applied.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; NO_PROXY CIDR entries {} contain the address but only match hosts written as IP literals (Go clients)",
+                ep.route.cidr_not_applied.join(", ")
+            )
+        };
+        format!(
+            "{host}: resolves to {} but is sent through proxy {url}, which {what}: NO_PROXY does not exempt the host{cidr}; add {} or .azurecr.io to NO_PROXY",
+            addrs(&ep.dns.system.addresses),
+            ep.host
+        )
+    };
+    let (reason, msg) = match p.outcome {
+        ProxyOutcome::Connected => return true,
+        ProxyOutcome::Denied => (
+            Reason::ProxyDenied,
+            format!(
+                "{host}: proxy {url} refuses CONNECT {}:{} (status{status}){}",
+                ep.host,
+                ep.port,
+                paren(&p.error)
+            ),
+        ),
+        ProxyOutcome::AuthRequired => (
+            Reason::ProxyAuthRequired,
+            format!(
+                "{host}: proxy {url} answers CONNECT {}:{} with 407 Proxy Authentication Required{}",
+                ep.host,
+                ep.port,
+                paren(&p.error)
+            ),
+        ),
+        ProxyOutcome::Eof => (
+            Reason::ProxyConnectEOF,
+            format!(
+                "{host}: proxy {url} closed the connection without answering CONNECT {}:{} (proxyconnect tcp: EOF){}",
+                ep.host,
+                ep.port,
+                paren(&p.error)
+            ),
+        ),
+        ProxyOutcome::Unreachable => (
+            Reason::ProxyUnreachable,
+            format!("{}{}", unreachable_msg(), paren(&p.error)),
+        ),
+        ProxyOutcome::Timeout if proxy_tcp_down => (
+            Reason::ProxyUnreachable,
+            format!("{}{}", unreachable_msg(), paren(&p.error)),
+        ),
+        ProxyOutcome::Timeout if private => (
+            Reason::ProxyBypassMissing,
+            bypass_msg(format!("did not answer CONNECT within {} ms", p.ms)),
+        ),
+        ProxyOutcome::Timeout => (
+            Reason::ProxyUpstreamFailed,
+            format!(
+                "{host}: proxy {url} did not answer CONNECT {}:{} within {} ms: it cannot reach the destination{}",
+                ep.host,
+                ep.port,
+                p.ms,
+                paren(&p.error)
+            ),
+        ),
+        ProxyOutcome::UpstreamFailed if private => (
+            Reason::ProxyBypassMissing,
+            bypass_msg(format!("cannot reach it (status{status})")),
+        ),
+        ProxyOutcome::UpstreamFailed => (
+            Reason::ProxyUpstreamFailed,
+            format!(
+                "{host}: proxy {url} cannot reach {}:{} (status{status}){}",
+                ep.host,
+                ep.port,
+                paren(&p.error)
+            ),
+        ),
+        ProxyOutcome::Failed => match p.status {
+            Some(407) => (
+                Reason::ProxyAuthRequired,
+                format!(
+                    "{host}: proxy {url} answers CONNECT with 407{}",
+                    paren(&p.error)
+                ),
+            ),
+            Some(s) if (400..500).contains(&s) => (
+                Reason::ProxyDenied,
+                format!(
+                    "{host}: proxy {url} refuses CONNECT {}:{} (status {s}){}",
+                    ep.host,
+                    ep.port,
+                    paren(&p.error)
+                ),
+            ),
+            _ => (
+                Reason::ProxyConnectEOF,
+                format!(
+                    "{host}: proxy {url} did not give a valid answer to CONNECT {}:{} (wrong proxy scheme or port?){}",
+                    ep.host,
+                    ep.port,
+                    paren(&p.error)
+                ),
+            ),
+        },
+    };
+    e.push(Layer::Proxy, reason, msg);
+    false
+}
+
+fn tcp_layer(ctx: &Ctx, e: &mut Emit) -> bool {
+    let ep = e.ep;
+    let host = e.name.clone();
+    let failed: Vec<&TcpEvidence> = ep
+        .tcp
+        .iter()
+        .filter(|t| t.outcome != TcpOutcome::Connected)
+        .collect();
+    let Some(first) = failed.first() else {
+        return true;
+    };
+    let connected: Vec<&TcpEvidence> = ep
+        .tcp
+        .iter()
+        .filter(|t| t.outcome == TcpOutcome::Connected)
+        .collect();
+    let any_private = failed
+        .iter()
+        .any(|t| AddrClass::of(t.address.ip()) == AddrClass::Private);
+    let reason = match first.outcome {
+        TcpOutcome::Timeout => Reason::ConnectionTimedOut,
+        TcpOutcome::Refused => Reason::ConnectionRefused,
+        TcpOutcome::Unreachable | TcpOutcome::Error | TcpOutcome::Connected => {
+            Reason::HostUnreachable
+        }
+        TcpOutcome::Blocked => Reason::TargetAddressBlocked,
+    };
+    if let Some(ok) = connected.first() {
+        let msg = format!(
+            "{host}: connected to {}, but {}; clients that try those addresses first stall or fail",
+            ok.address,
+            tcp_list(&failed)
+        );
+        e.push(Layer::Tcp, reason, msg).severity = Severity::Warning;
+        return true;
+    }
+    let login_ok = ctx
+        .login_connected
+        .filter(|_| ep.role == Role::DataEndpoint)
+        .filter(|_| {
+            matches!(
+                first.outcome,
+                TcpOutcome::Timeout | TcpOutcome::Refused | TcpOutcome::Unreachable
+            )
+        });
+    if let Some(login) = login_ok {
+        let msg = format!(
+            "{host}: TCP {}, while the login server {} connects: the firewall allows the login server but not the data endpoint",
+            tcp_list(&failed),
+            endpoint_name(login)
+        );
+        e.push(Layer::Tcp, Reason::DataEndpointBlocked, msg);
+        return false;
+    }
+    let hint = match reason {
+        Reason::ConnectionTimedOut if any_private => {
+            "; the private endpoint address is not routed from here or dropped (peering, UDR, hub firewall)"
+        }
+        Reason::ConnectionTimedOut => "; packets are dropped (NSG, route table, firewall)",
+        Reason::HostUnreachable if any_private => {
+            "; the private endpoint address is not routed from here (host is not reachable)"
+        }
+        Reason::TargetAddressBlocked => "; check the hosts file and DNS filtering for this name",
+        _ => "",
+    };
+    let msg = format!("{host}: TCP {}{hint}", tcp_list(&failed));
+    e.push(Layer::Tcp, reason, msg);
+    false
+}
+
+fn tls_layer(e: &mut Emit) -> bool {
+    let ep = e.ep;
+    let Some(t) = &ep.tls else {
+        return true;
+    };
+    let host = e.name.clone();
+    let at = peer(ep);
+    let err = paren(&t.error);
+    let subject = t.subject.as_deref().unwrap_or("unknown subject");
+    let (reason, msg) = match t.outcome {
+        TlsOutcome::Verified => return true,
+        TlsOutcome::ResetAfterClientHello => (
+            Reason::TLSResetAfterClientHello,
+            format!(
+                "{host}: connection to {at} was reset right after the TLS ClientHello (SNI {}): a firewall filtering by SNI/FQDN does not allow this host{err}",
+                ep.host
+            ),
+        ),
+        TlsOutcome::Timeout => (
+            Reason::TLSHandshakeTimeout,
+            format!(
+                "{host}: TLS handshake with {at} did not complete within {} ms (net/http: TLS handshake timeout){err}",
+                t.ms
+            ),
+        ),
+        TlsOutcome::UntrustedIssuer => (
+            Reason::TLSInterception,
+            format!(
+                "{host}: the certificate presented by {at} ('{subject}') is issued by '{}', which is not trusted (x509: certificate signed by unknown authority): TLS inspection on the path{err}",
+                t.issuer.as_deref().unwrap_or("an unknown issuer")
+            ),
+        ),
+        TlsOutcome::NameMismatch => (
+            Reason::TLSCertificateInvalid,
+            format!(
+                "{host}: the certificate presented by {at} ('{subject}', issuer '{}') is not valid for {}{err}",
+                t.issuer.as_deref().unwrap_or("unknown"),
+                ep.host
+            ),
+        ),
+        TlsOutcome::Expired => (
+            Reason::TLSCertificateInvalid,
+            format!(
+                "{host}: the certificate presented by {at} ('{subject}') is expired or not yet valid (check the node clock){err}"
+            ),
+        ),
+        TlsOutcome::Failed => (
+            Reason::TLSCertificateInvalid,
+            format!("{host}: TLS handshake with {at} failed{err}"),
+        ),
+    };
+    e.push(Layer::Tls, reason, msg);
+    false
+}
+
+fn http_is_healthy(h: &HttpEvidence) -> bool {
+    h.outcome == HttpOutcome::Response
+        && match h.status {
+            Some(401) => h.challenge.is_some() && !h.challenge_malformed,
+            Some(200) => h.distribution_api || h.content_type.is_none(),
+            _ => false,
+        }
+}
+
+fn http_layer(e: &mut Emit) {
+    let ep = e.ep;
+    let Some(h) = &ep.http else {
+        return;
+    };
+    if http_is_healthy(h) {
+        return;
+    }
+    let host = e.name.clone();
+    let at = peer(ep);
+    let err = paren(&h.error);
+    let regerr = match &h.registry_error {
+        Some(r) => format!(" [{}: {}]", r.code, one_line(&r.message)),
+        None => String::new(),
+    };
+    let what = match &h.content_type {
+        Some(ct) => format!("content type {ct}"),
+        None => "no registry headers".into(),
+    };
+    let mut code = None;
+    let (reason, msg) = match h.outcome {
+        HttpOutcome::HeadersTimeout => (
+            Reason::HeadersTimeout,
+            format!(
+                "{host}: GET /v2/ sent over {at}, but no response headers within {} ms (Client.Timeout exceeded while awaiting headers){err}",
+                h.ms
+            ),
+        ),
+        HttpOutcome::Closed => (
+            Reason::ConnectionClosed,
+            format!(
+                "{host}: {at} closed the connection after GET /v2/ without a response{err}"
+            ),
+        ),
+        HttpOutcome::Malformed => (
+            Reason::NotARegistry,
+            format!("{host}: {at} answered GET /v2/ with something that is not HTTP/1.x{err}"),
+        ),
+        HttpOutcome::Response => match h.status {
+            Some(401) if h.challenge_malformed => {
+                code = Some("CONNECTIVITY_WWW_AUTHENTICATE_ERROR");
+                (
+                    Reason::RegistryChallengeInvalid,
+                    format!(
+                        "{host}: GET /v2/ via {at} answered 401 with a WWW-Authenticate header that cannot be parsed{err}"
+                    ),
+                )
+            }
+            Some(401) => (
+                Reason::RegistryChallengeInvalid,
+                format!(
+                    "{host}: GET /v2/ via {at} answered 401 without a WWW-Authenticate challenge ({what}){regerr}"
+                ),
+            ),
+            Some(403) => {
+                let ip = h.client_ip.clone().or_else(|| {
+                    h.registry_error
+                        .as_ref()
+                        .and_then(|r| client_ip_in(&r.message))
+                });
+                match ip {
+                    Some(ip) => (
+                        Reason::RegistryDeniedClientIP,
+                        format!(
+                            "{host}: the registry denies client IP {ip} (403 DENIED by network rules); is {ip} the egress/NAT IP you expect, and is it allowed in the registry's network rules?"
+                        ),
+                    ),
+                    None => (
+                        Reason::RegistryForbidden,
+                        format!(
+                            "{host}: GET /v2/ via {at} answered 403 Forbidden{regerr}: public network access disabled or restricted"
+                        ),
+                    ),
+                }
+            }
+            Some(429) => (
+                Reason::Throttled,
+                format!("{host}: GET /v2/ via {at} answered 429 Too Many Requests{regerr}"),
+            ),
+            Some(s) if (500..600).contains(&s) => (
+                Reason::RegistryServerError,
+                format!("{host}: GET /v2/ via {at} answered {s}{regerr}{err}"),
+            ),
+            Some(s) => (
+                Reason::NotARegistry,
+                format!(
+                    "{host}: GET /v2/ via {at} answered {s} with {what}{}, not a registry API answer{regerr}",
+                    if h.distribution_api {
+                        ""
+                    } else {
+                        " and no Docker-Distribution-API-Version header"
+                    }
+                ),
+            ),
+            None => (
+                Reason::NotARegistry,
+                format!("{host}: GET /v2/ via {at} answered without a status{err}"),
+            ),
+        },
+    };
+    let f = e.push(Layer::Http, reason, msg);
+    if code.is_some() {
+        f.code = code.map(str::to_string);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pull rules
+
+fn pull_items(ctx: &Ctx, items: &mut Vec<Item>) {
+    let Some(p) = &ctx.ev.pull else {
+        return;
+    };
+    let steps: [(&str, &PullStep); 3] = [
+        ("token", &p.token),
+        ("manifest", &p.manifest),
+        ("blob", &p.blob),
+    ];
+    let Some((step, s)) = steps
+        .into_iter()
+        .find(|(_, s)| !matches!(s.outcome, PullOutcome::Ok | PullOutcome::Skipped))
+    else {
+        return;
+    };
+    let is_blob = step == "blob";
+    let host = s
+        .host
+        .clone()
+        .or_else(|| {
+            is_blob
+                .then(|| p.redirects.last().cloned())
+                .flatten()
+                .or_else(|| p.failed_host.as_ref().map(|f| endpoint_name(f)))
+        })
+        .unwrap_or_else(|| ctx.ev.registry.clone());
+    let probed = ctx
+        .ev
+        .endpoints
+        .iter()
+        .find(|e| e.host.eq_ignore_ascii_case(&host) || endpoint_name(e) == host);
+    let role = match probed {
+        Some(e) => e.role,
+        None if is_blob => Role::DataEndpoint,
+        None => Role::LoginServer,
+    };
+    let already_failing = items.iter().any(|i| {
+        i.finding.severity == Severity::Error && i.finding.endpoint.eq_ignore_ascii_case(&host)
+    });
+    let status = s.status.map(|c| format!(" {c}")).unwrap_or_default();
+    let regerr = match &s.registry_error {
+        Some(r) => format!(" [{}: {}]", r.code, one_line(&r.message)),
+        None => String::new(),
+    };
+    let err = paren(&s.error);
+    let image = &p.image;
+    let mk = |reason: Reason, msg: String| Item {
+        layer: Layer::Pull,
+        finding: Finding::catalogued(reason, host.clone(), Some(role), msg),
+    };
+    let new: Vec<Item> = match s.outcome {
+        PullOutcome::Ok | PullOutcome::Skipped => Vec::new(),
+        PullOutcome::Unauthorized => vec![mk(
+            Reason::AuthenticationFailed,
+            format!(
+                "{host}: {step} request for {image} answered 401 Unauthorized {}{regerr}",
+                if p.credentials {
+                    "with the credentials given"
+                } else {
+                    "without credentials (anonymous pull is not allowed)"
+                }
+            ),
+        )],
+        PullOutcome::Forbidden => {
+            let ip = s
+                .registry_error
+                .as_ref()
+                .filter(|r| r.code.eq_ignore_ascii_case("DENIED"))
+                .and_then(|r| client_ip_in(&r.message));
+            match ip {
+                Some(ip) => vec![mk(
+                    Reason::RegistryDeniedClientIP,
+                    format!(
+                        "{host}: {step} request for {image} denied for client IP {ip} (403 DENIED by network rules); is {ip} the egress/NAT IP you expect?"
+                    ),
+                )],
+                None => vec![mk(
+                    Reason::AuthorizationFailed,
+                    format!(
+                        "{host}: {step} request for {image} answered 403 Forbidden{regerr}: the identity may not pull this repository"
+                    ),
+                )],
+            }
+        }
+        PullOutcome::NotFound if step == "manifest" => vec![mk(
+            Reason::ImageNotFound,
+            format!("{host}: manifest of {image} not found (status{status}){regerr}"),
+        )],
+        PullOutcome::NotFound => vec![mk(
+            Reason::PullFailed,
+            format!("{host}: {step} request for {image} answered not found (status{status}){regerr}"),
+        )],
+        PullOutcome::Throttled => vec![mk(
+            Reason::Throttled,
+            format!("{host}: {step} request for {image} answered 429 Too Many Requests{regerr}"),
+        )],
+        PullOutcome::ServerError => vec![mk(
+            Reason::RegistryServerError,
+            format!("{host}: {step} request for {image} answered server error{status}{regerr}{err}"),
+        )],
+        PullOutcome::TooManyRedirects => vec![mk(
+            Reason::TooManyRedirects,
+            format!(
+                "{host}: {step} request for {image} was redirected too often ({}){err}",
+                if p.redirects.is_empty() {
+                    "no redirect hosts recorded".to_string()
+                } else {
+                    p.redirects.join(" -> ")
+                }
+            ),
+        )],
+        PullOutcome::Invalid => vec![mk(
+            Reason::PullFailed,
+            format!("{host}: {step} request for {image} got an unexpected answer{status}{regerr}{err}"),
+        )],
+        PullOutcome::Unreachable if already_failing => Vec::new(),
+        PullOutcome::Unreachable if is_blob => vec![blob_unreachable(ctx, p, &host, role, s)],
+        PullOutcome::Unreachable => {
+            let from_host: Vec<Item> = match p.failed_host.as_deref() {
+                Some(fh) => endpoint_items(ctx, fh)
+                    .into_iter()
+                    .filter(|i| i.finding.severity == Severity::Error)
+                    .map(|mut i| {
+                        i.finding.message =
+                            format!("{} (during the {step} request of the pull)", i.finding.message);
+                        i
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            if from_host.is_empty() {
+                vec![mk(
+                    Reason::PullFailed,
+                    format!("{host}: {step} request for {image} could not reach the host{err}"),
+                )]
+            } else {
+                from_host
+            }
+        }
+    };
+    for item in new {
+        let dup = items.iter().any(|i| {
+            i.finding.reason == item.finding.reason && i.finding.endpoint == item.finding.endpoint
+        });
+        if !dup {
+            items.push(item);
+        }
+    }
+}
+
+/// The blob request's redirect target could not be reached.
+fn blob_unreachable(ctx: &Ctx, p: &PullEvidence, host: &str, role: Role, s: &PullStep) -> Item {
+    let fh = p.failed_host.as_deref();
+    let err = paren(&s.error);
+    let via = if p.redirects.is_empty() {
+        String::new()
+    } else {
+        format!(" (redirected via {})", p.redirects.join(" -> "))
+    };
+    let dns_missing = fh.is_some_and(|f| {
+        matches!(
+            f.dns.system.outcome,
+            DnsOutcome::NameNotFound | DnsOutcome::NoAddresses
+        )
+    });
+    let (reason, msg) = if let (true, Some(f)) = (dns_missing, fh) {
+        let who = resolver(f);
+        let login = match ctx.login_private {
+            Some(l) => format!(
+                ", while the login server {} resolves to {}",
+                endpoint_name(l),
+                addrs(&l.dns.system.addresses)
+            ),
+            None => String::new(),
+        };
+        (
+            Reason::DataEndpointDNSMissing,
+            format!(
+                "{host}: the blob download of {} was redirected here{via}, but {who} answers {}{login}: no DNS record for this data endpoint",
+                p.image,
+                outcome_word(f.dns.system.outcome)
+            ),
+        )
+    } else {
+        let address = fh
+            .and_then(|f| {
+                let failed: Vec<&TcpEvidence> = f
+                    .tcp
+                    .iter()
+                    .filter(|t| t.outcome != TcpOutcome::Connected)
+                    .collect();
+                if !failed.is_empty() {
+                    Some(format!("TCP {}", tcp_list(&failed)))
+                } else if !f.dns.system.addresses.is_empty() {
+                    Some(format!(
+                        "it resolves to {}",
+                        addrs(&f.dns.system.addresses)
+                    ))
+                } else {
+                    None
+                }
+            })
+            .unwrap_or_else(|| "address unknown".into());
+        let login = match ctx.login_connected {
+            Some(l) => format!(
+                ", while the login server {} is reachable: the firewall allows the login server but not the data endpoint",
+                endpoint_name(l)
+            ),
+            None => String::new(),
+        };
+        (
+            Reason::DataEndpointBlocked,
+            format!(
+                "{host}: the blob download of {} was redirected here{via} but the host cannot be reached ({address}){err}{login}",
+                p.image
+            ),
+        )
+    };
+    Item {
+        layer: Layer::Pull,
+        finding: Finding::catalogued(reason, host.to_string(), Some(role), msg),
+    }
+}

@@ -54,6 +54,46 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in declaration order (for tables, docs and exhaustive tests).
+    pub const ALL: &'static [Reason] = &[
+        Self::Healthy,
+        Self::DNSNameNotFound,
+        Self::DNSServerUnreachable,
+        Self::DNSServerFailure,
+        Self::DNSAnswersDiffer,
+        Self::PrivateEndpointResolvesPublic,
+        Self::PrivateEndpointNotConfigured,
+        Self::DataEndpointDNSMissing,
+        Self::ConnectionTimedOut,
+        Self::ConnectionRefused,
+        Self::HostUnreachable,
+        Self::TargetAddressBlocked,
+        Self::TLSResetAfterClientHello,
+        Self::TLSHandshakeTimeout,
+        Self::TLSInterception,
+        Self::TLSCertificateInvalid,
+        Self::HeadersTimeout,
+        Self::ConnectionClosed,
+        Self::RegistryDeniedClientIP,
+        Self::RegistryForbidden,
+        Self::RegistryChallengeInvalid,
+        Self::NotARegistry,
+        Self::Throttled,
+        Self::RegistryServerError,
+        Self::ProxyDenied,
+        Self::ProxyAuthRequired,
+        Self::ProxyConnectEOF,
+        Self::ProxyUnreachable,
+        Self::ProxyBypassMissing,
+        Self::ProxyUpstreamFailed,
+        Self::DataEndpointBlocked,
+        Self::AuthenticationFailed,
+        Self::AuthorizationFailed,
+        Self::ImageNotFound,
+        Self::TooManyRedirects,
+        Self::PullFailed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         // serde gives the same names; this avoids allocating for labels and tables.
         match self {

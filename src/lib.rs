@@ -11,3 +11,5 @@ pub mod findings;
 pub mod output;
 pub mod proxy;
 pub mod target;
+pub mod check;
+pub mod probe;

@@ -1,3 +1,189 @@
+//! The `regcheck` binary: parses arguments and wires the library together.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use regcheck::check::{self, CheckInput, exit};
+use regcheck::output;
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "regcheck", version, about = "Finds out why this machine or cluster cannot reach its container registry")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Walk the pull path of a registry from this machine's network and diagnose what breaks.
+    Check(CheckArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Login server, e.g. myregistry.azurecr.io or registry.example.com:5000
+    registry: String,
+    /// A data endpoint that blobs are redirected to (repeatable)
+    #[arg(long = "data-endpoint", value_name = "HOST")]
+    data_endpoints: Vec<String>,
+    /// Azure region of a replica: derives <name>.<region>.data.azurecr.io (repeatable)
+    #[arg(long = "region", value_name = "REGION")]
+    regions: Vec<String>,
+    /// Another registry host to probe too, e.g. mcr.microsoft.com (repeatable)
+    #[arg(long = "also", value_name = "HOST")]
+    also: Vec<String>,
+    /// Also ask this nameserver on its own (repeatable)
+    #[arg(long = "dns-server", value_name = "IP[:PORT]")]
+    dns_servers: Vec<String>,
+    /// The resolver configuration a client on this machine uses
+    #[arg(long, value_name = "PATH", default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
+    /// The hosts file consulted before DNS
+    #[arg(long, value_name = "PATH", default_value = "/etc/hosts")]
+    hosts_file: PathBuf,
+    /// What the registry should resolve to: any, public or private (private endpoint)
+    #[arg(long, value_name = "KIND", default_value = "any")]
+    expect: String,
+    /// Proxy for HTTPS (default: HTTPS_PROXY / https_proxy, with NO_PROXY)
+    #[arg(long, value_name = "URL", conflicts_with = "no_proxy")]
+    proxy: Option<String>,
+    /// Ignore proxy settings and connect directly
+    #[arg(long)]
+    no_proxy: bool,
+    /// Extra trusted CA certificates, PEM (repeatable)
+    #[arg(long = "ca-file", value_name = "PEM")]
+    ca_files: Vec<PathBuf>,
+    /// Pull the smallest blob of this image: REPO:TAG or REPO@sha256:...
+    #[arg(long, value_name = "REPO:TAG")]
+    image: Option<String>,
+    /// User name for --image (password from standard input with --password-stdin)
+    #[arg(long, requires = "password_stdin")]
+    username: Option<String>,
+    /// Read the password for --username from standard input
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
+    /// Docker config.json (or a .dockerconfigjson Secret's content) with credentials for --image
+    #[arg(long, value_name = "PATH", conflicts_with = "username")]
+    docker_config: Option<PathBuf>,
+    /// Deadline of the whole check, e.g. 10s or 500ms
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    timeout: String,
+    /// Refuse loopback targets too, as in-cluster probes do
+    #[arg(long)]
+    strict_targets: bool,
+    /// Output format
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    output: OutputFormat,
+}
+
 fn main() {
-    println!("regcheck: under construction");
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::BAD_INPUT } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    // One crypto provider for the whole process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    init_tracing();
+    let code = match cli.command {
+        Command::Check(args) => run_check(args),
+    };
+    std::process::exit(code);
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run_check(args: CheckArgs) -> i32 {
+    let password = if args.password_stdin {
+        let mut buf = String::new();
+        if let Err(e) = std::io::stdin().take(64 * 1024).read_to_string(&mut buf) {
+            eprintln!("regcheck: --password-stdin: cannot read standard input: {e}");
+            return exit::BAD_INPUT;
+        }
+        Some(buf.trim_end_matches(['\r', '\n']).to_string())
+    } else {
+        None
+    };
+    let input = CheckInput {
+        registry: args.registry,
+        data_endpoints: args.data_endpoints,
+        regions: args.regions,
+        also: args.also,
+        dns_servers: args.dns_servers,
+        resolv_conf: args.resolv_conf,
+        hosts_file: args.hosts_file,
+        expect: args.expect,
+        proxy: args.proxy,
+        no_proxy: args.no_proxy,
+        ca_files: args.ca_files,
+        image: args.image,
+        username: args.username,
+        password,
+        docker_config: args.docker_config,
+        timeout: args.timeout,
+        strict_targets: args.strict_targets,
+    };
+    let prepared = match check::prepare(&input, |k| std::env::var(k).ok()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("regcheck: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("regcheck: cannot start the runtime: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    let interactive = std::io::stderr().is_terminal() && matches!(args.output, OutputFormat::Table);
+    let report = runtime.block_on(async {
+        let spinner = interactive.then(|| tokio::spawn(spin(prepared.registry.clone())));
+        let report = check::run(&prepared).await;
+        if let Some(s) = spinner {
+            s.abort();
+            eprint!("\r\x1b[2K");
+        }
+        report
+    });
+    let text = match args.output {
+        OutputFormat::Json => output::to_json(&report, true),
+        OutputFormat::Table => output::render_table(&report, std::io::stdout().is_terminal()),
+    };
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{text}").is_err() {
+        return exit::INTERNAL;
+    }
+    check::exit_code(&report)
+}
+
+async fn spin(registry: String) {
+    const FRAMES: [&str; 4] = ["|", "/", "-", "\\"];
+    let started = std::time::Instant::now();
+    for i in 0.. {
+        eprint!(
+            "\r{} checking {registry} … {:.1}s",
+            FRAMES[i % FRAMES.len()],
+            started.elapsed().as_secs_f64()
+        );
+        let _ = std::io::stderr().flush();
+        tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    }
 }
