@@ -50,16 +50,25 @@ pub struct PreparedCheck {
 
 fn read_file(field: &str, path: &std::path::Path, max: u64) -> Result<String, InputError> {
     let shown = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| InputError::new(field, &shown, format!("cannot be read: {e}")))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| InputError::new(field, &shown, format!("cannot be read: {e}")))?;
     if meta.len() > max {
-        return Err(InputError::new(field, &shown, format!("is larger than {max} bytes")));
+        return Err(InputError::new(
+            field,
+            &shown,
+            format!("is larger than {max} bytes"),
+        ));
     }
-    let bytes = std::fs::read(path).map_err(|e| InputError::new(field, &shown, format!("cannot be read: {e}")))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| InputError::new(field, &shown, format!("cannot be read: {e}")))?;
     String::from_utf8(bytes).map_err(|_| InputError::new(field, &shown, "is not UTF-8 text"))
 }
 
 /// Validates everything and reads the local configuration files; sends nothing.
-pub fn prepare(input: &CheckInput, env: impl Fn(&str) -> Option<String>) -> Result<PreparedCheck, InputError> {
+pub fn prepare(
+    input: &CheckInput,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<PreparedCheck, InputError> {
     let endpoints = target::plan(&PlanInput {
         registry: input.registry.clone(),
         data_endpoints: input.data_endpoints.clone(),
@@ -77,10 +86,13 @@ pub fn prepare(input: &CheckInput, env: impl Fn(&str) -> Option<String>) -> Resu
         .map(|s| target::parse_dns_server(s))
         .collect::<Result<Vec<_>, _>>()?;
     let timeout = target::parse_duration("--timeout", &input.timeout, MAX_TIMEOUT)?;
-    let expect: Expect = input
-        .expect
-        .parse()
-        .map_err(|_| InputError::new("--expect", &input.expect, "is not one of any, public, private"))?;
+    let expect: Expect = input.expect.parse().map_err(|_| {
+        InputError::new(
+            "--expect",
+            &input.expect,
+            "is not one of any, public, private",
+        )
+    })?;
     let resolv = dns::parse_resolv_conf(&read_file("--resolv-conf", &input.resolv_conf, 1 << 20)?);
     if resolv.nameservers.is_empty() && dns_servers.is_empty() {
         return Err(InputError::new(
@@ -98,15 +110,17 @@ pub fn prepare(input: &CheckInput, env: impl Fn(&str) -> Option<String>) -> Resu
         None
     } else if let Some(url) = &input.proxy {
         let no_proxy = env("NO_PROXY").or_else(|| env("no_proxy"));
-        Some(ProxyConfig::from_env(|k| match k {
-            "HTTPS_PROXY" => Some(url.clone()),
-            "NO_PROXY" => no_proxy.clone(),
-            _ => None,
-        })
-        .map_err(|mut e| {
-            e.field = "--proxy".into();
-            e
-        })?)
+        Some(
+            ProxyConfig::from_env(|k| match k {
+                "HTTPS_PROXY" => Some(url.clone()),
+                "NO_PROXY" => no_proxy.clone(),
+                _ => None,
+            })
+            .map_err(|mut e| {
+                e.field = "--proxy".into();
+                e
+            })?,
+        )
     } else {
         Some(ProxyConfig::from_env(&env)?)
     };
@@ -133,7 +147,11 @@ pub fn prepare(input: &CheckInput, env: impl Fn(&str) -> Option<String>) -> Resu
             dns_servers,
             proxy,
             trust,
-            policy: if input.strict_targets { TargetPolicy::in_cluster(vec![]) } else { TargetPolicy::cli() },
+            policy: if input.strict_targets {
+                TargetPolicy::in_cluster(vec![])
+            } else {
+                TargetPolicy::cli()
+            },
             timeout,
             expect,
             image,
@@ -146,7 +164,11 @@ fn credentials(input: &CheckInput, registry: &str) -> Result<Option<Credentials>
     match (&input.username, &input.password, &input.docker_config) {
         (Some(_), _, Some(_)) => Err(InputError::new(
             "--docker-config",
-            &input.docker_config.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            &input
+                .docker_config
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             "cannot be combined with --username",
         )),
         (Some(u), Some(p), None) => {
@@ -159,7 +181,11 @@ fn credentials(input: &CheckInput, registry: &str) -> Result<Option<Credentials>
             }))
         }
         (Some(u), None, None) => Err(InputError::new("--username", u, "needs --password-stdin")),
-        (None, Some(_), _) => Err(InputError::new("--password-stdin", "(hidden)", "needs --username")),
+        (None, Some(_), _) => Err(InputError::new(
+            "--password-stdin",
+            "(hidden)",
+            "needs --username",
+        )),
         (None, None, Some(path)) => {
             let text = read_file("--docker-config", path, 1 << 20)?;
             let creds = parse_docker_config(text.as_bytes(), registry)?;

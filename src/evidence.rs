@@ -41,7 +41,10 @@ impl AddrClass {
                     Self::Loopback
                 } else if v4.is_link_local() {
                     Self::LinkLocal
-                } else if v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast() || o[0] >= 240
+                } else if v4.is_unspecified()
+                    || v4.is_multicast()
+                    || v4.is_broadcast()
+                    || o[0] >= 240
                 {
                     Self::Special
                 } else if v4.is_private() || (o[0] == 100 && (o[1] & 0xc0) == 64) {
@@ -480,9 +483,7 @@ impl std::str::FromStr for Expect {
             "any" => Ok(Self::Any),
             "public" => Ok(Self::Public),
             "private" => Ok(Self::Private),
-            _ => Err(format!(
-                "expect: '{s}' is not one of any, public, private"
-            )),
+            _ => Err(format!("expect: '{s}' is not one of any, public, private")),
         }
     }
 }

@@ -5,11 +5,11 @@
 
 pub mod authparse;
 pub mod catalogue;
+pub mod check;
 pub mod diagnosis;
 pub mod evidence;
 pub mod findings;
 pub mod output;
+pub mod probe;
 pub mod proxy;
 pub mod target;
-pub mod check;
-pub mod probe;

@@ -68,7 +68,8 @@ pub fn parse_resolv_conf(text: &str) -> ResolvConf {
                     if let Some(v) = opt.strip_prefix("ndots:") {
                         conf.ndots = v.parse::<usize>().unwrap_or(1).min(15);
                     } else if let Some(v) = opt.strip_prefix("timeout:") {
-                        conf.timeout = Duration::from_secs(v.parse::<u64>().unwrap_or(5).clamp(1, 30));
+                        conf.timeout =
+                            Duration::from_secs(v.parse::<u64>().unwrap_or(5).clamp(1, 30));
                     } else if let Some(v) = opt.strip_prefix("attempts:") {
                         conf.attempts = v.parse::<u32>().unwrap_or(2).clamp(1, 5);
                     }
@@ -137,7 +138,12 @@ fn is_unreachable(e: &std::io::Error) -> bool {
 }
 
 /// One query over UDP, retried over TCP when the answer is truncated.
-async fn query_once(server: SocketAddr, name: &Name, rtype: RecordType, timeout: Duration) -> Reply {
+async fn query_once(
+    server: SocketAddr,
+    name: &Name,
+    rtype: RecordType,
+    timeout: Duration,
+) -> Reply {
     let query = build_query(name, rtype);
     let Ok(bytes) = query.to_vec() else {
         return Reply::Error(format!("cannot encode a query for {name}"));
@@ -256,36 +262,71 @@ struct TypeResult {
     error: Option<String>,
 }
 
-async fn resolve_type(server: SocketAddr, name: &Name, rtype: RecordType, deadline: Instant) -> TypeResult {
+async fn resolve_type(
+    server: SocketAddr,
+    name: &Name,
+    rtype: RecordType,
+    deadline: Instant,
+) -> TypeResult {
     let mut cnames = Vec::new();
     let mut qname = name.clone();
     // A few extra queries for chains an authoritative-only server leaves dangling.
     for _ in 0..4 {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return TypeResult { outcome: DnsOutcome::Timeout, cnames, addresses: vec![], error: None };
+            return TypeResult {
+                outcome: DnsOutcome::Timeout,
+                cnames,
+                addresses: vec![],
+                error: None,
+            };
         }
         let msg = match query_once(server, &qname, rtype, left).await {
             Reply::Answer(m) => m,
             Reply::Timeout => {
-                return TypeResult { outcome: DnsOutcome::Timeout, cnames, addresses: vec![], error: None };
+                return TypeResult {
+                    outcome: DnsOutcome::Timeout,
+                    cnames,
+                    addresses: vec![],
+                    error: None,
+                };
             }
             Reply::Unreachable(e) => {
-                return TypeResult { outcome: DnsOutcome::Unreachable, cnames, addresses: vec![], error: Some(e) };
+                return TypeResult {
+                    outcome: DnsOutcome::Unreachable,
+                    cnames,
+                    addresses: vec![],
+                    error: Some(e),
+                };
             }
             Reply::Error(e) => {
-                return TypeResult { outcome: DnsOutcome::Error, cnames, addresses: vec![], error: Some(e) };
+                return TypeResult {
+                    outcome: DnsOutcome::Error,
+                    cnames,
+                    addresses: vec![],
+                    error: Some(e),
+                };
             }
         };
         let ex = extract(&msg, &qname, rtype);
         for c in ex.cnames {
             if cnames.contains(&c) || cnames.len() >= MAX_CNAMES {
-                return TypeResult { outcome: DnsOutcome::CnameLoop, cnames, addresses: vec![], error: None };
+                return TypeResult {
+                    outcome: DnsOutcome::CnameLoop,
+                    cnames,
+                    addresses: vec![],
+                    error: None,
+                };
             }
             cnames.push(c);
         }
         if ex.looped {
-            return TypeResult { outcome: DnsOutcome::CnameLoop, cnames, addresses: vec![], error: None };
+            return TypeResult {
+                outcome: DnsOutcome::CnameLoop,
+                cnames,
+                addresses: vec![],
+                error: None,
+            };
         }
         let rcode = msg.metadata.response_code;
         let outcome = match rcode {
@@ -299,10 +340,22 @@ async fn resolve_type(server: SocketAddr, name: &Name, rtype: RecordType, deadli
         let error = (outcome == DnsOutcome::Error).then(|| format!("response code {rcode}"));
         match (outcome, ex.dangling) {
             (DnsOutcome::NoAddresses, Some(next)) => qname = next,
-            _ => return TypeResult { outcome, cnames, addresses: ex.addresses, error },
+            _ => {
+                return TypeResult {
+                    outcome,
+                    cnames,
+                    addresses: ex.addresses,
+                    error,
+                };
+            }
         }
     }
-    TypeResult { outcome: DnsOutcome::CnameLoop, cnames, addresses: vec![], error: None }
+    TypeResult {
+        outcome: DnsOutcome::CnameLoop,
+        cnames,
+        addresses: vec![],
+        error: None,
+    }
 }
 
 /// Resolves `host` (A and AAAA) at one nameserver. `server_label` becomes `DnsAnswer::server`.
@@ -330,13 +383,25 @@ pub async fn resolve_at(server: SocketAddr, host: &str, deadline: Instant) -> Dn
     );
     answer.ms = started.elapsed().as_millis() as u64;
     let mut addresses: Vec<IpAddr> = a.addresses.clone();
-    addresses.extend(aaaa.addresses.iter().copied().filter(|ip| !a.addresses.contains(ip)));
+    addresses.extend(
+        aaaa.addresses
+            .iter()
+            .copied()
+            .filter(|ip| !a.addresses.contains(ip)),
+    );
     addresses.truncate(MAX_ADDRESSES);
     answer.addresses = addresses.into_iter().map(Address::new).collect();
-    answer.cnames = if a.cnames.is_empty() { aaaa.cnames.clone() } else { a.cnames.clone() };
+    answer.cnames = if a.cnames.is_empty() {
+        aaaa.cnames.clone()
+    } else {
+        a.cnames.clone()
+    };
     answer.outcome = if !answer.addresses.is_empty() {
         DnsOutcome::Resolved
-    } else if a.outcome == DnsOutcome::NoAddresses && aaaa.outcome != DnsOutcome::NoAddresses && aaaa.outcome != DnsOutcome::Resolved {
+    } else if a.outcome == DnsOutcome::NoAddresses
+        && aaaa.outcome != DnsOutcome::NoAddresses
+        && aaaa.outcome != DnsOutcome::Resolved
+    {
         // A said "no data", AAAA failed outright: report the failure.
         aaaa.outcome
     } else {
@@ -374,7 +439,11 @@ pub async fn resolve_system(
             server: "hosts".into(),
             outcome: DnsOutcome::Resolved,
             cnames: vec![],
-            addresses: ips.iter().take(MAX_ADDRESSES).map(|ip| Address::new(*ip)).collect(),
+            addresses: ips
+                .iter()
+                .take(MAX_ADDRESSES)
+                .map(|ip| Address::new(*ip))
+                .collect(),
             answered_by: Some("hosts".into()),
             error: None,
             ms: 0,
@@ -409,9 +478,10 @@ pub async fn resolve_system(
                 let try_deadline = Instant::now() + per_try;
                 let ans = resolve_at(*ns, name, try_deadline).await;
                 match ans.outcome {
-                    DnsOutcome::Timeout | DnsOutcome::Unreachable | DnsOutcome::ServerFailure | DnsOutcome::Refused => {
-                        failures.push(ans)
-                    }
+                    DnsOutcome::Timeout
+                    | DnsOutcome::Unreachable
+                    | DnsOutcome::ServerFailure
+                    | DnsOutcome::Refused => failures.push(ans),
                     _ => {
                         result = Some(ans);
                         break 'servers;
@@ -425,8 +495,14 @@ pub async fn resolve_system(
                 // Every server failed: report the most telling failure.
                 let pick = failures
                     .iter()
-                    .position(|a| matches!(a.outcome, DnsOutcome::ServerFailure | DnsOutcome::Refused))
-                    .or_else(|| failures.iter().position(|a| a.outcome == DnsOutcome::Unreachable))
+                    .position(|a| {
+                        matches!(a.outcome, DnsOutcome::ServerFailure | DnsOutcome::Refused)
+                    })
+                    .or_else(|| {
+                        failures
+                            .iter()
+                            .position(|a| a.outcome == DnsOutcome::Unreachable)
+                    })
                     .unwrap_or(0);
                 let mut a = if failures.is_empty() {
                     DnsAnswer {
@@ -446,7 +522,10 @@ pub async fn resolve_system(
                 a.error = Some(format!(
                     "no usable answer from {}{}",
                     servers.join(", "),
-                    a.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                    a.error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
                 ));
                 a.server = "system".into();
                 a.ms = started.elapsed().as_millis() as u64;
@@ -500,7 +579,10 @@ mod tests {
                 "[::1]:53".parse().unwrap()
             ]
         );
-        assert_eq!(conf.search, vec!["default.svc.cluster.local", "svc.cluster.local"]);
+        assert_eq!(
+            conf.search,
+            vec!["default.svc.cluster.local", "svc.cluster.local"]
+        );
         assert_eq!(conf.ndots, 5);
         assert_eq!(conf.timeout, Duration::from_secs(2));
         assert_eq!(conf.attempts, 3);
@@ -516,21 +598,35 @@ mod tests {
 
     #[test]
     fn hosts_parsing() {
-        let hosts = parse_hosts("127.0.0.1 localhost\n10.1.2.3 MyReg.azurecr.io alias # x\nnot-an-ip foo\n");
-        assert_eq!(hosts["myreg.azurecr.io"], vec!["10.1.2.3".parse::<IpAddr>().unwrap()]);
+        let hosts = parse_hosts(
+            "127.0.0.1 localhost\n10.1.2.3 MyReg.azurecr.io alias # x\nnot-an-ip foo\n",
+        );
+        assert_eq!(
+            hosts["myreg.azurecr.io"],
+            vec!["10.1.2.3".parse::<IpAddr>().unwrap()]
+        );
         assert_eq!(hosts["alias"].len(), 1);
         assert!(!hosts.contains_key("foo"));
     }
 
     #[test]
     fn candidates_follow_ndots() {
-        let pod = parse_resolv_conf("nameserver 10.96.0.10\nsearch ns.svc.cluster.local cluster.local\noptions ndots:5\n");
+        let pod = parse_resolv_conf(
+            "nameserver 10.96.0.10\nsearch ns.svc.cluster.local cluster.local\noptions ndots:5\n",
+        );
         assert_eq!(
             candidate_names("myreg.azurecr.io", &pod),
-            vec!["myreg.azurecr.io.ns.svc.cluster.local", "myreg.azurecr.io.cluster.local", "myreg.azurecr.io"]
+            vec![
+                "myreg.azurecr.io.ns.svc.cluster.local",
+                "myreg.azurecr.io.cluster.local",
+                "myreg.azurecr.io"
+            ]
         );
         let node = parse_resolv_conf("nameserver 10.0.0.4\nsearch corp.example\n");
-        assert_eq!(candidate_names("myreg.azurecr.io.", &node)[0], "myreg.azurecr.io");
+        assert_eq!(
+            candidate_names("myreg.azurecr.io.", &node)[0],
+            "myreg.azurecr.io"
+        );
     }
 
     fn response(q: &str, records: &[(&str, RData)]) -> (Message, Name) {
@@ -552,9 +648,20 @@ mod tests {
         let (msg, q) = response(
             "r.azurecr.io.",
             &[
-                ("r.azurecr.io.", RData::CNAME(CNAME(Name::from_ascii("r.privatelink.azurecr.io.").unwrap()))),
-                ("r.privatelink.azurecr.io.", RData::A(A("10.0.0.5".parse().unwrap()))),
-                ("other.example.", RData::A(A("203.0.113.9".parse().unwrap()))),
+                (
+                    "r.azurecr.io.",
+                    RData::CNAME(CNAME(
+                        Name::from_ascii("r.privatelink.azurecr.io.").unwrap(),
+                    )),
+                ),
+                (
+                    "r.privatelink.azurecr.io.",
+                    RData::A(A("10.0.0.5".parse().unwrap())),
+                ),
+                (
+                    "other.example.",
+                    RData::A(A("203.0.113.9".parse().unwrap())),
+                ),
             ],
         );
         let ex = extract(&msg, &q, RecordType::A);
@@ -569,14 +676,23 @@ mod tests {
         let (msg, q) = response(
             "a.example.",
             &[
-                ("a.example.", RData::CNAME(CNAME(Name::from_ascii("b.example.").unwrap()))),
-                ("b.example.", RData::CNAME(CNAME(Name::from_ascii("a.example.").unwrap()))),
+                (
+                    "a.example.",
+                    RData::CNAME(CNAME(Name::from_ascii("b.example.").unwrap())),
+                ),
+                (
+                    "b.example.",
+                    RData::CNAME(CNAME(Name::from_ascii("a.example.").unwrap())),
+                ),
             ],
         );
         assert!(extract(&msg, &q, RecordType::A).looped);
         let (msg, q) = response(
             "a.example.",
-            &[("a.example.", RData::CNAME(CNAME(Name::from_ascii("c.example.").unwrap())))],
+            &[(
+                "a.example.",
+                RData::CNAME(CNAME(Name::from_ascii("c.example.").unwrap())),
+            )],
         );
         let ex = extract(&msg, &q, RecordType::A);
         assert_eq!(ex.dangling, Some(Name::from_ascii("c.example.").unwrap()));

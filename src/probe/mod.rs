@@ -8,8 +8,8 @@ pub mod pull;
 
 use crate::authparse::Credentials;
 use crate::evidence::{
-    AddrClass, DnsAnswer, DnsEvidence, DnsOutcome, EndpointEvidence, Evidence, Expect, ProxyEvidence, ProxyOutcome,
-    Role, Route, TcpEvidence, TcpOutcome,
+    AddrClass, DnsAnswer, DnsEvidence, DnsOutcome, EndpointEvidence, Evidence, Expect,
+    ProxyEvidence, ProxyOutcome, Role, Route, TcpEvidence, TcpOutcome,
 };
 use crate::proxy::{ProxyConfig, ProxyScheme, ProxyUrl};
 use crate::target::{Endpoint, ImageRef};
@@ -49,9 +49,15 @@ impl TargetPolicy {
     pub fn check(&self, ip: IpAddr) -> Result<(), &'static str> {
         let class = AddrClass::of(ip);
         match class {
-            AddrClass::LinkLocal => Err("link-local addresses (including the cloud metadata service 169.254.169.254) are never probed"),
-            AddrClass::Special => Err("unspecified, multicast and reserved addresses are never probed"),
-            AddrClass::Loopback if !self.allow_loopback => Err("loopback addresses are not probed from inside the cluster"),
+            AddrClass::LinkLocal => Err(
+                "link-local addresses (including the cloud metadata service 169.254.169.254) are never probed",
+            ),
+            AddrClass::Special => {
+                Err("unspecified, multicast and reserved addresses are never probed")
+            }
+            AddrClass::Loopback if !self.allow_loopback => {
+                Err("loopback addresses are not probed from inside the cluster")
+            }
             _ if ip == IpAddr::V4(AZURE_PLATFORM_IP) => {
                 Err("the Azure platform address 168.63.129.16 is only used for DNS")
             }
@@ -121,8 +127,17 @@ fn individual_servers(config: &ProbeConfig) -> Vec<SocketAddr> {
 }
 
 /// DNS evidence of one host: the system resolver plus each nameserver on its own.
-pub async fn dns_evidence(host: &str, config: &ProbeConfig, budget: &Budget, individually: bool) -> DnsEvidence {
-    if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+pub async fn dns_evidence(
+    host: &str,
+    config: &ProbeConfig,
+    budget: &Budget,
+    individually: bool,
+) -> DnsEvidence {
+    if let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
         return DnsEvidence {
             system: DnsAnswer {
                 server: "literal".into(),
@@ -137,7 +152,11 @@ pub async fn dns_evidence(host: &str, config: &ProbeConfig, budget: &Budget, ind
         };
     }
     let deadline = budget.dns_deadline();
-    let servers = if individually { individual_servers(config) } else { Vec::new() };
+    let servers = if individually {
+        individual_servers(config)
+    } else {
+        Vec::new()
+    };
     let system = dns::resolve_system(host, &config.resolv, &config.hosts, deadline);
     let each = join_all(servers.iter().map(|s| dns::resolve_at(*s, host, deadline)));
     let (system, mut each) = tokio::join!(system, each);
@@ -145,7 +164,10 @@ pub async fn dns_evidence(host: &str, config: &ProbeConfig, budget: &Budget, ind
     if each.len() == 1 && config.dns_servers.is_empty() {
         each.clear();
     }
-    DnsEvidence { system, servers: each }
+    DnsEvidence {
+        system,
+        servers: each,
+    }
 }
 
 /// The outcome of connecting to one host: evidence so far and, on success, a verified TLS stream.
@@ -154,12 +176,21 @@ pub struct Connected {
     pub stream: Option<BoxIo>,
 }
 
-fn route_for(config: &ProbeConfig, host: &str, port: u16, addresses: &[IpAddr]) -> (Route, Option<ProxyUrl>) {
+fn route_for(
+    config: &ProbeConfig,
+    host: &str,
+    port: u16,
+    addresses: &[IpAddr],
+) -> (Route, Option<ProxyUrl>) {
     match &config.proxy {
         None => (Route::direct(), None),
         Some(p) => {
             let route = p.route(host, port, addresses);
-            let url = if route.is_proxied() { p.https_proxy_for(host, port).cloned() } else { None };
+            let url = if route.is_proxied() {
+                p.https_proxy_for(host, port).cloned()
+            } else {
+                None
+            };
             (route, url)
         }
     }
@@ -194,11 +225,17 @@ pub async fn connect(
         None => connect_direct(&mut ev, &addresses, config, budget).await,
     };
     let Some(stream) = stream else {
-        return Connected { evidence: ev, stream: None };
+        return Connected {
+            evidence: ev,
+            stream: None,
+        };
     };
     let (tls, stream) = net::tls_handshake(stream, host, &config.trust, budget.phase(0.3)).await;
     ev.tls = Some(tls);
-    Connected { evidence: ev, stream }
+    Connected {
+        evidence: ev,
+        stream,
+    }
 }
 
 /// Most addresses dialled per endpoint.
@@ -261,10 +298,21 @@ async fn connect_via_proxy(
         ms: started.elapsed().as_millis() as u64,
     };
     // The proxy's own address, through the system resolver.
-    let proxy_ips: Vec<IpAddr> = match proxy.host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+    let proxy_ips: Vec<IpAddr> = match proxy
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
         Ok(ip) => vec![ip],
         Err(_) => {
-            let ans = dns::resolve_system(&proxy.host, &config.resolv, &config.hosts, budget.dns_deadline()).await;
+            let ans = dns::resolve_system(
+                &proxy.host,
+                &config.resolv,
+                &config.hosts,
+                budget.dns_deadline(),
+            )
+            .await;
             if ans.addresses.is_empty() {
                 ev.proxy = Some(unreachable(format!(
                     "proxy host {} does not resolve ({:?})",
@@ -292,7 +340,9 @@ async fn connect_via_proxy(
     let timeout = budget.phase(0.3);
     let (pev, tunnel): (ProxyEvidence, Option<BoxIo>) = match proxy.scheme {
         ProxyScheme::Http => {
-            let (p, s) = net::proxy_connect(stream, &label, &ev.host, ev.port, auth.as_deref(), timeout).await;
+            let (p, s) =
+                net::proxy_connect(stream, &label, &ev.host, ev.port, auth.as_deref(), timeout)
+                    .await;
             (p, s.map(|s| Box::new(s) as BoxIo))
         }
         ProxyScheme::Https => {
@@ -313,7 +363,9 @@ async fn connect_via_proxy(
                     None,
                 ),
                 Some(s) => {
-                    let (p, s) = net::proxy_connect(s, &label, &ev.host, ev.port, auth.as_deref(), timeout).await;
+                    let (p, s) =
+                        net::proxy_connect(s, &label, &ev.host, ev.port, auth.as_deref(), timeout)
+                            .await;
                     (p, s.map(|s| Box::new(s) as BoxIo))
                 }
             }
@@ -324,15 +376,33 @@ async fn connect_via_proxy(
 }
 
 /// Probes one planned endpoint: DNS, route, TCP, TLS and (for registries) `GET /v2/`.
-pub async fn probe_endpoint(ep: &Endpoint, config: &ProbeConfig, budget: &Budget) -> EndpointEvidence {
-    let Connected { mut evidence, stream } = connect(&ep.host, ep.port, ep.role, config, budget, true).await;
+pub async fn probe_endpoint(
+    ep: &Endpoint,
+    config: &ProbeConfig,
+    budget: &Budget,
+) -> EndpointEvidence {
+    let Connected {
+        mut evidence,
+        stream,
+    } = connect(&ep.host, ep.port, ep.role, config, budget, true).await;
     if let Some(stream) = stream
         && ep.role != Role::DataEndpoint
     {
         let started = Instant::now();
         let host_header = host_header(&ep.host, ep.port);
-        let result = net::http_get(stream, &host_header, "/v2/", &[], budget.phase(0.3), net::MAX_BODY).await;
-        evidence.http = Some(net::v2_evidence(result, started.elapsed().as_millis() as u64));
+        let result = net::http_get(
+            stream,
+            &host_header,
+            "/v2/",
+            &[],
+            budget.phase(0.3),
+            net::MAX_BODY,
+        )
+        .await;
+        evidence.http = Some(net::v2_evidence(
+            result,
+            started.elapsed().as_millis() as u64,
+        ));
     }
     evidence.deadline_exceeded = Instant::now() >= budget.deadline;
     evidence
@@ -340,23 +410,39 @@ pub async fn probe_endpoint(ep: &Endpoint, config: &ProbeConfig, budget: &Budget
 
 /// `Host:` header value for `host:port`.
 pub fn host_header(host: &str, port: u16) -> String {
-    let h = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
-    if port == 443 { h } else { format!("{h}:{port}") }
+    let h = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    if port == 443 {
+        h
+    } else {
+        format!("{h}:{port}")
+    }
 }
 
 /// Runs the whole check: every endpoint concurrently, and the pull (`--image`) beside them.
 pub async fn run(registry: &str, endpoints: &[Endpoint], config: &ProbeConfig) -> Evidence {
     let budget = Budget::new(config.timeout);
-    let probes = join_all(endpoints.iter().map(|ep| probe_endpoint(ep, config, &budget)));
+    let probes = join_all(
+        endpoints
+            .iter()
+            .map(|ep| probe_endpoint(ep, config, &budget)),
+    );
     let pull = async {
-        match (&config.image, endpoints.iter().find(|e| e.role == Role::LoginServer)) {
+        match (
+            &config.image,
+            endpoints.iter().find(|e| e.role == Role::LoginServer),
+        ) {
             (Some(image), Some(login)) => Some(pull::pull(login, image, config, &budget).await),
             _ => None,
         }
     };
     // Safety net: every step is bounded by the budget; this only catches a bug.
     let grace = Duration::from_millis(500);
-    let joined = tokio::time::timeout(config.timeout + grace, async { tokio::join!(probes, pull) }).await;
+    let joined =
+        tokio::time::timeout(config.timeout + grace, async { tokio::join!(probes, pull) }).await;
     let (endpoints_ev, pull_ev) = match joined {
         Ok(x) => x,
         Err(_) => (

@@ -51,13 +51,15 @@ fn short(e: impl std::fmt::Display) -> String {
 pub fn tcp_outcome(e: &std::io::Error) -> TcpOutcome {
     match e.kind() {
         ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset => TcpOutcome::Refused,
-        ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable | ErrorKind::AddrNotAvailable => {
-            TcpOutcome::Unreachable
-        }
+        ErrorKind::HostUnreachable
+        | ErrorKind::NetworkUnreachable
+        | ErrorKind::AddrNotAvailable => TcpOutcome::Unreachable,
         ErrorKind::TimedOut => TcpOutcome::Timeout,
         _ => match e.raw_os_error() {
             // EHOSTUNREACH, ENETUNREACH, EHOSTDOWN, ENETDOWN, EACCES/EPERM (ICMP admin-prohibited)
-            Some(113) | Some(101) | Some(112) | Some(100) | Some(13) | Some(1) => TcpOutcome::Unreachable,
+            Some(113) | Some(101) | Some(112) | Some(100) | Some(13) | Some(1) => {
+                TcpOutcome::Unreachable
+            }
             Some(110) => TcpOutcome::Timeout,
             Some(111) | Some(104) => TcpOutcome::Refused,
             _ => TcpOutcome::Error,
@@ -113,7 +115,11 @@ impl<S> Counting<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counting<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
@@ -123,7 +129,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counting<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -225,15 +235,20 @@ impl Trust {
         for path in ca_files {
             let field = "--ca-file";
             let shown = path.display().to_string();
-            let data = std::fs::read(path)
-                .map_err(|e| crate::target::InputError::new(field, &shown, &format!("cannot be read: {e}")))?;
+            let data = std::fs::read(path).map_err(|e| {
+                crate::target::InputError::new(field, &shown, format!("cannot be read: {e}"))
+            })?;
             let mut added = 0;
             for item in rustls_pemfile::certs(&mut data.as_slice()) {
                 let cert = item.map_err(|e| {
-                    crate::target::InputError::new(field, &shown, &format!("is not valid PEM: {e}"))
+                    crate::target::InputError::new(field, &shown, format!("is not valid PEM: {e}"))
                 })?;
                 roots.add(cert).map_err(|e| {
-                    crate::target::InputError::new(field, &shown, &format!("holds a certificate that cannot be used: {e}"))
+                    crate::target::InputError::new(
+                        field,
+                        &shown,
+                        format!("holds a certificate that cannot be used: {e}"),
+                    )
                 })?;
                 added += 1;
             }
@@ -245,18 +260,25 @@ impl Trust {
                 ));
             }
         }
-        Ok(Self { roots: Arc::new(roots) })
+        Ok(Self {
+            roots: Arc::new(roots),
+        })
     }
 
     pub fn from_roots(roots: RootCertStore) -> Self {
-        Self { roots: Arc::new(roots) }
+        Self {
+            roots: Arc::new(roots),
+        }
     }
 
     fn client_config(&self, seen: Arc<Mutex<SeenCert>>) -> Result<rustls::ClientConfig, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(self.roots.clone(), provider.clone())
-            .build()
-            .map_err(short)?;
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            self.roots.clone(),
+            provider.clone(),
+        )
+        .build()
+        .map_err(short)?;
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(short)?
@@ -273,9 +295,8 @@ fn classify_tls_error(e: &std::io::Error, server_bytes: u64) -> TlsOutcome {
         return match err {
             rustls::Error::InvalidCertificate(ce) => match ce {
                 CertificateError::UnknownIssuer => TlsOutcome::UntrustedIssuer,
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                    TlsOutcome::NameMismatch
-                }
+                CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. } => TlsOutcome::NameMismatch,
                 CertificateError::Expired
                 | CertificateError::ExpiredContext { .. }
                 | CertificateError::NotValidYet
@@ -286,7 +307,10 @@ fn classify_tls_error(e: &std::io::Error, server_bytes: u64) -> TlsOutcome {
         };
     }
     match e.kind() {
-        ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
+        ErrorKind::ConnectionReset
+        | ErrorKind::UnexpectedEof
+        | ErrorKind::BrokenPipe
+        | ErrorKind::ConnectionAborted
             if server_bytes == 0 =>
         {
             TlsOutcome::ResetAfterClientHello
@@ -318,7 +342,11 @@ pub async fn tls_handshake<S: Io + 'static>(
         Ok(c) => c,
         Err(e) => return (fail(TlsOutcome::Failed, e, &seen, started), None),
     };
-    let name = match ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_string()) {
+    let name = match ServerName::try_from(
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+    ) {
         Ok(n) => n,
         Err(e) => return (fail(TlsOutcome::Failed, short(e), &seen, started), None),
     };
@@ -327,14 +355,20 @@ pub async fn tls_handshake<S: Io + 'static>(
     match tokio::time::timeout(timeout, connector.connect(name, counting)).await {
         Err(_) => {
             let got = read.load(Ordering::Relaxed);
-            let msg = format!("no handshake within {} ms ({got} bytes from the server)", timeout.as_millis());
+            let msg = format!(
+                "no handshake within {} ms ({got} bytes from the server)",
+                timeout.as_millis()
+            );
             (fail(TlsOutcome::Timeout, msg, &seen, started), None)
         }
         Ok(Err(e)) => {
             let got = read.load(Ordering::Relaxed);
             let outcome = classify_tls_error(&e, got);
             let msg = if outcome == TlsOutcome::ResetAfterClientHello {
-                format!("connection closed after ClientHello, before any server byte ({})", short(&e))
+                format!(
+                    "connection closed after ClientHello, before any server byte ({})",
+                    short(&e)
+                )
             } else {
                 short(&e)
             };
@@ -363,14 +397,20 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<Vec<
     loop {
         let n = stream.read(&mut byte).await?;
         if n == 0 {
-            return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "connection closed"));
+            return Err(std::io::Error::new(
+                ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
         }
         head.push(byte[0]);
         if head.ends_with(b"\r\n\r\n") || head.ends_with(b"\n\n") {
             return Ok(head);
         }
         if head.len() > MAX_HEAD {
-            return Err(std::io::Error::new(ErrorKind::InvalidData, "response head larger than 32 KiB"));
+            return Err(std::io::Error::new(
+                ErrorKind::InvalidData,
+                "response head larger than 32 KiB",
+            ));
         }
     }
 }
@@ -385,8 +425,13 @@ pub async fn proxy_connect<S: Io + 'static>(
     timeout: Duration,
 ) -> (ProxyEvidence, Option<S>) {
     let started = Instant::now();
-    let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-    let mut req = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: regcheck\r\n");
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut req =
+        format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: regcheck\r\n");
     if let Some(a) = auth {
         req.push_str(&format!("Proxy-Authorization: {a}\r\n"));
     }
@@ -406,15 +451,23 @@ pub async fn proxy_connect<S: Io + 'static>(
     let head = match tokio::time::timeout(timeout, exchange).await {
         Err(_) => {
             return (
-                ev(ProxyOutcome::Timeout, None, Some(format!("no answer to CONNECT within {} ms", timeout.as_millis()))),
+                ev(
+                    ProxyOutcome::Timeout,
+                    None,
+                    Some(format!(
+                        "no answer to CONNECT within {} ms",
+                        timeout.as_millis()
+                    )),
+                ),
                 None,
             );
         }
         Ok(Err(e)) => {
             let outcome = match e.kind() {
-                ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted => {
-                    ProxyOutcome::Eof
-                }
+                ErrorKind::UnexpectedEof
+                | ErrorKind::ConnectionReset
+                | ErrorKind::BrokenPipe
+                | ErrorKind::ConnectionAborted => ProxyOutcome::Eof,
                 _ => ProxyOutcome::Failed,
             };
             return (ev(outcome, None, Some(short(&e))), None);
@@ -428,7 +481,11 @@ pub async fn proxy_connect<S: Io + 'static>(
         _ => {
             let shown = String::from_utf8_lossy(&head[..head.len().min(60)]).to_string();
             return (
-                ev(ProxyOutcome::Failed, None, Some(format!("not an HTTP answer to CONNECT: {shown:?}"))),
+                ev(
+                    ProxyOutcome::Failed,
+                    None,
+                    Some(format!("not an HTTP answer to CONNECT: {shown:?}")),
+                ),
                 None,
             );
         }
@@ -441,7 +498,8 @@ pub async fn proxy_connect<S: Io + 'static>(
         500..=599 => ProxyOutcome::UpstreamFailed,
         _ => ProxyOutcome::Failed,
     };
-    let error = (outcome != ProxyOutcome::Connected).then(|| format!("{status} {}", reason.unwrap_or_default()));
+    let error = (outcome != ProxyOutcome::Connected)
+        .then(|| format!("{status} {}", reason.unwrap_or_default()));
     let stream = (outcome == ProxyOutcome::Connected).then_some(stream);
     (ev(outcome, Some(status), error), stream)
 }
@@ -494,7 +552,10 @@ pub async fn http_get(
         .method("GET")
         .uri(path)
         .header("Host", host)
-        .header("User-Agent", concat!("regcheck/", env!("CARGO_PKG_VERSION")))
+        .header(
+            "User-Agent",
+            concat!("regcheck/", env!("CARGO_PKG_VERSION")),
+        )
         .header("Connection", "close");
     for (k, v) in headers {
         req = req.header(*k, v);
@@ -514,17 +575,23 @@ pub async fn http_get(
             conn_task.abort();
             return Err(RequestFailure {
                 outcome: HttpOutcome::HeadersTimeout,
-                error: format!("no response headers within {} ms (Client.Timeout exceeded while awaiting headers)", timeout.as_millis()),
+                error: format!(
+                    "no response headers within {} ms (Client.Timeout exceeded while awaiting headers)",
+                    timeout.as_millis()
+                ),
             });
         }
         Ok(Err(e)) => {
             conn_task.abort();
-            let outcome = if e.is_parse() || e.is_parse_too_large() || e.is_parse_status() {
+            let outcome = if e.is_parse() || e.is_parse_status() {
                 HttpOutcome::Malformed
             } else {
                 HttpOutcome::Closed
             };
-            return Err(RequestFailure { outcome, error: short(e) });
+            return Err(RequestFailure {
+                outcome,
+                error: short(e),
+            });
         }
         Ok(Ok(r)) => r,
     };
@@ -532,7 +599,8 @@ pub async fn http_get(
     let (parts, body) = resp.into_parts();
     // Read the body within what is left of the deadline; a slow drip or an endless body is cut.
     let limited = Limited::new(body, max_body);
-    let (body, truncated) = match tokio::time::timeout_at(deadline.into(), limited.collect()).await {
+    let (body, truncated) = match tokio::time::timeout_at(deadline.into(), limited.collect()).await
+    {
         Ok(Ok(collected)) => (collected.to_bytes(), false),
         Ok(Err(_)) | Err(_) => (Bytes::new(), true),
     };
@@ -567,23 +635,34 @@ pub fn v2_evidence(result: Result<Response, RequestFailure>, elapsed_ms: u64) ->
         Ok(resp) => {
             ev.status = Some(resp.status);
             if let Some(v) = resp.headers.get(http::header::WWW_AUTHENTICATE) {
-                match v.to_str().ok().map(crate::authparse::parse_www_authenticate) {
+                match v
+                    .to_str()
+                    .ok()
+                    .map(crate::authparse::parse_www_authenticate)
+                {
                     Some(Ok(c)) => ev.challenge = Some(c),
                     _ => ev.challenge_malformed = true,
                 }
             }
             ev.distribution_api = resp.headers.contains_key("docker-distribution-api-version");
-            if let Some(ct) = resp.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+            if let Some(ct) = resp
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
                 && !ct.contains("json")
             {
                 ev.content_type = Some(truncate(ct, 60));
             }
             if let Some(err) = crate::authparse::parse_registry_error(&resp.body) {
-                ev.client_ip = crate::authparse::denied_client_ip(&err.message).map(|ip| ip.to_string());
+                ev.client_ip =
+                    crate::authparse::denied_client_ip(&err.message).map(|ip| ip.to_string());
                 ev.registry_error = Some(err);
             }
             if resp.truncated {
-                ev.error = Some(format!("body longer than {} bytes or too slow; cut", MAX_BODY));
+                ev.error = Some(format!(
+                    "body longer than {} bytes or too slow; cut",
+                    MAX_BODY
+                ));
             }
         }
     }
@@ -598,9 +677,18 @@ mod tests {
     fn connect_errors_are_classified() {
         let e = std::io::Error::from(ErrorKind::ConnectionRefused);
         assert_eq!(tcp_outcome(&e), TcpOutcome::Refused);
-        assert_eq!(tcp_outcome(&std::io::Error::from_raw_os_error(113)), TcpOutcome::Unreachable);
-        assert_eq!(tcp_outcome(&std::io::Error::from_raw_os_error(101)), TcpOutcome::Unreachable);
-        assert_eq!(tcp_outcome(&std::io::Error::from_raw_os_error(110)), TcpOutcome::Timeout);
+        assert_eq!(
+            tcp_outcome(&std::io::Error::from_raw_os_error(113)),
+            TcpOutcome::Unreachable
+        );
+        assert_eq!(
+            tcp_outcome(&std::io::Error::from_raw_os_error(101)),
+            TcpOutcome::Unreachable
+        );
+        assert_eq!(
+            tcp_outcome(&std::io::Error::from_raw_os_error(110)),
+            TcpOutcome::Timeout
+        );
         assert_eq!(tcp_outcome(&std::io::Error::other("x")), TcpOutcome::Error);
     }
 
@@ -608,13 +696,28 @@ mod tests {
     fn tls_errors_are_classified() {
         let wrap = |e: rustls::Error| std::io::Error::new(ErrorKind::InvalidData, e);
         let c = |ce| wrap(rustls::Error::InvalidCertificate(ce));
-        assert_eq!(classify_tls_error(&c(CertificateError::UnknownIssuer), 900), TlsOutcome::UntrustedIssuer);
-        assert_eq!(classify_tls_error(&c(CertificateError::NotValidForName), 900), TlsOutcome::NameMismatch);
-        assert_eq!(classify_tls_error(&c(CertificateError::Expired), 900), TlsOutcome::Expired);
+        assert_eq!(
+            classify_tls_error(&c(CertificateError::UnknownIssuer), 900),
+            TlsOutcome::UntrustedIssuer
+        );
+        assert_eq!(
+            classify_tls_error(&c(CertificateError::NotValidForName), 900),
+            TlsOutcome::NameMismatch
+        );
+        assert_eq!(
+            classify_tls_error(&c(CertificateError::Expired), 900),
+            TlsOutcome::Expired
+        );
         let reset = std::io::Error::from(ErrorKind::ConnectionReset);
-        assert_eq!(classify_tls_error(&reset, 0), TlsOutcome::ResetAfterClientHello);
+        assert_eq!(
+            classify_tls_error(&reset, 0),
+            TlsOutcome::ResetAfterClientHello
+        );
         assert_eq!(classify_tls_error(&reset, 120), TlsOutcome::Failed);
         let eof = std::io::Error::from(ErrorKind::UnexpectedEof);
-        assert_eq!(classify_tls_error(&eof, 0), TlsOutcome::ResetAfterClientHello);
+        assert_eq!(
+            classify_tls_error(&eof, 0),
+            TlsOutcome::ResetAfterClientHello
+        );
     }
 }

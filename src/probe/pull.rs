@@ -25,29 +25,45 @@ enum HopError {
     /// The host could not be reached or did not complete TLS.
     Connect(Box<EndpointEvidence>),
     /// The connection worked but the request did not get a response.
-    Request { host: String, failure: RequestFailure },
+    Request {
+        host: String,
+        failure: RequestFailure,
+    },
+}
+
+/// Where one request goes.
+struct Dest<'a> {
+    host: &'a str,
+    port: u16,
+    role: Role,
 }
 
 async fn get(
-    host: &str,
-    port: u16,
-    role: Role,
+    to: Dest<'_>,
     path: &str,
     headers: &[(&str, String)],
     config: &ProbeConfig,
     budget: &Budget,
     max_body: usize,
 ) -> Result<Response, HopError> {
+    let Dest { host, port, role } = to;
     let connected = super::connect(host, port, role, config, budget, false).await;
     let Some(stream) = connected.stream else {
         return Err(HopError::Connect(Box::new(connected.evidence)));
     };
-    net::http_get(stream, &host_header(host, port), path, headers, budget.phase(0.3), max_body)
-        .await
-        .map_err(|failure| HopError::Request {
-            host: host.to_string(),
-            failure,
-        })
+    net::http_get(
+        stream,
+        &host_header(host, port),
+        path,
+        headers,
+        budget.phase(0.3),
+        max_body,
+    )
+    .await
+    .map_err(|failure| HopError::Request {
+        host: host.to_string(),
+        failure,
+    })
 }
 
 fn step(outcome: PullOutcome, host: Option<&str>, started: Instant) -> PullStep {
@@ -93,7 +109,11 @@ fn response_step(resp: &Response, host: &str, started: Instant) -> PullStep {
 }
 
 /// Records a hop failure in `step` and, for unreachable hosts, in `failed_host`.
-fn hop_failed(err: HopError, started: Instant, failed_host: &mut Option<Box<EndpointEvidence>>) -> PullStep {
+fn hop_failed(
+    err: HopError,
+    started: Instant,
+    failed_host: &mut Option<Box<EndpointEvidence>>,
+) -> PullStep {
     match err {
         HopError::Connect(ev) => {
             let mut s = step(PullOutcome::Unreachable, Some(&ev.host), started);
@@ -118,10 +138,13 @@ fn describe_connect_failure(ev: &EndpointEvidence) -> String {
     {
         return format!("proxy {:?}", p.outcome);
     }
-    if let Some(t) = ev.tcp.iter().find(|t| t.outcome != crate::evidence::TcpOutcome::Connected) {
-        if !ev.connected() {
-            return format!("TCP {} {:?}", t.address, t.outcome);
-        }
+    if !ev.connected()
+        && let Some(t) = ev
+            .tcp
+            .iter()
+            .find(|t| t.outcome != crate::evidence::TcpOutcome::Connected)
+    {
+        return format!("TCP {} {:?}", t.address, t.outcome);
     }
     match &ev.tls {
         Some(t) if t.outcome != TlsOutcome::Verified => format!("TLS {:?}", t.outcome),
@@ -141,18 +164,36 @@ fn parse_target(raw: &str, base: Option<&url::Url>) -> Result<Target, String> {
         Some(b) => b.join(raw),
         None => url::Url::parse(raw),
     }
-    .map_err(|e| format!("not a URL ({e}): {}", raw.chars().take(80).collect::<String>()))?;
+    .map_err(|e| {
+        format!(
+            "not a URL ({e}): {}",
+            raw.chars().take(80).collect::<String>()
+        )
+    })?;
     if parsed.scheme() != "https" {
-        return Err(format!("{} URL, not https: {}", parsed.scheme(), parsed.host_str().unwrap_or("?")));
+        return Err(format!(
+            "{} URL, not https: {}",
+            parsed.scheme(),
+            parsed.host_str().unwrap_or("?")
+        ));
     }
-    let host = parsed.host_str().ok_or("URL without host")?.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = parsed
+        .host_str()
+        .ok_or("URL without host")?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = parsed.port_or_known_default().unwrap_or(443);
     let mut path_and_query = parsed.path().to_string();
     if let Some(q) = parsed.query() {
         path_and_query.push('?');
         path_and_query.push_str(q);
     }
-    Ok(Target { host, port, path_and_query })
+    Ok(Target {
+        host,
+        port,
+        path_and_query,
+    })
 }
 
 fn base_url(host: &str, port: u16) -> Option<url::Url> {
@@ -167,13 +208,17 @@ pub enum ManifestPick {
 }
 
 pub fn pick_from_manifest(body: &[u8]) -> Result<ManifestPick, String> {
-    let doc: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("manifest is not JSON: {e}"))?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("manifest is not JSON: {e}"))?;
     if let Some(list) = doc.get("manifests").and_then(|m| m.as_array()) {
-        let digest_of = |m: &serde_json::Value| m.get("digest").and_then(|d| d.as_str()).map(str::to_string);
+        let digest_of =
+            |m: &serde_json::Value| m.get("digest").and_then(|d| d.as_str()).map(str::to_string);
         let preferred = list.iter().find(|m| {
             let p = m.get("platform");
             p.and_then(|p| p.get("os")).and_then(|v| v.as_str()) == Some("linux")
-                && p.and_then(|p| p.get("architecture")).and_then(|v| v.as_str()) == Some("amd64")
+                && p.and_then(|p| p.get("architecture"))
+                    .and_then(|v| v.as_str())
+                    == Some("amd64")
         });
         return preferred
             .or(list.first())
@@ -183,14 +228,22 @@ pub fn pick_from_manifest(body: &[u8]) -> Result<ManifestPick, String> {
     }
     let mut blobs: Vec<(String, u64)> = Vec::new();
     let mut push = |v: &serde_json::Value| {
-        if let (Some(d), Some(s)) = (v.get("digest").and_then(|d| d.as_str()), v.get("size").and_then(|s| s.as_u64())) {
+        if let (Some(d), Some(s)) = (
+            v.get("digest").and_then(|d| d.as_str()),
+            v.get("size").and_then(|s| s.as_u64()),
+        ) {
             blobs.push((d.to_string(), s));
         }
     };
     if let Some(c) = doc.get("config") {
         push(c);
     }
-    for l in doc.get("layers").and_then(|l| l.as_array()).into_iter().flatten() {
+    for l in doc
+        .get("layers")
+        .and_then(|l| l.as_array())
+        .into_iter()
+        .flatten()
+    {
         push(l);
     }
     blobs
@@ -206,12 +259,21 @@ fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// Walks the pull path of `image` on the login server.
-pub async fn pull(login: &Endpoint, image: &ImageRef, config: &ProbeConfig, budget: &Budget) -> PullEvidence {
+pub async fn pull(
+    login: &Endpoint,
+    image: &ImageRef,
+    config: &ProbeConfig,
+    budget: &Budget,
+) -> PullEvidence {
     let mut ev = PullEvidence {
         image: format!(
             "{}{}{}",
             image.repository,
-            if image.reference.contains(':') { "@" } else { ":" },
+            if image.reference.contains(':') {
+                "@"
+            } else {
+                ":"
+            },
             image.reference
         ),
         credentials: config.credentials.is_some(),
@@ -227,13 +289,27 @@ pub async fn pull(login: &Endpoint, image: &ImageRef, config: &ProbeConfig, budg
     let basic = config.credentials.as_ref().map(|c| {
         format!(
             "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.password))
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", c.username, c.password))
         )
     });
 
     // 1. Challenge and token.
     let started = Instant::now();
-    let auth: Option<String> = match get(host, port, Role::LoginServer, "/v2/", &[], config, budget, net::MAX_BODY).await {
+    let auth: Option<String> = match get(
+        Dest {
+            host,
+            port,
+            role: Role::LoginServer,
+        },
+        "/v2/",
+        &[],
+        config,
+        budget,
+        net::MAX_BODY,
+    )
+    .await
+    {
         Err(e) => {
             ev.token = hop_failed(e, started, &mut ev.failed_host);
             return ev;
@@ -254,13 +330,26 @@ pub async fn pull(login: &Endpoint, image: &ImageRef, config: &ProbeConfig, budg
                     ev.token.status = Some(401);
                     if basic.is_none() {
                         ev.token.outcome = PullOutcome::Unauthorized;
-                        ev.token.error = Some("the registry asks for credentials (Basic) and none were given".into());
+                        ev.token.error = Some(
+                            "the registry asks for credentials (Basic) and none were given".into(),
+                        );
                         return ev;
                     }
                     basic.clone()
                 }
                 Some(c) if c.scheme.eq_ignore_ascii_case("bearer") => {
-                    match fetch_token(&c, image, basic.as_deref(), host, port, config, budget, &mut ev).await {
+                    match fetch_token(
+                        &c,
+                        image,
+                        basic.as_deref(),
+                        host,
+                        port,
+                        config,
+                        budget,
+                        &mut ev,
+                    )
+                    .await
+                    {
                         Some(token) => Some(format!("Bearer {token}")),
                         None => return ev,
                     }
@@ -291,7 +380,20 @@ pub async fn pull(login: &Endpoint, image: &ImageRef, config: &ProbeConfig, budg
     let started = Instant::now();
     let (digest, size) = loop {
         let path = format!("/v2/{}/manifests/{}", image.repository, reference);
-        let resp = match get(host, port, Role::LoginServer, &path, &headers, config, budget, MAX_DOC).await {
+        let resp = match get(
+            Dest {
+                host,
+                port,
+                role: Role::LoginServer,
+            },
+            &path,
+            &headers,
+            config,
+            budget,
+            MAX_DOC,
+        )
+        .await
+        {
             Err(e) => {
                 ev.manifest = hop_failed(e, started, &mut ev.failed_host);
                 return ev;
@@ -335,13 +437,27 @@ pub async fn pull(login: &Endpoint, image: &ImageRef, config: &ProbeConfig, budg
     for hop in 0..=MAX_REDIRECTS {
         // Credentials go only to the login server; a redirect URL carries its own signature.
         let mut hdrs: Vec<(&str, String)> = vec![];
-        if target.host == host && target.port == port
+        if target.host == host
+            && target.port == port
             && let Some(a) = &auth
         {
             hdrs.push(("Authorization", a.clone()));
         }
         let limit = usize::try_from(size).unwrap_or(MAX_BLOB).min(MAX_BLOB);
-        let resp = match get(&target.host, target.port, role, &target.path_and_query, &hdrs, config, budget, limit.max(1)).await {
+        let resp = match get(
+            Dest {
+                host: &target.host,
+                port: target.port,
+                role,
+            },
+            &target.path_and_query,
+            &hdrs,
+            config,
+            budget,
+            limit.max(1),
+        )
+        .await
+        {
             Err(e) => {
                 ev.blob = hop_failed(e, started, &mut ev.failed_host);
                 return ev;
@@ -355,7 +471,10 @@ pub async fn pull(login: &Endpoint, image: &ImageRef, config: &ProbeConfig, budg
                 ev.blob.error = Some(format!("more than {MAX_REDIRECTS} redirects"));
                 return ev;
             }
-            let location = resp.headers.get(http::header::LOCATION).and_then(|v| v.to_str().ok());
+            let location = resp
+                .headers
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok());
             let next = location
                 .ok_or_else(|| format!("{} without Location", resp.status))
                 .and_then(|l| parse_target(l, base_url(&target.host, target.port).as_ref()));
@@ -383,7 +502,9 @@ pub async fn pull(login: &Endpoint, image: &ImageRef, config: &ProbeConfig, budg
             let got = sha256_hex(&resp.body);
             if got != expected {
                 ev.blob.outcome = PullOutcome::Invalid;
-                ev.blob.error = Some(format!("blob content does not match its digest (got sha256:{got})"));
+                ev.blob.error = Some(format!(
+                    "blob content does not match its digest (got sha256:{got})"
+                ));
             }
         }
         return ev;
@@ -421,11 +542,34 @@ async fn fetch_token(
         query.append_pair("service", s);
     }
     query.append_pair("scope", &format!("repository:{}:pull", image.repository));
-    let sep = if target.path_and_query.contains('?') { '&' } else { '?' };
+    let sep = if target.path_and_query.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
     target.path_and_query = format!("{}{}{}", target.path_and_query, sep, query.finish());
-    let headers: Vec<(&str, String)> = basic.map(|b| vec![("Authorization", b.to_string())]).unwrap_or_default();
-    let role = if target.host == host { Role::LoginServer } else { Role::Extra };
-    let resp = match get(&target.host, target.port, role, &target.path_and_query, &headers, config, budget, MAX_DOC).await {
+    let headers: Vec<(&str, String)> = basic
+        .map(|b| vec![("Authorization", b.to_string())])
+        .unwrap_or_default();
+    let role = if target.host == host {
+        Role::LoginServer
+    } else {
+        Role::Extra
+    };
+    let resp = match get(
+        Dest {
+            host: &target.host,
+            port: target.port,
+            role,
+        },
+        &target.path_and_query,
+        &headers,
+        config,
+        budget,
+        MAX_DOC,
+    )
+    .await
+    {
         Err(e) => {
             ev.token = hop_failed(e, started, &mut ev.failed_host);
             return None;
@@ -437,7 +581,10 @@ async fn fetch_token(
         return None;
     }
     let doc: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
-    let token = doc.as_ref().and_then(|d| d.get("token").or_else(|| d.get("access_token"))).and_then(|t| t.as_str());
+    let token = doc
+        .as_ref()
+        .and_then(|d| d.get("token").or_else(|| d.get("access_token")))
+        .and_then(|t| t.as_str());
     match token {
         Some(t) if !t.is_empty() => Some(t.to_string()),
         _ => {
@@ -456,11 +603,17 @@ mod tests {
     fn picks_platform_then_smallest_blob() {
         let index = br#"{"manifests":[{"digest":"sha256:arm","platform":{"os":"linux","architecture":"arm64"}},
             {"digest":"sha256:amd","platform":{"os":"linux","architecture":"amd64"}}]}"#;
-        assert_eq!(pick_from_manifest(index).unwrap(), ManifestPick::Child("sha256:amd".into()));
+        assert_eq!(
+            pick_from_manifest(index).unwrap(),
+            ManifestPick::Child("sha256:amd".into())
+        );
         let manifest = br#"{"config":{"digest":"sha256:c","size":1500},"layers":[{"digest":"sha256:l1","size":900},{"digest":"sha256:l2","size":90000}]}"#;
         assert_eq!(
             pick_from_manifest(manifest).unwrap(),
-            ManifestPick::Blob { digest: "sha256:l1".into(), size: 900 }
+            ManifestPick::Blob {
+                digest: "sha256:l1".into(),
+                size: 900
+            }
         );
         assert!(pick_from_manifest(b"{}").is_err());
         assert!(pick_from_manifest(b"\xff\x00").is_err());
@@ -471,7 +624,10 @@ mod tests {
     fn redirect_targets() {
         let base = base_url("r.azurecr.io", 443);
         let t = parse_target("https://r.eastus.data.azurecr.io/blob?sig=x", base.as_ref()).unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.path_and_query.as_str()), ("r.eastus.data.azurecr.io", 443, "/blob?sig=x"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path_and_query.as_str()),
+            ("r.eastus.data.azurecr.io", 443, "/blob?sig=x")
+        );
         let rel = parse_target("/v2/x/blobs/y", base.as_ref()).unwrap();
         assert_eq!(rel.host, "r.azurecr.io");
         assert!(parse_target("http://plain.example/x", base.as_ref()).is_err());
@@ -490,6 +646,9 @@ mod tests {
 
     #[test]
     fn sha256_matches_known_value() {
-        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }
