@@ -14,6 +14,7 @@ use serde_json::Value;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const LAB_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lab/lab.py");
@@ -32,76 +33,125 @@ const PUB_DATA: &str = "203.0.113.11";
 const PRIV_LOGIN: &str = "10.2.0.10";
 const STALE: &str = "10.2.0.99";
 
+/// Brings up a lab scenario, or returns from the test (printing why) when it cannot run here.
+macro_rules! lab {
+    ($scenario:expr) => {
+        match Lab::up($scenario) {
+            Some(lab) => lab,
+            None => return,
+        }
+    };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Scenarios: one test each.
 
 #[test]
 fn healthy_public_registry() {
-    let Some(lab) = Lab::up("healthy-public", "hpub") else { return };
+    let lab = lab!("healthy-public");
     let r = lab.check(&[REGISTRY, "--region", "eastus", "--image", IMAGE]);
     r.expect_healthy();
     // All phases of the login server were timed.
     let ep = r.endpoint(REGISTRY);
     for path in ["/dns/system/ms", "/tcp/0/ms", "/tls/ms", "/http/ms"] {
-        assert!(ep.pointer(path).and_then(Value::as_u64).is_some(), "{path} missing\n{}", r.pretty());
+        assert!(
+            ep.pointer(path).and_then(Value::as_u64).is_some(),
+            "{path} missing\n{}",
+            r.pretty()
+        );
     }
-    assert_eq!(ep.pointer("/dns/system/addresses/0/ip").and_then(Value::as_str), Some(PUB_LOGIN), "{}", r.pretty());
-    assert_eq!(r.json.pointer("/pull/blob/outcome").and_then(Value::as_str), Some("Ok"), "{}", r.pretty());
+    assert_eq!(
+        ep.pointer("/dns/system/addresses/0/ip")
+            .and_then(Value::as_str),
+        Some(PUB_LOGIN),
+        "{}",
+        r.pretty()
+    );
+    assert_eq!(
+        r.json.pointer("/pull/blob/outcome").and_then(Value::as_str),
+        Some("Ok"),
+        "{}",
+        r.pretty()
+    );
 }
 
 #[test]
 fn healthy_private_endpoint() {
-    let Some(lab) = Lab::up("healthy-private", "hpriv") else { return };
-    let r = lab.check(&[REGISTRY, "--region", "eastus", "--expect", "private", "--image", IMAGE]);
+    let lab = lab!("healthy-private");
+    let r = lab.check(&[
+        REGISTRY, "--region", "eastus", "--expect", "private", "--image", IMAGE,
+    ]);
     r.expect_healthy();
     let ep = r.endpoint(REGISTRY);
-    assert_eq!(ep.pointer("/dns/system/addresses/0/class").and_then(Value::as_str), Some("Private"), "{}", r.pretty());
+    assert_eq!(
+        ep.pointer("/dns/system/addresses/0/class")
+            .and_then(Value::as_str),
+        Some("Private"),
+        "{}",
+        r.pretty()
+    );
     let data = r.endpoint(DATA);
-    assert_eq!(data.pointer("/dns/system/addresses/0/class").and_then(Value::as_str), Some("Private"), "{}", r.pretty());
+    assert_eq!(
+        data.pointer("/dns/system/addresses/0/class")
+            .and_then(Value::as_str),
+        Some("Private"),
+        "{}",
+        r.pretty()
+    );
 }
 
 #[test]
 fn healthy_through_proxy() {
-    let Some(lab) = Lab::up("healthy-proxy", "hproxy") else { return };
-    let r = lab.check_env(&[REGISTRY, "--image", IMAGE], &[("HTTPS_PROXY", SQUID)], None);
+    let lab = lab!("healthy-proxy");
+    let r = lab.check_env(
+        &[REGISTRY, "--image", IMAGE],
+        &[("HTTPS_PROXY", SQUID)],
+        None,
+    );
     r.expect_healthy();
 }
 
 #[test]
 fn healthy_lab_gives_no_false_alarm_in_20_runs() {
-    let Some(lab) = Lab::up("healthy-public", "h20") else { return };
+    let lab = lab!("healthy-public");
     for i in 0..20 {
         let r = lab.check(&[REGISTRY, "--region", "eastus"]);
         let reasons: Vec<&str> = r.reasons();
-        assert!(reasons.iter().all(|x| *x == "Healthy") && r.code == 0,
-            "run {i}: reasons {reasons:?}\n{}", r.pretty());
+        assert!(
+            reasons.iter().all(|x| *x == "Healthy") && r.code == 0,
+            "run {i}: reasons {reasons:?}\n{}",
+            r.pretty()
+        );
     }
 }
 
 #[test]
 fn name_does_not_exist() {
-    let Some(lab) = Lab::up("dns-name-not-found", "nxdomain") else { return };
+    let lab = lab!("dns-name-not-found");
     let r = lab.check(&["nosuchreg.azurecr.io"]);
     r.expect("DNSNameNotFound", &["nosuchreg.azurecr.io"]);
 }
 
 #[test]
 fn custom_dns_without_forwarder_resolves_public() {
-    let Some(lab) = Lab::up("custom-dns-no-forwarder", "customdns") else { return };
+    let lab = lab!("custom-dns-no-forwarder");
     let r = lab.check(&[REGISTRY, "--expect", "private"]);
-    r.expect("PrivateEndpointResolvesPublic", &[REGISTRY, CUSTOM_DNS, PUB_LOGIN]);
+    r.expect(
+        "PrivateEndpointResolvesPublic",
+        &[REGISTRY, CUSTOM_DNS, PUB_LOGIN],
+    );
 }
 
 #[test]
 fn private_zone_without_data_endpoint_record() {
-    let Some(lab) = Lab::up("data-endpoint-dns-missing", "datadns") else { return };
+    let lab = lab!("data-endpoint-dns-missing");
     let r = lab.check(&[REGISTRY, "--region", "eastus", "--expect", "private"]);
     r.expect("DataEndpointDNSMissing", &[DATA]);
 }
 
 #[test]
 fn nameserver_unreachable() {
-    let Some(lab) = Lab::up("dns-server-unreachable", "dnsdrop") else { return };
+    let lab = lab!("dns-server-unreachable");
     let r = lab.check(&[REGISTRY, "--timeout", "3s"]);
     r.expect("DNSServerUnreachable", &[REGISTRY, DNS]);
     r.expect_within(Duration::from_secs(3));
@@ -109,7 +159,7 @@ fn nameserver_unreachable() {
 
 #[test]
 fn firewall_drops_login_server() {
-    let Some(lab) = Lab::up("login-drop", "logindrop") else { return };
+    let lab = lab!("login-drop");
     let r = lab.check(&[REGISTRY, "--timeout", "3s"]);
     r.expect("ConnectionTimedOut", &[REGISTRY, PUB_LOGIN]);
     r.expect_within(Duration::from_secs(3));
@@ -117,7 +167,7 @@ fn firewall_drops_login_server() {
 
 #[test]
 fn firewall_drops_data_endpoint_only() {
-    let Some(lab) = Lab::up("data-drop", "datadrop") else { return };
+    let lab = lab!("data-drop");
     let r = lab.check(&[REGISTRY, "--image", IMAGE, "--timeout", "3s"]);
     r.expect("DataEndpointBlocked", &[DATA, PUB_DATA]);
     assert_eq!(r.json["verdict"], "Degraded", "{}", r.pretty());
@@ -125,28 +175,28 @@ fn firewall_drops_data_endpoint_only() {
 
 #[test]
 fn fqdn_firewall_resets_after_client_hello() {
-    let Some(lab) = Lab::up("sni-reset", "snireset") else { return };
+    let lab = lab!("sni-reset");
     let r = lab.check(&[REGISTRY, "--timeout", "3s"]);
     r.expect("TLSResetAfterClientHello", &[REGISTRY, PUB_LOGIN]);
 }
 
 #[test]
 fn tls_inspection_presents_another_ca() {
-    let Some(lab) = Lab::up("tls-interception", "mitm") else { return };
+    let lab = lab!("tls-interception");
     let r = lab.check(&[REGISTRY]);
     r.expect("TLSInterception", &[REGISTRY, "Contoso Inspection CA"]);
 }
 
 #[test]
 fn registry_network_rules_deny_client_ip() {
-    let Some(lab) = Lab::up("registry-denied-ip", "denied") else { return };
+    let lab = lab!("registry-denied-ip");
     let r = lab.check(&[REGISTRY]);
     r.expect("RegistryDeniedClientIP", &[REGISTRY, CLIENT_IP]);
 }
 
 #[test]
 fn server_never_sends_headers() {
-    let Some(lab) = Lab::up("headers-timeout", "hang") else { return };
+    let lab = lab!("headers-timeout");
     let r = lab.check(&[REGISTRY, "--timeout", "3s"]);
     r.expect("HeadersTimeout", &[REGISTRY]);
     r.expect_within(Duration::from_secs(3));
@@ -154,53 +204,67 @@ fn server_never_sends_headers() {
 
 #[test]
 fn proxy_denies_connect() {
-    let Some(lab) = Lab::up("proxy-denied", "pdeny") else { return };
+    let lab = lab!("proxy-denied");
     let r = lab.check_env(&[REGISTRY], &[("HTTPS_PROXY", SQUID)], None);
     r.expect("ProxyDenied", &[REGISTRY, "10.1.0.80:3128", "403"]);
 }
 
 #[test]
 fn proxy_closes_connection() {
-    let Some(lab) = Lab::up("proxy-eof", "peof") else { return };
+    let lab = lab!("proxy-eof");
     let r = lab.check(&[REGISTRY, "--proxy", EOF_PROXY, "--timeout", "3s"]);
     r.expect("ProxyConnectEOF", &[REGISTRY, "10.1.0.81:3128"]);
 }
 
 #[test]
 fn proxy_requires_credentials() {
-    let Some(lab) = Lab::up("proxy-auth", "pauth") else { return };
+    let lab = lab!("proxy-auth");
     let r = lab.check_env(&[REGISTRY], &[("HTTPS_PROXY", SQUID)], None);
     r.expect("ProxyAuthRequired", &[REGISTRY, "10.1.0.80:3128", "407"]);
 }
 
 #[test]
 fn private_endpoint_not_exempted_from_proxy() {
-    let Some(lab) = Lab::up("proxy-bypass-missing", "pbypass") else { return };
+    let lab = lab!("proxy-bypass-missing");
     // A CIDR entry in NO_PROXY does not exempt a host name (Go semantics).
-    let env = [("HTTPS_PROXY", SQUID), ("NO_PROXY", "localhost,127.0.0.1,10.2.0.0/16")];
-    let r = lab.check_env(&[REGISTRY, "--expect", "private", "--timeout", "5s"], &env, None);
+    let env = [
+        ("HTTPS_PROXY", SQUID),
+        ("NO_PROXY", "localhost,127.0.0.1,10.2.0.0/16"),
+    ];
+    let r = lab.check_env(
+        &[REGISTRY, "--expect", "private", "--timeout", "5s"],
+        &env,
+        None,
+    );
     r.expect("ProxyBypassMissing", &[REGISTRY, PRIV_LOGIN]);
 }
 
 #[test]
 fn private_endpoint_address_without_route() {
-    let Some(lab) = Lab::up("host-unreachable", "unreach") else { return };
+    let lab = lab!("host-unreachable");
     let r = lab.check(&[REGISTRY, "--expect", "private", "--timeout", "3s"]);
     r.expect("HostUnreachable", &[REGISTRY, STALE]);
 }
 
 #[test]
 fn registry_throttles() {
-    let Some(lab) = Lab::up("throttled", "throttle") else { return };
+    let lab = lab!("throttled");
     let r = lab.check(&[REGISTRY]);
     r.expect("Throttled", &[REGISTRY, "429"]);
 }
 
 #[test]
 fn wrong_credentials() {
-    let Some(lab) = Lab::up("registry-auth", "badauth") else { return };
+    let lab = lab!("registry-auth");
     let r = lab.check_env(
-        &[REGISTRY, "--image", IMAGE, "--username", "labuser", "--password-stdin"],
+        &[
+            REGISTRY,
+            "--image",
+            IMAGE,
+            "--username",
+            "labuser",
+            "--password-stdin",
+        ],
         &[],
         Some("not-the-password\n"),
     );
@@ -209,9 +273,16 @@ fn wrong_credentials() {
 
 #[test]
 fn image_missing() {
-    let Some(lab) = Lab::up("registry-auth", "noimage") else { return };
+    let lab = lab!("registry-auth");
     let r = lab.check_env(
-        &[REGISTRY, "--image", "lab/nope:1.0", "--username", "labuser", "--password-stdin"],
+        &[
+            REGISTRY,
+            "--image",
+            "lab/nope:1.0",
+            "--username",
+            "labuser",
+            "--password-stdin",
+        ],
         &[],
         Some("labpass\n"),
     );
@@ -220,9 +291,16 @@ fn image_missing() {
 
 #[test]
 fn right_credentials_pull_works() {
-    let Some(lab) = Lab::up("registry-auth", "goodauth") else { return };
+    let lab = lab!("registry-auth");
     let r = lab.check_env(
-        &[REGISTRY, "--image", IMAGE, "--username", "labuser", "--password-stdin"],
+        &[
+            REGISTRY,
+            "--image",
+            IMAGE,
+            "--username",
+            "labuser",
+            "--password-stdin",
+        ],
         &[],
         Some("labpass\n"),
     );
@@ -237,7 +315,9 @@ fn prerequisites() -> &'static Result<(), String> {
     static ONCE: OnceLock<Result<(), String>> = OnceLock::new();
     ONCE.get_or_init(|| {
         if !is_root() {
-            return Err("not running as root (the lab needs network namespaces and iptables)".into());
+            return Err(
+                "not running as root (the lab needs network namespaces and iptables)".into(),
+            );
         }
         // Leftovers of an earlier run that was killed.
         let _ = Command::new("python3").args([LAB_PY, "gc"]).status();
@@ -281,19 +361,45 @@ struct Lab {
 
 impl Lab {
     /// Brings up `scenario`; `None` (after printing why) when the lab cannot run here.
-    fn up(scenario: &str, short: &str) -> Option<Lab> {
+    fn up(scenario: &str) -> Option<Lab> {
         if let Err(why) = prerequisites() {
             eprintln!("SKIPPED lab scenario {scenario}: {why}");
             println!("SKIPPED lab scenario {scenario}: {why}");
             return None;
         }
-        let id = format!("{short}-{}", std::process::id());
+        // Unique per test and process: tests run in parallel, each in its own namespaces.
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("lab")
+            .replace("::", "-");
+        let test: String = test
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .take(40)
+            .collect();
+        let id = format!(
+            "{test}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
         let out = Command::new("python3")
-            .args([LAB_PY, "up", scenario, "--id", &id, "--owner", &std::process::id().to_string()])
+            .args([
+                LAB_PY,
+                "up",
+                scenario,
+                "--id",
+                &id,
+                "--owner",
+                &std::process::id().to_string(),
+            ])
             .output()
             .expect("run lab.py up");
         // From here on the namespaces may exist: make sure they go away.
-        let mut lab = Lab { id, info: Value::Null };
+        let mut lab = Lab {
+            id,
+            info: Value::Null,
+        };
         assert!(
             out.status.success(),
             "lab.py up {scenario} failed:\n{}",
@@ -304,7 +410,9 @@ impl Lab {
     }
 
     fn field(&self, k: &str) -> &str {
-        self.info[k].as_str().unwrap_or_else(|| panic!("lab info has no {k}: {}", self.info))
+        self.info[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("lab info has no {k}: {}", self.info))
     }
 
     /// `regcheck check ARGS --ca-file <lab CA> --output json` in the client namespace.
@@ -317,27 +425,58 @@ impl Lab {
         cmd.args(["netns", "exec", self.field("clientNs"), REGCHECK, "check"])
             .args(args)
             .args(["--ca-file", self.field("caFile"), "--output", "json"]);
-        for k in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"] {
+        for k in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "NO_PROXY",
+            "no_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
             cmd.env_remove(k);
         }
         cmd.envs(env.iter().copied());
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let line = format!("regcheck check {} (env {env:?}) in {}", args.join(" "), self.field("clientNs"));
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let line = format!(
+            "regcheck check {} (env {env:?}) in {}",
+            args.join(" "),
+            self.field("clientNs")
+        );
         let started = Instant::now();
         let mut child = cmd.spawn().expect("spawn ip netns exec regcheck");
         if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
         }
         let out = child.wait_with_output().expect("wait for regcheck");
         let elapsed = started.elapsed();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         let json = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-            panic!("{line}: output is not JSON ({e}); exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status.code())
+            panic!(
+                "{line}: output is not JSON ({e}); exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+                out.status.code()
+            )
         });
-        Run { line, code: out.status.code().unwrap_or(-1), json, stderr, elapsed }
+        Run {
+            line,
+            code: out.status.code().unwrap_or(-1),
+            json,
+            stderr,
+            elapsed,
+        }
     }
 }
 
@@ -391,9 +530,18 @@ impl Run {
         assert_eq!(f["reason"], reason, "primary finding\n{}", self.pretty());
         let msg = f["message"].as_str().unwrap_or_default();
         for e in evidence {
-            assert!(msg.contains(e), "message lacks {e:?}: {msg}\n{}", self.pretty());
+            assert!(
+                msg.contains(e),
+                "message lacks {e:?}: {msg}\n{}",
+                self.pretty()
+            );
         }
-        assert_eq!(self.code, 1, "exit code for a diagnosed problem\n{}", self.pretty());
+        assert_eq!(
+            self.code,
+            1,
+            "exit code for a diagnosed problem\n{}",
+            self.pretty()
+        );
         assert_ne!(self.json["verdict"], "Healthy", "{}", self.pretty());
     }
 
@@ -406,6 +554,11 @@ impl Run {
     /// Finished within the deadline given with `--timeout` (plus start-up slack).
     fn expect_within(&self, deadline: Duration) {
         let slack = Duration::from_millis(1500);
-        assert!(self.elapsed <= deadline + slack, "took {:?}, deadline {deadline:?}\n{}", self.elapsed, self.pretty());
+        assert!(
+            self.elapsed <= deadline + slack,
+            "took {:?}, deadline {deadline:?}\n{}",
+            self.elapsed,
+            self.pretty()
+        );
     }
 }
