@@ -253,58 +253,41 @@ fn registry_throttles() {
     r.expect("Throttled", &[REGISTRY, "429"]);
 }
 
+// Scenario 19 with an ACR-like Bearer flow (/v2/ challenge, /oauth2/token with Basic
+// credentials, JWT checked by the registry), and again with the registry's own Basic auth.
+
 #[test]
 fn wrong_credentials() {
-    let lab = lab!("registry-auth");
-    let r = lab.check_env(
-        &[
-            REGISTRY,
-            "--image",
-            IMAGE,
-            "--username",
-            "labuser",
-            "--password-stdin",
-        ],
-        &[],
-        Some("not-the-password\n"),
-    );
+    let lab = lab!("registry-token");
+    let r = lab.pull_as(IMAGE, "not-the-password");
     r.expect("AuthenticationFailed", &[REGISTRY]);
 }
 
 #[test]
 fn image_missing() {
-    let lab = lab!("registry-auth");
-    let r = lab.check_env(
-        &[
-            REGISTRY,
-            "--image",
-            "lab/nope:1.0",
-            "--username",
-            "labuser",
-            "--password-stdin",
-        ],
-        &[],
-        Some("labpass\n"),
-    );
+    let lab = lab!("registry-token");
+    let r = lab.pull_as("lab/nope:1.0", "labpass");
     r.expect("ImageNotFound", &[REGISTRY, "lab/nope"]);
 }
 
 #[test]
 fn right_credentials_pull_works() {
+    let lab = lab!("registry-token");
+    lab.pull_as(IMAGE, "labpass").expect_healthy();
+}
+
+#[test]
+fn wrong_credentials_basic_auth() {
     let lab = lab!("registry-auth");
-    let r = lab.check_env(
-        &[
-            REGISTRY,
-            "--image",
-            IMAGE,
-            "--username",
-            "labuser",
-            "--password-stdin",
-        ],
-        &[],
-        Some("labpass\n"),
-    );
-    r.expect_healthy();
+    let r = lab.pull_as(IMAGE, "not-the-password");
+    r.expect("AuthenticationFailed", &[REGISTRY]);
+}
+
+#[test]
+fn image_missing_basic_auth() {
+    let lab = lab!("registry-auth");
+    let r = lab.pull_as("lab/nope:1.0", "labpass");
+    r.expect("ImageNotFound", &[REGISTRY, "lab/nope"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -418,6 +401,19 @@ impl Lab {
     /// `regcheck check ARGS --ca-file <lab CA> --output json` in the client namespace.
     fn check(&self, args: &[&str]) -> Run {
         self.check_env(args, &[], None)
+    }
+
+    /// `--image IMAGE --username labuser --password-stdin`, the password on standard input.
+    fn pull_as(&self, image: &str, password: &str) -> Run {
+        let args = [
+            REGISTRY,
+            "--image",
+            image,
+            "--username",
+            "labuser",
+            "--password-stdin",
+        ];
+        self.check_env(&args, &[], Some(&format!("{password}\n")))
     }
 
     fn check_env(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {

@@ -60,6 +60,7 @@ CLIENT_ROUTES = ["10.2.0.0/16", "203.0.113.0/24", "198.51.100.0/24"]
 
 PROXY_USER, PROXY_PASS = "proxyuser", "proxypass"
 REG_USER, REG_PASS = "labuser", "labpass"
+TOKEN_ISSUER = "regcheck-lab-token-issuer"
 
 PACKAGES = {
     # binary -> Debian package
@@ -82,7 +83,7 @@ SBIN = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
 #   dns:      public | public-pe | private | private-nodata | private-stale | (resolver below)
 #   resolver: unbound (default) | dnsmasq (custom DNS forwarding to the public resolver)
 #   login:    ok | deny | throttle | hang | intercept    (nginx mode for the login server)
-#   auth:     registry requires basic auth (htpasswd)
+#   auth:     None | basic (registry's htpasswd) | token (ACR-like Bearer flow, /oauth2/token)
 #   proxy:    None | allow | deny | auth | eof
 #   fw:       firewall rules (see FIREWALL)
 #   routes:   extra client routes (see ROUTES)
@@ -106,7 +107,8 @@ SCENARIOS = {
     "proxy-bypass-missing": dict(dns="private", proxy="allow", fw=["proxy-no-private"]),
     "host-unreachable": dict(dns="private-stale", routes=["stale-unreachable"]),
     "throttled": dict(dns="public", login="throttle"),
-    "registry-auth": dict(dns="public", auth=True),
+    "registry-auth": dict(dns="public", auth="basic"),
+    "registry-token": dict(dns="public", auth="token"),
 }
 
 # Rules are added in the server namespace ("the network"): INPUT sees what the client sends
@@ -291,6 +293,10 @@ def make_pki(d):
     # A TLS-inspecting middlebox re-signs with its own CA, which the client does not trust.
     make_ca(d, "mitm", "Contoso Inspection CA", "Contoso Firewall")
     make_leaf(d, "login-mitm", "mitm", LOGIN)
+    # The token server's signing key; the registry trusts its certificate (rootcertbundle).
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "token.key", "-out", "token.pem", "-days", "30",
+            "-subj", "/CN=regcheck lab token signer", cwd=d)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,12 +405,20 @@ def start_registry(sns, d, auth):
     store = os.path.join(d, "registry")
     os.makedirs(store, exist_ok=True)
     auth_conf = ""
-    if auth:
+    if auth == "basic":
         run([which("htpasswd"), "-Bbc", f"{d}/registry.htpasswd", REG_USER, REG_PASS])
         auth_conf = f"""auth:
   htpasswd:
     realm: {LOGIN}
     path: {d}/registry.htpasswd
+"""
+    elif auth == "token":
+        auth_conf = f"""auth:
+  token:
+    realm: https://{LOGIN}/oauth2/token
+    service: {LOGIN}
+    issuer: {TOKEN_ISSUER}
+    rootcertbundle: {d}/pki/token.pem
 """
     conf = f"""version: 0.1
 log:
@@ -485,6 +499,12 @@ http {{
             default_type application/json;
             return 403 {q(deny_body)};
         }}{extra}
+        location /oauth2/ {{
+            error_page 418 = @denied;
+            if ($lab_allowed = 0) {{ return 418; }}
+            proxy_pass http://127.0.0.1:5002;
+            proxy_set_header Host $host;
+        }}
         location / {{
             error_page 418 = @denied;
             if ($lab_allowed = 0) {{ return 418; }}
@@ -536,9 +556,18 @@ def push_image(d, auth):
     from urllib.parse import urlsplit
 
     headers = {}
-    if auth:
-        tok = base64.b64encode(f"{REG_USER}:{REG_PASS}".encode()).decode()
-        headers["Authorization"] = f"Basic {tok}"
+    basic = "Basic " + base64.b64encode(f"{REG_USER}:{REG_PASS}".encode()).decode()
+    if auth == "basic":
+        headers["Authorization"] = basic
+    elif auth == "token":
+        c = http.client.HTTPConnection("127.0.0.1", 5002, timeout=10)
+        c.request("GET", f"/oauth2/token?service={LOGIN}&scope=repository:{IMAGE_REPO}:pull,push",
+                  headers={"Authorization": basic})
+        r = c.getresponse()
+        body = r.read()
+        if r.status != 200:
+            raise RuntimeError(f"token for push: {r.status} {body[:200]!r}")
+        headers["Authorization"] = "Bearer " + json.loads(body)["access_token"]
 
     def req(method, path, body=None, extra=None):
         c = http.client.HTTPConnection("127.0.0.1", 5000, timeout=10)
@@ -643,8 +672,8 @@ http_access deny CONNECT !SSL_ports
 
 
 def start_helper(sns, d, kind, ip, port):
-    spawn(sns, [sys.executable, os.path.abspath(__file__), "_serve", kind, ip, str(port)],
-          f"{d}/{kind}.out")
+    spawn(sns, [sys.executable, os.path.abspath(__file__), "_serve", kind, ip, str(port),
+                "--dir", d], f"{d}/{kind}.out")
     return [("tcp", ip, port)]
 
 
@@ -677,6 +706,97 @@ def serve(kind, ip, port):
             held.append(c)
             if len(held) > 200:
                 held.pop(0).close()
+
+
+def b64url(b):
+    import base64
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def libtrust_kid(spki_der):
+    """The key ID docker/distribution matches a token's `kid` against (libtrust format)."""
+    import base64
+    h = base64.b32encode(hashlib.sha256(spki_der).digest()[:30]).decode().rstrip("=")
+    return ":".join(h[i:i + 4] for i in range(0, len(h), 4))
+
+
+def es256_sign(key_path, data):
+    der = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key_path], input=data,
+                         capture_output=True, check=True).stdout
+    # ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }  ->  r || s, 32 bytes each
+    i = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
+    out = b""
+    for _ in range(2):
+        assert der[i] == 0x02
+        n = der[i + 1]
+        out += der[i + 2:i + 2 + n].lstrip(b"\x00").rjust(32, b"\x00")
+        i += 2 + n
+    return out
+
+
+def serve_token(ip, port, d):
+    """An ACR-like token endpoint (GET /oauth2/token): Basic credentials in, a JWT for the
+    registry out; 401 for missing or wrong credentials. socketserver, no name lookups."""
+    import base64
+    import http.server
+    import socketserver
+    import threading
+    from urllib.parse import parse_qs, urlsplit
+
+    key = f"{d}/pki/token.key"
+    spki = subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"],
+                          capture_output=True, check=True).stdout
+    kid = libtrust_kid(spki)
+    want = "Basic " + base64.b64encode(f"{REG_USER}:{REG_PASS}".encode()).decode()
+    denied = json.dumps({"errors": [{"code": "UNAUTHORIZED", "message":
+                         "authentication required, visit https://aka.ms/acr/authorization "
+                         "for more information."}]}).encode()
+
+    class H(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def reply(self, status, body, ctype="application/json"):
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            u = urlsplit(self.path)
+            if u.path != "/oauth2/token":
+                return self.reply(404, b"{}")
+            if self.headers.get("Authorization") != want:
+                return self.reply(401, denied)
+            q = parse_qs(u.query)
+            access = []
+            for sc in q.get("scope", []):
+                parts = sc.split(":")
+                if len(parts) == 3 and parts[0] == "repository":
+                    access.append({"type": "repository", "name": parts[1],
+                                   "actions": [a for a in parts[2].split(",")
+                                               if a in ("pull", "push")]})
+            now = int(time.time())
+            header = {"typ": "JWT", "alg": "ES256", "kid": kid}
+            claims = {"iss": TOKEN_ISSUER, "sub": REG_USER, "aud": q.get("service", [LOGIN])[0],
+                      "exp": now + 3600, "nbf": now - 60, "iat": now,
+                      "jti": os.urandom(8).hex(), "access": access}
+            signing = (b64url(json.dumps(header).encode()) + "." +
+                       b64url(json.dumps(claims).encode())).encode()
+            jwt = signing.decode() + "." + b64url(es256_sign(key, signing))
+            self.reply(200, json.dumps({"access_token": jwt, "token": jwt,
+                                        "expires_in": 3600}).encode())
+
+        def log_message(self, fmt, *args):
+            sys.stderr.write("token: " + (fmt % args) + "\n")
+
+    class S(socketserver.ThreadingMixIn, socketserver.TCPServer):
+        allow_reuse_address = True
+        daemon_threads = True
+
+    srv = S((ip, port), H)
+    threading.Timer(900, srv.shutdown).start()  # bounded life: 15 minutes at most
+    srv.serve_forever()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -810,8 +930,10 @@ def bring_up(lab_id, sc, sns, cns, d):
     checks += start_unbound(sns, d, sc["dns"])
     if sc.get("resolver") == "dnsmasq":
         checks += start_dnsmasq(sns, d)
-    auth = bool(sc.get("auth"))
+    auth = sc.get("auth")
     checks += start_registry(sns, d, auth)
+    if auth == "token":
+        checks += start_helper(sns, d, "token", "127.0.0.1", 5002)
     login_mode = sc.get("login", "ok")
     if login_mode == "hang":
         checks += start_helper(sns, d, "hang", "127.0.0.1", 5001)
@@ -823,7 +945,7 @@ def bring_up(lab_id, sc, sns, cns, d):
     checks += start_nginx(sns, d, login_mode)
     wait_ready(sns, checks)
 
-    r = run([sys.executable, os.path.abspath(__file__), "_push", d, "1" if auth else "0"],
+    r = run([sys.executable, os.path.abspath(__file__), "_push", d, auth or "none"],
             ns=sns)
     image = json.loads(r.stdout)
 
@@ -932,9 +1054,10 @@ def main():
     w.add_argument("spec")
     w.add_argument("timeout", type=float)
     s = sub.add_parser("_serve")
-    s.add_argument("kind", choices=["eof", "hang"])
+    s.add_argument("kind", choices=["eof", "hang", "token"])
     s.add_argument("ip")
     s.add_argument("port", type=int)
+    s.add_argument("--dir")
     pu = sub.add_parser("_push")
     pu.add_argument("dir")
     pu.add_argument("auth")
@@ -958,10 +1081,13 @@ def main():
     if a.cmd == "_wait":
         return wait_checks(a.spec, a.timeout)
     if a.cmd == "_serve":
-        serve(a.kind, a.ip, a.port)
+        if a.kind == "token":
+            serve_token(a.ip, a.port, a.dir)
+        else:
+            serve(a.kind, a.ip, a.port)
         return 0
     if a.cmd == "_push":
-        print(json.dumps(push_image(a.dir, a.auth == "1")))
+        print(json.dumps(push_image(a.dir, None if a.auth == "none" else a.auth)))
         return 0
     return 2
 

@@ -119,6 +119,12 @@ run_scenario() {
     expect "right password 200" '^200$' -- $(curl_code -u labuser:labpass -H "$MT" https://$R/v2/lab/hello/manifests/1.0)
     expect "missing image 404" '^404$' -- $(curl_code -u labuser:labpass -H "$MT" https://$R/v2/lab/nope/manifests/1.0)
     ;;
+  registry-token)
+    expect "401 Bearer challenge" 'Www-Authenticate: Bearer realm="https://labreg.azurecr.io/oauth2/token",service="labreg.azurecr.io"' -- curl -sS -i --cacert "$CA" https://$R/v2/
+    expect "token refused without credentials" '^401$' -- $(curl_code "https://$R/oauth2/token?service=$R&scope=repository:lab/hello:pull")
+    expect "token refused for wrong password" '^401$' -- $(curl_code -u labuser:wrong "https://$R/oauth2/token?service=$R&scope=repository:lab/hello:pull")
+    expect "token + manifest 200" '^200$' -- sh -c "T=\$(curl -sS --cacert $CA -u labuser:labpass 'https://$R/oauth2/token?service=$R&scope=repository:lab/hello:pull' | sed 's/.*\"access_token\": \"\\([^\"]*\\)\".*/\\1/'); curl -sS -o /dev/null -w '%{http_code}' --cacert $CA -H 'Authorization: Bearer '\$T -H '$MT' https://$R/v2/lab/hello/manifests/1.0"
+    ;;
   *) bad "no checks for $1" ;;
   esac
 }
