@@ -6,7 +6,9 @@
 //! namespaces with no route out: nothing here sends a packet anywhere else.
 //!
 //! Needs root (namespaces, iptables). As root, missing Debian packages are installed first.
-//! Without root, or when the packages cannot be had, each test prints `SKIPPED` and why.
+//! Without root, or when the packages cannot be had, each test prints `SKIPPED` and why to
+//! stderr and returns (libtest has no run-time skip, so it is listed as passed);
+//! `REGCHECK_LAB_REQUIRED=1` turns a skip into a failure.
 //!
 //! Run: `cargo test --test lab -- --test-threads=2`
 
@@ -346,8 +348,15 @@ impl Lab {
     /// Brings up `scenario`; `None` (after printing why) when the lab cannot run here.
     fn up(scenario: &str) -> Option<Lab> {
         if let Err(why) = prerequisites() {
-            eprintln!("SKIPPED lab scenario {scenario}: {why}");
-            println!("SKIPPED lab scenario {scenario}: {why}");
+            if std::env::var_os("REGCHECK_LAB_REQUIRED").is_some_and(|v| v == "1") {
+                panic!("lab scenario {scenario} cannot run and REGCHECK_LAB_REQUIRED=1: {why}");
+            }
+            // Straight to the process's stderr: libtest captures eprintln! of passing tests.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED lab scenario {scenario} ({}): {why}",
+                std::thread::current().name().unwrap_or("?")
+            );
             return None;
         }
         // Unique per test and process: tests run in parallel, each in its own namespaces.
@@ -539,6 +548,7 @@ impl Run {
             self.pretty()
         );
         assert_ne!(self.json["verdict"], "Healthy", "{}", self.pretty());
+        println!("lab: {reason}: {msg}");
     }
 
     fn expect_healthy(&self) {

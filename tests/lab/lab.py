@@ -228,7 +228,8 @@ def cmd_install(_args):
         try:
             subprocess.run(["apt-get", "update"], env=env, check=False,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            r = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends"] + pkgs,
+            r = subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=180", "install", "-y",
+                                "--no-install-recommends"] + pkgs,
                                env=env, capture_output=True, text=True)
         finally:
             if made_policy:
