@@ -7,7 +7,11 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "regcheck", version, about = "Finds out why this machine or cluster cannot reach its container registry")]
+#[command(
+    name = "regcheck",
+    version,
+    about = "Finds out why this machine or cluster cannot reach its container registry"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -146,7 +150,11 @@ fn run_check(args: CheckArgs) -> i32 {
             return exit::BAD_INPUT;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("regcheck: cannot start the runtime: {e}");

@@ -468,13 +468,19 @@ pub async fn resolve_system(
         let mut result: Option<DnsAnswer> = None;
         let mut failures: Vec<DnsAnswer> = Vec::new();
         'servers: for _attempt in 0..conf.attempts {
-            for ns in &conf.nameservers {
+            let n = conf.nameservers.len();
+            for (i, ns) in conf.nameservers.iter().enumerate() {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break 'servers;
                 }
-                // Split what is left fairly between the servers still to ask.
-                let per_try = conf.timeout.min(left.max(Duration::from_millis(50)));
+                // Split what is left between the servers still to ask in this round, so that a
+                // dead first nameserver does not use up the time of a working second one.
+                let share = left / u32::try_from(n - i).unwrap_or(1);
+                let per_try = conf
+                    .timeout
+                    .min(share.max(Duration::from_millis(50)))
+                    .min(left);
                 let try_deadline = Instant::now() + per_try;
                 let ans = resolve_at(*ns, name, try_deadline).await;
                 match ans.outcome {
