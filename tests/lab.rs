@@ -176,6 +176,13 @@ fn firewall_drops_data_endpoint_only() {
 }
 
 #[test]
+fn firewall_drops_data_endpoint_probed_directly() {
+    let lab = lab!("data-drop");
+    let r = lab.check(&[REGISTRY, "--region", "eastus", "--timeout", "3s"]);
+    r.expect("DataEndpointBlocked", &[DATA, PUB_DATA]);
+}
+
+#[test]
 fn fqdn_firewall_resets_after_client_hello() {
     let lab = lab!("sni-reset");
     let r = lab.check(&[REGISTRY, "--timeout", "3s"]);
@@ -242,6 +249,17 @@ fn private_endpoint_not_exempted_from_proxy() {
 }
 
 #[test]
+fn no_proxy_exempting_the_registry_is_healthy() {
+    let lab = lab!("proxy-bypass-missing");
+    let env = [
+        ("HTTPS_PROXY", SQUID),
+        ("NO_PROXY", "localhost,.azurecr.io"),
+    ];
+    let args = [REGISTRY, "--region", "eastus", "--expect", "private"];
+    lab.check_env(&args, &env, None).expect_healthy();
+}
+
+#[test]
 fn private_endpoint_address_without_route() {
     let lab = lab!("host-unreachable");
     let r = lab.check(&[REGISTRY, "--expect", "private", "--timeout", "3s"]);
@@ -276,6 +294,13 @@ fn image_missing() {
 fn right_credentials_pull_works() {
     let lab = lab!("registry-token");
     lab.pull_as(IMAGE, "labpass").expect_healthy();
+}
+
+#[test]
+fn anonymous_pull_refused() {
+    let lab = lab!("registry-token");
+    let r = lab.check(&[REGISTRY, "--image", IMAGE]);
+    r.expect("AuthenticationFailed", &[REGISTRY, "401"]);
 }
 
 #[test]
