@@ -1,0 +1,595 @@
+//! Network lab: every symptom of the registry troubleshooting guide, reproduced with real
+//! servers (unbound, dnsmasq, docker-registry behind nginx, squid, iptables) inside network
+//! namespaces that each test creates, and `regcheck check` run against it.
+//!
+//! The harness is `tests/lab/lab.py` (see `tests/lab/README.md`). Each lab has its own pair of
+//! namespaces with no route out: nothing here sends a packet anywhere else.
+//!
+//! Needs root (namespaces, iptables). As root, missing Debian packages are installed first.
+//! Without root, or when the packages cannot be had, each test prints `SKIPPED` and why to
+//! stderr and returns (libtest has no run-time skip, so it is listed as passed);
+//! `REGCHECK_LAB_REQUIRED=1` turns a skip into a failure.
+//!
+//! Run: `cargo test --test lab -- --test-threads=2`
+
+use serde_json::Value;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const LAB_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lab/lab.py");
+const REGCHECK: &str = env!("CARGO_BIN_EXE_regcheck");
+
+const REGISTRY: &str = "labreg.azurecr.io";
+const DATA: &str = "labreg.eastus.data.azurecr.io";
+const IMAGE: &str = "lab/hello:1.0";
+const CLIENT_IP: &str = "10.1.0.100";
+const DNS: &str = "10.1.0.53";
+const CUSTOM_DNS: &str = "10.1.0.54";
+const SQUID: &str = "http://10.1.0.80:3128";
+const EOF_PROXY: &str = "http://10.1.0.81:3128";
+const PUB_LOGIN: &str = "203.0.113.10";
+const PUB_DATA: &str = "203.0.113.11";
+const PRIV_LOGIN: &str = "10.2.0.10";
+const STALE: &str = "10.2.0.99";
+
+/// Brings up a lab scenario, or returns from the test (printing why) when it cannot run here.
+macro_rules! lab {
+    ($scenario:expr) => {
+        match Lab::up($scenario) {
+            Some(lab) => lab,
+            None => return,
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios: one test each.
+
+#[test]
+fn healthy_public_registry() {
+    let lab = lab!("healthy-public");
+    let r = lab.check(&[REGISTRY, "--region", "eastus", "--image", IMAGE]);
+    r.expect_healthy();
+    // All phases of the login server were timed.
+    let ep = r.endpoint(REGISTRY);
+    for path in ["/dns/system/ms", "/tcp/0/ms", "/tls/ms", "/http/ms"] {
+        assert!(
+            ep.pointer(path).and_then(Value::as_u64).is_some(),
+            "{path} missing\n{}",
+            r.pretty()
+        );
+    }
+    assert_eq!(
+        ep.pointer("/dns/system/addresses/0/ip")
+            .and_then(Value::as_str),
+        Some(PUB_LOGIN),
+        "{}",
+        r.pretty()
+    );
+    assert_eq!(
+        r.json.pointer("/pull/blob/outcome").and_then(Value::as_str),
+        Some("Ok"),
+        "{}",
+        r.pretty()
+    );
+}
+
+#[test]
+fn healthy_private_endpoint() {
+    let lab = lab!("healthy-private");
+    let r = lab.check(&[
+        REGISTRY, "--region", "eastus", "--expect", "private", "--image", IMAGE,
+    ]);
+    r.expect_healthy();
+    let ep = r.endpoint(REGISTRY);
+    assert_eq!(
+        ep.pointer("/dns/system/addresses/0/class")
+            .and_then(Value::as_str),
+        Some("Private"),
+        "{}",
+        r.pretty()
+    );
+    let data = r.endpoint(DATA);
+    assert_eq!(
+        data.pointer("/dns/system/addresses/0/class")
+            .and_then(Value::as_str),
+        Some("Private"),
+        "{}",
+        r.pretty()
+    );
+}
+
+#[test]
+fn healthy_through_proxy() {
+    let lab = lab!("healthy-proxy");
+    let r = lab.check_env(
+        &[REGISTRY, "--image", IMAGE],
+        &[("HTTPS_PROXY", SQUID)],
+        None,
+    );
+    r.expect_healthy();
+}
+
+#[test]
+fn healthy_lab_gives_no_false_alarm_in_20_runs() {
+    let lab = lab!("healthy-public");
+    for i in 0..20 {
+        let r = lab.check(&[REGISTRY, "--region", "eastus"]);
+        let reasons: Vec<&str> = r.reasons();
+        assert!(
+            reasons.iter().all(|x| *x == "Healthy") && r.code == 0,
+            "run {i}: reasons {reasons:?}\n{}",
+            r.pretty()
+        );
+    }
+}
+
+#[test]
+fn name_does_not_exist() {
+    let lab = lab!("dns-name-not-found");
+    let r = lab.check(&["nosuchreg.azurecr.io"]);
+    r.expect("DNSNameNotFound", &["nosuchreg.azurecr.io"]);
+}
+
+#[test]
+fn custom_dns_without_forwarder_resolves_public() {
+    let lab = lab!("custom-dns-no-forwarder");
+    let r = lab.check(&[REGISTRY, "--expect", "private"]);
+    r.expect(
+        "PrivateEndpointResolvesPublic",
+        &[REGISTRY, CUSTOM_DNS, PUB_LOGIN],
+    );
+}
+
+#[test]
+fn private_zone_without_data_endpoint_record() {
+    let lab = lab!("data-endpoint-dns-missing");
+    let r = lab.check(&[REGISTRY, "--region", "eastus", "--expect", "private"]);
+    r.expect("DataEndpointDNSMissing", &[DATA]);
+}
+
+#[test]
+fn nameserver_unreachable() {
+    let lab = lab!("dns-server-unreachable");
+    let r = lab.check(&[REGISTRY, "--timeout", "3s"]);
+    r.expect("DNSServerUnreachable", &[REGISTRY, DNS]);
+    r.expect_within(Duration::from_secs(3));
+}
+
+#[test]
+fn firewall_drops_login_server() {
+    let lab = lab!("login-drop");
+    let r = lab.check(&[REGISTRY, "--timeout", "3s"]);
+    r.expect("ConnectionTimedOut", &[REGISTRY, PUB_LOGIN]);
+    r.expect_within(Duration::from_secs(3));
+}
+
+#[test]
+fn firewall_drops_data_endpoint_only() {
+    let lab = lab!("data-drop");
+    let r = lab.check(&[REGISTRY, "--image", IMAGE, "--timeout", "3s"]);
+    r.expect("DataEndpointBlocked", &[DATA, PUB_DATA]);
+    assert_eq!(r.json["verdict"], "Degraded", "{}", r.pretty());
+}
+
+#[test]
+fn firewall_drops_data_endpoint_probed_directly() {
+    let lab = lab!("data-drop");
+    let r = lab.check(&[REGISTRY, "--region", "eastus", "--timeout", "3s"]);
+    r.expect("DataEndpointBlocked", &[DATA, PUB_DATA]);
+}
+
+#[test]
+fn fqdn_firewall_resets_after_client_hello() {
+    let lab = lab!("sni-reset");
+    let r = lab.check(&[REGISTRY, "--timeout", "3s"]);
+    r.expect("TLSResetAfterClientHello", &[REGISTRY, PUB_LOGIN]);
+}
+
+#[test]
+fn tls_inspection_presents_another_ca() {
+    let lab = lab!("tls-interception");
+    let r = lab.check(&[REGISTRY]);
+    r.expect("TLSInterception", &[REGISTRY, "Contoso Inspection CA"]);
+}
+
+#[test]
+fn registry_network_rules_deny_client_ip() {
+    let lab = lab!("registry-denied-ip");
+    let r = lab.check(&[REGISTRY]);
+    r.expect("RegistryDeniedClientIP", &[REGISTRY, CLIENT_IP]);
+}
+
+#[test]
+fn server_never_sends_headers() {
+    let lab = lab!("headers-timeout");
+    let r = lab.check(&[REGISTRY, "--timeout", "3s"]);
+    r.expect("HeadersTimeout", &[REGISTRY]);
+    r.expect_within(Duration::from_secs(3));
+}
+
+#[test]
+fn proxy_denies_connect() {
+    let lab = lab!("proxy-denied");
+    let r = lab.check_env(&[REGISTRY], &[("HTTPS_PROXY", SQUID)], None);
+    r.expect("ProxyDenied", &[REGISTRY, "10.1.0.80:3128", "403"]);
+}
+
+#[test]
+fn proxy_closes_connection() {
+    let lab = lab!("proxy-eof");
+    let r = lab.check(&[REGISTRY, "--proxy", EOF_PROXY, "--timeout", "3s"]);
+    r.expect("ProxyConnectEOF", &[REGISTRY, "10.1.0.81:3128"]);
+}
+
+#[test]
+fn proxy_requires_credentials() {
+    let lab = lab!("proxy-auth");
+    let r = lab.check_env(&[REGISTRY], &[("HTTPS_PROXY", SQUID)], None);
+    r.expect("ProxyAuthRequired", &[REGISTRY, "10.1.0.80:3128", "407"]);
+}
+
+#[test]
+fn private_endpoint_not_exempted_from_proxy() {
+    let lab = lab!("proxy-bypass-missing");
+    // A CIDR entry in NO_PROXY does not exempt a host name (Go semantics).
+    let env = [
+        ("HTTPS_PROXY", SQUID),
+        ("NO_PROXY", "localhost,127.0.0.1,10.2.0.0/16"),
+    ];
+    let r = lab.check_env(
+        &[REGISTRY, "--expect", "private", "--timeout", "5s"],
+        &env,
+        None,
+    );
+    r.expect("ProxyBypassMissing", &[REGISTRY, PRIV_LOGIN]);
+}
+
+#[test]
+fn no_proxy_exempting_the_registry_is_healthy() {
+    let lab = lab!("proxy-bypass-missing");
+    let env = [
+        ("HTTPS_PROXY", SQUID),
+        ("NO_PROXY", "localhost,.azurecr.io"),
+    ];
+    let args = [REGISTRY, "--region", "eastus", "--expect", "private"];
+    lab.check_env(&args, &env, None).expect_healthy();
+}
+
+#[test]
+fn private_endpoint_address_without_route() {
+    let lab = lab!("host-unreachable");
+    let r = lab.check(&[REGISTRY, "--expect", "private", "--timeout", "3s"]);
+    r.expect("HostUnreachable", &[REGISTRY, STALE]);
+}
+
+#[test]
+fn registry_throttles() {
+    let lab = lab!("throttled");
+    let r = lab.check(&[REGISTRY]);
+    r.expect("Throttled", &[REGISTRY, "429"]);
+}
+
+// Scenario 19 with an ACR-like Bearer flow (/v2/ challenge, /oauth2/token with Basic
+// credentials, JWT checked by the registry), and again with the registry's own Basic auth.
+
+#[test]
+fn wrong_credentials() {
+    let lab = lab!("registry-token");
+    let r = lab.pull_as(IMAGE, "not-the-password");
+    r.expect("AuthenticationFailed", &[REGISTRY]);
+}
+
+#[test]
+fn image_missing() {
+    let lab = lab!("registry-token");
+    let r = lab.pull_as("lab/nope:1.0", "labpass");
+    r.expect("ImageNotFound", &[REGISTRY, "lab/nope"]);
+}
+
+#[test]
+fn right_credentials_pull_works() {
+    let lab = lab!("registry-token");
+    lab.pull_as(IMAGE, "labpass").expect_healthy();
+}
+
+#[test]
+fn anonymous_pull_refused() {
+    let lab = lab!("registry-token");
+    let r = lab.check(&[REGISTRY, "--image", IMAGE]);
+    r.expect("AuthenticationFailed", &[REGISTRY, "401"]);
+}
+
+#[test]
+fn wrong_credentials_basic_auth() {
+    let lab = lab!("registry-auth");
+    let r = lab.pull_as(IMAGE, "not-the-password");
+    r.expect("AuthenticationFailed", &[REGISTRY]);
+}
+
+#[test]
+fn image_missing_basic_auth() {
+    let lab = lab!("registry-auth");
+    let r = lab.pull_as("lab/nope:1.0", "labpass");
+    r.expect("ImageNotFound", &[REGISTRY, "lab/nope"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+/// Why the lab cannot run here, if it cannot (decided once per test binary).
+fn prerequisites() -> &'static Result<(), String> {
+    static ONCE: OnceLock<Result<(), String>> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        if !is_root() {
+            return Err(
+                "not running as root (the lab needs network namespaces and iptables)".into(),
+            );
+        }
+        // Leftovers of an earlier run that was killed.
+        let _ = Command::new("python3").args([LAB_PY, "gc"]).status();
+        let install = Command::new("python3")
+            .args([LAB_PY, "install"])
+            .output()
+            .map_err(|e| format!("cannot run python3 {LAB_PY}: {e}"))?;
+        if !install.status.success() {
+            return Err(format!(
+                "cannot install the lab's Debian packages: {}",
+                String::from_utf8_lossy(&install.stderr).trim()
+            ));
+        }
+        let check = Command::new("python3")
+            .args([LAB_PY, "check"])
+            .output()
+            .map_err(|e| format!("cannot run python3 {LAB_PY}: {e}"))?;
+        if !check.status.success() {
+            return Err(String::from_utf8_lossy(&check.stdout).trim().to_string());
+        }
+        Ok(())
+    })
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// One running lab; `Drop` stops its servers and deletes its namespaces, also on failure.
+struct Lab {
+    id: String,
+    info: Value,
+}
+
+impl Lab {
+    /// Brings up `scenario`; `None` (after printing why) when the lab cannot run here.
+    fn up(scenario: &str) -> Option<Lab> {
+        if let Err(why) = prerequisites() {
+            if std::env::var_os("REGCHECK_LAB_REQUIRED").is_some_and(|v| v == "1") {
+                panic!("lab scenario {scenario} cannot run and REGCHECK_LAB_REQUIRED=1: {why}");
+            }
+            // Straight to the process's stderr: libtest captures eprintln! of passing tests.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED lab scenario {scenario} ({}): {why}",
+                std::thread::current().name().unwrap_or("?")
+            );
+            return None;
+        }
+        // Unique per test and process: tests run in parallel, each in its own namespaces.
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("lab")
+            .replace("::", "-");
+        let test: String = test
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .take(40)
+            .collect();
+        let id = format!(
+            "{test}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let out = Command::new("python3")
+            .args([
+                LAB_PY,
+                "up",
+                scenario,
+                "--id",
+                &id,
+                "--owner",
+                &std::process::id().to_string(),
+            ])
+            .output()
+            .expect("run lab.py up");
+        // From here on the namespaces may exist: make sure they go away.
+        let mut lab = Lab {
+            id,
+            info: Value::Null,
+        };
+        assert!(
+            out.status.success(),
+            "lab.py up {scenario} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab.info = serde_json::from_slice(&out.stdout).expect("lab.py up prints JSON");
+        Some(lab)
+    }
+
+    fn field(&self, k: &str) -> &str {
+        self.info[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("lab info has no {k}: {}", self.info))
+    }
+
+    /// `regcheck check ARGS --ca-file <lab CA> --output json` in the client namespace.
+    fn check(&self, args: &[&str]) -> Run {
+        self.check_env(args, &[], None)
+    }
+
+    /// `--image IMAGE --username labuser --password-stdin`, the password on standard input.
+    fn pull_as(&self, image: &str, password: &str) -> Run {
+        let args = [
+            REGISTRY,
+            "--image",
+            image,
+            "--username",
+            "labuser",
+            "--password-stdin",
+        ];
+        self.check_env(&args, &[], Some(&format!("{password}\n")))
+    }
+
+    fn check_env(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", self.field("clientNs"), REGCHECK, "check"])
+            .args(args)
+            .args(["--ca-file", self.field("caFile"), "--output", "json"]);
+        for k in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "NO_PROXY",
+            "no_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            cmd.env_remove(k);
+        }
+        cmd.envs(env.iter().copied());
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let line = format!(
+            "regcheck check {} (env {env:?}) in {}",
+            args.join(" "),
+            self.field("clientNs")
+        );
+        let started = Instant::now();
+        let mut child = cmd.spawn().expect("spawn ip netns exec regcheck");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().expect("wait for regcheck");
+        let elapsed = started.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let json = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "{line}: output is not JSON ({e}); exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+                out.status.code()
+            )
+        });
+        Run {
+            line,
+            code: out.status.code().unwrap_or(-1),
+            json,
+            stderr,
+            elapsed,
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new("python3")
+            .args([LAB_PY, "down", "--id", &self.id])
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+/// One run of the binary.
+struct Run {
+    line: String,
+    code: i32,
+    json: Value,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn pretty(&self) -> String {
+        format!(
+            "{}\nexit {} after {:?}\n{}\nstderr:\n{}",
+            self.line,
+            self.code,
+            self.elapsed,
+            serde_json::to_string_pretty(&self.json).unwrap_or_default(),
+            self.stderr
+        )
+    }
+
+    fn reasons(&self) -> Vec<&str> {
+        self.json["findings"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|f| f["reason"].as_str()).collect())
+            .unwrap_or_default()
+    }
+
+    fn endpoint(&self, host: &str) -> &Value {
+        self.json["endpoints"]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["host"] == host))
+            .unwrap_or_else(|| panic!("no endpoint {host}\n{}", self.pretty()))
+    }
+
+    /// The primary finding is `reason`, its message names every `evidence` string, exit code 1.
+    fn expect(&self, reason: &str, evidence: &[&str]) {
+        let f = &self.json["findings"][0];
+        assert_eq!(f["reason"], reason, "primary finding\n{}", self.pretty());
+        let msg = f["message"].as_str().unwrap_or_default();
+        for e in evidence {
+            assert!(
+                msg.contains(e),
+                "message lacks {e:?}: {msg}\n{}",
+                self.pretty()
+            );
+        }
+        assert_eq!(
+            self.code,
+            1,
+            "exit code for a diagnosed problem\n{}",
+            self.pretty()
+        );
+        assert_ne!(self.json["verdict"], "Healthy", "{}", self.pretty());
+        println!("lab: {reason}: {msg}");
+    }
+
+    fn expect_healthy(&self) {
+        assert_eq!(self.reasons(), vec!["Healthy"], "{}", self.pretty());
+        assert_eq!(self.json["verdict"], "Healthy", "{}", self.pretty());
+        assert_eq!(self.code, 0, "{}", self.pretty());
+    }
+
+    /// Finished within the deadline given with `--timeout` (plus start-up slack).
+    fn expect_within(&self, deadline: Duration) {
+        let slack = Duration::from_millis(1500);
+        assert!(
+            self.elapsed <= deadline + slack,
+            "took {:?}, deadline {deadline:?}\n{}",
+            self.elapsed,
+            self.pretty()
+        );
+    }
+}

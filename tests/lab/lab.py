@@ -1,0 +1,1097 @@
+#!/usr/bin/env python3
+"""Network lab for regcheck: real DNS, registry, TLS, proxy and firewall in network namespaces.
+
+Subcommands:
+  install                 install the Debian packages the lab needs (root; idempotent)
+  check                   exit 0 when the lab can run here, else print why and exit 77
+  list                    print the scenario names
+  up SCENARIO --id ID     build the lab for SCENARIO; print one JSON line describing it
+  down --id ID            stop every process in the lab's namespaces, delete them and their files
+  gc                      remove leftovers of labs whose owner process is gone
+
+Topology (see README.md): two namespaces per lab, `rcl-ID-s` (servers) and `rcl-ID-c`
+(client), joined by one veth pair. Neither has a default route or any link to the host's
+network; server addresses live on the server namespace's loopback.
+
+NETWORK SAFETY: every address used below exists only inside the lab's own namespaces.
+Nothing here sends a packet to any other host.
+"""
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = "/tmp/regcheck-lab"
+
+REG = "labreg"
+REGION = "eastus"
+LOGIN = f"{REG}.azurecr.io"
+DATA = f"{REG}.{REGION}.data.azurecr.io"
+IMAGE_REPO = "lab/hello"
+IMAGE_TAG = "1.0"
+
+# Addresses (all inside the lab's namespaces).
+CLIENT_IP = "10.1.0.100"   # client side of the veth pair (the "node")
+GW_IP = "10.1.0.1"         # server side of the veth pair (the "network")
+DNS_IP = "10.1.0.53"       # unbound: the node's resolver (Azure DNS / internet DNS)
+CUSTOM_DNS_IP = "10.1.0.54"  # dnsmasq: a customer's custom DNS server
+PROXY_IP = "10.1.0.80"     # squid
+EOF_PROXY_IP = "10.1.0.81"  # accepts and closes at once
+PUB_LOGIN_IP = "203.0.113.10"
+PUB_DATA_IP = "203.0.113.11"
+PRIV_LOGIN_IP = "10.2.0.10"
+PRIV_DATA_IP = "10.2.0.11"
+STALE_IP = "10.2.0.99"     # a deleted private endpoint: no route
+ALLOWED_NET = "198.51.100.0/24"  # the registry's allow-list in the "deny" scenario
+
+SERVER_ADDRS = [DNS_IP, CUSTOM_DNS_IP, PROXY_IP, EOF_PROXY_IP,
+                PUB_LOGIN_IP, PUB_DATA_IP, PRIV_LOGIN_IP, PRIV_DATA_IP]
+CLIENT_ROUTES = ["10.2.0.0/16", "203.0.113.0/24", "198.51.100.0/24"]
+
+PROXY_USER, PROXY_PASS = "proxyuser", "proxypass"
+REG_USER, REG_PASS = "labuser", "labpass"
+TOKEN_ISSUER = "regcheck-lab-token-issuer"
+
+PACKAGES = {
+    # binary -> Debian package
+    "unbound": "unbound",
+    "dnsmasq": "dnsmasq-base",
+    "docker-registry": "docker-registry",
+    "nginx": "nginx-light",
+    "squid": "squid",
+    "htpasswd": "apache2-utils",
+    "dig": "bind9-dnsutils",
+    "iptables": "iptables",
+    "openssl": "openssl",
+    "curl": "curl",
+    "ip": "iproute2",
+}
+SBIN = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios: each names the DNS view, which servers run, and the firewall rules.
+#   dns:      public | public-pe | private | private-nodata | private-stale | (resolver below)
+#   resolver: unbound (default) | dnsmasq (custom DNS forwarding to the public resolver)
+#   login:    ok | deny | throttle | hang | intercept    (nginx mode for the login server)
+#   auth:     None | basic (registry's htpasswd) | token (ACR-like Bearer flow, /oauth2/token)
+#   proxy:    None | allow | deny | auth | eof
+#   fw:       firewall rules (see FIREWALL)
+#   routes:   extra client routes (see ROUTES)
+SCENARIOS = {
+    "healthy-public": dict(dns="public"),
+    "healthy-private": dict(dns="private"),
+    "healthy-proxy": dict(dns="public", proxy="allow"),
+    "dns-name-not-found": dict(dns="public"),
+    "custom-dns-no-forwarder": dict(dns="public-pe", resolver="dnsmasq"),
+    "data-endpoint-dns-missing": dict(dns="private-nodata"),
+    "dns-server-unreachable": dict(dns="public", fw=["dns-drop"]),
+    "login-drop": dict(dns="public", fw=["login-drop"]),
+    "data-drop": dict(dns="public", fw=["data-drop"]),
+    "sni-reset": dict(dns="public", fw=["sni-reset"]),
+    "tls-interception": dict(dns="public", login="intercept"),
+    "registry-denied-ip": dict(dns="public", login="deny"),
+    "headers-timeout": dict(dns="public", login="hang"),
+    "proxy-denied": dict(dns="public", proxy="deny"),
+    "proxy-eof": dict(dns="public", proxy="eof"),
+    "proxy-auth": dict(dns="public", proxy="auth"),
+    "proxy-bypass-missing": dict(dns="private", proxy="allow", fw=["proxy-no-private"]),
+    "host-unreachable": dict(dns="private-stale", routes=["stale-unreachable"]),
+    "throttled": dict(dns="public", login="throttle"),
+    "registry-auth": dict(dns="public", auth="basic"),
+    "registry-token": dict(dns="public", auth="token"),
+}
+
+# Rules are added in the server namespace ("the network"): INPUT sees what the client sends
+# over the veth (-i s0); OUTPUT sees what the servers themselves send.
+FIREWALL = {
+    "dns-drop": [
+        "-A INPUT -i s0 -p udp --dport 53 -j DROP",
+        "-A INPUT -i s0 -p tcp --dport 53 -j DROP",
+    ],
+    "login-drop": [
+        f"-A INPUT -i s0 -d {PUB_LOGIN_IP} -p tcp --dport 443 -j DROP",
+        f"-A INPUT -i s0 -d {PRIV_LOGIN_IP} -p tcp --dport 443 -j DROP",
+    ],
+    "data-drop": [
+        f"-A INPUT -i s0 -d {PUB_DATA_IP} -p tcp --dport 443 -j DROP",
+        f"-A INPUT -i s0 -d {PRIV_DATA_IP} -p tcp --dport 443 -j DROP",
+    ],
+    # An FQDN-filtering firewall: reset the connection whose ClientHello names the registry.
+    "sni-reset": [
+        f"-A INPUT -i s0 -p tcp --dport 443 -m string --string {LOGIN} --algo bm "
+        "-j REJECT --reject-with tcp-reset",
+    ],
+    # The proxy (squid binds its outgoing connections to PROXY_IP) cannot reach private endpoints.
+    "proxy-no-private": [
+        f"-A OUTPUT -s {PROXY_IP} -d 10.2.0.0/16 -j REJECT --reject-with icmp-host-unreachable",
+    ],
+}
+
+# Routes added in the client namespace.
+ROUTES = {
+    "stale-unreachable": [f"unreachable {STALE_IP}/32"],
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+def log(msg):
+    print(f"lab: {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, check=True, ns=None, **kw):
+    if ns:
+        cmd = ["ip", "netns", "exec", ns] + cmd
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
+    return r
+
+
+def names(lab_id):
+    return f"rcl-{lab_id}-s", f"rcl-{lab_id}-c"
+
+
+def state_dir(lab_id):
+    return os.path.join(ROOT, lab_id)
+
+
+def write(path, text, mode=0o644):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+def which(binary):
+    for d in SBIN:
+        p = os.path.join(d, binary)
+        if os.access(p, os.X_OK):
+            return p
+    return shutil.which(binary)
+
+
+def spawn(ns, cmd, logfile):
+    """Start a long-running server inside `ns`, detached from us; `down` kills it."""
+    out = open(logfile, "ab")
+    return subprocess.Popen(["ip", "netns", "exec", ns] + cmd, stdout=out, stderr=out,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def wait_ready(ns, checks, timeout=15.0):
+    """Poll (in one child process inside ns) until every check passes; bounded by timeout."""
+    spec = json.dumps(checks)
+    r = subprocess.run(["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__),
+                        "_wait", spec, str(timeout)], capture_output=True, text=True,
+                       timeout=timeout + 10)
+    if r.returncode != 0:
+        raise RuntimeError(f"servers not ready in {ns}: {r.stderr.strip()}")
+
+
+# ---------------------------------------------------------------------------------------------
+# install / check
+
+def missing_binaries():
+    return [b for b in PACKAGES if not which(b)]
+
+
+def cmd_install(_args):
+    if os.geteuid() != 0:
+        print("lab: not root: cannot install packages", file=sys.stderr)
+        return 77
+    os.makedirs(ROOT, exist_ok=True)
+    import fcntl
+    with open(os.path.join(ROOT, "install.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        missing = missing_binaries()
+        if not missing:
+            return 0
+        pkgs = sorted({PACKAGES[b] for b in missing})
+        log(f"installing {' '.join(pkgs)}")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        # Never let the packages' init scripts start daemons in the host's namespace.
+        policy = "/usr/sbin/policy-rc.d"
+        made_policy = False
+        if not os.path.exists(policy):
+            write(policy, "#!/bin/sh\nexit 101\n", 0o755)
+            made_policy = True
+        try:
+            subprocess.run(["apt-get", "update"], env=env, check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            r = subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=180", "install", "-y",
+                                "--no-install-recommends"] + pkgs,
+                               env=env, capture_output=True, text=True)
+        finally:
+            if made_policy:
+                os.unlink(policy)
+        if r.returncode != 0:
+            print(f"lab: apt-get install failed: {r.stderr.strip()[-2000:]}", file=sys.stderr)
+            return 77
+        still = missing_binaries()
+        if still:
+            print(f"lab: still missing after install: {still}", file=sys.stderr)
+            return 77
+    return 0
+
+
+def cmd_check(_args):
+    if os.geteuid() != 0:
+        print("lab needs root (network namespaces, iptables, servers on port 53/443)")
+        return 77
+    missing = missing_binaries()
+    if missing:
+        print(f"lab needs these programs: {' '.join(missing)} (run: lab.py install)")
+        return 77
+    r = run(["ip", "netns", "add", f"rcl-check-{os.getpid()}"], check=False)
+    if r.returncode != 0:
+        print(f"cannot create network namespaces here: {r.stderr.strip()}")
+        return 77
+    run(["ip", "netns", "del", f"rcl-check-{os.getpid()}"], check=False)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# PKI
+
+def openssl(*args, cwd):
+    run(["openssl"] + list(args), cwd=cwd)
+
+
+def make_ca(d, name, cn, org):
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "30",
+            "-subj", f"/O={org}/CN={cn}",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+
+
+def make_leaf(d, name, ca, host):
+    write(os.path.join(d, f"{name}.ext"),
+          f"basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+          f"extendedKeyUsage=serverAuth\nsubjectAltName=DNS:{host}\n")
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={host}", cwd=d)
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+            "-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-days", "30",
+            "-out", f"{name}.pem", "-extfile", f"{name}.ext", cwd=d)
+
+
+def make_pki(d):
+    os.makedirs(d, exist_ok=True)
+    make_ca(d, "ca", "regcheck Lab Root CA", "regcheck lab")
+    make_leaf(d, "login", "ca", LOGIN)
+    make_leaf(d, "data", "ca", DATA)
+    # A TLS-inspecting middlebox re-signs with its own CA, which the client does not trust.
+    make_ca(d, "mitm", "Contoso Inspection CA", "Contoso Firewall")
+    make_leaf(d, "login-mitm", "mitm", LOGIN)
+    # The token server's signing key; the registry trusts its certificate (rootcertbundle).
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "token.key", "-out", "token.pem", "-days", "30",
+            "-subj", "/CN=regcheck lab token signer", cwd=d)
+
+
+# ---------------------------------------------------------------------------------------------
+# DNS
+
+def zone_records(view):
+    """The records of the lab's one DNS 'internet' (a root zone), for a view."""
+    pe = view != "public"  # the registry has a private endpoint (privatelink CNAMEs)
+    r = []
+    if pe:
+        r += [f"{LOGIN}. CNAME {REG}.privatelink.azurecr.io.",
+              f"{DATA}. CNAME {REG}.{REGION}.data.privatelink.azurecr.io."]
+    # The public chain: *.azcr.io -> *.trafficmanager.net -> *.cloudapp.azure.com -> public A.
+    pub_login = [f"eus-acr-fe.fe.azcr.io. CNAME eus-acr-fe.trafficmanager.net.",
+                 f"eus-acr-fe.trafficmanager.net. CNAME r0eus01.eastus.cloudapp.azure.com.",
+                 f"r0eus01.eastus.cloudapp.azure.com. A {PUB_LOGIN_IP}"]
+    pub_data = [f"eus-acr-data.fe.azcr.io. CNAME eus-acr-data.trafficmanager.net.",
+                f"eus-acr-data.trafficmanager.net. CNAME d0eus01.eastus.cloudapp.azure.com.",
+                f"d0eus01.eastus.cloudapp.azure.com. A {PUB_DATA_IP}"]
+    r += pub_login + pub_data
+    if view in ("public", "public-pe"):
+        first_login = f"{REG}.privatelink.azurecr.io." if pe else f"{LOGIN}."
+        first_data = f"{REG}.{REGION}.data.privatelink.azurecr.io." if pe else f"{DATA}."
+        r += [f"{first_login} CNAME eus-acr-fe.fe.azcr.io.",
+              f"{first_data} CNAME eus-acr-data.fe.azcr.io."]
+    elif view == "private":
+        r += [f"{REG}.privatelink.azurecr.io. A {PRIV_LOGIN_IP}",
+              f"{REG}.{REGION}.data.privatelink.azurecr.io. A {PRIV_DATA_IP}"]
+    elif view == "private-nodata":
+        r += [f"{REG}.privatelink.azurecr.io. A {PRIV_LOGIN_IP}"]
+    elif view == "private-stale":
+        r += [f"{REG}.privatelink.azurecr.io. A {STALE_IP}",
+              f"{REG}.{REGION}.data.privatelink.azurecr.io. A {PRIV_DATA_IP}"]
+    else:
+        raise ValueError(f"unknown dns view {view}")
+    # A few other names a probe may ask about.
+    r += ["mcr.microsoft.com. CNAME mcr-fe.trafficmanager.net.",
+          f"mcr-fe.trafficmanager.net. A 203.0.113.20"]
+    return r
+
+
+def start_unbound(sns, d, view):
+    zone = ["$TTL 60",
+            ". IN SOA ns.lab. hostmaster.lab. 1 3600 600 86400 60",
+            ". IN NS ns.lab.",
+            f"ns.lab. IN A {DNS_IP}"]
+    zone += [" ".join([rec.split(" ", 1)[0], "IN", rec.split(" ", 1)[1]])
+             for rec in zone_records(view)]
+    write(os.path.join(d, "root.zone"), "\n".join(zone) + "\n")
+    conf = f"""server:
+  interface: {DNS_IP}
+  port: 53
+  do-ip6: no
+  do-daemonize: no
+  chroot: ""
+  username: ""
+  directory: "{d}"
+  pidfile: "{d}/unbound.pid"
+  use-syslog: no
+  logfile: "{d}/unbound.log"
+  access-control: 0.0.0.0/0 allow
+  num-threads: 1
+  module-config: "iterator"
+  qname-minimisation: no
+  cache-max-ttl: 1
+  cache-max-negative-ttl: 1
+auth-zone:
+  name: "."
+  zonefile: "{d}/root.zone"
+  for-downstream: no
+  for-upstream: yes
+  fallback-enabled: no
+remote-control:
+  control-enable: no
+"""
+    write(os.path.join(d, "unbound.conf"), conf)
+    spawn(sns, [which("unbound"), "-d", "-c", f"{d}/unbound.conf"], f"{d}/unbound.out")
+    return [("dns", DNS_IP, LOGIN)]
+
+
+def start_dnsmasq(sns, d):
+    """A customer's custom DNS server that forwards everything to the public resolver
+    (no conditional forwarder for privatelink.azurecr.io to Azure DNS)."""
+    conf = f"""port=53
+listen-address={CUSTOM_DNS_IP}
+bind-interfaces
+no-resolv
+no-hosts
+no-poll
+server={DNS_IP}
+user=root
+pid-file={d}/dnsmasq.pid
+log-queries
+log-facility={d}/dnsmasq.log
+cache-size=0
+"""
+    write(os.path.join(d, "dnsmasq.conf"), conf)
+    spawn(sns, [which("dnsmasq"), "-k", f"--conf-file={d}/dnsmasq.conf"], f"{d}/dnsmasq.out")
+    return [("dns", CUSTOM_DNS_IP, LOGIN)]
+
+
+# ---------------------------------------------------------------------------------------------
+# registry + nginx
+
+def start_registry(sns, d, auth):
+    store = os.path.join(d, "registry")
+    os.makedirs(store, exist_ok=True)
+    auth_conf = ""
+    if auth == "basic":
+        run([which("htpasswd"), "-Bbc", f"{d}/registry.htpasswd", REG_USER, REG_PASS])
+        auth_conf = f"""auth:
+  htpasswd:
+    realm: {LOGIN}
+    path: {d}/registry.htpasswd
+"""
+    elif auth == "token":
+        auth_conf = f"""auth:
+  token:
+    realm: https://{LOGIN}/oauth2/token
+    service: {LOGIN}
+    issuer: {TOKEN_ISSUER}
+    rootcertbundle: {d}/pki/token.pem
+"""
+    conf = f"""version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: {store}
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:5000
+  secret: regcheck-lab-secret
+{auth_conf}middleware:
+  storage:
+    - name: redirect
+      options:
+        baseurl: https://{DATA}
+"""
+    write(os.path.join(d, "registry.yml"), conf)
+    spawn(sns, [which("docker-registry"), "serve", f"{d}/registry.yml"], f"{d}/registry.out")
+    return [("http", "127.0.0.1", 5000, "/v2/")]
+
+
+def nginx_conf(d, login_mode):
+    deny_body = ("{\"errors\":[{\"code\":\"DENIED\",\"message\":\"client with IP '$remote_addr' "
+                 "is not allowed access. Refer https://aka.ms/acr/firewall to grant access.\"}]}")
+    throttle_body = ("{\"errors\":[{\"code\":\"TOOMANYREQUESTS\",\"message\":"
+                     "\"too many requests, please retry later\"}]}")
+
+    def q(s):  # nginx single-quoted string
+        return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    # Allow-list: everyone, or (deny) only a network the client is not in.
+    default_allowed = "0" if login_mode == "deny" else "1"
+    cert = "login-mitm" if login_mode == "intercept" else "login"
+    backend = "http://127.0.0.1:5001" if login_mode == "hang" else "http://127.0.0.1:5000"
+    extra = ""
+    if login_mode == "throttle":
+        extra = f"""
+        location /v2/ {{
+            add_header Retry-After 10 always;
+            add_header Docker-Distribution-Api-Version registry/2.0 always;
+            default_type application/json;
+            return 429 {q(throttle_body)};
+        }}"""
+    return f"""worker_processes 1;
+user root;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log info;
+daemon off;
+events {{ worker_connections 256; }}
+http {{
+    access_log {d}/nginx-access.log;
+    client_body_temp_path {d}/nginx-tmp/body;
+    proxy_temp_path {d}/nginx-tmp/proxy;
+    fastcgi_temp_path {d}/nginx-tmp/fastcgi;
+    uwsgi_temp_path {d}/nginx-tmp/uwsgi;
+    scgi_temp_path {d}/nginx-tmp/scgi;
+    client_max_body_size 0;
+    server_tokens off;
+    # The registry's network rules (public access from selected networks).
+    geo $lab_allowed {{
+        default {default_allowed};
+        127.0.0.0/8 1;
+        {ALLOWED_NET} 1;
+    }}
+    server {{
+        listen {PUB_LOGIN_IP}:443 ssl;
+        listen {PRIV_LOGIN_IP}:443 ssl;
+        server_name {LOGIN};
+        ssl_certificate {d}/pki/{cert}.pem;
+        ssl_certificate_key {d}/pki/{cert}.key;
+        location @denied {{
+            add_header Docker-Distribution-Api-Version registry/2.0 always;
+            default_type application/json;
+            return 403 {q(deny_body)};
+        }}{extra}
+        location /oauth2/ {{
+            error_page 418 = @denied;
+            if ($lab_allowed = 0) {{ return 418; }}
+            proxy_pass http://127.0.0.1:5002;
+            proxy_set_header Host $host;
+        }}
+        location / {{
+            error_page 418 = @denied;
+            if ($lab_allowed = 0) {{ return 418; }}
+            proxy_pass {backend};
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-Proto https;
+            proxy_buffering off;
+            proxy_read_timeout 600s;
+        }}
+    }}
+    server {{
+        listen {PUB_DATA_IP}:443 ssl;
+        listen {PRIV_DATA_IP}:443 ssl;
+        server_name {DATA};
+        ssl_certificate {d}/pki/data.pem;
+        ssl_certificate_key {d}/pki/data.key;
+        # Blobs redirected here by the registry's redirect middleware are read straight
+        # from its storage, as a storage account would serve them.
+        root {d}/registry;
+        location /docker/ {{
+            default_type application/octet-stream;
+        }}
+        location / {{
+            default_type application/xml;
+            return 404 '<Error><Code>ResourceNotFound</Code></Error>';
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(sns, d, login_mode):
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        os.makedirs(f"{d}/nginx-tmp/{sub}", exist_ok=True)
+    write(f"{d}/nginx.conf", nginx_conf(d, login_mode))
+    run([which("nginx"), "-t", "-q", "-e", f"{d}/nginx-error.log", "-c", f"{d}/nginx.conf"],
+        ns=sns)
+    spawn(sns, [which("nginx"), "-e", f"{d}/nginx-error.log", "-c", f"{d}/nginx.conf"],
+          f"{d}/nginx.out")
+    return [("tcp", PUB_LOGIN_IP, 443), ("tcp", PUB_DATA_IP, 443),
+            ("tcp", PRIV_LOGIN_IP, 443), ("tcp", PRIV_DATA_IP, 443)]
+
+
+def push_image(d, auth):
+    """Push a tiny image (one layer, config, schema-2 manifest) over the registry's HTTP API.
+    Runs inside the server namespace (registry on 127.0.0.1:5000)."""
+    import base64
+    import http.client
+    from urllib.parse import urlsplit
+
+    headers = {}
+    basic = "Basic " + base64.b64encode(f"{REG_USER}:{REG_PASS}".encode()).decode()
+    if auth == "basic":
+        headers["Authorization"] = basic
+    elif auth == "token":
+        c = http.client.HTTPConnection("127.0.0.1", 5002, timeout=10)
+        c.request("GET", f"/oauth2/token?service={LOGIN}&scope=repository:{IMAGE_REPO}:pull,push",
+                  headers={"Authorization": basic})
+        r = c.getresponse()
+        body = r.read()
+        if r.status != 200:
+            raise RuntimeError(f"token for push: {r.status} {body[:200]!r}")
+        headers["Authorization"] = "Bearer " + json.loads(body)["access_token"]
+
+    def req(method, path, body=None, extra=None):
+        c = http.client.HTTPConnection("127.0.0.1", 5000, timeout=10)
+        h = dict(headers)
+        h.update(extra or {})
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, dict(r.getheaders()), data
+
+    def push_blob(blob):
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        st, h, body = req("POST", f"/v2/{IMAGE_REPO}/blobs/uploads/")
+        if st != 202:
+            raise RuntimeError(f"upload start: {st} {body[:200]!r}")
+        loc = urlsplit(h["Location"])
+        sep = "&" if loc.query else ""
+        path = f"{loc.path}?{loc.query}{sep}digest={digest}"
+        st, h, body = req("PUT", path, blob, {"Content-Type": "application/octet-stream",
+                                              "Content-Length": str(len(blob))})
+        if st != 201:
+            raise RuntimeError(f"upload put: {st} {body[:200]!r}")
+        return digest
+
+    # Layer: a tar with one file, gzipped deterministically.
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tf:
+        content = b"hello from the regcheck lab\n"
+        ti = tarfile.TarInfo("hello.txt")
+        ti.size = len(content)
+        ti.mtime = 0
+        tf.addfile(ti, io.BytesIO(content))
+    tar = raw.getvalue()
+    import gzip
+    layer = gzip.compress(tar, mtime=0)
+    config = json.dumps({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/hello.txt"]},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(tar).hexdigest()]},
+    }, separators=(",", ":")).encode()
+    ld = push_blob(layer)
+    cd = push_blob(config)
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "size": len(config), "digest": cd},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": len(layer), "digest": ld}],
+    }, separators=(",", ":")).encode()
+    st, h, body = req("PUT", f"/v2/{IMAGE_REPO}/manifests/{IMAGE_TAG}", manifest,
+                      {"Content-Type": "application/vnd.docker.distribution.manifest.v2+json"})
+    if st != 201:
+        raise RuntimeError(f"manifest put: {st} {body[:200]!r}")
+    return {"layer": ld, "layerSize": len(layer), "config": cd,
+            "manifest": "sha256:" + hashlib.sha256(manifest).hexdigest()}
+
+
+# ---------------------------------------------------------------------------------------------
+# proxy
+
+def start_squid(sns, d, mode):
+    sd = os.path.join(d, "squid")
+    os.makedirs(sd, exist_ok=True)
+    auth = ""
+    if mode == "auth":
+        run([which("htpasswd"), "-bc", f"{sd}/passwd", PROXY_USER, PROXY_PASS])
+        auth = f"""auth_param basic program /usr/lib/squid/basic_ncsa_auth {sd}/passwd
+auth_param basic realm lab-proxy
+auth_param basic children 2 startup=1
+acl authed proxy_auth REQUIRED
+http_access deny !authed
+"""
+    deny = "http_access deny CONNECT registry\n" if mode == "deny" else ""
+    conf = f"""http_port {PROXY_IP}:3128
+visible_hostname lab-proxy
+pid_filename {sd}/squid.pid
+cache_log {sd}/cache.log
+access_log stdio:{sd}/access.log
+cache deny all
+cache_mem 8 MB
+coredump_dir {sd}
+pinger_enable off
+dns_nameservers {DNS_IP}
+hosts_file {d}/hosts
+tcp_outgoing_address {PROXY_IP}
+connect_timeout 5 seconds
+forward_max_tries 2
+shutdown_lifetime 0 seconds
+cache_effective_user proxy
+acl SSL_ports port 443
+acl CONNECT method CONNECT
+acl registry dstdomain .azurecr.io
+http_access deny CONNECT !SSL_ports
+{deny}{auth}http_access allow all
+"""
+    write(f"{sd}/squid.conf", conf)
+    shutil.chown(sd, "proxy", "proxy")
+    spawn(sns, [which("squid"), "-N", "-f", f"{sd}/squid.conf"], f"{sd}/squid.out")
+    return [("tcp", PROXY_IP, 3128)]
+
+
+def start_helper(sns, d, kind, ip, port):
+    spawn(sns, [sys.executable, os.path.abspath(__file__), "_serve", kind, ip, str(port),
+                "--dir", d], f"{d}/{kind}.out")
+    return [("tcp", ip, port)]
+
+
+def serve(kind, ip, port):
+    """Tiny bounded TCP servers (plain sockets, no name lookups).
+    eof:  accept, then close at once (a proxy that drops the CONNECT).
+    hang: accept, read the request, never answer (a backend that never sends headers)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((ip, port))
+    s.listen(64)
+    deadline = time.monotonic() + 900  # bounded life: 15 minutes at most
+    held = []
+    s.settimeout(1.0)
+    for _ in range(100000):
+        if time.monotonic() > deadline:
+            break
+        try:
+            c, _ = s.accept()
+        except socket.timeout:
+            continue
+        if kind == "eof":
+            try:
+                c.settimeout(0.2)
+                c.recv(4096)
+            except OSError:
+                pass
+            c.close()
+        else:
+            held.append(c)
+            if len(held) > 200:
+                held.pop(0).close()
+
+
+def b64url(b):
+    import base64
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def libtrust_kid(spki_der):
+    """The key ID docker/distribution matches a token's `kid` against (libtrust format)."""
+    import base64
+    h = base64.b32encode(hashlib.sha256(spki_der).digest()[:30]).decode().rstrip("=")
+    return ":".join(h[i:i + 4] for i in range(0, len(h), 4))
+
+
+def es256_sign(key_path, data):
+    der = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key_path], input=data,
+                         capture_output=True, check=True).stdout
+    # ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }  ->  r || s, 32 bytes each
+    i = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
+    out = b""
+    for _ in range(2):
+        assert der[i] == 0x02
+        n = der[i + 1]
+        out += der[i + 2:i + 2 + n].lstrip(b"\x00").rjust(32, b"\x00")
+        i += 2 + n
+    return out
+
+
+def serve_token(ip, port, d):
+    """An ACR-like token endpoint (GET /oauth2/token): Basic credentials in, a JWT for the
+    registry out; 401 for missing or wrong credentials. socketserver, no name lookups."""
+    import base64
+    import http.server
+    import socketserver
+    import threading
+    from urllib.parse import parse_qs, urlsplit
+
+    key = f"{d}/pki/token.key"
+    spki = subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"],
+                          capture_output=True, check=True).stdout
+    kid = libtrust_kid(spki)
+    want = "Basic " + base64.b64encode(f"{REG_USER}:{REG_PASS}".encode()).decode()
+    denied = json.dumps({"errors": [{"code": "UNAUTHORIZED", "message":
+                         "authentication required, visit https://aka.ms/acr/authorization "
+                         "for more information."}]}).encode()
+
+    class H(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def reply(self, status, body, ctype="application/json"):
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            u = urlsplit(self.path)
+            if u.path != "/oauth2/token":
+                return self.reply(404, b"{}")
+            if self.headers.get("Authorization") != want:
+                return self.reply(401, denied)
+            q = parse_qs(u.query)
+            access = []
+            for sc in q.get("scope", []):
+                parts = sc.split(":")
+                if len(parts) == 3 and parts[0] == "repository":
+                    access.append({"type": "repository", "name": parts[1],
+                                   "actions": [a for a in parts[2].split(",")
+                                               if a in ("pull", "push")]})
+            now = int(time.time())
+            header = {"typ": "JWT", "alg": "ES256", "kid": kid}
+            claims = {"iss": TOKEN_ISSUER, "sub": REG_USER, "aud": q.get("service", [LOGIN])[0],
+                      "exp": now + 3600, "nbf": now - 60, "iat": now,
+                      "jti": os.urandom(8).hex(), "access": access}
+            signing = (b64url(json.dumps(header).encode()) + "." +
+                       b64url(json.dumps(claims).encode())).encode()
+            jwt = signing.decode() + "." + b64url(es256_sign(key, signing))
+            self.reply(200, json.dumps({"access_token": jwt, "token": jwt,
+                                        "expires_in": 3600}).encode())
+
+        def log_message(self, fmt, *args):
+            sys.stderr.write("token: " + (fmt % args) + "\n")
+
+    class S(socketserver.ThreadingMixIn, socketserver.TCPServer):
+        allow_reuse_address = True
+        daemon_threads = True
+
+    srv = S((ip, port), H)
+    threading.Timer(900, srv.shutdown).start()  # bounded life: 15 minutes at most
+    srv.serve_forever()
+
+
+# ---------------------------------------------------------------------------------------------
+# readiness probe (runs inside a namespace)
+
+def wait_checks(spec, timeout):
+    import http.client
+    checks = json.loads(spec)
+    deadline = time.monotonic() + timeout
+    pending = list(checks)
+    last = {}
+    while pending and time.monotonic() < deadline:
+        still = []
+        for c in pending:
+            try:
+                if c[0] == "tcp":
+                    with socket.create_connection((c[1], c[2]), timeout=0.5):
+                        pass
+                elif c[0] == "http":
+                    conn = http.client.HTTPConnection(c[1], c[2], timeout=1)
+                    conn.request("GET", c[3])
+                    conn.getresponse().read()
+                    conn.close()
+                elif c[0] == "dns":
+                    if dns_query(c[1], c[2]) is None:
+                        raise OSError("no answer")
+            except OSError as e:
+                last[str(c)] = str(e)
+                still.append(c)
+        pending = still
+        if pending:
+            time.sleep(0.05)
+    if pending:
+        print(f"not ready: {[(p, last.get(str(p))) for p in pending]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def dns_query(server, name):
+    """Minimal A query over UDP; returns the rcode or None."""
+    q = os.urandom(2) + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+    for label in name.strip(".").split("."):
+        q += bytes([len(label)]) + label.encode()
+    q += b"\x00\x00\x01\x00\x01"
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(0.5)
+    try:
+        s.sendto(q, (server, 53))
+        data, _ = s.recvfrom(4096)
+        return data[3] & 0x0F
+    except OSError:
+        return None
+    finally:
+        s.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# up / down
+
+def cmd_up(args):
+    if args.scenario not in SCENARIOS:
+        print(f"unknown scenario {args.scenario}; see: lab.py list", file=sys.stderr)
+        return 2
+    sc = SCENARIOS[args.scenario]
+    lab_id = args.id
+    sns, cns = names(lab_id)
+    d = state_dir(lab_id)
+    if os.path.exists(d):
+        cmd_down(args)
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    write(f"{d}/owner", f"{args.owner or os.getppid()}\n")
+    write(f"{d}/scenario", args.scenario + "\n")
+    try:
+        info = bring_up(lab_id, sc, sns, cns, d)
+    except Exception as e:  # leave nothing behind
+        print(f"lab: up {args.scenario} failed: {e}", file=sys.stderr)
+        for f in ("unbound.log", "registry.out", "nginx-error.log", "squid/cache.log",
+                  "dnsmasq.out"):
+            p = os.path.join(d, f)
+            if os.path.exists(p):
+                with open(p, errors="replace") as fh:
+                    tail = fh.read()[-1500:]
+                print(f"--- {f}\n{tail}", file=sys.stderr)
+        if not args.keep_on_error:
+            cmd_down(args)
+        return 1
+    info["scenario"] = args.scenario
+    print(json.dumps(info))
+    return 0
+
+
+def netns_files(ns, nameservers):
+    nd = f"/etc/netns/{ns}"
+    os.makedirs(nd, exist_ok=True)
+    write(f"{nd}/resolv.conf",
+          "".join(f"nameserver {n}\n" for n in nameservers) + "options timeout:1 attempts:1\n")
+    write(f"{nd}/hosts", "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n")
+
+
+def bring_up(lab_id, sc, sns, cns, d):
+    # Namespaces and the veth pair between them. No default route anywhere.
+    run(["ip", "netns", "add", sns])
+    run(["ip", "netns", "add", cns])
+    resolver = DNS_IP if sc.get("resolver", "unbound") == "unbound" else CUSTOM_DNS_IP
+    netns_files(cns, [resolver])
+    netns_files(sns, [DNS_IP])
+    write(f"{d}/hosts", "127.0.0.1 localhost\n")
+    run(["ip", "link", "set", "lo", "up"], ns=sns)
+    run(["ip", "link", "set", "lo", "up"], ns=cns)
+    run(["ip", "link", "add", "s0", "type", "veth", "peer", "name", "c0", "netns", cns], ns=sns)
+    run(["ip", "addr", "add", f"{GW_IP}/24", "dev", "s0"], ns=sns)
+    run(["ip", "link", "set", "s0", "up"], ns=sns)
+    for a in SERVER_ADDRS:
+        if a == GW_IP:
+            continue
+        run(["ip", "addr", "add", f"{a}/32", "dev", "lo"], ns=sns)
+    run(["ip", "addr", "add", f"{CLIENT_IP}/24", "dev", "c0"], ns=cns)
+    run(["ip", "link", "set", "c0", "up"], ns=cns)
+    for net in CLIENT_ROUTES:
+        run(["ip", "route", "add", net, "via", GW_IP], ns=cns)
+    for name in sc.get("routes", []):
+        for r in ROUTES[name]:
+            run(["ip", "route", "add"] + r.split(), ns=cns)
+    for name in sc.get("fw", []):
+        for rule in FIREWALL[name]:
+            run(["iptables", "-w"] + rule.split(), ns=sns)
+
+    make_pki(f"{d}/pki")
+    checks = []
+    checks += start_unbound(sns, d, sc["dns"])
+    if sc.get("resolver") == "dnsmasq":
+        checks += start_dnsmasq(sns, d)
+    auth = sc.get("auth")
+    checks += start_registry(sns, d, auth)
+    if auth == "token":
+        checks += start_helper(sns, d, "token", "127.0.0.1", 5002)
+    login_mode = sc.get("login", "ok")
+    if login_mode == "hang":
+        checks += start_helper(sns, d, "hang", "127.0.0.1", 5001)
+    proxy = sc.get("proxy")
+    if proxy in ("allow", "deny", "auth"):
+        checks += start_squid(sns, d, proxy)
+    elif proxy == "eof":
+        checks += start_helper(sns, d, "eof", EOF_PROXY_IP, 3128)
+    checks += start_nginx(sns, d, login_mode)
+    wait_ready(sns, checks)
+
+    r = run([sys.executable, os.path.abspath(__file__), "_push", d, auth or "none"],
+            ns=sns)
+    image = json.loads(r.stdout)
+
+    info = {
+        "id": lab_id,
+        "serverNs": sns,
+        "clientNs": cns,
+        "stateDir": d,
+        "caFile": f"{d}/pki/ca.pem",
+        "interceptCaFile": f"{d}/pki/mitm.pem",
+        "registry": LOGIN,
+        "region": REGION,
+        "dataEndpoint": DATA,
+        "image": f"{IMAGE_REPO}:{IMAGE_TAG}",
+        "imageDigests": image,
+        "clientIp": CLIENT_IP,
+        "resolver": resolver,
+        "dnsServer": DNS_IP,
+        "customDnsServer": CUSTOM_DNS_IP,
+        "publicLoginIp": PUB_LOGIN_IP,
+        "publicDataIp": PUB_DATA_IP,
+        "privateLoginIp": PRIV_LOGIN_IP,
+        "privateDataIp": PRIV_DATA_IP,
+        "staleIp": STALE_IP,
+        "registryUser": REG_USER,
+        "registryPassword": REG_PASS,
+    }
+    if proxy in ("allow", "deny", "auth"):
+        info["proxy"] = f"http://{PROXY_IP}:3128"
+        info["proxyUser"], info["proxyPassword"] = PROXY_USER, PROXY_PASS
+    elif proxy == "eof":
+        info["proxy"] = f"http://{EOF_PROXY_IP}:3128"
+    return info
+
+
+def kill_ns_procs(ns):
+    r = run(["ip", "netns", "pids", ns], check=False)
+    if r.returncode != 0:
+        return
+    pids = [int(p) for p in r.stdout.split()]
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if os.path.exists(f"/proc/{p}")]
+        if not alive:
+            return
+        time.sleep(0.05)
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def cmd_down(args):
+    lab_id = args.id
+    for ns in names(lab_id):
+        kill_ns_procs(ns)
+    for ns in names(lab_id):
+        run(["ip", "netns", "del", ns], check=False)
+        shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)
+    shutil.rmtree(state_dir(lab_id), ignore_errors=True)
+    return 0
+
+
+def cmd_gc(_args):
+    """Remove labs whose owner process is gone (e.g. a test runner killed with SIGKILL)."""
+    if not os.path.isdir(ROOT):
+        return 0
+    for lab_id in os.listdir(ROOT):
+        d = state_dir(lab_id)
+        owner = os.path.join(d, "owner")
+        if not os.path.isfile(owner):
+            continue
+        try:
+            pid = int(open(owner).read().strip())
+        except ValueError:
+            pid = 0
+        if pid and os.path.exists(f"/proc/{pid}"):
+            continue
+        log(f"removing stale lab {lab_id}")
+        cmd_down(argparse.Namespace(id=lab_id))
+    return 0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("install")
+    sub.add_parser("check")
+    sub.add_parser("list")
+    sub.add_parser("gc")
+    up = sub.add_parser("up")
+    up.add_argument("scenario")
+    up.add_argument("--id", required=True)
+    up.add_argument("--owner", type=int, help="pid whose death makes this lab garbage (gc)")
+    up.add_argument("--keep-on-error", action="store_true")
+    down = sub.add_parser("down")
+    down.add_argument("--id", required=True)
+    # internal
+    w = sub.add_parser("_wait")
+    w.add_argument("spec")
+    w.add_argument("timeout", type=float)
+    s = sub.add_parser("_serve")
+    s.add_argument("kind", choices=["eof", "hang", "token"])
+    s.add_argument("ip")
+    s.add_argument("port", type=int)
+    s.add_argument("--dir")
+    pu = sub.add_parser("_push")
+    pu.add_argument("dir")
+    pu.add_argument("auth")
+    a = p.parse_args()
+    if a.cmd == "install":
+        return cmd_install(a)
+    if a.cmd == "check":
+        return cmd_check(a)
+    if a.cmd == "list":
+        print("\n".join(SCENARIOS))
+        return 0
+    if a.cmd == "gc":
+        return cmd_gc(a)
+    if a.cmd == "up":
+        if os.geteuid() != 0:
+            print("lab: needs root", file=sys.stderr)
+            return 77
+        return cmd_up(a)
+    if a.cmd == "down":
+        return cmd_down(a)
+    if a.cmd == "_wait":
+        return wait_checks(a.spec, a.timeout)
+    if a.cmd == "_serve":
+        if a.kind == "token":
+            serve_token(a.ip, a.port, a.dir)
+        else:
+            serve(a.kind, a.ip, a.port)
+        return 0
+    if a.cmd == "_push":
+        print(json.dumps(push_image(a.dir, None if a.auth == "none" else a.auth)))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
