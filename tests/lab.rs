@@ -5,10 +5,10 @@
 //! The harness is `tests/lab/lab.py` (see `tests/lab/README.md`). Each lab has its own pair of
 //! namespaces with no route out: nothing here sends a packet anywhere else.
 //!
-//! Needs root (namespaces, iptables). As root, missing Debian packages are installed first.
-//! Without root, or when the packages cannot be had, each test prints `SKIPPED` and why to
-//! stderr and returns (libtest has no run-time skip, so it is listed as passed);
-//! `REGCHECK_LAB_REQUIRED=1` turns a skip into a failure.
+//! Needs root (namespaces, iptables). As root, missing Debian packages are installed first
+//! (a failed install fails the tests). Without root every lab test is reported as *ignored*,
+//! with the reason printed once; `REGCHECK_LAB_REQUIRED=1` makes that a failure instead.
+//! The file has its own `main` (libtest-mimic) because libtest cannot skip at run time.
 //!
 //! Run: `cargo test --test lab -- --test-threads=2`
 
@@ -35,20 +35,16 @@ const PUB_DATA: &str = "203.0.113.11";
 const PRIV_LOGIN: &str = "10.2.0.10";
 const STALE: &str = "10.2.0.99";
 
-/// Brings up a lab scenario, or returns from the test (printing why) when it cannot run here.
+/// Brings up a lab scenario (the test fails when it cannot be built).
 macro_rules! lab {
     ($scenario:expr) => {
-        match Lab::up($scenario) {
-            Some(lab) => lab,
-            None => return,
-        }
+        Lab::up($scenario)
     };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Scenarios: one test each.
 
-#[test]
 fn healthy_public_registry() {
     let lab = lab!("healthy-public");
     let r = lab.check(&[REGISTRY, "--region", "eastus", "--image", IMAGE]);
@@ -77,7 +73,6 @@ fn healthy_public_registry() {
     );
 }
 
-#[test]
 fn healthy_private_endpoint() {
     let lab = lab!("healthy-private");
     let r = lab.check(&[
@@ -102,7 +97,6 @@ fn healthy_private_endpoint() {
     );
 }
 
-#[test]
 fn healthy_through_proxy() {
     let lab = lab!("healthy-proxy");
     let r = lab.check_env(
@@ -113,7 +107,6 @@ fn healthy_through_proxy() {
     r.expect_healthy();
 }
 
-#[test]
 fn healthy_lab_gives_no_false_alarm_in_20_runs() {
     let lab = lab!("healthy-public");
     for i in 0..20 {
@@ -127,14 +120,12 @@ fn healthy_lab_gives_no_false_alarm_in_20_runs() {
     }
 }
 
-#[test]
 fn name_does_not_exist() {
     let lab = lab!("dns-name-not-found");
     let r = lab.check(&["nosuchreg.azurecr.io"]);
     r.expect("DNSNameNotFound", &["nosuchreg.azurecr.io"]);
 }
 
-#[test]
 fn custom_dns_without_forwarder_resolves_public() {
     let lab = lab!("custom-dns-no-forwarder");
     let r = lab.check(&[REGISTRY, "--expect", "private"]);
@@ -144,14 +135,12 @@ fn custom_dns_without_forwarder_resolves_public() {
     );
 }
 
-#[test]
 fn private_zone_without_data_endpoint_record() {
     let lab = lab!("data-endpoint-dns-missing");
     let r = lab.check(&[REGISTRY, "--region", "eastus", "--expect", "private"]);
     r.expect("DataEndpointDNSMissing", &[DATA]);
 }
 
-#[test]
 fn nameserver_unreachable() {
     let lab = lab!("dns-server-unreachable");
     let r = lab.check(&[REGISTRY, "--timeout", "3s"]);
@@ -159,7 +148,6 @@ fn nameserver_unreachable() {
     r.expect_within(Duration::from_secs(3));
 }
 
-#[test]
 fn firewall_drops_login_server() {
     let lab = lab!("login-drop");
     let r = lab.check(&[REGISTRY, "--timeout", "3s"]);
@@ -167,7 +155,6 @@ fn firewall_drops_login_server() {
     r.expect_within(Duration::from_secs(3));
 }
 
-#[test]
 fn firewall_drops_data_endpoint_only() {
     let lab = lab!("data-drop");
     let r = lab.check(&[REGISTRY, "--image", IMAGE, "--timeout", "3s"]);
@@ -175,35 +162,30 @@ fn firewall_drops_data_endpoint_only() {
     assert_eq!(r.json["verdict"], "Degraded", "{}", r.pretty());
 }
 
-#[test]
 fn firewall_drops_data_endpoint_probed_directly() {
     let lab = lab!("data-drop");
     let r = lab.check(&[REGISTRY, "--region", "eastus", "--timeout", "3s"]);
     r.expect("DataEndpointBlocked", &[DATA, PUB_DATA]);
 }
 
-#[test]
 fn fqdn_firewall_resets_after_client_hello() {
     let lab = lab!("sni-reset");
     let r = lab.check(&[REGISTRY, "--timeout", "3s"]);
     r.expect("TLSResetAfterClientHello", &[REGISTRY, PUB_LOGIN]);
 }
 
-#[test]
 fn tls_inspection_presents_another_ca() {
     let lab = lab!("tls-interception");
     let r = lab.check(&[REGISTRY]);
     r.expect("TLSInterception", &[REGISTRY, "Contoso Inspection CA"]);
 }
 
-#[test]
 fn registry_network_rules_deny_client_ip() {
     let lab = lab!("registry-denied-ip");
     let r = lab.check(&[REGISTRY]);
     r.expect("RegistryDeniedClientIP", &[REGISTRY, CLIENT_IP]);
 }
 
-#[test]
 fn server_never_sends_headers() {
     let lab = lab!("headers-timeout");
     let r = lab.check(&[REGISTRY, "--timeout", "3s"]);
@@ -211,28 +193,24 @@ fn server_never_sends_headers() {
     r.expect_within(Duration::from_secs(3));
 }
 
-#[test]
 fn proxy_denies_connect() {
     let lab = lab!("proxy-denied");
     let r = lab.check_env(&[REGISTRY], &[("HTTPS_PROXY", SQUID)], None);
     r.expect("ProxyDenied", &[REGISTRY, "10.1.0.80:3128", "403"]);
 }
 
-#[test]
 fn proxy_closes_connection() {
     let lab = lab!("proxy-eof");
     let r = lab.check(&[REGISTRY, "--proxy", EOF_PROXY, "--timeout", "3s"]);
     r.expect("ProxyConnectEOF", &[REGISTRY, "10.1.0.81:3128"]);
 }
 
-#[test]
 fn proxy_requires_credentials() {
     let lab = lab!("proxy-auth");
     let r = lab.check_env(&[REGISTRY], &[("HTTPS_PROXY", SQUID)], None);
     r.expect("ProxyAuthRequired", &[REGISTRY, "10.1.0.80:3128", "407"]);
 }
 
-#[test]
 fn private_endpoint_not_exempted_from_proxy() {
     let lab = lab!("proxy-bypass-missing");
     // A CIDR entry in NO_PROXY does not exempt a host name (Go semantics).
@@ -248,7 +226,6 @@ fn private_endpoint_not_exempted_from_proxy() {
     r.expect("ProxyBypassMissing", &[REGISTRY, PRIV_LOGIN]);
 }
 
-#[test]
 fn no_proxy_exempting_the_registry_is_healthy() {
     let lab = lab!("proxy-bypass-missing");
     let env = [
@@ -259,14 +236,12 @@ fn no_proxy_exempting_the_registry_is_healthy() {
     lab.check_env(&args, &env, None).expect_healthy();
 }
 
-#[test]
 fn private_endpoint_address_without_route() {
     let lab = lab!("host-unreachable");
     let r = lab.check(&[REGISTRY, "--expect", "private", "--timeout", "3s"]);
     r.expect("HostUnreachable", &[REGISTRY, STALE]);
 }
 
-#[test]
 fn registry_throttles() {
     let lab = lab!("throttled");
     let r = lab.check(&[REGISTRY]);
@@ -276,41 +251,35 @@ fn registry_throttles() {
 // Scenario 19 with an ACR-like Bearer flow (/v2/ challenge, /oauth2/token with Basic
 // credentials, JWT checked by the registry), and again with the registry's own Basic auth.
 
-#[test]
 fn wrong_credentials() {
     let lab = lab!("registry-token");
     let r = lab.pull_as(IMAGE, "not-the-password");
     r.expect("AuthenticationFailed", &[REGISTRY]);
 }
 
-#[test]
 fn image_missing() {
     let lab = lab!("registry-token");
     let r = lab.pull_as("lab/nope:1.0", "labpass");
     r.expect("ImageNotFound", &[REGISTRY, "lab/nope"]);
 }
 
-#[test]
 fn right_credentials_pull_works() {
     let lab = lab!("registry-token");
     lab.pull_as(IMAGE, "labpass").expect_healthy();
 }
 
-#[test]
 fn anonymous_pull_refused() {
     let lab = lab!("registry-token");
     let r = lab.check(&[REGISTRY, "--image", IMAGE]);
     r.expect("AuthenticationFailed", &[REGISTRY, "401"]);
 }
 
-#[test]
 fn wrong_credentials_basic_auth() {
     let lab = lab!("registry-auth");
     let r = lab.pull_as(IMAGE, "not-the-password");
     r.expect("AuthenticationFailed", &[REGISTRY]);
 }
 
-#[test]
 fn image_missing_basic_auth() {
     let lab = lab!("registry-auth");
     let r = lab.pull_as("lab/nope:1.0", "labpass");
@@ -370,26 +339,16 @@ struct Lab {
 }
 
 impl Lab {
-    /// Brings up `scenario`; `None` (after printing why) when the lab cannot run here.
-    fn up(scenario: &str) -> Option<Lab> {
+    /// Brings up `scenario`; panics when it cannot be built.
+    fn up(scenario: &str) -> Lab {
+        // Only reached as root (or with REGCHECK_LAB_REQUIRED=1): a lab that cannot be built
+        // is a failure, never a silent pass.
         if let Err(why) = prerequisites() {
-            if std::env::var_os("REGCHECK_LAB_REQUIRED").is_some_and(|v| v == "1") {
-                panic!("lab scenario {scenario} cannot run and REGCHECK_LAB_REQUIRED=1: {why}");
-            }
-            // Straight to the process's stderr: libtest captures eprintln! of passing tests.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED lab scenario {scenario} ({}): {why}",
-                std::thread::current().name().unwrap_or("?")
-            );
-            return None;
+            panic!("lab scenario {scenario} cannot run: {why}");
         }
         // Unique per test and process: tests run in parallel, each in its own namespaces.
         static SEQ: AtomicUsize = AtomicUsize::new(0);
-        let test = std::thread::current()
-            .name()
-            .unwrap_or("lab")
-            .replace("::", "-");
+        let test = CURRENT_TEST.with(|c| c.borrow().replace("::", "-"));
         let test: String = test
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
@@ -423,7 +382,7 @@ impl Lab {
             String::from_utf8_lossy(&out.stderr)
         );
         lab.info = serde_json::from_slice(&out.stdout).expect("lab.py up prints JSON");
-        Some(lab)
+        lab
     }
 
     fn field(&self, k: &str) -> &str {
@@ -592,4 +551,102 @@ impl Run {
             self.pretty()
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test runner
+
+thread_local! {
+    /// Name of the test running on this thread (for namespace ids).
+    static CURRENT_TEST: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let required = std::env::var_os("REGCHECK_LAB_REQUIRED").is_some_and(|v| v == "1");
+    let skip = if is_root() || required {
+        None
+    } else {
+        let why = "not running as root (the lab needs network namespaces and iptables)";
+        let _ = writeln!(
+            std::io::stderr(),
+            "lab: SKIPPED, every lab test is ignored: {why}"
+        );
+        Some(why)
+    };
+    let tests: &[(&str, fn())] = &[
+        ("healthy_public_registry", healthy_public_registry),
+        ("healthy_private_endpoint", healthy_private_endpoint),
+        ("healthy_through_proxy", healthy_through_proxy),
+        (
+            "healthy_lab_gives_no_false_alarm_in_20_runs",
+            healthy_lab_gives_no_false_alarm_in_20_runs,
+        ),
+        ("name_does_not_exist", name_does_not_exist),
+        (
+            "custom_dns_without_forwarder_resolves_public",
+            custom_dns_without_forwarder_resolves_public,
+        ),
+        (
+            "private_zone_without_data_endpoint_record",
+            private_zone_without_data_endpoint_record,
+        ),
+        ("nameserver_unreachable", nameserver_unreachable),
+        ("firewall_drops_login_server", firewall_drops_login_server),
+        (
+            "firewall_drops_data_endpoint_only",
+            firewall_drops_data_endpoint_only,
+        ),
+        (
+            "firewall_drops_data_endpoint_probed_directly",
+            firewall_drops_data_endpoint_probed_directly,
+        ),
+        (
+            "fqdn_firewall_resets_after_client_hello",
+            fqdn_firewall_resets_after_client_hello,
+        ),
+        (
+            "tls_inspection_presents_another_ca",
+            tls_inspection_presents_another_ca,
+        ),
+        (
+            "registry_network_rules_deny_client_ip",
+            registry_network_rules_deny_client_ip,
+        ),
+        ("server_never_sends_headers", server_never_sends_headers),
+        ("proxy_denies_connect", proxy_denies_connect),
+        ("proxy_closes_connection", proxy_closes_connection),
+        ("proxy_requires_credentials", proxy_requires_credentials),
+        (
+            "private_endpoint_not_exempted_from_proxy",
+            private_endpoint_not_exempted_from_proxy,
+        ),
+        (
+            "no_proxy_exempting_the_registry_is_healthy",
+            no_proxy_exempting_the_registry_is_healthy,
+        ),
+        (
+            "private_endpoint_address_without_route",
+            private_endpoint_address_without_route,
+        ),
+        ("registry_throttles", registry_throttles),
+        ("wrong_credentials", wrong_credentials),
+        ("image_missing", image_missing),
+        ("right_credentials_pull_works", right_credentials_pull_works),
+        ("anonymous_pull_refused", anonymous_pull_refused),
+        ("wrong_credentials_basic_auth", wrong_credentials_basic_auth),
+        ("image_missing_basic_auth", image_missing_basic_auth),
+    ];
+    let trials = tests
+        .iter()
+        .map(|&(name, test)| {
+            libtest_mimic::Trial::test(name, move || {
+                CURRENT_TEST.with(|c| *c.borrow_mut() = name.to_string());
+                test();
+                Ok(())
+            })
+            .with_ignored_flag(skip.is_some())
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
 }

@@ -401,8 +401,10 @@ pub async fn pull(
             Ok(r) => r,
         };
         ev.manifest = response_step(&resp, host, started);
-        if resp.status == 401 && config.credentials.is_some() {
-            // Credentials were accepted for a token, but it does not allow pulling this repository.
+        let bearer = auth.as_deref().is_some_and(|a| a.starts_with("Bearer "));
+        if resp.status == 401 && bearer && config.credentials.is_some() {
+            // The credentials were good enough for a token, but the token does not allow
+            // pulling this repository. (With Basic sign-in, a 401 means a wrong password.)
             ev.manifest.outcome = PullOutcome::Forbidden;
         }
         if ev.manifest.outcome != PullOutcome::Ok {
