@@ -694,7 +694,7 @@ fn proxy_layer(e: &mut Emit) -> bool {
     };
     let status = p
         .status
-        .map(|s| format!(" (status {s})"))
+        .map(|s| format!("(status {s})"))
         .unwrap_or_default();
     let private = e.ep.dns.system.has_private_address();
     let bypass_msg = |what: String| {
@@ -717,10 +717,14 @@ fn proxy_layer(e: &mut Emit) -> bool {
         ProxyOutcome::Denied => (
             Reason::ProxyDenied,
             format!(
-                "{host}: proxy {url} refuses CONNECT {}:{} {status}{}",
+                "{host}: proxy {url} refuses CONNECT {}:{}{}",
                 ep.host,
                 ep.port,
-                paren(&p.error)
+                if p.error.is_some() {
+                    paren(&p.error)
+                } else {
+                    format!(" {status}")
+                }
             ),
         ),
         ProxyOutcome::AuthRequired => (
@@ -765,7 +769,7 @@ fn proxy_layer(e: &mut Emit) -> bool {
         ),
         ProxyOutcome::UpstreamFailed if private => (
             Reason::ProxyBypassMissing,
-            bypass_msg(format!("cannot reach it {status}")),
+            bypass_msg(format!("cannot reach it {status}").trim_end().to_string()),
         ),
         ProxyOutcome::UpstreamFailed => (
             Reason::ProxyUpstreamFailed,
@@ -966,7 +970,7 @@ fn http_layer(e: &mut Emit) {
         HttpOutcome::HeadersTimeout => (
             Reason::HeadersTimeout,
             format!(
-                "{host}: GET /v2/ sent over {at}, but no response headers within {} ms (Client.Timeout exceeded while awaiting headers){err}",
+                "{host}: GET /v2/ sent over {at}, but no response headers within {} ms (Client.Timeout exceeded while awaiting headers)",
                 h.ms
             ),
         ),
@@ -1219,8 +1223,7 @@ fn pull_items(ctx: &Ctx, items: &mut Vec<Item>) {
 /// The blob request's redirect target could not be reached.
 fn blob_unreachable(ctx: &Ctx, p: &PullEvidence, host: &str, role: Role, s: &PullStep) -> Item {
     let fh = p.failed_host.as_deref();
-    let err = paren(&s.error);
-    let via = if p.redirects.is_empty() {
+    let via = if p.redirects.is_empty() || p.redirects.iter().all(|r| r == host) {
         String::new()
     } else {
         format!(" (redirected via {})", p.redirects.join(" -> "))
@@ -1259,12 +1262,16 @@ fn blob_unreachable(ctx: &Ctx, p: &PullEvidence, host: &str, role: Role, s: &Pul
                     .collect();
                 if !failed.is_empty() {
                     Some(format!("TCP {}", tcp_list(&failed)))
+                } else if let Some(t) = f.tls.as_ref().filter(|t| t.outcome != TlsOutcome::Verified)
+                {
+                    Some(format!("TLS {:?}", t.outcome))
                 } else if !f.dns.system.addresses.is_empty() {
                     Some(format!("it resolves to {}", addrs(&f.dns.system.addresses)))
                 } else {
                     None
                 }
             })
+            .or_else(|| s.error.clone())
             .unwrap_or_else(|| "address unknown".into());
         let login = match ctx.login_connected {
             Some(l) => format!(
@@ -1276,7 +1283,7 @@ fn blob_unreachable(ctx: &Ctx, p: &PullEvidence, host: &str, role: Role, s: &Pul
         (
             Reason::DataEndpointBlocked,
             format!(
-                "{host}: the blob download of {} was redirected here{via} but the host cannot be reached ({address}){err}{login}",
+                "{host}: the blob download of {} was redirected here{via} but the host cannot be reached ({address}){login}",
                 p.image
             ),
         )
