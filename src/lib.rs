@@ -6,6 +6,7 @@
 pub mod authparse;
 pub mod catalogue;
 pub mod check;
+pub mod crd;
 pub mod diagnosis;
 pub mod evidence;
 pub mod findings;
