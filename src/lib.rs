@@ -11,6 +11,7 @@ pub mod diagnosis;
 pub mod evidence;
 pub mod findings;
 pub mod output;
+pub mod plan;
 pub mod probe;
 pub mod proxy;
 pub mod target;
