@@ -10,6 +10,7 @@ pub mod crd;
 pub mod diagnosis;
 pub mod evidence;
 pub mod findings;
+pub mod jobs;
 pub mod output;
 pub mod plan;
 pub mod probe;
