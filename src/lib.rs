@@ -3,6 +3,7 @@
 //! Data flows one way: input → plan of endpoints (`target`) → probes (`probe`, the only
 //! network I/O) → [`evidence::Evidence`] → diagnosis (pure) → [`findings::Report`] → output.
 
+pub mod aggregate;
 pub mod authparse;
 pub mod catalogue;
 pub mod check;
