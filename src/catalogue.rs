@@ -19,6 +19,12 @@ pub mod links {
     pub const SELECTED_NETWORKS: &str = "https://learn.microsoft.com/azure/container-registry/container-registry-access-selected-networks";
     pub const HEALTH_ERRORS: &str = "https://learn.microsoft.com/azure/container-registry/container-registry-health-error-reference";
     pub const AKS_HTTP_PROXY: &str = "https://learn.microsoft.com/azure/aks/http-proxy";
+    pub const K8S_TAINTS: &str =
+        "https://kubernetes.io/docs/concepts/scheduling-eviction/taint-and-toleration/";
+    pub const K8S_IMAGES: &str = "https://kubernetes.io/docs/concepts/containers/images/";
+    pub const K8S_POD_FAILURE: &str =
+        "https://kubernetes.io/docs/tasks/debug/debug-application/determine-reason-pod-failure/";
+    pub const K8S_JOBS: &str = "https://kubernetes.io/docs/concepts/workloads/controllers/job/";
 }
 
 use links::*;
@@ -36,7 +42,8 @@ impl Reason {
             | PrivateEndpointResolvesPublic
             | PrivateEndpointNotConfigured
             | DataEndpointDNSMissing
-            | HostUnreachable => Cause::VirtualNetworkConfiguration,
+            | HostUnreachable
+            | ContextsDisagree => Cause::VirtualNetworkConfiguration,
             ConnectionTimedOut
             | ConnectionRefused
             | TargetAddressBlocked
@@ -62,6 +69,9 @@ impl Reason {
             }
             Throttled => Cause::RegistryThrottling,
             RegistryServerError | PullFailed => Cause::RegistryUnavailable,
+            ProbeUnschedulable | ProbeImagePullFailed | ProbeCrashed | ProbeTimedOut => {
+                Cause::ProbeInfrastructure
+            }
         }
     }
 
@@ -90,7 +100,7 @@ impl Reason {
     pub fn default_severity(self) -> Severity {
         match self {
             Reason::Healthy => Severity::Info,
-            Reason::DNSAnswersDiffer => Severity::Warning,
+            Reason::DNSAnswersDiffer | Reason::ContextsDisagree => Severity::Warning,
             _ => Severity::Error,
         }
     }
@@ -187,6 +197,19 @@ impl Reason {
             PullFailed => {
                 "The image pull failed with an unexpected answer (bad manifest, digest mismatch, unsupported media type)."
             }
+            ContextsDisagree => {
+                "The node network and the pod network on the same node reach different results (e.g. the node resolves the private endpoint, pods get the public address): cluster DNS or pod egress differs from the node's."
+            }
+            ProbeUnschedulable => {
+                "The probe pod could not be placed on its node (taints, resources, or the node went away): nothing is known about the registry from there."
+            }
+            ProbeImagePullFailed => {
+                "The probe's own image could not be pulled, so the probe never ran (this may itself be a registry problem, but not necessarily the checked one)."
+            }
+            ProbeCrashed => {
+                "The probe exited without a readable report (crash, OOM kill, or a malformed or oversized termination message)."
+            }
+            ProbeTimedOut => "The probe did not finish before its Job deadline.",
         }
     }
 
@@ -302,6 +325,21 @@ impl Reason {
             PullFailed => {
                 "Retry the pull; if it keeps failing, inspect the manifest (`az acr manifest show`) and the proxy/firewall on the path for response rewriting."
             }
+            ContextsDisagree => {
+                "Compare the node's resolver with CoreDNS: check the coredns-custom ConfigMap forwarders and stub domains for the registry's zone (azurecr.io, privatelink.azurecr.io), NetworkPolicies and egress rules that apply to pods but not to nodes, and proxy settings injected into pods. Pods must see the registry the way the node does."
+            }
+            ProbeUnschedulable => {
+                "Look at the probe pod's events (`kubectl describe pod -l regcheck.dev/check=<name>`): add tolerations for the node's taints in spec.contexts.node.tolerations, free resources on the node, or narrow spec.contexts.node.nodeSelector."
+            }
+            ProbeImagePullFailed => {
+                "Check that the nodes can pull the regcheck image itself (image name, tag, pull secret of the operator's namespace, and the path to the registry that hosts it)."
+            }
+            ProbeCrashed => {
+                "Read the probe pod's logs and exit reason (`kubectl logs`, `kubectl describe pod`); an OOMKilled probe needs a higher memory limit. Report a crash with the logs."
+            }
+            ProbeTimedOut => {
+                "Check the probe pod's events and logs: a probe stuck in Pending or image pull runs into the Job deadline; raise spec.timeoutSeconds if the network is slow."
+            }
         }
     }
 
@@ -336,6 +374,11 @@ impl Reason {
             ProxyBypassMissing => &[AKS_HTTP_PROXY, PRIVATE_LINK],
             DataEndpointBlocked => &[FIREWALL_RULES, AKS_EGRESS],
             AuthenticationFailed | AuthorizationFailed | ImageNotFound => &[HEALTH_ERRORS],
+            ContextsDisagree => &[PRIVATE_LINK, AKS_HTTP_PROXY],
+            ProbeUnschedulable => &[K8S_TAINTS],
+            ProbeImagePullFailed => &[K8S_IMAGES],
+            ProbeCrashed => &[K8S_POD_FAILURE],
+            ProbeTimedOut => &[K8S_JOBS],
         }
     }
 }
@@ -409,7 +452,10 @@ mod tests {
             _ => 0,
         };
         assert_eq!(Reason::ALL.iter().map(|r| count(*r)).sum::<i32>(), 2);
-        assert_eq!(Reason::ALL.len(), 36);
+        assert_eq!(Reason::ALL.len(), 41);
+        for r in Reason::OPERATOR {
+            assert!(Reason::ALL.contains(r));
+        }
     }
 
     #[test]
@@ -420,7 +466,13 @@ mod tests {
             assert!(r.remediation().len() > 20, "{r}: remediation");
             assert!(!r.docs().is_empty(), "{r}: docs");
             for d in r.docs() {
-                assert!(d.starts_with("https://learn.microsoft.com/"), "{r}: {d}");
+                // Failures of the probe itself are Kubernetes matters.
+                let site = if r.cause() == Cause::ProbeInfrastructure {
+                    "https://kubernetes.io/docs/"
+                } else {
+                    "https://learn.microsoft.com/"
+                };
+                assert!(d.starts_with(site), "{r}: {d}");
             }
             if let Some(code) = r.code() {
                 assert!(code.starts_with("CONNECTIVITY_"), "{r}: {code}");

@@ -51,6 +51,12 @@ pub enum Reason {
     ImageNotFound,
     TooManyRedirects,
     PullFailed,
+    // Operator: comparing contexts, and failures of the probe itself (not of the registry).
+    ContextsDisagree,
+    ProbeUnschedulable,
+    ProbeImagePullFailed,
+    ProbeCrashed,
+    ProbeTimedOut,
 }
 
 impl Reason {
@@ -92,7 +98,33 @@ impl Reason {
         Self::ImageNotFound,
         Self::TooManyRedirects,
         Self::PullFailed,
+        Self::ContextsDisagree,
+        Self::ProbeUnschedulable,
+        Self::ProbeImagePullFailed,
+        Self::ProbeCrashed,
+        Self::ProbeTimedOut,
     ];
+
+    /// Reasons that only the operator produces (from several probes, or from a probe that did
+    /// not report); the diagnosis of one probe's evidence never does.
+    pub const OPERATOR: &'static [Reason] = &[
+        Self::ContextsDisagree,
+        Self::ProbeUnschedulable,
+        Self::ProbeImagePullFailed,
+        Self::ProbeCrashed,
+        Self::ProbeTimedOut,
+    ];
+
+    /// A failure of the probe itself, which says nothing about the registry.
+    pub fn is_probe_failure(self) -> bool {
+        matches!(
+            self,
+            Self::ProbeUnschedulable
+                | Self::ProbeImagePullFailed
+                | Self::ProbeCrashed
+                | Self::ProbeTimedOut
+        )
+    }
 
     pub fn as_str(self) -> &'static str {
         // serde gives the same names; this avoids allocating for labels and tables.
@@ -133,6 +165,11 @@ impl Reason {
             Self::ImageNotFound => "ImageNotFound",
             Self::TooManyRedirects => "TooManyRedirects",
             Self::PullFailed => "PullFailed",
+            Self::ContextsDisagree => "ContextsDisagree",
+            Self::ProbeUnschedulable => "ProbeUnschedulable",
+            Self::ProbeImagePullFailed => "ProbeImagePullFailed",
+            Self::ProbeCrashed => "ProbeCrashed",
+            Self::ProbeTimedOut => "ProbeTimedOut",
         }
     }
 }
@@ -153,6 +190,9 @@ pub enum Cause {
     RegistryAuthentication,
     RegistryThrottling,
     RegistryUnavailable,
+    /// The probe itself failed (scheduling, image, crash, deadline): nothing is known about
+    /// the registry.
+    ProbeInfrastructure,
 }
 
 impl Cause {
@@ -165,6 +205,7 @@ impl Cause {
             Self::RegistryAuthentication => "RegistryAuthentication",
             Self::RegistryThrottling => "RegistryThrottling",
             Self::RegistryUnavailable => "RegistryUnavailable",
+            Self::ProbeInfrastructure => "ProbeInfrastructure",
         }
     }
 }

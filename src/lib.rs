@@ -3,13 +3,17 @@
 //! Data flows one way: input → plan of endpoints (`target`) → probes (`probe`, the only
 //! network I/O) → [`evidence::Evidence`] → diagnosis (pure) → [`findings::Report`] → output.
 
+pub mod aggregate;
 pub mod authparse;
 pub mod catalogue;
 pub mod check;
+pub mod crd;
 pub mod diagnosis;
 pub mod evidence;
 pub mod findings;
+pub mod jobs;
 pub mod output;
+pub mod plan;
 pub mod probe;
 pub mod proxy;
 pub mod target;

@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Walk the pull path of a registry from this machine's network and diagnose what breaks.
     Check(CheckArgs),
+    /// Print the RegistryConnectivityCheck CRD as YAML
+    Crdgen,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -105,6 +107,13 @@ fn main() {
     init_tracing();
     let code = match cli.command {
         Command::Check(args) => run_check(args),
+        Command::Crdgen => match regcheck::crd::crdgen(&mut std::io::stdout().lock()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("regcheck: crdgen: {e}");
+                exit::INTERNAL
+            }
+        },
     };
     std::process::exit(code);
 }
