@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Walk the pull path of a registry from this machine's network and diagnose what breaks.
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
     /// Print the RegistryConnectivityCheck CRD as YAML
     Crdgen,
 }
@@ -106,7 +106,7 @@ fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     init_tracing();
     let code = match cli.command {
-        Command::Check(args) => run_check(args),
+        Command::Check(args) => run_check(*args),
         Command::Crdgen => match regcheck::crd::crdgen(&mut std::io::stdout().lock()) {
             Ok(()) => 0,
             Err(e) => {
