@@ -117,8 +117,14 @@ fn validate_node(node: &str) -> Result<(), InputError> {
         && node
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && node.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && node.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+        && node
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && node
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
     if ok {
         Ok(())
     } else {
@@ -136,17 +142,13 @@ fn node_ips(
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<IpAddr>, InputError> {
     let from_env = env(NODE_IPS_ENV).unwrap_or_default();
-    let given = args
-        .node_ips
-        .iter()
-        .map(|v| ("--node-ip", v.trim()))
-        .chain(
-            from_env
-                .split(',')
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(|v| (NODE_IPS_ENV, v)),
-        );
+    let given = args.node_ips.iter().map(|v| ("--node-ip", v.trim())).chain(
+        from_env
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| (NODE_IPS_ENV, v)),
+    );
     let mut ips = Vec::new();
     for (field, v) in given {
         let ip: IpAddr = v
@@ -206,13 +208,8 @@ pub fn prepare(
         "no_proxy" if replace_no_proxy => None,
         _ => env(k),
     };
-    let mut check = check::prepare(&input, proxy_env).map_err(|mut e| {
-        // The only NO_PROXY the probe parses from a flag is --proxy-bypass.
-        if replace_no_proxy && e.field.eq_ignore_ascii_case("NO_PROXY") {
-            e.field = "--proxy-bypass".into();
-        }
-        e
-    })?;
+    // NO_PROXY is parsed like Go does (malformed entries ignored), so it never fails here.
+    let mut check = check::prepare(&input, proxy_env)?;
     check.config.policy = TargetPolicy::in_cluster(node_ips);
     Ok(PreparedProbe {
         check,
@@ -296,8 +293,14 @@ fn trim_lists(r: &mut Report) {
 /// first attempt is always one of them, so the phase timing stays).
 fn trim_tcp(r: &mut Report) {
     every_endpoint(r, &mut |e| {
-        let ok = e.tcp.iter().position(|t| t.outcome == TcpOutcome::Connected);
-        let bad = e.tcp.iter().position(|t| t.outcome != TcpOutcome::Connected);
+        let ok = e
+            .tcp
+            .iter()
+            .position(|t| t.outcome == TcpOutcome::Connected);
+        let bad = e
+            .tcp
+            .iter()
+            .position(|t| t.outcome != TcpOutcome::Connected);
         let mut i = 0;
         e.tcp.retain(|_| {
             let keep = Some(i) == ok || Some(i) == bad;
@@ -366,7 +369,7 @@ fn trim_findings(r: &mut Report) {
 /// Whether an endpoint's evidence is kept when only `hosts` matter: the login server always
 /// (its timings feed the status), the others when a kept finding names them.
 fn keep_endpoint(e: &EndpointEvidence, hosts: &[String]) -> bool {
-    e.role == Role::LoginServer || hosts.iter().any(|h| *h == e.host)
+    e.role == Role::LoginServer || hosts.contains(&e.host)
 }
 
 /// Stage 6: evidence of endpoints no kept finding is about.
@@ -374,7 +377,9 @@ fn drop_unreferenced_endpoints(r: &mut Report) {
     let hosts: Vec<String> = r.findings.iter().map(|f| f.endpoint.clone()).collect();
     r.evidence.endpoints.retain(|e| keep_endpoint(e, &hosts));
     if let Some(p) = &mut r.evidence.pull
-        && p.failed_host.as_ref().is_some_and(|h| !hosts.contains(&h.host))
+        && p.failed_host
+            .as_ref()
+            .is_some_and(|h| !hosts.contains(&h.host))
     {
         p.failed_host = None;
     }
@@ -554,10 +559,8 @@ mod tests {
         fn new() -> Self {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(dir.path().join("resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
-            let auth = base64::Engine::encode(
-                &base64::engine::general_purpose::STANDARD,
-                "puller:pa55",
-            );
+            let auth =
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "puller:pa55");
             std::fs::write(
                 dir.path().join("config.json"),
                 json!({"auths": {"myreg.azurecr.io": {"auth": auth}}}).to_string(),
@@ -570,7 +573,10 @@ mod tests {
             a.resolv_conf = self.dir.path().join("resolv.conf");
             a.hosts_file = self.dir.path().join("no-hosts");
             if let Some(p) = &a.docker_config {
-                assert_eq!(p, &PathBuf::from(format!("{DOCKER_CONFIG_DIR}/config.json")));
+                assert_eq!(
+                    p,
+                    &PathBuf::from(format!("{DOCKER_CONFIG_DIR}/config.json"))
+                );
                 a.docker_config = Some(self.dir.path().join("config.json"));
             }
         }
@@ -649,7 +655,10 @@ mod tests {
                     assert_eq!(p.context, ctx);
                     let cfg = &p.check.config;
                     assert!(!cfg.policy.allow_loopback);
-                    assert_eq!(cfg.policy.forbidden, vec!["10.224.0.4".parse::<IpAddr>().unwrap()]);
+                    assert_eq!(
+                        cfg.policy.forbidden,
+                        vec!["10.224.0.4".parse::<IpAddr>().unwrap()]
+                    );
                     assert_eq!(cfg.timeout.as_secs(), u64::from(s.timeout_seconds));
                     assert_eq!(cfg.credentials.is_some(), a.docker_config.is_some());
                     assert_eq!(cfg.image.is_some(), s.image.is_some());
@@ -666,7 +675,9 @@ mod tests {
                         ProxyMode::None => assert!(proxy.is_none()),
                         ProxyMode::Inherit => {
                             // The environment's proxy and NO_PROXY.
-                            assert!(via("myreg.azurecr.io").is_some_and(|u| u.contains("env-proxy")));
+                            assert!(
+                                via("myreg.azurecr.io").is_some_and(|u| u.contains("env-proxy"))
+                            );
                             assert_eq!(via("mcr.microsoft.com"), None);
                         }
                         ProxyMode::Explicit if s.proxy.url.is_some() => {
@@ -678,7 +689,9 @@ mod tests {
                         }
                         ProxyMode::Explicit => {
                             // Bypass only: the environment's proxy with the given NO_PROXY.
-                            assert!(via("myreg.azurecr.io").is_some_and(|u| u.contains("env-proxy")));
+                            assert!(
+                                via("myreg.azurecr.io").is_some_and(|u| u.contains("env-proxy"))
+                            );
                             assert_eq!(via("mcr.microsoft.com"), None);
                         }
                     }
@@ -700,7 +713,10 @@ mod tests {
             "--no-proxy",
             "--timeout",
         ] {
-            assert!(seen_flags.contains(flag), "{flag} never produced: {seen_flags:?}");
+            assert!(
+                seen_flags.contains(flag),
+                "{flag} never produced: {seen_flags:?}"
+            );
         }
     }
 
@@ -730,9 +746,34 @@ mod tests {
             vec!["probe", "--context", "node"],
             vec!["probe", "--registry", "r", "--context", "host"],
             vec!["probe", "--registry", "r"],
-            vec!["probe", "--registry", "r", "--context", "pod", "--proxy", "http://p:1", "--no-proxy"],
-            vec!["probe", "--registry", "r", "--context", "pod", "--proxy-bypass", "a", "--no-proxy"],
-            vec!["probe", "--registry", "r", "--context", "pod", "--password-stdin"],
+            vec![
+                "probe",
+                "--registry",
+                "r",
+                "--context",
+                "pod",
+                "--proxy",
+                "http://p:1",
+                "--no-proxy",
+            ],
+            vec![
+                "probe",
+                "--registry",
+                "r",
+                "--context",
+                "pod",
+                "--proxy-bypass",
+                "a",
+                "--no-proxy",
+            ],
+            vec![
+                "probe",
+                "--registry",
+                "r",
+                "--context",
+                "pod",
+                "--password-stdin",
+            ],
         ] {
             let e = ProbeArgs::try_parse_from(&bad).unwrap_err();
             assert!(e.use_stderr(), "{bad:?}");
@@ -743,8 +784,15 @@ mod tests {
     fn node_addresses_from_flags_and_environment() {
         let files = PodFiles::new();
         let mut a = parse(&[
-            "probe", "--registry", "r.example", "--context", "node", "--node-ip", "10.0.0.4",
-            "--node-ip", " fd00::4 ",
+            "probe",
+            "--registry",
+            "r.example",
+            "--context",
+            "node",
+            "--node-ip",
+            "10.0.0.4",
+            "--node-ip",
+            " fd00::4 ",
         ]);
         files.apply(&mut a);
         let p = prepare(&a, env_of(&[(NODE_IPS_ENV, "10.0.0.4, 10.0.0.5,,")])).unwrap();
@@ -754,28 +802,57 @@ mod tests {
             .collect();
         assert_eq!(p.check.config.policy, TargetPolicy::in_cluster(want));
         // Without any, loopback and metadata are still refused.
-        let p = prepare(&{
-            let mut b = a.clone();
-            b.node_ips.clear();
-            b
-        }, env_of(&[]))
+        let p = prepare(
+            &{
+                let mut b = a.clone();
+                b.node_ips.clear();
+                b
+            },
+            env_of(&[]),
+        )
         .unwrap();
         assert!(p.check.config.policy.forbidden.is_empty());
-        assert!(p.check.config.policy.check("127.0.0.1".parse().unwrap()).is_err());
-        assert!(p.check.config.policy.check("169.254.169.254".parse().unwrap()).is_err());
-        assert!(p.check.config.policy.check("10.0.0.4".parse().unwrap()).is_ok());
+        assert!(
+            p.check
+                .config
+                .policy
+                .check("127.0.0.1".parse().unwrap())
+                .is_err()
+        );
+        assert!(
+            p.check
+                .config
+                .policy
+                .check("169.254.169.254".parse().unwrap())
+                .is_err()
+        );
+        assert!(
+            p.check
+                .config
+                .policy
+                .check("10.0.0.4".parse().unwrap())
+                .is_ok()
+        );
 
         let e = prepare(&a, env_of(&[(NODE_IPS_ENV, "10.0.0.4,node-1")]))
             .err()
             .unwrap();
-        assert_eq!((e.field.as_str(), e.value.as_str()), (NODE_IPS_ENV, "node-1"));
+        assert_eq!(
+            (e.field.as_str(), e.value.as_str()),
+            (NODE_IPS_ENV, "node-1")
+        );
         a.node_ips = vec!["10.0.0.300".into()];
         let e = prepare(&a, env_of(&[])).err().unwrap();
-        assert_eq!((e.field.as_str(), e.value.as_str()), ("--node-ip", "10.0.0.300"));
+        assert_eq!(
+            (e.field.as_str(), e.value.as_str()),
+            ("--node-ip", "10.0.0.300")
+        );
         a.node_ips = (0..20).map(|i| format!("10.0.1.{i}")).collect();
         let e = prepare(&a, env_of(&[])).err().unwrap();
         assert!(e.problem.contains("more than 16"), "{e}");
     }
+
+    type Change = Box<dyn Fn(&mut ProbeArgs)>;
 
     #[test]
     fn bad_input_names_the_field() {
@@ -785,14 +862,17 @@ mod tests {
             files.apply(&mut a);
             a
         };
-        let cases: Vec<(Box<dyn Fn(&mut ProbeArgs)>, &str)> = vec![
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|a| a.node = Some("Node_1\n".into())), "--node"),
             (Box::new(|a| a.node = Some(String::new())), "--node"),
             (Box::new(|a| a.node = Some("n".repeat(254))), "--node"),
             (Box::new(|a| a.timeout = "forever".into()), "--timeout"),
             (Box::new(|a| a.expect = "intranet".into()), "--expect"),
             (Box::new(|a| a.registry = "bad host!".into()), "--registry"),
-            (Box::new(|a| a.resolv_conf = "/nonexistent/resolv.conf".into()), "--resolv-conf"),
+            (
+                Box::new(|a| a.resolv_conf = "/nonexistent/resolv.conf".into()),
+                "--resolv-conf",
+            ),
             (Box::new(|a| a.proxy = Some("ftp://p".into())), "--proxy"),
             (
                 Box::new(|a| a.docker_config = Some("/nonexistent/config.json".into())),
@@ -802,7 +882,9 @@ mod tests {
         for (change, field) in cases {
             let mut a = base();
             change(&mut a);
-            let e = prepare(&a, env_of(&[])).err().unwrap_or_else(|| panic!("{a:?}"));
+            let e = prepare(&a, env_of(&[]))
+                .err()
+                .unwrap_or_else(|| panic!("{a:?}"));
             assert_eq!(e.field, field, "{e}");
         }
         let mut a = base();
@@ -834,7 +916,11 @@ mod tests {
         EndpointEvidence {
             host: format!("{}{i}.westeurope.data.azurecr.io", "e".repeat(40)),
             port: 443,
-            role: if i == 0 { Role::LoginServer } else { Role::DataEndpoint },
+            role: if i == 0 {
+                Role::LoginServer
+            } else {
+                Role::DataEndpoint
+            },
             dns: DnsEvidence {
                 system: answer("system", 12, 60, text),
                 servers: (0..4)
@@ -856,7 +942,11 @@ mod tests {
             tcp: (0..16)
                 .map(|t| TcpEvidence {
                     address: format!("10.1.0.{t}:443").parse().unwrap(),
-                    outcome: if t % 3 == 0 { TcpOutcome::Connected } else { TcpOutcome::Timeout },
+                    outcome: if t % 3 == 0 {
+                        TcpOutcome::Connected
+                    } else {
+                        TcpOutcome::Timeout
+                    },
                     error: Some(text.into()),
                     ms: 5000,
                 })
@@ -908,12 +998,21 @@ mod tests {
     /// 32 endpoints with everything at its worst: long messages (multi-byte and control
     /// characters included), many addresses, CNAMEs, TCP attempts, per-server answers.
     fn pathological(n_endpoints: usize, n_findings: usize, text: &str) -> Report {
-        let endpoints: Vec<EndpointEvidence> = (0..n_endpoints).map(|i| endpoint(i, text)).collect();
+        let endpoints: Vec<EndpointEvidence> =
+            (0..n_endpoints).map(|i| endpoint(i, text)).collect();
         let findings = (0..n_findings)
             .map(|i| Finding {
-                reason: if i == 0 { Reason::TLSInterception } else { Reason::DataEndpointBlocked },
+                reason: if i == 0 {
+                    Reason::TLSInterception
+                } else {
+                    Reason::DataEndpointBlocked
+                },
                 cause: Cause::ClientFirewallOrProxy,
-                severity: if i == 0 { Severity::Error } else { Severity::Warning },
+                severity: if i == 0 {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                },
                 code: Some("CONNECTIVITY_SSL_ERROR".into()),
                 endpoint: endpoints
                     .get(i % n_endpoints.max(1))
@@ -943,7 +1042,9 @@ mod tests {
                     blob: step(text),
                     blob_digest: Some(format!("sha256:{}", "0".repeat(64))),
                     blob_size: Some(1),
-                    redirects: (0..20).map(|i| format!("r{i}.{}.example", "x".repeat(60))).collect(),
+                    redirects: (0..20)
+                        .map(|i| format!("r{i}.{}.example", "x".repeat(60)))
+                        .collect(),
                     failed_host: endpoints.get(1).cloned().map(Box::new),
                 }),
                 ms: 30_000,
@@ -952,7 +1053,12 @@ mod tests {
     }
 
     fn long_text() -> String {
-        format!("{}\u{1b}[31m{}\n{}", "é".repeat(500), "\u{1}".repeat(200), "ü漢".repeat(800))
+        format!(
+            "{}\u{1b}[31m{}\n{}",
+            "é".repeat(500),
+            "\u{1}".repeat(200),
+            "ü漢".repeat(800)
+        )
     }
 
     #[track_caller]
@@ -962,7 +1068,10 @@ mod tests {
         assert_eq!(parsed.schema_version, SCHEMA_VERSION);
         assert_eq!(parsed.verdict, original.verdict);
         let (p, o) = (&parsed.findings[0], &original.findings[0]);
-        assert_eq!((p.reason, p.cause, p.severity), (o.reason, o.cause, o.severity));
+        assert_eq!(
+            (p.reason, p.cause, p.severity),
+            (o.reason, o.cause, o.severity)
+        );
         assert_eq!(p.endpoint, o.endpoint);
         assert!(!p.message.is_empty());
         let kept: String = p.message.chars().take_while(|c| *c != '…').collect();
