@@ -15,5 +15,6 @@ pub mod jobs;
 pub mod output;
 pub mod plan;
 pub mod probe;
+pub mod probe_cmd;
 pub mod proxy;
 pub mod target;
