@@ -1,0 +1,1289 @@
+//! End-to-end tests of the operator on a real Kubernetes cluster.
+//!
+//! The tests build nothing themselves beyond what `cargo test` built: they load this crate's
+//! `regcheck` binary as an image (`localhost/regcheck:dev`, with the lab CA as the system trust
+//! store), install `crds/` and `deploy/` (through `tests/e2e/overlay`, so the RBAC under test is
+//! exactly `deploy/`'s), start lab servers on the cluster's bridge address (`tests/e2e/servers.py`:
+//! dnsmasq, a registry behind nginx TLS, a registry that denies the client IP, one that never
+//! answers), create `RegistryConnectivityCheck`s and watch what the controller does.
+//!
+//! Which cluster (see `tests/e2e/README.md`):
+//! - the shared test cluster (`../shared/cluster`, started by `tests/e2e/cluster.sh up`; `.ci/run`
+//!   does that) when it is up and we are root;
+//! - otherwise every test is reported *ignored* with the reason; `REGCHECK_E2E_REQUIRED=1` turns
+//!   that into a failure (CI sets it).
+//!
+//! NETWORK SAFETY: the only addresses involved are the cluster's loopback API server, the
+//! bridge address the lab servers bind to (10.88.0.1) and pod IPs. Every name the probes look up
+//! is answered by the lab's dnsmasq (anything unknown is NXDOMAIN, nothing is forwarded).
+//!
+//! Run: `cargo test --test e2e` (the tests run in parallel, each in its own namespace).
+
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const REGCHECK: &str = env!("CARGO_BIN_EXE_regcheck");
+const TMP: &str = env!("CARGO_TARGET_TMPDIR");
+
+const OPERATOR_NS: &str = "regcheck-system";
+const IMAGE: &str = "localhost/regcheck:dev";
+const LAB_IP: &str = "10.88.0.1";
+const METRICS: &str = "127.0.0.1:18080";
+const NODE: &str = "localhost";
+
+const LOGIN: &str = "e2ereg.azurecr.io";
+const DENY: &str = "e2edeny.azurecr.io";
+const HANG: &str = "e2ehang.azurecr.io";
+const MISSING: &str = "nosuch.azurecr.io";
+const LAB_IMAGE: &str = "e2e/hello:1.0";
+
+const LABEL_CHECK_UID: &str = "regcheck.dev/check-uid";
+const LABEL_RUN: &str = "regcheck.dev/run";
+const LABEL_CONTEXT: &str = "regcheck.dev/context";
+
+/// Bound of one wait for a run to finish (scheduling, image start, probe deadline, status write).
+const RUN_WAIT: Duration = Duration::from_secs(120);
+
+// ---------------------------------------------------------------------------------------------
+// Environment: which cluster, and the one-time installation
+
+struct Cluster {
+    kubectl: PathBuf,
+    kubeconfig: PathBuf,
+    home: PathBuf,
+}
+
+fn cluster_home() -> PathBuf {
+    std::env::var_os("REGCHECK_CLUSTER_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(ROOT).join("../shared/cluster"))
+}
+
+fn cluster_dir() -> PathBuf {
+    std::env::var_os("REGCHECK_CLUSTER_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/regcheck-cluster"))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// The cluster to test against, or why there is none.
+fn detect() -> Result<Cluster, String> {
+    if !is_root() {
+        return Err(
+            "not running as root (loading the image into the test cluster's containerd \
+                    and binding the lab servers to its bridge address need root)"
+                .into(),
+        );
+    }
+    let home = cluster_home();
+    let status = home.join("status");
+    if !status.is_file() {
+        return Err(format!(
+            "no test cluster scripts at {} (set REGCHECK_CLUSTER_HOME)",
+            home.display()
+        ));
+    }
+    let st = Command::new(&status)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("running {}: {e}", status.display()))?;
+    if !st.success() {
+        return Err(format!(
+            "the test cluster is not up ({} exited {:?}); start it with tests/e2e/cluster.sh up",
+            status.display(),
+            st.code()
+        ));
+    }
+    let dir = cluster_dir();
+    Ok(Cluster {
+        kubectl: dir.join("bin/kubectl"),
+        kubeconfig: dir.join("kubeconfig"),
+        home,
+    })
+}
+
+struct Fixture {
+    cluster: Cluster,
+    /// Held shared by ordinary tests, exclusively by the one that restarts the controller.
+    controller_lock: RwLock<()>,
+}
+
+static FIXTURE: OnceLock<Result<Fixture, String>> = OnceLock::new();
+static CLUSTER: Mutex<Option<Cluster>> = Mutex::new(None);
+
+fn fixture() -> &'static Fixture {
+    match FIXTURE.get_or_init(|| {
+        let cluster = CLUSTER
+            .lock()
+            .unwrap()
+            .take()
+            .ok_or_else(|| "no cluster".to_string())?;
+        install(&cluster)?;
+        Ok(Fixture {
+            cluster,
+            controller_lock: RwLock::new(()),
+        })
+    }) {
+        Ok(f) => f,
+        Err(e) => panic!("e2e setup failed: {e}"),
+    }
+}
+
+/// The shared hold on the controller that ordinary tests keep while they run.
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    fixture()
+        .controller_lock
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+fn say(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "e2e: {msg}");
+}
+
+/// Run a command; Err with its output when it fails.
+fn run(cmd: &mut Command) -> Result<String, String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(format!(
+            "{shown} exited {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(stdout)
+}
+
+impl Cluster {
+    fn kubectl(&self) -> Command {
+        let mut c = Command::new(&self.kubectl);
+        c.env("KUBECONFIG", &self.kubeconfig);
+        c
+    }
+
+    fn k(&self, args: &[&str]) -> Result<String, String> {
+        run(self.kubectl().args(args))
+    }
+
+    /// `kubectl apply -f -` of a JSON object.
+    fn apply(&self, obj: &Value) -> Result<String, String> {
+        let mut child = self
+            .kubectl()
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("kubectl apply: {e}"))?;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(obj.to_string().as_bytes())
+            .map_err(|e| format!("kubectl apply stdin: {e}"))?;
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("kubectl apply: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "kubectl apply of {obj}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn get_json(&self, args: &[&str]) -> Result<Value, String> {
+        let mut a = vec!["get"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["-o", "json"]);
+        let out = self.k(&a)?;
+        serde_json::from_str(&out).map_err(|e| format!("kubectl {a:?}: not JSON ({e}): {out}"))
+    }
+}
+
+/// Lab servers, image, CRD, operator: once per test process.
+fn install(c: &Cluster) -> Result<(), String> {
+    let started = Instant::now();
+    let state = Path::new(TMP).join("e2e-servers");
+    let servers = Path::new(ROOT).join("tests/e2e/servers.py");
+    let line = run(Command::new("python3").arg(&servers).args([
+        "up",
+        "--state",
+        state.to_str().unwrap(),
+        "--ip",
+        LAB_IP,
+    ]))?;
+    let lab: Value = serde_json::from_str(line.trim())
+        .map_err(|e| format!("servers.py up printed {line:?}: {e}"))?;
+    let ca = lab["ca"].as_str().ok_or("servers.py: no ca")?.to_string();
+    say(&format!("lab servers up on {LAB_IP}"));
+
+    // The image: the binary cargo built (stripped: a debug binary is ~170 MB), with the lab CA as
+    // the system trust store that rustls-native-certs reads.
+    let img_dir = Path::new(TMP).join("e2e-image");
+    std::fs::create_dir_all(&img_dir).map_err(|e| format!("{}: {e}", img_dir.display()))?;
+    let bin = img_dir.join("regcheck");
+    run(Command::new("strip").arg("-o").arg(&bin).arg(REGCHECK)).or_else(|_| {
+        std::fs::copy(REGCHECK, &bin)
+            .map(|_| String::new())
+            .map_err(|e| format!("copy {REGCHECK}: {e}"))
+    })?;
+    run(Command::new(c.home.join("load-image"))
+        .arg(IMAGE)
+        .arg(&bin)
+        .args(["--as", "/regcheck", "--add"])
+        .arg(format!("{ca}:/etc/ssl/certs/ca-certificates.crt")))?;
+    say(&format!("image {IMAGE} loaded"));
+
+    // CRD (its CEL rules are unknown to kubectl 1.20's client-side validation).
+    c.k(&["apply", "--validate=false", "-k", &format!("{ROOT}/crds")])?;
+    c.k(&[
+        "wait",
+        "--for=condition=established",
+        "--timeout=60s",
+        "crd/registryconnectivitychecks.regcheck.dev",
+    ])?;
+    // A controller left from an earlier run runs an older image under the same tag: replace it.
+    c.k(&[
+        "delete",
+        "deployment",
+        "-n",
+        OPERATOR_NS,
+        "regcheck-controller",
+        "--ignore-not-found",
+        "--wait=true",
+        "--timeout=60s",
+    ])?;
+    wait_for("old controller pods gone", Duration::from_secs(60), || {
+        let pods = c
+            .get_json(&["pods", "-n", OPERATOR_NS, "-l", CONTROLLER_SELECTOR])
+            .ok()?;
+        pods["items"]
+            .as_array()
+            .is_some_and(|a| a.is_empty())
+            .then_some(())
+    })?;
+    c.k(&["apply", "-k", &format!("{ROOT}/tests/e2e/overlay")])?;
+    // Until the controller pod is ready; a crash loop fails at once, with its logs.
+    let mut crashed = None;
+    wait_for(
+        "the controller pod to be ready",
+        Duration::from_secs(120),
+        || {
+            let pods = c
+                .get_json(&["pods", "-n", OPERATOR_NS, "-l", CONTROLLER_SELECTOR])
+                .ok()?;
+            let items = pods["items"].as_array()?;
+            for p in items {
+                let cs = &p["status"]["containerStatuses"][0];
+                if cs["restartCount"].as_u64() >= Some(2) {
+                    crashed = Some(format!(
+                        "controller pod restarted {} times",
+                        cs["restartCount"]
+                    ));
+                    return Some(());
+                }
+            }
+            items
+                .iter()
+                .any(|p| p["status"]["containerStatuses"][0]["ready"] == true)
+                .then_some(())
+        },
+    )
+    .map_err(|e| format!("{e}\n{}", controller_logs(c)))?;
+    if let Some(why) = crashed {
+        return Err(format!("{why}\n{}", controller_logs(c)));
+    }
+    wait_for("controller /readyz", Duration::from_secs(60), || {
+        http_get("/readyz").ok().filter(|(s, _)| *s == 200)
+    })
+    .map_err(|e| format!("{e}\n{}", controller_logs(c)))?;
+    say(&format!(
+        "operator installed and ready in {:?}",
+        started.elapsed()
+    ));
+    Ok(())
+}
+
+const CONTROLLER_SELECTOR: &str =
+    "app.kubernetes.io/name=regcheck,app.kubernetes.io/component=controller";
+
+fn controller_logs(c: &Cluster) -> String {
+    c.k(&[
+        "logs",
+        "-n",
+        OPERATOR_NS,
+        "-l",
+        CONTROLLER_SELECTOR,
+        "--tail=60",
+    ])
+    .unwrap_or_else(|e| format!("(no controller logs: {e})"))
+}
+
+/// Remove what the tests created; the controller goes last (it removes the finalizers).
+fn teardown(c: &Cluster) {
+    if let Ok(nss) = c.get_json(&["namespaces", "-l", "regcheck-e2e=true"]) {
+        let names: Vec<String> = nss["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n["metadata"]["name"].as_str().map(String::from))
+            .collect();
+        if !names.is_empty() {
+            let mut args = vec!["delete", "namespace", "--wait=true", "--timeout=120s"];
+            args.extend(names.iter().map(String::as_str));
+            if let Err(e) = c.k(&args) {
+                say(&format!("cleanup: {e}"));
+            }
+        }
+    }
+    if let Err(e) = c.k(&[
+        "delete",
+        "deployment",
+        "-n",
+        OPERATOR_NS,
+        "regcheck-controller",
+        "--ignore-not-found",
+    ]) {
+        say(&format!("cleanup: {e}"));
+    }
+    stop_servers();
+}
+
+fn stop_servers() {
+    let state = Path::new(TMP).join("e2e-servers");
+    let _ = Command::new("python3")
+        .arg(Path::new(ROOT).join("tests/e2e/servers.py"))
+        .args(["down", "--state", state.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .status();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// Poll `f` every second until it returns Some, at most `limit`.
+fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T, String> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if start.elapsed() >= limit {
+            return Err(format!("timed out after {limit:?} waiting for {what}"));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// GET on the controller's metrics listener (loopback: it runs on the host network).
+fn http_get(path: &str) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect_timeout(&METRICS.parse().unwrap(), Duration::from_secs(2))
+        .map_err(|e| format!("connect {METRICS}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {METRICS}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("write: {e}"))?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not HTTP: {text:.200}"))?;
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    // Chunked bodies: the tests only search the text, chunk-size lines do not matter.
+    Ok((status, body.to_string()))
+}
+
+/// One test's namespace and checks.
+struct Ns<'a> {
+    c: &'a Cluster,
+    name: String,
+}
+
+impl<'a> Ns<'a> {
+    /// A fresh namespace (an old one of the same name is deleted first).
+    fn fresh(c: &'a Cluster, test: &str) -> Ns<'a> {
+        let name = format!("e2e-{}", test.replace('_', "-"))
+            .chars()
+            .take(40)
+            .collect::<String>()
+            .trim_end_matches('-')
+            .to_string();
+        c.k(&[
+            "delete",
+            "namespace",
+            &name,
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=120s",
+        ])
+        .unwrap();
+        c.apply(&json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": {"regcheck-e2e": "true"}}
+        }))
+        .unwrap();
+        Ns { c, name }
+    }
+
+    /// Create a check with the test defaults (short interval, threshold 1) merged with `spec`.
+    fn check(&self, name: &str, spec: Value) -> Value {
+        let mut s = json!({
+            "interval": "30s",
+            "timeoutSeconds": 5,
+            "failureThreshold": 1,
+            "successThreshold": 1,
+        });
+        for (k, v) in spec.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        self.c
+            .apply(&json!({
+                "apiVersion": "regcheck.dev/v1alpha1",
+                "kind": "RegistryConnectivityCheck",
+                "metadata": {"name": name, "namespace": self.name},
+                "spec": s,
+            }))
+            .unwrap();
+        self.get(name).expect("the check exists after apply")
+    }
+
+    fn get(&self, name: &str) -> Option<Value> {
+        self.c.get_json(&["rcc", "-n", &self.name, name]).ok()
+    }
+
+    /// Wait until `pred` holds for the check; the message shows the last status seen.
+    fn wait_check(
+        &self,
+        name: &str,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let mut last = Value::Null;
+        let r = wait_for(what, limit, || {
+            let v = self.get(name)?;
+            last = v.clone();
+            pred(&v).then_some(v)
+        });
+        r.unwrap_or_else(|e| {
+            panic!(
+                "{}/{name}: {e}\nlast seen:\n{}\njobs:\n{}\ncontroller:\n{}",
+                self.name,
+                serde_json::to_string_pretty(&last).unwrap_or_default(),
+                self.c
+                    .k(&[
+                        "get",
+                        "jobs,pods",
+                        "-A",
+                        "-l",
+                        "app.kubernetes.io/name=regcheck",
+                        "-o",
+                        "wide"
+                    ])
+                    .unwrap_or_default(),
+                controller_logs(self.c)
+            )
+        })
+    }
+
+    /// Jobs of a check in every namespace.
+    fn jobs(&self, uid: &str) -> Vec<Value> {
+        self.c
+            .get_json(&["jobs", "-A", "-l", &format!("{LABEL_CHECK_UID}={uid}")])
+            .map(|v| v["items"].as_array().cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn events(&self, name: &str) -> Vec<Value> {
+        self.c
+            .get_json(&[
+                "events",
+                "-n",
+                &self.name,
+                "--field-selector",
+                &format!("involvedObject.name={name}"),
+            ])
+            .map(|v| v["items"].as_array().cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+fn condition<'v>(check: &'v Value, ty: &str) -> Option<&'v Value> {
+    check["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == ty)
+}
+
+fn ready(check: &Value) -> Option<&str> {
+    condition(check, "Ready").and_then(|c| c["status"].as_str())
+}
+
+fn reason(check: &Value) -> Option<&str> {
+    check["status"]["diagnosis"]["reason"].as_str()
+}
+
+fn last_run(check: &Value) -> Option<&str> {
+    check["status"]["lastRun"]["id"].as_str()
+}
+
+fn uid(check: &Value) -> String {
+    check["metadata"]["uid"].as_str().unwrap().to_string()
+}
+
+fn label<'v>(obj: &'v Value, key: &str) -> Option<&'v str> {
+    obj["metadata"]["labels"][key].as_str()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+fn controller_runs_with_the_deploy_rbac_and_nothing_more() {
+    let c = &fixture().cluster;
+    let _g = shared();
+    let pods = c
+        .get_json(&["pods", "-n", OPERATOR_NS, "-l", CONTROLLER_SELECTOR])
+        .unwrap();
+    let pod = &pods["items"][0];
+    assert_eq!(pod["spec"]["serviceAccountName"], "regcheck-controller");
+    assert_eq!(pod["spec"]["securityContext"]["runAsUser"], 65532);
+    assert_eq!(
+        pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"],
+        true
+    );
+    for path in ["/healthz", "/readyz"] {
+        let (status, body) = http_get(path).unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    // What the bound ServiceAccount may do, asked of the API server's authorizer.
+    let sa = "system:serviceaccount:regcheck-system:regcheck-controller";
+    let can = |verb: &str, resource: &str, ns: Option<&str>| -> bool {
+        let (resource, sub) = resource.split_once('/').unwrap_or((resource, ""));
+        let mut args = vec!["auth", "can-i", verb, resource, "--as", sa];
+        if !sub.is_empty() {
+            args.extend(["--subresource", sub]);
+        }
+        match ns {
+            Some(n) => args.extend(["-n", n]),
+            None => args.push("--all-namespaces"),
+        }
+        // `can-i` exits 1 for "no": read the answer instead of the exit code.
+        let out = c.kubectl().args(&args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    for (verb, res) in [
+        ("create", "jobs.batch"),
+        ("deletecollection", "jobs.batch"),
+        ("watch", "pods"),
+        ("list", "nodes"),
+        ("patch", "registryconnectivitychecks.regcheck.dev"),
+        (
+            "update",
+            "registryconnectivitychecks.regcheck.dev/finalizers",
+        ),
+        ("patch", "registryconnectivitychecks.regcheck.dev/status"),
+        ("create", "events"),
+        ("create", "events.events.k8s.io"),
+    ] {
+        assert!(can(verb, res, None), "controller may {verb} {res}");
+    }
+    assert!(can(
+        "update",
+        "leases.coordination.k8s.io",
+        Some(OPERATOR_NS)
+    ));
+    for (verb, res, ns) in [
+        ("get", "secrets", None),
+        ("list", "secrets", Some(OPERATOR_NS)),
+        ("create", "pods", None),
+        ("delete", "registryconnectivitychecks.regcheck.dev", None),
+        ("update", "leases.coordination.k8s.io", Some("default")),
+        ("update", "nodes", None),
+        ("create", "deployments.apps", Some(OPERATOR_NS)),
+    ] {
+        assert!(
+            !can(verb, res, ns),
+            "controller must not {verb} {res} in {ns:?}"
+        );
+    }
+}
+
+fn probe_jobs_run_on_the_node_with_restricted_security() {
+    let c = &fixture().cluster;
+    let _g = shared();
+    let ns = Ns::fresh(c, "jobs-security");
+    // A registry that never answers keeps the Jobs around long enough to look at them.
+    let check = ns.check(
+        "hang",
+        json!({"registry": HANG, "timeoutSeconds": 20, "interval": "10m"}),
+    );
+    let uid = uid(&check);
+    let jobs = wait_for("node and pod Jobs", RUN_WAIT, || {
+        let jobs = ns.jobs(&uid);
+        let ctxs: BTreeSet<&str> = jobs
+            .iter()
+            .filter_map(|j| label(j, LABEL_CONTEXT))
+            .collect();
+        (ctxs.len() == 2).then_some(jobs.clone())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", controller_logs(c)));
+    for job in &jobs {
+        let ctx = label(job, LABEL_CONTEXT).unwrap();
+        let name = job["metadata"]["name"].as_str().unwrap();
+        let want_ns = if ctx == "node" {
+            OPERATOR_NS
+        } else {
+            ns.name.as_str()
+        };
+        assert_eq!(job["metadata"]["namespace"], want_ns, "{name}: namespace");
+        assert_eq!(job["spec"]["backoffLimit"], 0, "{name}");
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["hostNetwork"].as_bool().unwrap_or(false),
+            ctx == "node",
+            "{name}: hostNetwork"
+        );
+        assert_eq!(
+            pod["dnsPolicy"],
+            if ctx == "node" {
+                "Default"
+            } else {
+                "ClusterFirst"
+            },
+            "{name}: dnsPolicy"
+        );
+        assert_eq!(
+            pod["automountServiceAccountToken"], false,
+            "{name}: no token"
+        );
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+        let ctr = &pod["containers"][0];
+        assert_eq!(ctr["image"], IMAGE, "{name}: the controller's image");
+        assert_eq!(
+            ctr["imagePullPolicy"], "Never",
+            "{name}: the configured pull policy"
+        );
+        let sc = &ctr["securityContext"];
+        assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
+        assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
+        assert_eq!(sc["runAsNonRoot"], true, "{name}");
+        assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{name}");
+        assert!(
+            ctr["resources"]["limits"]["memory"].is_string(),
+            "{name}: limits"
+        );
+        assert_eq!(ctr["args"][0], "probe", "{name}: runs regcheck probe");
+        // The pod really runs on the node it was pinned to, with those settings.
+        let p = wait_for("the Job's pod", Duration::from_secs(60), || {
+            let pods = c
+                .get_json(&["pods", "-n", want_ns, "-l", &format!("job-name={name}")])
+                .ok()?;
+            pods["items"][0]["spec"]["nodeName"]
+                .as_str()
+                .map(|_| pods["items"][0].clone())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", controller_logs(c)));
+        assert_eq!(p["spec"]["nodeName"], NODE, "{name}: node");
+        assert_eq!(
+            p["spec"]["hostNetwork"].as_bool().unwrap_or(false),
+            ctx == "node",
+            "{name}: pod hostNetwork"
+        );
+        assert!(
+            p["spec"]["volumes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .all(|v| v["projected"].is_null() && v["secret"].is_null()),
+            "{name}: no service-account token volume: {}",
+            p["spec"]["volumes"]
+        );
+    }
+}
+
+fn healthy_registry_gets_ready_true_from_real_termination_messages() {
+    let c = &fixture().cluster;
+    let _g = shared();
+    let ns = Ns::fresh(c, "healthy");
+    ns.check(
+        "lab",
+        json!({"registry": LOGIN, "regions": ["eastus"], "image": LAB_IMAGE}),
+    );
+    let v = ns.wait_check("lab", "Ready=True", RUN_WAIT, |v| ready(v) == Some("True"));
+    assert_eq!(reason(&v), Some("Healthy"), "{v:#}");
+    let st = &v["status"];
+    assert_eq!(st["consecutiveFailures"], 0);
+    assert_eq!(st["counts"]["nodesChecked"], 1, "{st:#}");
+    assert_eq!(st["counts"]["nodesFailing"], 0, "{st:#}");
+    assert_eq!(st["observedGeneration"], v["metadata"]["generation"]);
+    // Both contexts reported from the node, with phase timings parsed from the real
+    // termination messages.
+    let results = st["results"].as_array().expect("results");
+    let ctxs: BTreeSet<&str> = results
+        .iter()
+        .filter_map(|r| r["context"].as_str())
+        .collect();
+    assert_eq!(ctxs, BTreeSet::from(["Node", "Pod"]), "{st:#}");
+    for r in results {
+        assert_eq!(r["verdict"], "Healthy", "{r}");
+        assert_eq!(r["node"], NODE, "{r}");
+        assert!(r["timings"]["tlsMs"].is_u64(), "TLS timed: {r}");
+        assert!(r["timings"]["httpMs"].is_u64(), "HTTP timed: {r}");
+    }
+    for ty in [
+        "ProbesHealthy",
+        "DNSResolved",
+        "RegistryReachable",
+        "TLSVerified",
+    ] {
+        assert_eq!(
+            condition(&v, ty).and_then(|c| c["status"].as_str()),
+            Some("True"),
+            "{ty}: {st:#}"
+        );
+    }
+    // The Ready transition was announced, as a Normal event.
+    let events = wait_for("a Ready event", Duration::from_secs(30), || {
+        let ev = ns.events("lab");
+        ev.iter()
+            .any(|e| e["reason"] == "Ready" && e["type"] == "Normal")
+            .then_some(ev)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:#?}", ns.events("lab")));
+    assert!(
+        events.iter().all(|e| e["type"] == "Normal"),
+        "a healthy check has no warnings: {events:#?}"
+    );
+}
+
+fn denied_client_ip_turns_ready_false_with_events() {
+    let c = &fixture().cluster;
+    let _g = shared();
+    let ns = Ns::fresh(c, "denied");
+    ns.check("denied", json!({"registry": DENY}));
+    let v = ns.wait_check("denied", "Ready=False", RUN_WAIT, |v| {
+        ready(v) == Some("False")
+    });
+    assert_eq!(reason(&v), Some("RegistryDeniedClientIP"), "{v:#}");
+    let d = &v["status"]["diagnosis"];
+    let msg = d["message"].as_str().unwrap_or_default();
+    // The IP the registry saw: the bridge address (node) or a pod address.
+    assert!(msg.contains(DENY) && msg.contains("10.88.0."), "{d:#}");
+    assert_eq!(d["cause"], "PublicNetworkAccessRules", "{d:#}");
+    assert_eq!(v["status"]["counts"]["nodesFailing"], 1, "{v:#}");
+    // The transition to NotReady was announced as a Warning naming the finding (the reason
+    // is `NotReady` or the finding's own reason, see the contract).
+    wait_for(
+        "a Warning event about the denial",
+        Duration::from_secs(30),
+        || {
+            ns.events("denied")
+                .iter()
+                .any(|e| {
+                    e["type"] == "Warning"
+                        && (e["reason"] == "NotReady" || e["reason"] == "RegistryDeniedClientIP")
+                        && (e["reason"] == "RegistryDeniedClientIP"
+                            || e["message"]
+                                .as_str()
+                                .unwrap_or("")
+                                .contains("RegistryDeniedClientIP")
+                            || e["message"].as_str().unwrap_or("").contains(DENY))
+                })
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:#?}", ns.events("denied")));
+}
+
+fn unresolvable_name_fails_only_after_failure_threshold_runs() {
+    let c = &fixture().cluster;
+    let _g = shared();
+    let ns = Ns::fresh(c, "nxdomain");
+    ns.check(
+        "missing",
+        json!({"registry": MISSING, "failureThreshold": 2}),
+    );
+    // First failed run: counted, but Ready is not False yet.
+    let v = ns.wait_check("missing", "the first run", RUN_WAIT, |v| {
+        last_run(v).is_some()
+    });
+    assert_eq!(reason(&v), Some("DNSNameNotFound"), "{v:#}");
+    assert_eq!(v["status"]["consecutiveFailures"], 1, "{v:#}");
+    assert_ne!(ready(&v), Some("False"), "one failed run of two: {v:#}");
+    let first = last_run(&v).unwrap().to_string();
+    // Second failed run (30 s later): now Ready=False.
+    let v = ns.wait_check(
+        "missing",
+        "Ready=False after the second run",
+        RUN_WAIT,
+        |v| ready(v) == Some("False"),
+    );
+    assert_ne!(last_run(&v), Some(first.as_str()), "{v:#}");
+    assert!(
+        v["status"]["consecutiveFailures"].as_u64() >= Some(2),
+        "{v:#}"
+    );
+    assert_eq!(reason(&v), Some("DNSNameNotFound"), "{v:#}");
+    assert_eq!(
+        condition(&v, "DNSResolved").and_then(|c| c["status"].as_str()),
+        Some("False"),
+        "{v:#}"
+    );
+}
+
+fn metrics_describe_each_check() {
+    let c = &fixture().cluster;
+    let _g = shared();
+    let ns = Ns::fresh(c, "metrics");
+    ns.check("denied", json!({"registry": DENY}));
+    ns.check("ok", json!({"registry": LOGIN}));
+    ns.wait_check("denied", "Ready=False", RUN_WAIT, |v| {
+        ready(v) == Some("False")
+    });
+    ns.wait_check("ok", "Ready=True", RUN_WAIT, |v| ready(v) == Some("True"));
+    let n = ns.name.as_str();
+    let check = |name: &'static str| {
+        move |l: &BTreeMap<String, String>| {
+            l.get("namespace").map(String::as_str) == Some(n)
+                && l.get("name").map(String::as_str) == Some(name)
+        }
+    };
+    let wanted = |m: &[Sample]| -> Vec<String> {
+        let mut missing = Vec::new();
+        let mut need = |what: &str, ok: bool| {
+            if !ok {
+                missing.push(what.to_string());
+            }
+        };
+        need(
+            "ready of denied = 0",
+            value(m, "regcheck_check_ready", check("denied")) == Some(0.0),
+        );
+        need(
+            "ready of ok = 1",
+            value(m, "regcheck_check_ready", check("ok")) == Some(1.0),
+        );
+        need(
+            "consecutive failures of denied >= 1",
+            value(m, "regcheck_check_consecutive_failures", check("denied")) >= Some(1.0),
+        );
+        need(
+            "last run timestamp of ok",
+            value(m, "regcheck_check_last_run_timestamp_seconds", check("ok")) > Some(1.0e9),
+        );
+        need(
+            "info of denied with its reason",
+            value(m, "regcheck_check_info", |l| {
+                check("denied")(l)
+                    && l.get("reason").map(String::as_str) == Some("RegistryDeniedClientIP")
+            }) == Some(1.0),
+        );
+        for ctx in ["node", "pod"] {
+            need(
+                &format!("jobs created ({ctx})"),
+                value(m, "regcheck_probe_jobs_created_total", |l| {
+                    l.get("context").map(String::as_str) == Some(ctx)
+                }) >= Some(1.0),
+            );
+        }
+        for result in ["healthy", "unreachable"] {
+            need(
+                &format!("runs ({result})"),
+                value(m, "regcheck_runs_total", |l| {
+                    l.get("result").map(String::as_str) == Some(result)
+                }) >= Some(1.0),
+            );
+        }
+        need(
+            "phase duration histogram",
+            m.iter()
+                .any(|s| s.name == "regcheck_probe_phase_duration_seconds_count" && s.value >= 1.0),
+        );
+        missing
+    };
+    let mut last = String::new();
+    let m = wait_for(
+        "the metrics of both checks",
+        Duration::from_secs(60),
+        || {
+            let (_, body) = http_get("/metrics").ok()?;
+            let m = parse_metrics(&body);
+            let ok = wanted(&m).is_empty();
+            last = body;
+            ok.then_some(m)
+        },
+    )
+    .unwrap_or_else(|e| {
+        let missing = wanted(&parse_metrics(&last));
+        panic!("{e}; missing {missing:#?}\n{last}")
+    });
+    // One info series per check; no node names in label values.
+    let info = m
+        .iter()
+        .filter(|s| s.name == "regcheck_check_info" && check("denied")(&s.labels))
+        .count();
+    assert_eq!(info, 1, "one regcheck_check_info series per check");
+    assert!(
+        m.iter().all(|s| s.labels.values().all(|v| v != NODE)),
+        "a node name in a label value"
+    );
+}
+
+/// One sample of the Prometheus text format.
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Samples of a Prometheus/OpenMetrics text exposition (comments skipped; label values
+/// without escaped quotes, which is all the controller emits for these tests).
+fn parse_metrics(body: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in body.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (head, rest) = match line.find('{') {
+            Some(i) => {
+                let close = line.rfind('}').unwrap_or(line.len() - 1);
+                (&line[..i], (&line[i + 1..close], &line[close + 1..]))
+            }
+            None => match line.split_once(' ') {
+                Some((h, v)) => (h, ("", v)),
+                None => continue,
+            },
+        };
+        let (label_text, value_text) = rest;
+        let mut labels = BTreeMap::new();
+        for pair in label_text.split("\",").filter(|p| !p.is_empty()) {
+            if let Some((k, v)) = pair.split_once("=\"") {
+                labels.insert(
+                    k.trim_start_matches(',').to_string(),
+                    v.trim_end_matches('"').to_string(),
+                );
+            }
+        }
+        let Some(value) = value_text
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+        else {
+            continue;
+        };
+        out.push(Sample {
+            name: head.to_string(),
+            labels,
+            value,
+        });
+    }
+    out
+}
+
+/// Value of the one sample of `name` whose labels satisfy `pred`.
+fn value(
+    m: &[Sample],
+    name: &str,
+    pred: impl Fn(&BTreeMap<String, String>) -> bool,
+) -> Option<f64> {
+    m.iter()
+        .find(|s| s.name == name && pred(&s.labels))
+        .map(|s| s.value)
+}
+
+fn spec_change_starts_a_new_run() {
+    let c = &fixture().cluster;
+    let _g = shared();
+    let ns = Ns::fresh(c, "spec-change");
+    // A long interval: any second run comes from the change, not from the schedule.
+    ns.check("lab", json!({"registry": LOGIN, "interval": "1h"}));
+    let v = ns.wait_check("lab", "the first run", RUN_WAIT, |v| last_run(v).is_some());
+    let first = last_run(&v).unwrap().to_string();
+    let generation = v["metadata"]["generation"].as_i64().unwrap();
+    ns.check("lab", json!({"registry": DENY, "interval": "1h"}));
+    let v = ns.wait_check("lab", "a run of the new spec", RUN_WAIT, |v| {
+        last_run(v).is_some_and(|r| r != first)
+            && v["status"]["observedGeneration"].as_i64() > Some(generation)
+    });
+    assert_eq!(reason(&v), Some("RegistryDeniedClientIP"), "{v:#}");
+}
+
+fn run_now_annotation_starts_a_run() {
+    let c = &fixture().cluster;
+    let _g = shared();
+    let ns = Ns::fresh(c, "run-now");
+    ns.check("lab", json!({"registry": LOGIN, "interval": "1h"}));
+    let v = ns.wait_check("lab", "the first run", RUN_WAIT, |v| last_run(v).is_some());
+    let first = last_run(&v).unwrap().to_string();
+    c.k(&[
+        "annotate",
+        "--overwrite",
+        "rcc",
+        "-n",
+        &ns.name,
+        "lab",
+        "regcheck.dev/run-now=e2e-1",
+    ])
+    .unwrap();
+    let v = ns.wait_check("lab", "a second run", RUN_WAIT, |v| {
+        last_run(v).is_some_and(|r| r != first)
+    });
+    assert_eq!(ready(&v), Some("True"), "{v:#}");
+}
+
+fn deleting_the_check_removes_every_job() {
+    let c = &fixture().cluster;
+    let _g = shared();
+    let ns = Ns::fresh(c, "delete");
+    let check = ns.check(
+        "hang",
+        json!({"registry": HANG, "timeoutSeconds": 30, "interval": "10m"}),
+    );
+    let uid = uid(&check);
+    wait_for("Jobs in both namespaces", RUN_WAIT, || {
+        let nss: BTreeSet<String> = ns
+            .jobs(&uid)
+            .iter()
+            .filter_map(|j| j["metadata"]["namespace"].as_str().map(String::from))
+            .collect();
+        (nss.len() == 2).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", controller_logs(c)));
+    c.k(&["delete", "rcc", "-n", &ns.name, "hang", "--wait=false"])
+        .unwrap();
+    wait_for("the check to be gone", Duration::from_secs(60), || {
+        ns.get("hang").is_none().then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: finalizer not removed?\n{}", controller_logs(c)));
+    wait_for(
+        "no Job of the check in any namespace",
+        Duration::from_secs(60),
+        || ns.jobs(&uid).is_empty().then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:#?}", ns.jobs(&uid)));
+}
+
+fn controller_restart_mid_run_resumes_without_duplicate_jobs() {
+    let c = &fixture().cluster;
+    // Exclusive: no other test runs while the controller is gone.
+    let _g = fixture()
+        .controller_lock
+        .write()
+        .unwrap_or_else(|e| e.into_inner());
+    let ns = Ns::fresh(c, "restart");
+    let check = ns.check(
+        "hang",
+        json!({"registry": HANG, "timeoutSeconds": 25, "interval": "1h"}),
+    );
+    let uid = uid(&check);
+    // Every Job ever seen for the check: name -> (run, context, uid).
+    let mut seen: BTreeMap<String, (String, String, String)> = BTreeMap::new();
+    let mut record = |jobs: &[Value]| {
+        for j in jobs {
+            let name = j["metadata"]["name"].as_str().unwrap().to_string();
+            let entry = (
+                label(j, LABEL_RUN).unwrap_or("").to_string(),
+                label(j, LABEL_CONTEXT).unwrap_or("").to_string(),
+                j["metadata"]["uid"].as_str().unwrap().to_string(),
+            );
+            if let Some(old) = seen.get(&name) {
+                assert_eq!(old, &entry, "Job {name} was recreated");
+            }
+            seen.insert(name, entry);
+        }
+    };
+    let jobs = wait_for("both Jobs of the first run", RUN_WAIT, || {
+        let jobs = ns.jobs(&uid);
+        (jobs.len() == 2).then_some(jobs)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", controller_logs(c)));
+    record(&jobs);
+    let run = label(&jobs[0], LABEL_RUN).unwrap().to_string();
+    let old_pod = c
+        .get_json(&["pods", "-n", OPERATOR_NS, "-l", CONTROLLER_SELECTOR])
+        .unwrap()["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.k(&[
+        "delete",
+        "pod",
+        "-n",
+        OPERATOR_NS,
+        &old_pod,
+        "--wait=true",
+        "--timeout=60s",
+    ])
+    .unwrap();
+    // Watch the Jobs while the new controller takes over and finishes the run.
+    let v = wait_for(
+        "the interrupted run to complete",
+        Duration::from_secs(180),
+        || {
+            record(&ns.jobs(&uid));
+            let v = ns.get("hang")?;
+            (last_run(&v) == Some(run.as_str())).then_some(v)
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\nstatus: {:#}\njobs seen: {seen:#?}\n{}",
+            ns.get("hang").unwrap_or_default()["status"],
+            controller_logs(c)
+        )
+    });
+    let of_run: Vec<_> = seen.values().filter(|(r, _, _)| *r == run).collect();
+    assert_eq!(
+        of_run.len(),
+        2,
+        "one Job per context in run {run}: {seen:#?}"
+    );
+    assert_eq!(reason(&v), Some("HeadersTimeout"), "{v:#}");
+    // The new controller is a different pod and is ready.
+    let pods = c
+        .get_json(&["pods", "-n", OPERATOR_NS, "-l", CONTROLLER_SELECTOR])
+        .unwrap();
+    assert!(
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["metadata"]["name"] != old_pod.as_str()),
+        "{pods}"
+    );
+    wait_for(
+        "controller /readyz after the restart",
+        Duration::from_secs(60),
+        || http_get("/readyz").ok().filter(|(s, _)| *s == 200),
+    )
+    .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runner
+
+fn main() {
+    let mut args = libtest_mimic::Arguments::from_args();
+    // The tests mostly wait on the cluster: run them side by side unless told otherwise.
+    if args.test_threads.is_none() {
+        args.test_threads = Some(8);
+    }
+    let required = std::env::var_os("REGCHECK_E2E_REQUIRED").is_some_and(|v| v == "1");
+    let listing = args.list;
+    let detected = if listing {
+        Err("listing only".to_string())
+    } else {
+        detect()
+    };
+    let skip = match &detected {
+        Ok(_) => None,
+        Err(why) if required && !listing => Some(format!("REGCHECK_E2E_REQUIRED=1 but {why}")),
+        Err(why) => {
+            if !listing {
+                say(&format!("SKIPPED, every e2e test is ignored: {why}"));
+            }
+            None
+        }
+    };
+    let ignore = detected.is_err() && skip.is_none();
+    let detected_ok = detected.is_ok();
+    if let Ok(c) = detected {
+        *CLUSTER.lock().unwrap() = Some(c);
+    }
+
+    // The restart test comes last: it takes the controller lock exclusively, after every
+    // other test has started.
+    let tests: &[(&str, fn())] = &[
+        (
+            "controller_runs_with_the_deploy_rbac_and_nothing_more",
+            controller_runs_with_the_deploy_rbac_and_nothing_more,
+        ),
+        (
+            "probe_jobs_run_on_the_node_with_restricted_security",
+            probe_jobs_run_on_the_node_with_restricted_security,
+        ),
+        (
+            "healthy_registry_gets_ready_true_from_real_termination_messages",
+            healthy_registry_gets_ready_true_from_real_termination_messages,
+        ),
+        (
+            "denied_client_ip_turns_ready_false_with_events",
+            denied_client_ip_turns_ready_false_with_events,
+        ),
+        (
+            "unresolvable_name_fails_only_after_failure_threshold_runs",
+            unresolvable_name_fails_only_after_failure_threshold_runs,
+        ),
+        ("metrics_describe_each_check", metrics_describe_each_check),
+        ("spec_change_starts_a_new_run", spec_change_starts_a_new_run),
+        (
+            "run_now_annotation_starts_a_run",
+            run_now_annotation_starts_a_run,
+        ),
+        (
+            "deleting_the_check_removes_every_job",
+            deleting_the_check_removes_every_job,
+        ),
+        (
+            "controller_restart_mid_run_resumes_without_duplicate_jobs",
+            controller_restart_mid_run_resumes_without_duplicate_jobs,
+        ),
+    ];
+    let trials = tests
+        .iter()
+        .map(|&(name, test)| {
+            let skip = skip.clone();
+            libtest_mimic::Trial::test(name, move || {
+                if let Some(why) = skip {
+                    return Err(why.into());
+                }
+                test();
+                Ok(())
+            })
+            .with_ignored_flag(ignore)
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    let keep = std::env::var_os("REGCHECK_E2E_KEEP").is_some_and(|v| v == "1");
+    match FIXTURE.get() {
+        Some(Ok(_)) if keep => {
+            say("REGCHECK_E2E_KEEP=1: leaving the test namespaces, controller and lab servers")
+        }
+        Some(Ok(f)) => teardown(&f.cluster),
+        Some(Err(e)) => {
+            say(&format!("setup had failed: {e}"));
+            stop_servers();
+        }
+        None if detected_ok => stop_servers(),
+        None => {}
+    }
+    conclusion.exit();
+}
