@@ -16,4 +16,5 @@ pub mod output;
 pub mod plan;
 pub mod probe;
 pub mod proxy;
+pub mod reference;
 pub mod target;
