@@ -42,9 +42,10 @@ pub fn phase(r: Reason) -> &'static str {
         | PrivateEndpointNotConfigured
         | DataEndpointDNSMissing => "DNS",
         ConnectionTimedOut | ConnectionRefused | HostUnreachable | TargetAddressBlocked => "TCP",
-        TLSResetAfterClientHello | TLSHandshakeTimeout | TLSInterception | TLSCertificateInvalid => {
-            "TLS"
-        }
+        TLSResetAfterClientHello
+        | TLSHandshakeTimeout
+        | TLSInterception
+        | TLSCertificateInvalid => "TLS",
         HeadersTimeout
         | ConnectionClosed
         | RegistryDeniedClientIP
@@ -53,18 +54,10 @@ pub fn phase(r: Reason) -> &'static str {
         | NotARegistry
         | Throttled
         | RegistryServerError => "Registry API",
-        ProxyDenied
-        | ProxyAuthRequired
-        | ProxyConnectEOF
-        | ProxyUnreachable
-        | ProxyBypassMissing
-        | ProxyUpstreamFailed => "Proxy",
-        DataEndpointBlocked
-        | AuthenticationFailed
-        | AuthorizationFailed
-        | ImageNotFound
-        | TooManyRedirects
-        | PullFailed => "Data path",
+        ProxyDenied | ProxyAuthRequired | ProxyConnectEOF | ProxyUnreachable
+        | ProxyBypassMissing | ProxyUpstreamFailed => "Proxy",
+        DataEndpointBlocked | AuthenticationFailed | AuthorizationFailed | ImageNotFound
+        | TooManyRedirects | PullFailed => "Data path",
         ContextsDisagree => "Operator: node and pod contexts",
         ProbeUnschedulable | ProbeImagePullFailed | ProbeCrashed | ProbeTimedOut => {
             "Operator: the probe itself"
@@ -79,11 +72,15 @@ pub fn field_symptom(r: Reason) -> &'static str {
     use Reason::*;
     match r {
         Healthy => "Nothing: pulls work from every probed node and pod network.",
-        DNSNameNotFound => "`dial tcp: lookup <reg>.azurecr.io ... no such host` in `Failed to pull image` events.",
+        DNSNameNotFound => {
+            "`dial tcp: lookup <reg>.azurecr.io ... no such host` in `Failed to pull image` events."
+        }
         DNSServerUnreachable => {
             "`lookup <reg>.azurecr.io on <dns-ip>:53: read udp ...: i/o timeout`; name resolution of everything else fails too."
         }
-        DNSServerFailure => "`lookup <reg>.azurecr.io on <dns-ip>:53: server misbehaving` (SERVFAIL or REFUSED).",
+        DNSServerFailure => {
+            "`lookup <reg>.azurecr.io on <dns-ip>:53: server misbehaving` (SERVFAIL or REFUSED)."
+        }
         DNSAnswersDiffer => {
             "Pulls fail on some nodes or some attempts only (`no such host`, or an `i/o timeout` to a different address), depending on which nameserver answered."
         }
@@ -100,7 +97,9 @@ pub fn field_symptom(r: Reason) -> &'static str {
             "`dial tcp <ip>:443: i/o timeout`, `Client.Timeout exceeded while awaiting headers` or `context deadline exceeded`."
         }
         ConnectionRefused => "`dial tcp <ip>:443: connect: connection refused`.",
-        HostUnreachable => "`dial tcp <private-ip>:443: connect: no route to host` / `host is not reachable`.",
+        HostUnreachable => {
+            "`dial tcp <private-ip>:443: connect: no route to host` / `host is not reachable`."
+        }
         TargetAddressBlocked => {
             "Pulls fail against an address like `127.0.0.1` or `0.0.0.0` (`connection refused`), or against the metadata address."
         }
@@ -115,33 +114,51 @@ pub fn field_symptom(r: Reason) -> &'static str {
         RegistryDeniedClientIP => {
             "`denied: client with IP '<ip>' is not allowed access`; kubelet shows only `failed to fetch anonymous token: unexpected status: 403 Forbidden`."
         }
-        RegistryForbidden => "`failed to authorize: failed to fetch anonymous token: unexpected status: 403 Forbidden`.",
+        RegistryForbidden => {
+            "`failed to authorize: failed to fetch anonymous token: unexpected status: 403 Forbidden`."
+        }
         RegistryChallengeInvalid => {
             "`failed to authorize` / `failed to fetch anonymous token` errors; `az acr check-health` reports `CONNECTIVITY_CHALLENGE_ERROR` or `CONNECTIVITY_WWW_AUTHENTICATE_ERROR`."
         }
         NotARegistry => "`404 Not Found`, or an HTML page, where the registry API should answer.",
         Throttled => "`429 Too Many Requests`.",
-        RegistryServerError => "`500 Internal Server Error`, `502 Bad Gateway` or `503 Service Unavailable` from the registry.",
-        ProxyDenied => "`login attempt failed with status: 403 Forbidden` behind a proxy; the proxy's access log shows a denied CONNECT.",
+        RegistryServerError => {
+            "`500 Internal Server Error`, `502 Bad Gateway` or `503 Service Unavailable` from the registry."
+        }
+        ProxyDenied => {
+            "`login attempt failed with status: 403 Forbidden` behind a proxy; the proxy's access log shows a denied CONNECT."
+        }
         ProxyAuthRequired => "`407 Proxy Authentication Required`.",
         ProxyConnectEOF => "`proxyconnect tcp: EOF`.",
-        ProxyUnreachable => "`proxyconnect tcp: dial tcp <proxy>:<port>: i/o timeout` or `connection refused`.",
+        ProxyUnreachable => {
+            "`proxyconnect tcp: dial tcp <proxy>:<port>: i/o timeout` or `connection refused`."
+        }
         ProxyBypassMissing => {
             "Pulls from a private endpoint time out or fail with proxy errors although its private address is reachable directly from the node."
         }
-        ProxyUpstreamFailed => "`502 Bad Gateway`, `503 Service Unavailable` or `504 Gateway Timeout` from the proxy.",
+        ProxyUpstreamFailed => {
+            "`502 Bad Gateway`, `503 Service Unavailable` or `504 Gateway Timeout` from the proxy."
+        }
         DataEndpointBlocked => {
             "`docker login` and manifest reads work, layers fail: `download failed ... dial tcp <storage-ip>:443: i/o timeout`."
         }
-        AuthenticationFailed => "`401 Unauthorized` / `failed to fetch oauth token`; pods in `ErrImagePull`.",
-        AuthorizationFailed => "`403 Forbidden` / `denied: requested access to the resource is denied` after signing in.",
+        AuthenticationFailed => {
+            "`401 Unauthorized` / `failed to fetch oauth token`; pods in `ErrImagePull`."
+        }
+        AuthorizationFailed => {
+            "`403 Forbidden` / `denied: requested access to the resource is denied` after signing in."
+        }
         ImageNotFound => "`manifest unknown` / `failed to resolve reference ... not found`.",
         TooManyRedirects => "`stopped after 10 redirects`.",
-        PullFailed => "`failed to pull and unpack image` with a digest mismatch or an unexpected media type.",
+        PullFailed => {
+            "`failed to pull and unpack image` with a digest mismatch or an unexpected media type."
+        }
         ContextsDisagree => {
             "Image pulls on a node work while pods on it cannot reach the registry (or the other way round): e.g. init containers that call the registry API fail, kubelet pulls succeed."
         }
-        ProbeUnschedulable => "The regcheck probe pod stays `Pending`: `0/N nodes are available: ... untolerated taint`.",
+        ProbeUnschedulable => {
+            "The regcheck probe pod stays `Pending`: `0/N nodes are available: ... untolerated taint`."
+        }
         ProbeImagePullFailed => "The regcheck probe pod is in `ErrImagePull` / `ImagePullBackOff`.",
         ProbeCrashed => "The regcheck probe pod ends in `Error` or `OOMKilled` without a report.",
         ProbeTimedOut => "The regcheck probe Job fails with `DeadlineExceeded`.",
@@ -189,7 +206,9 @@ pub fn reasons_markdown() -> String {
             anchor(r),
             phase(r),
             r.cause().as_str(),
-            r.code().map(|c| format!("`{c}`")).unwrap_or_else(|| "—".into()),
+            r.code()
+                .map(|c| format!("`{c}`"))
+                .unwrap_or_else(|| "—".into()),
             severity_str(r.default_severity()),
         );
     }
@@ -228,7 +247,10 @@ fn remediation_template(indent: &str, reasons: &[Reason]) -> String {
         s,
         "{indent}{{{{- with printf `regcheck_check_info{{namespace=\"%s\",name=\"%s\"}}` $labels.namespace $labels.name | query -}}}}"
     );
-    let _ = writeln!(s, "{indent}{{{{- $reason = . | first | label \"reason\" -}}}}");
+    let _ = writeln!(
+        s,
+        "{indent}{{{{- $reason = . | first | label \"reason\" -}}}}"
+    );
     let _ = writeln!(s, "{indent}{{{{- end -}}}}");
     let list: Vec<Reason> = if reasons.is_empty() {
         Reason::ALL
@@ -429,7 +451,10 @@ mod tests {
         for &r in Reason::ALL {
             let heading = format!("\n### {}\n", r.as_str());
             assert_eq!(doc.matches(&heading).count(), 1, "{r}");
-            assert!(doc.contains(&format!("(#{})", anchor(r))), "{r}: index link");
+            assert!(
+                doc.contains(&format!("(#{})", anchor(r))),
+                "{r}: index link"
+            );
             assert!(doc.contains(r.remediation()), "{r}: remediation");
             assert!(doc.contains(field_symptom(r)), "{r}: symptom");
             for d in r.docs() {
@@ -440,7 +465,10 @@ mod tests {
         // The field guide's error strings appear under the reason they belong to.
         for (reason, text) in [
             (Reason::DNSNameNotFound, "no such host"),
-            (Reason::TLSInterception, "x509: certificate signed by unknown authority"),
+            (
+                Reason::TLSInterception,
+                "x509: certificate signed by unknown authority",
+            ),
             (Reason::ProxyConnectEOF, "proxyconnect tcp: EOF"),
             (Reason::RegistryDeniedClientIP, "is not allowed access"),
             (Reason::Throttled, "429 Too Many Requests"),
@@ -506,7 +534,9 @@ mod tests {
             assert!(rule["labels"]["severity"].as_str().is_some(), "{name}");
             for key in ["summary", "description", "remediation"] {
                 assert!(
-                    rule["annotations"][key].as_str().is_some_and(|s| !s.is_empty()),
+                    rule["annotations"][key]
+                        .as_str()
+                        .is_some_and(|s| !s.is_empty()),
                     "{name}: {key}"
                 );
             }
