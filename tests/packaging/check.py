@@ -488,6 +488,32 @@ def check_dashboard() -> None:
     promtool_check_rules({"groups": [{"name": "dashboard", "rules": rules}]}, f"dashboard PromQL, {len(exprs)} queries")
 
 
+def check_readme_commands() -> None:
+    """The README's quick start: its check manifest is valid against the CRD, and its
+    `helm install --set ...` values pass the schema and render valid objects."""
+    readme = (ROOT / "README.md").read_text()
+    m = re.search(r"kubectl apply -f - <<'YAML'\n(.*?)\nYAML\n", readme, re.S)
+    if not m:
+        return fail("README check manifest", "no `kubectl apply -f - <<'YAML'` block")
+    validate_against_crd(yaml.safe_load(m.group(1)), "README check manifest")
+    m = re.search(r"^helm install regcheck charts/regcheck (.*?)\n(?!\s)", readme, re.S | re.M)
+    if not m:
+        return fail("README helm install", "no `helm install regcheck charts/regcheck` command")
+    sets = re.findall(r"--set (\S+)", m.group(1))
+    values: dict = {}
+    for s_ in sets:
+        values = deep_merge(values, helm.parse_set_string(s_))
+    with helm.Chart.load(CHART) as chart:
+        chart.validate_schema(values)
+    objs = rendered_objects(render(values))
+    validate_k8s(objs, f"README helm install ({len(sets)} --set values)")
+    for o in objs:
+        if o["kind"] == "Deployment":
+            image = o["spec"]["template"]["spec"]["containers"][0]["image"]
+            if image != "mirror.example.com/tools/regcheck:0.1.0":
+                fail("README helm install", f"image {image}")
+
+
 def check_kustomize() -> list[dict] | None:
     found = None
     for d in ["deploy", "crds"]:
@@ -743,6 +769,7 @@ def main() -> int:
         ("render", lambda: (compare_rbac(check_default_render(), derived, "chart, default values"), compare_rbac(check_all_options(), derived, "chart, every option"))),
         ("dashboard", check_dashboard),
         ("rbac_scanner", check_rbac_scanner),
+        ("readme", check_readme_commands),
         ("kustomize", lambda: (lambda objs: compare_rbac(objs, derived, "kubectl kustomize deploy/") if objs is not None else None)(check_kustomize())),
     ]
     for name, step in steps:
