@@ -133,6 +133,8 @@ pub fn report(ev: Evidence) -> Report {
         schema_version: SCHEMA_VERSION,
         verdict,
         findings,
+        context: None,
+        node: None,
         evidence: ev,
     }
 }

@@ -271,6 +271,13 @@ pub struct Report {
     pub verdict: Verdict,
     /// Primary finding first.
     pub findings: Vec<Finding>,
+    /// Network context of an in-cluster probe (`regcheck probe --context`); absent for
+    /// `regcheck check`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<crate::crd::ProbeContext>,
+    /// Node an in-cluster probe ran on (`regcheck probe --node`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     #[serde(flatten)]
     pub evidence: Evidence,
 }

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod output;
 pub mod plan;
 pub mod probe;
+pub mod probe_cmd;
 pub mod proxy;
 pub mod reference;
 pub mod target;
