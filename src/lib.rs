@@ -17,4 +17,5 @@ pub mod plan;
 pub mod probe;
 pub mod probe_cmd;
 pub mod proxy;
+pub mod reference;
 pub mod target;
