@@ -33,10 +33,12 @@ const REGCHECK: &str = env!("CARGO_BIN_EXE_regcheck");
 const TMP: &str = env!("CARGO_TARGET_TMPDIR");
 
 const OPERATOR_NS: &str = "regcheck-system";
-const IMAGE: &str = "localhost/regcheck:dev";
-const LAB_IP: &str = "10.88.0.1";
+/// The image the tests load into the shared cluster (tests/e2e/overlay names it).
+const SHARED_IMAGE: &str = "localhost/regcheck:dev";
+/// The shared cluster's bridge address, where the lab servers listen.
+const SHARED_LAB_IP: &str = "10.88.0.1";
+/// The controller's metrics listener on the shared cluster (host network, loopback).
 const METRICS: &str = "127.0.0.1:18080";
-const NODE: &str = "localhost";
 
 const LOGIN: &str = "e2ereg.azurecr.io";
 const DENY: &str = "e2edeny.azurecr.io";
@@ -57,7 +59,22 @@ const RUN_WAIT: Duration = Duration::from_secs(120);
 struct Cluster {
     kubectl: PathBuf,
     kubeconfig: PathBuf,
-    home: PathBuf,
+    mode: Mode,
+    /// Address of this machine the nodes and pods reach; the lab servers bind to it.
+    lab_ip: String,
+    /// Image of controller and probes.
+    image: String,
+    /// State directory of the lab servers (their CA is baked into the image).
+    state: PathBuf,
+    /// Names of the cluster's nodes (filled in by `install`).
+    nodes: Vec<String>,
+}
+
+enum Mode {
+    /// `../shared/cluster`: the tests load the image and use tests/e2e/overlay.
+    Shared { home: PathBuf },
+    /// A cluster of the user's (KUBECONFIG): image and lab address given by the environment.
+    External,
 }
 
 fn cluster_home() -> PathBuf {
@@ -80,20 +97,69 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
 /// The cluster to test against, or why there is none.
 fn detect() -> Result<Cluster, String> {
     if !is_root() {
         return Err(
-            "not running as root (loading the image into the test cluster's containerd \
-                    and binding the lab servers to its bridge address need root)"
+            "not running as root (the lab servers bind DNS and HTTPS ports, and the \
+                    image is loaded into the test cluster's containerd)"
                 .into(),
         );
+    }
+    let state = env("REGCHECK_E2E_STATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(TMP).join("e2e-servers"));
+    let dir = cluster_dir();
+    let shared_kubeconfigs = [dir.join("kubeconfig"), dir.join("kubeconfig-token")];
+    if let Some(kc) = env("KUBECONFIG").map(PathBuf::from)
+        && !shared_kubeconfigs.contains(&kc)
+    {
+        let kubectl = env("REGCHECK_E2E_KUBECTL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("kubectl"));
+        let reachable = run(Command::new(&kubectl).env("KUBECONFIG", &kc).args([
+            "get",
+            "--raw",
+            "/readyz",
+            "--request-timeout=10s",
+        ]));
+        match reachable {
+            Ok(_) => {
+                let (Some(image), Some(lab_ip)) =
+                    (env("REGCHECK_E2E_IMAGE"), env("REGCHECK_E2E_LAB_IP"))
+                else {
+                    return Err(format!(
+                        "KUBECONFIG={} is reachable, but REGCHECK_E2E_IMAGE and \
+                         REGCHECK_E2E_LAB_IP are not both set (see tests/e2e/README.md)",
+                        kc.display()
+                    ));
+                };
+                return Ok(Cluster {
+                    kubectl,
+                    kubeconfig: kc,
+                    mode: Mode::External,
+                    lab_ip,
+                    image,
+                    state,
+                    nodes: Vec::new(),
+                });
+            }
+            Err(e) => say(&format!(
+                "KUBECONFIG={} is not reachable, trying the shared test cluster ({})",
+                kc.display(),
+                e.lines().last().unwrap_or("")
+            )),
+        }
     }
     let home = cluster_home();
     let status = home.join("status");
     if !status.is_file() {
         return Err(format!(
-            "no test cluster scripts at {} (set REGCHECK_CLUSTER_HOME)",
+            "no test cluster scripts at {} (set REGCHECK_CLUSTER_HOME) and no KUBECONFIG",
             home.display()
         ));
     }
@@ -109,11 +175,14 @@ fn detect() -> Result<Cluster, String> {
             st.code()
         ));
     }
-    let dir = cluster_dir();
     Ok(Cluster {
         kubectl: dir.join("bin/kubectl"),
         kubeconfig: dir.join("kubeconfig"),
-        home,
+        mode: Mode::Shared { home },
+        lab_ip: SHARED_LAB_IP.into(),
+        image: SHARED_IMAGE.into(),
+        state,
+        nodes: Vec::new(),
     })
 }
 
@@ -128,12 +197,12 @@ static CLUSTER: Mutex<Option<Cluster>> = Mutex::new(None);
 
 fn fixture() -> &'static Fixture {
     match FIXTURE.get_or_init(|| {
-        let cluster = CLUSTER
+        let mut cluster = CLUSTER
             .lock()
             .unwrap()
             .take()
             .ok_or_else(|| "no cluster".to_string())?;
-        install(&cluster)?;
+        install(&mut cluster)?;
         Ok(Fixture {
             cluster,
             controller_lock: RwLock::new(()),
@@ -223,39 +292,30 @@ impl Cluster {
 }
 
 /// Lab servers, image, CRD, operator: once per test process.
-fn install(c: &Cluster) -> Result<(), String> {
+fn install(c: &mut Cluster) -> Result<(), String> {
     let started = Instant::now();
-    let state = Path::new(TMP).join("e2e-servers");
+    let state = c.state.clone();
     let servers = Path::new(ROOT).join("tests/e2e/servers.py");
     let line = run(Command::new("python3").arg(&servers).args([
         "up",
         "--state",
         state.to_str().unwrap(),
         "--ip",
-        LAB_IP,
+        &c.lab_ip,
     ]))?;
     let lab: Value = serde_json::from_str(line.trim())
         .map_err(|e| format!("servers.py up printed {line:?}: {e}"))?;
     let ca = lab["ca"].as_str().ok_or("servers.py: no ca")?.to_string();
-    say(&format!("lab servers up on {LAB_IP}"));
+    say(&format!("lab servers up on {}", c.lab_ip));
 
-    // The image: the binary cargo built (stripped: a debug binary is ~170 MB), with the lab CA as
-    // the system trust store that rustls-native-certs reads.
-    let img_dir = Path::new(TMP).join("e2e-image");
-    std::fs::create_dir_all(&img_dir).map_err(|e| format!("{}: {e}", img_dir.display()))?;
-    let bin = img_dir.join("regcheck");
-    run(Command::new("strip").arg("-o").arg(&bin).arg(REGCHECK)).or_else(|_| {
-        std::fs::copy(REGCHECK, &bin)
-            .map(|_| String::new())
-            .map_err(|e| format!("copy {REGCHECK}: {e}"))
-    })?;
-    run(Command::new(c.home.join("load-image"))
-        .arg(IMAGE)
-        .arg(&bin)
-        .args(["--as", "/regcheck", "--add"])
-        .arg(format!("{ca}:/etc/ssl/certs/ca-certificates.crt")))?;
-    say(&format!("image {IMAGE} loaded"));
-
+    let overlay = match &c.mode {
+        Mode::Shared { home } => {
+            load_image(home, &ca)?;
+            say(&format!("image {} loaded", c.image));
+            Path::new(ROOT).join("tests/e2e/overlay")
+        }
+        Mode::External => external_overlay(&c.image)?,
+    };
     // CRD (its CEL rules are unknown to kubectl 1.20's client-side validation).
     c.k(&["apply", "--validate=false", "-k", &format!("{ROOT}/crds")])?;
     c.k(&[
@@ -284,7 +344,7 @@ fn install(c: &Cluster) -> Result<(), String> {
             .is_some_and(|a| a.is_empty())
             .then_some(())
     })?;
-    c.k(&["apply", "-k", &format!("{ROOT}/tests/e2e/overlay")])?;
+    c.k(&["apply", "-k", overlay.to_str().unwrap()])?;
     // Until the controller pod is ready; a crash loop fails at once, with its logs.
     let mut crashed = None;
     wait_for(
@@ -316,14 +376,68 @@ fn install(c: &Cluster) -> Result<(), String> {
         return Err(format!("{why}\n{}", controller_logs(c)));
     }
     wait_for("controller /readyz", Duration::from_secs(60), || {
-        http_get("/readyz").ok().filter(|(s, _)| *s == 200)
+        c.http_get("/readyz").ok().filter(|(s, _)| *s == 200)
     })
     .map_err(|e| format!("{e}\n{}", controller_logs(c)))?;
+    let nodes = c.get_json(&["nodes"])?;
+    c.nodes = nodes["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["metadata"]["name"].as_str().map(String::from))
+        .collect();
     say(&format!(
         "operator installed and ready in {:?}",
         started.elapsed()
     ));
     Ok(())
+}
+
+/// The binary cargo built (stripped: a debug binary is ~170 MB) as `/regcheck`, with the lab CA as
+/// the system trust store that rustls-native-certs reads.
+fn load_image(home: &Path, ca: &str) -> Result<(), String> {
+    let img_dir = Path::new(TMP).join("e2e-image");
+    std::fs::create_dir_all(&img_dir).map_err(|e| format!("{}: {e}", img_dir.display()))?;
+    let bin = img_dir.join("regcheck");
+    run(Command::new("strip").arg("-o").arg(&bin).arg(REGCHECK)).or_else(|_| {
+        std::fs::copy(REGCHECK, &bin)
+            .map(|_| String::new())
+            .map_err(|e| format!("copy {REGCHECK}: {e}"))
+    })?;
+    run(Command::new(home.join("load-image"))
+        .arg(SHARED_IMAGE)
+        .arg(&bin)
+        .args(["--as", "/regcheck", "--add"])
+        .arg(format!("{ca}:/etc/ssl/certs/ca-certificates.crt")))?;
+    Ok(())
+}
+
+/// For a cluster of the user's: deploy/ with the given image for controller and probes.
+fn external_overlay(image: &str) -> Result<PathBuf, String> {
+    let dir = Path::new(TMP).join("e2e-overlay");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (name, tag) = match image.rsplit_once(':') {
+        Some((n, t)) if !t.contains('/') => (n, t),
+        _ => (image, "latest"),
+    };
+    let kustomization = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+         resources:\n- {ROOT}/deploy\nimages:\n- name: regcheck\n  newName: {name}\n  newTag: {tag}\n\
+         patchesStrategicMerge:\n- probe-image.yaml\n"
+    );
+    let patch = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: regcheck-controller\n  \
+         namespace: {OPERATOR_NS}\nspec:\n  template:\n    spec:\n      containers:\n      \
+         - name: controller\n        env:\n        - name: REGCHECK_PROBE_IMAGE\n          \
+         value: {image}\n"
+    );
+    for (file, text) in [
+        ("kustomization.yaml", kustomization),
+        ("probe-image.yaml", patch),
+    ] {
+        std::fs::write(dir.join(file), text).map_err(|e| format!("{file}: {e}"))?;
+    }
+    Ok(dir)
 }
 
 const CONTROLLER_SELECTOR: &str =
@@ -372,7 +486,9 @@ fn teardown(c: &Cluster) {
 }
 
 fn stop_servers() {
-    let state = Path::new(TMP).join("e2e-servers");
+    let state = env("REGCHECK_E2E_STATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(TMP).join("e2e-servers"));
     let _ = Command::new("python3")
         .arg(Path::new(ROOT).join("tests/e2e/servers.py"))
         .args(["down", "--state", state.to_str().unwrap()])
@@ -397,8 +513,26 @@ fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) ->
     }
 }
 
-/// GET on the controller's metrics listener (loopback: it runs on the host network).
-fn http_get(path: &str) -> Result<(u16, String), String> {
+/// GET on the controller's metrics listener: on the shared cluster straight to loopback (it
+/// runs on the host network), elsewhere through the API server's service proxy.
+impl Cluster {
+    fn http_get(&self, path: &str) -> Result<(u16, String), String> {
+        match self.mode {
+            Mode::Shared { .. } => http_get_loopback(path),
+            Mode::External => self
+                .k(&[
+                    "get",
+                    "--raw",
+                    &format!(
+                        "/api/v1/namespaces/{OPERATOR_NS}/services/regcheck-metrics:metrics/proxy{path}"
+                    ),
+                ])
+                .map(|body| (200, body)),
+        }
+    }
+}
+
+fn http_get_loopback(path: &str) -> Result<(u16, String), String> {
     let mut s = TcpStream::connect_timeout(&METRICS.parse().unwrap(), Duration::from_secs(2))
         .map_err(|e| format!("connect {METRICS}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok();
@@ -416,7 +550,7 @@ fn http_get(path: &str) -> Result<(u16, String), String> {
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("not HTTP: {text:.200}"))?;
     let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    // Chunked bodies: the tests only search the text, chunk-size lines do not matter.
+    // Chunked bodies: the tests parse lines, chunk-size lines parse as nothing.
     Ok((status, body.to_string()))
 }
 
@@ -579,7 +713,7 @@ fn controller_runs_with_the_deploy_rbac_and_nothing_more() {
         true
     );
     for path in ["/healthz", "/readyz"] {
-        let (status, body) = http_get(path).unwrap();
+        let (status, body) = c.http_get(path).unwrap();
         assert_eq!(status, 200, "{path}: {body}");
     }
     // What the bound ServiceAccount may do, asked of the API server's authorizer.
@@ -685,7 +819,11 @@ fn probe_jobs_run_on_the_node_with_restricted_security() {
         );
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
         let ctr = &pod["containers"][0];
-        assert_eq!(ctr["image"], IMAGE, "{name}: the controller's image");
+        assert_eq!(
+            ctr["image"],
+            c.image.as_str(),
+            "{name}: the controller's image"
+        );
         assert_eq!(
             ctr["imagePullPolicy"], "Never",
             "{name}: the configured pull policy"
@@ -710,7 +848,11 @@ fn probe_jobs_run_on_the_node_with_restricted_security() {
                 .map(|_| pods["items"][0].clone())
         })
         .unwrap_or_else(|e| panic!("{e}\n{}", controller_logs(c)));
-        assert_eq!(p["spec"]["nodeName"], NODE, "{name}: node");
+        let node = p["spec"]["nodeName"].as_str().unwrap();
+        assert!(c.nodes.iter().any(|n| n == node), "{name}: node {node}");
+        if let Some(pinned) = label(job, "regcheck.dev/node") {
+            assert_eq!(pinned, node, "{name}: runs on the node it was made for");
+        }
         assert_eq!(
             p["spec"]["hostNetwork"].as_bool().unwrap_or(false),
             ctx == "node",
@@ -753,7 +895,10 @@ fn healthy_registry_gets_ready_true_from_real_termination_messages() {
     assert_eq!(ctxs, BTreeSet::from(["Node", "Pod"]), "{st:#}");
     for r in results {
         assert_eq!(r["verdict"], "Healthy", "{r}");
-        assert_eq!(r["node"], NODE, "{r}");
+        assert!(
+            c.nodes.iter().any(|n| r["node"] == n.as_str()),
+            "a node of the cluster: {r}"
+        );
         assert!(r["timings"]["tlsMs"].is_u64(), "TLS timed: {r}");
         assert!(r["timings"]["httpMs"].is_u64(), "HTTP timed: {r}");
     }
@@ -933,7 +1078,7 @@ fn metrics_describe_each_check() {
         "the metrics of both checks",
         Duration::from_secs(60),
         || {
-            let (_, body) = http_get("/metrics").ok()?;
+            let (_, body) = c.http_get("/metrics").ok()?;
             let m = parse_metrics(&body);
             let ok = wanted(&m).is_empty();
             last = body;
@@ -951,7 +1096,8 @@ fn metrics_describe_each_check() {
         .count();
     assert_eq!(info, 1, "one regcheck_check_info series per check");
     assert!(
-        m.iter().all(|s| s.labels.values().all(|v| v != NODE)),
+        m.iter()
+            .all(|s| s.labels.values().all(|v| !c.nodes.contains(v))),
         "a node name in a label value"
     );
 }
@@ -1182,7 +1328,7 @@ fn controller_restart_mid_run_resumes_without_duplicate_jobs() {
     wait_for(
         "controller /readyz after the restart",
         Duration::from_secs(60),
-        || http_get("/readyz").ok().filter(|(s, _)| *s == 200),
+        || c.http_get("/readyz").ok().filter(|(s, _)| *s == 200),
     )
     .unwrap();
 }
