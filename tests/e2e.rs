@@ -757,6 +757,7 @@ fn controller_runs_with_the_deploy_rbac_and_nothing_more() {
         ("get", "secrets", None),
         ("list", "secrets", Some(OPERATOR_NS)),
         ("create", "pods", None),
+        ("get", "registryconnectivitychecks.regcheck.dev/finalizers", None),
         ("delete", "registryconnectivitychecks.regcheck.dev", None),
         ("update", "leases.coordination.k8s.io", Some("default")),
         ("update", "nodes", None),
