@@ -421,7 +421,7 @@ pub fn evaluate(
     let endpoints = target::plan(&input).map_err(invalid)?;
     if let Some(image) = &spec.image {
         // Its host, if any, must be the registry: parse_image refuses any other.
-        target::parse_image(image, &spec.registry).map_err(|e| invalid(e))?;
+        target::parse_image(image, &spec.registry).map_err(invalid)?;
     }
     let addresses = TargetPolicy::in_cluster(Vec::new());
     for ep in &endpoints {
