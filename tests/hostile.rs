@@ -503,3 +503,130 @@ fn blob_redirect_to_a_forbidden_address_is_not_dialled() {
         run.dump()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Secrets never leak, even with trace logs
+// ---------------------------------------------------------------------------------------------
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[track_caller]
+fn assert_no_secret(run: &Run, secrets: &[&str]) {
+    // Trace logging is on: something was logged, so the check below means something.
+    assert!(
+        run.stderr.lines().count() > 5,
+        "expected trace logs on stderr\n{}",
+        run.dump()
+    );
+    for secret in secrets {
+        for (name, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
+            if let Some(line) = text.lines().find(|l| l.contains(secret)) {
+                panic!("{secret:?} appears in {name}: {line}");
+            }
+        }
+    }
+}
+
+const USER: &str = "alice";
+const PASSWORD: &str = "Tr4ce-S3cret-pw-81x";
+
+fn secret_strings(password: &str) -> Vec<String> {
+    vec![
+        password.to_string(),
+        b64(&format!("{USER}:{password}")),
+        // The bearer token the registry hands out.
+        format!("Bearer {TOKEN}"),
+        format!("\"{TOKEN}\""),
+    ]
+}
+
+fn creds_world(b: &Base) -> u16 {
+    let dl = b.lab.listener();
+    let dport = dl.port();
+    let _ = b
+        .lab
+        .https(dl, &b.pki.leaf(&[DATA]), TlsMode::Serve(data_router()));
+    let l = b.lab.listener();
+    let port = l.port();
+    let _ = b.lab.https(
+        l,
+        &b.pki.leaf(&[REGISTRY]),
+        TlsMode::Serve(registry_router(
+            REGISTRY,
+            port,
+            DATA,
+            dport,
+            Some((USER, PASSWORD)),
+        )),
+    );
+    port
+}
+
+#[test]
+fn password_stdin_never_appears_in_trace_logs() {
+    let b = base(&loopback_names());
+    let port = creds_world(&b);
+    let img = image();
+    for (password, want_code) in [(PASSWORD, 0), ("Wr0ng-Tr4ce-pw-77q", 1)] {
+        let a = args(
+            &b.resolv,
+            &b.pki.ca_file,
+            &format!("{REGISTRY}:{port}"),
+            "5s",
+            &["--image", &img, "--username", USER, "--password-stdin"],
+        );
+        let run = regcheck_env(&a, Some(&format!("{password}\n")), &[("RUST_LOG", "trace")]);
+        assert_eq!(run.code, want_code, "{}", run.dump());
+        let secrets = secret_strings(password);
+        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        assert_no_secret(&run, &refs);
+        // The compact form written to the termination log by probes.
+        let report: regcheck::findings::Report = serde_json::from_str(&run.stdout).expect("report");
+        let compact = regcheck::output::to_compact_json(&report);
+        for s in &refs {
+            assert!(
+                !compact.contains(s),
+                "{s:?} in the compact report: {compact}"
+            );
+        }
+        // And the table output, which prints more prose.
+        let mut t = a.clone();
+        let i = t.iter().position(|x| x == "json").unwrap();
+        t[i] = "table".into();
+        let run = regcheck_env(&t, Some(&format!("{password}\n")), &[("RUST_LOG", "trace")]);
+        assert_no_secret(&run, &refs);
+    }
+}
+
+#[test]
+fn docker_config_credentials_never_appear_in_trace_logs() {
+    let b = base(&loopback_names());
+    let port = creds_world(&b);
+    let auth = b64(&format!("{USER}:{PASSWORD}"));
+    let cfg = b.lab.write_file(
+        "config.json",
+        serde_json::json!({"auths": {format!("{REGISTRY}:{port}"): {"auth": auth}}}).to_string(),
+    );
+    let img = image();
+    let a = args(
+        &b.resolv,
+        &b.pki.ca_file,
+        &format!("{REGISTRY}:{port}"),
+        "5s",
+        &[
+            "--image",
+            &img,
+            "--docker-config",
+            &cfg.display().to_string(),
+        ],
+    );
+    let run = regcheck_env(&a, None, &[("RUST_LOG", "trace")]);
+    assert_eq!(run.code, 0, "{}", run.dump());
+    assert_eq!(run.json()["pull"]["credentials"], true, "{}", run.dump());
+    let secrets = secret_strings(PASSWORD);
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    assert_no_secret(&run, &refs);
+}
