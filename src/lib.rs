@@ -14,6 +14,7 @@ pub mod findings;
 pub mod jobs;
 pub mod output;
 pub mod plan;
+pub mod policy;
 pub mod probe;
 pub mod probe_cmd;
 pub mod proxy;
