@@ -1,0 +1,1 @@
+//! Reconcile tests against a mocked API server.
