@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 #[derive(Debug, Default)]
 pub struct Health {
     /// Every watch has listed its objects once.
-    pub watching: AtomicBool,
+    pub watching: Arc<AtomicBool>,
     /// Another replica leads; this one waits to take over (ready, so that rollouts proceed).
     pub standing_by: AtomicBool,
 }
