@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use regcheck::check::{self, CheckInput, exit};
 use regcheck::output;
+use regcheck::probe_cmd::{self, ProbeArgs};
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 
@@ -21,6 +22,9 @@ struct Cli {
 enum Command {
     /// Walk the pull path of a registry from this machine's network and diagnose what breaks.
     Check(Box<CheckArgs>),
+    /// Probe the registry from inside the cluster (run by probe Jobs): writes the compact
+    /// report to the termination log and stdout
+    Probe(Box<ProbeArgs>),
     /// Print the RegistryConnectivityCheck CRD as YAML
     Crdgen,
     /// Run the operator: reconcile RegistryConnectivityChecks into probe Jobs and status
@@ -113,6 +117,7 @@ fn main() {
     let code = match cli.command {
         Command::Check(args) => run_check(*args),
         Command::Controller(args) => regcheck::controller::cli::main(*args),
+        Command::Probe(args) => probe_cmd::execute(&args),
         Command::Crdgen => match regcheck::crd::crdgen(&mut std::io::stdout().lock()) {
             Ok(()) => 0,
             Err(e) => {
