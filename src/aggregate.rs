@@ -765,6 +765,8 @@ mod tests {
                 )
                 .with_severity(sev),
             ],
+            context: None,
+            node: None,
             evidence: Evidence {
                 registry: "r.azurecr.io".into(),
                 expect: Expect::Any,

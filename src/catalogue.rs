@@ -25,6 +25,8 @@ pub mod links {
     pub const K8S_POD_FAILURE: &str =
         "https://kubernetes.io/docs/tasks/debug/debug-application/determine-reason-pod-failure/";
     pub const K8S_JOBS: &str = "https://kubernetes.io/docs/concepts/workloads/controllers/job/";
+    pub const K8S_MULTI_TENANCY: &str =
+        "https://kubernetes.io/docs/concepts/security/multi-tenancy/";
 }
 
 use links::*;
@@ -72,6 +74,7 @@ impl Reason {
             ProbeUnschedulable | ProbeImagePullFailed | ProbeCrashed | ProbeTimedOut => {
                 Cause::ProbeInfrastructure
             }
+            TargetNotAllowed => Cause::OperatorPolicy,
         }
     }
 
@@ -210,6 +213,9 @@ impl Reason {
                 "The probe exited without a readable report (crash, OOM kill, or a malformed or oversized termination message)."
             }
             ProbeTimedOut => "The probe did not finish before its Job deadline.",
+            TargetNotAllowed => {
+                "The operator's target policy refuses this check (a host, port or node-context namespace the cluster administrator has not allowed), so no probe ran."
+            }
         }
     }
 
@@ -340,6 +346,9 @@ impl Reason {
             ProbeTimedOut => {
                 "Check the probe pod's events and logs: a probe stuck in Pending or image pull runs into the Job deadline; raise spec.timeoutSeconds if the network is slow."
             }
+            TargetNotAllowed => {
+                "Read the rule named in the message: change the spec (registry, dataEndpoints, regions, extraHosts, ports, or spec.contexts.node.enabled=false), or ask the cluster administrator to allow it in the controller's --allowed-registries, --allowed-ports or --node-context-namespaces settings (Helm values). Loopback, link-local/metadata and platform addresses are never allowed."
+            }
         }
     }
 
@@ -379,6 +388,7 @@ impl Reason {
             ProbeImagePullFailed => &[K8S_IMAGES],
             ProbeCrashed => &[K8S_POD_FAILURE],
             ProbeTimedOut => &[K8S_JOBS],
+            TargetNotAllowed => &[K8S_MULTI_TENANCY],
         }
     }
 }
@@ -452,7 +462,7 @@ mod tests {
             _ => 0,
         };
         assert_eq!(Reason::ALL.iter().map(|r| count(*r)).sum::<i32>(), 2);
-        assert_eq!(Reason::ALL.len(), 41);
+        assert_eq!(Reason::ALL.len(), 42);
         for r in Reason::OPERATOR {
             assert!(Reason::ALL.contains(r));
         }
@@ -467,7 +477,10 @@ mod tests {
             assert!(!r.docs().is_empty(), "{r}: docs");
             for d in r.docs() {
                 // Failures of the probe itself are Kubernetes matters.
-                let site = if r.cause() == Cause::ProbeInfrastructure {
+                let site = if matches!(
+                    r.cause(),
+                    Cause::ProbeInfrastructure | Cause::OperatorPolicy
+                ) {
                     "https://kubernetes.io/docs/"
                 } else {
                     "https://learn.microsoft.com/"

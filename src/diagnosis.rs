@@ -133,6 +133,8 @@ pub fn report(ev: Evidence) -> Report {
         schema_version: SCHEMA_VERSION,
         verdict,
         findings,
+        context: None,
+        node: None,
         evidence: ev,
     }
 }
@@ -684,6 +686,20 @@ fn proxy_layer(e: &mut Emit) -> bool {
         };
         format!("{host}: proxy {url} cannot be reached{how}")
     };
+    // The probe refused to use the proxy (the proxy's or the target's address is forbidden).
+    let blocked: Vec<&TcpEvidence> = failed_tcp
+        .iter()
+        .copied()
+        .filter(|t| t.outcome == TcpOutcome::Blocked)
+        .collect();
+    if !blocked.is_empty() {
+        let msg = format!(
+            "{host}: not requested through proxy {url}: {}",
+            tcp_list(&blocked)
+        );
+        e.push(Layer::Proxy, Reason::TargetAddressBlocked, msg);
+        return false;
+    }
     let Some(p) = &ep.proxy else {
         if proxy_tcp_down {
             let msg = unreachable_msg();

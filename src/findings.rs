@@ -57,6 +57,9 @@ pub enum Reason {
     ProbeImagePullFailed,
     ProbeCrashed,
     ProbeTimedOut,
+    /// The controller's target policy refuses the check (host, port or namespace not allowed);
+    /// no probe ran.
+    TargetNotAllowed,
 }
 
 impl Reason {
@@ -103,6 +106,7 @@ impl Reason {
         Self::ProbeImagePullFailed,
         Self::ProbeCrashed,
         Self::ProbeTimedOut,
+        Self::TargetNotAllowed,
     ];
 
     /// Reasons that only the operator produces (from several probes, or from a probe that did
@@ -113,6 +117,7 @@ impl Reason {
         Self::ProbeImagePullFailed,
         Self::ProbeCrashed,
         Self::ProbeTimedOut,
+        Self::TargetNotAllowed,
     ];
 
     /// A failure of the probe itself, which says nothing about the registry.
@@ -170,6 +175,7 @@ impl Reason {
             Self::ProbeImagePullFailed => "ProbeImagePullFailed",
             Self::ProbeCrashed => "ProbeCrashed",
             Self::ProbeTimedOut => "ProbeTimedOut",
+            Self::TargetNotAllowed => "TargetNotAllowed",
         }
     }
 }
@@ -193,6 +199,9 @@ pub enum Cause {
     /// The probe itself failed (scheduling, image, crash, deadline): nothing is known about
     /// the registry.
     ProbeInfrastructure,
+    /// The operator's own target policy refused the check: a cluster administrator's choice,
+    /// not a network fault. Nothing is known about the registry.
+    OperatorPolicy,
 }
 
 impl Cause {
@@ -206,6 +215,7 @@ impl Cause {
             Self::RegistryThrottling => "RegistryThrottling",
             Self::RegistryUnavailable => "RegistryUnavailable",
             Self::ProbeInfrastructure => "ProbeInfrastructure",
+            Self::OperatorPolicy => "OperatorPolicy",
         }
     }
 }
@@ -271,6 +281,13 @@ pub struct Report {
     pub verdict: Verdict,
     /// Primary finding first.
     pub findings: Vec<Finding>,
+    /// Network context of an in-cluster probe (`regcheck probe --context`); absent for
+    /// `regcheck check`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<crate::crd::ProbeContext>,
+    /// Node an in-cluster probe ran on (`regcheck probe --node`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     #[serde(flatten)]
     pub evidence: Evidence,
 }

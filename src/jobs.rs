@@ -11,8 +11,9 @@ use crate::crd::{ProbeContext, ProxyMode, RegistryConnectivityCheck};
 use crate::plan::Target;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -45,6 +46,9 @@ pub const PROBE_UID: i64 = 65532;
 /// Where the credentials Secret is mounted in pod-context probes.
 pub const DOCKER_CONFIG_DIR: &str = "/var/run/regcheck/docker";
 const DOCKER_CONFIG_FILE: &str = "config.json";
+/// Environment variable with the node's own addresses (comma list), filled by the downward
+/// API from `status.hostIP`: the probe never dials them.
+pub const NODE_IPS_ENV: &str = "REGCHECK_NODE_IPS";
 /// Slack on top of the probe's own deadline for scheduling and image pull.
 pub const DEADLINE_SLACK_SECONDS: i64 = 120;
 /// Finished Jobs are garbage-collected after this long if the controller has not deleted them.
@@ -322,6 +326,17 @@ pub fn build_job(p: &ProbeJob) -> Job {
         image: Some(p.image.to_string()),
         image_pull_policy: Some("IfNotPresent".into()),
         args: Some(probe_args(p)),
+        env: Some(vec![EnvVar {
+            name: NODE_IPS_ENV.into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    api_version: Some("v1".into()),
+                    field_path: "status.hostIP".into(),
+                }),
+                ..Default::default()
+            }),
+        }]),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".to_string(), quantity(CPU_REQUEST)),
@@ -549,6 +564,14 @@ mod tests {
         let args = np.containers[0].args.as_ref().unwrap();
         assert!(!args.contains(&"--docker-config".to_string()));
         assert!(n.metadata.owner_references.is_none());
+        // Both contexts learn the node's own addresses from the downward API.
+        for pod in [np, pp] {
+            let env = pod.containers[0].env.as_ref().unwrap();
+            let e = env.iter().find(|e| e.name == NODE_IPS_ENV).unwrap();
+            let f = e.value_from.as_ref().unwrap().field_ref.as_ref().unwrap();
+            assert_eq!(f.field_path, "status.hostIP");
+            assert!(e.value.is_none());
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use regcheck::check::{self, CheckInput, exit};
 use regcheck::output;
+use regcheck::probe_cmd::{self, ProbeArgs};
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 
@@ -21,6 +22,9 @@ struct Cli {
 enum Command {
     /// Walk the pull path of a registry from this machine's network and diagnose what breaks.
     Check(Box<CheckArgs>),
+    /// Probe the registry from inside the cluster (run by probe Jobs): writes the compact
+    /// report to the termination log and stdout
+    Probe(Box<ProbeArgs>),
     /// Print the RegistryConnectivityCheck CRD as YAML
     Crdgen,
 }
@@ -107,6 +111,7 @@ fn main() {
     init_tracing();
     let code = match cli.command {
         Command::Check(args) => run_check(*args),
+        Command::Probe(args) => probe_cmd::execute(&args),
         Command::Crdgen => match regcheck::crd::crdgen(&mut std::io::stdout().lock()) {
             Ok(()) => 0,
             Err(e) => {

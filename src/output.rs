@@ -778,6 +778,8 @@ mod tests {
                     "TCP to 10.1.0.6:443 timed out after 5000 ms",
                 ),
             ],
+            context: None,
+            node: None,
             evidence: Evidence {
                 registry: "contosoregistry.azurecr.io".into(),
                 expect: Expect::Private,

@@ -703,4 +703,85 @@ mod tests {
         let ex = extract(&msg, &q, RecordType::A);
         assert_eq!(ex.dangling, Some(Name::from_ascii("c.example.").unwrap()));
     }
+
+    mod fuzz {
+        //! Bounded fuzzing of DNS response extraction (`cargo test`; see tests/fuzz.rs for the
+        //! other parsers).
+        use super::super::*;
+        use hickory_proto::rr::Record;
+        use hickory_proto::rr::rdata::{A, AAAA, CNAME};
+        use proptest::prelude::*;
+
+        fn cfg() -> ProptestConfig {
+            ProptestConfig {
+                cases: 3000,
+                failure_persistence: Some(Box::new(
+                    proptest::test_runner::FileFailurePersistence::Direct(
+                        "proptest-regressions/dns.txt",
+                    ),
+                )),
+                ..ProptestConfig::default()
+            }
+        }
+
+        fn name(i: u8) -> Name {
+            Name::from_ascii(format!("n{}.example.", i % 12)).unwrap()
+        }
+
+        fn record() -> impl Strategy<Value = Record> {
+            (any::<u8>(), any::<u8>(), 0u8..3, any::<[u8; 16]>()).prop_map(|(from, to, kind, b)| {
+                let data = match kind {
+                    0 => RData::CNAME(CNAME(name(to))),
+                    1 => RData::A(A(std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]))),
+                    _ => RData::AAAA(AAAA(std::net::Ipv6Addr::from(b))),
+                };
+                Record::from_rdata(name(from), 60, data)
+            })
+        }
+
+        proptest! {
+            #![proptest_config(cfg())]
+
+            /// Arbitrary answer sets over a few names (chains, loops, self-references, hundreds of
+            /// records): bounded results, and loops or dangling chains reported, never a hang.
+            #[test]
+            fn extract_is_bounded(records in proptest::collection::vec(record(), 0..400), q in any::<u8>(), aaaa in any::<bool>()) {
+                let mut msg = Message::response(7, hickory_proto::op::OpCode::Query);
+                for r in records {
+                    msg.add_answer(r);
+                }
+                let rtype = if aaaa { RecordType::AAAA } else { RecordType::A };
+                let ex = extract(&msg, &name(q), rtype);
+                prop_assert!(ex.cnames.len() <= MAX_CNAMES);
+                prop_assert!(ex.addresses.len() <= MAX_ADDRESSES);
+                for ip in &ex.addresses {
+                    prop_assert_eq!(ip.is_ipv6(), aaaa);
+                }
+                if ex.looped {
+                    prop_assert!(ex.addresses.is_empty());
+                }
+                // Re-encoding and decoding the message (what arrives on the wire) agrees.
+                if let Ok(bytes) = msg.to_vec()
+                    && let Ok(back) = Message::from_vec(&bytes)
+                {
+                    let again = extract(&back, &name(q), rtype);
+                    prop_assert_eq!(again.addresses, ex.addresses);
+                }
+            }
+
+            /// Arbitrary bytes as a response: decoding fails or extraction is bounded.
+            #[test]
+            fn extract_from_arbitrary_packets(bytes in proptest::collection::vec(any::<u8>(), 0..700)) {
+                if let Ok(msg) = Message::from_vec(&bytes) {
+                    let q = msg
+                        .queries
+                        .first()
+                        .map(|q| q.name().clone())
+                        .unwrap_or_else(|| name(0));
+                    let ex = extract(&msg, &q, RecordType::A);
+                    prop_assert!(ex.addresses.len() <= MAX_ADDRESSES);
+                }
+            }
+        }
+    }
 }

@@ -45,9 +45,21 @@ impl TargetPolicy {
             forbidden: node_addresses,
         }
     }
-    /// `Err(rule)` when `ip` must not be dialled for HTTPS.
+    /// `Err(rule)` when `ip` must not be dialled for HTTPS (registry, data endpoint, redirect
+    /// or token host, or the proxy itself). DNS servers are not dialled through this check:
+    /// 168.63.129.16 and a node-local resolver remain usable for DNS.
+    ///
+    /// IPv6 forms that carry an IPv4 address to the same host (IPv4-mapped `::ffff:a.b.c.d`,
+    /// and the NAT64 well-known prefix `64:ff9b::/96`, which a NAT64 gateway turns back into
+    /// IPv4) are judged by the IPv4 address they carry.
     pub fn check(&self, ip: IpAddr) -> Result<(), &'static str> {
+        let ip = embedded_v4(ip);
         let class = AddrClass::of(ip);
+        if let IpAddr::V4(v4) = ip
+            && v4.octets()[0] == 0
+        {
+            return Err("unspecified, multicast and reserved addresses are never probed");
+        }
         match class {
             AddrClass::LinkLocal => Err(
                 "link-local addresses (including the cloud metadata service 169.254.169.254) are never probed",
@@ -61,9 +73,34 @@ impl TargetPolicy {
             _ if ip == IpAddr::V4(AZURE_PLATFORM_IP) => {
                 Err("the Azure platform address 168.63.129.16 is only used for DNS")
             }
-            _ if self.forbidden.contains(&ip) => Err("the node's own addresses are never probed"),
+            _ if self
+                .forbidden
+                .iter()
+                .any(|f| *f == ip || embedded_v4(*f) == ip) =>
+            {
+                Err("the node's own addresses are never probed")
+            }
             _ => Ok(()),
         }
+    }
+}
+
+/// The IPv4 address an IPv6 address stands for (IPv4-mapped or NAT64 `64:ff9b::/96`), else
+/// the address itself.
+fn embedded_v4(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return IpAddr::V4(v4);
+            }
+            let s = v6.segments();
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let o = v6.octets();
+                return IpAddr::V4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+            }
+            ip
+        }
+        v4 => v4,
     }
 }
 
@@ -221,6 +258,7 @@ pub async fn connect(
         deadline_exceeded: false,
     };
     let stream: Option<BoxIo> = match proxy_url {
+        Some(_) if refuse_proxied_target(&mut ev, &addresses, config) => None,
         Some(proxy) => connect_via_proxy(&mut ev, &proxy, config, budget).await,
         None => connect_direct(&mut ev, &addresses, config, budget).await,
     };
@@ -236,6 +274,29 @@ pub async fn connect(
         evidence: ev,
         stream,
     }
+}
+
+/// A proxied host that resolves (here) to a forbidden address is not sent to the proxy either:
+/// the proxy may well connect to that address on the probe's behalf. Records each forbidden
+/// address as `Blocked` and returns true when the request must not be made.
+fn refuse_proxied_target(
+    ev: &mut EndpointEvidence,
+    addresses: &[IpAddr],
+    config: &ProbeConfig,
+) -> bool {
+    let mut refused = false;
+    for ip in addresses.iter().take(MAX_DIAL) {
+        if let Err(rule) = config.policy.check(*ip) {
+            refused = true;
+            ev.tcp.push(TcpEvidence {
+                address: SocketAddr::new(*ip, ev.port),
+                outcome: TcpOutcome::Blocked,
+                error: Some(format!("{rule}; not sent through the proxy either")),
+                ms: 0,
+            });
+        }
+    }
+    refused
 }
 
 /// Most addresses dialled per endpoint.
@@ -324,6 +385,15 @@ async fn connect_via_proxy(
         }
     };
     let addr = SocketAddr::new(proxy_ips[0], proxy.port);
+    if let Err(rule) = config.policy.check(addr.ip()) {
+        ev.tcp.push(TcpEvidence {
+            address: addr,
+            outcome: TcpOutcome::Blocked,
+            error: Some(format!("proxy {label}: {rule}")),
+            ms: 0,
+        });
+        return None;
+    }
     let (tcp, stream) = net::tcp_connect(addr, budget.phase(0.3)).await;
     let tcp_error = tcp.error.clone();
     let tcp_outcome = tcp.outcome;
@@ -533,7 +603,25 @@ mod tests {
         assert!(cli.check("fe80::1".parse().unwrap()).is_err());
         assert!(cli.check("127.0.0.1".parse().unwrap()).is_ok());
         assert!(cli.check("10.1.2.3".parse().unwrap()).is_ok());
+        // Mapped and NAT64 forms of forbidden IPv4 addresses, and 0.0.0.0/8.
+        for a in [
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::a83f:8110",
+            "::ffff:168.63.129.16",
+            "0.1.2.3",
+            "224.0.0.1",
+            "ff02::1",
+            "255.255.255.255",
+            "::",
+        ] {
+            assert!(cli.check(a.parse().unwrap()).is_err(), "{a}");
+        }
+        assert!(cli.check("64:ff9b::a01:203".parse().unwrap()).is_ok());
         let pod = TargetPolicy::in_cluster(vec!["10.0.0.4".parse().unwrap()]);
+        assert!(pod.check("::ffff:10.0.0.4".parse().unwrap()).is_err());
+        assert!(pod.check("::ffff:127.0.0.1".parse().unwrap()).is_err());
+        assert!(pod.check("64:ff9b::7f00:1".parse().unwrap()).is_err());
         assert!(pod.check("127.0.0.1".parse().unwrap()).is_err());
         assert!(pod.check("::1".parse().unwrap()).is_err());
         assert!(pod.check("10.0.0.4".parse().unwrap()).is_err());

@@ -512,6 +512,8 @@ pub struct Response {
     pub body: Bytes,
     /// The body was longer than the limit and was cut.
     pub truncated: bool,
+    /// The body did not arrive in full before the deadline (a slow drip): `body` is empty.
+    pub timed_out: bool,
 }
 
 /// Failure of one request before a response head arrived.
@@ -599,17 +601,19 @@ pub async fn http_get(
     let (parts, body) = resp.into_parts();
     // Read the body within what is left of the deadline; a slow drip or an endless body is cut.
     let limited = Limited::new(body, max_body);
-    let (body, truncated) = match tokio::time::timeout_at(deadline.into(), limited.collect()).await
-    {
-        Ok(Ok(collected)) => (collected.to_bytes(), false),
-        Ok(Err(_)) | Err(_) => (Bytes::new(), true),
-    };
+    let (body, truncated, timed_out) =
+        match tokio::time::timeout_at(deadline.into(), limited.collect()).await {
+            Ok(Ok(collected)) => (collected.to_bytes(), false, false),
+            Ok(Err(_)) => (Bytes::new(), true, false),
+            Err(_) => (Bytes::new(), true, true),
+        };
     conn_task.abort();
     Ok(Response {
         status,
         headers: parts.headers,
         body,
         truncated,
+        timed_out,
     })
 }
 

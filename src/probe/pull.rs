@@ -521,7 +521,18 @@ pub(crate) async fn pull_sharing(
             }
         }
         ev.blob = response_step(&resp, &target.host, started);
-        if ev.blob.outcome == PullOutcome::Ok
+        if ev.blob.outcome == PullOutcome::Ok && resp.timed_out {
+            // A body that drips slower than the deadline is not a working pull.
+            ev.blob.outcome = PullOutcome::Invalid;
+            ev.blob.error = Some(format!(
+                "the blob body ({size} bytes) did not arrive before the deadline: the transfer stalls"
+            ));
+        } else if ev.blob.outcome == PullOutcome::Ok && resp.truncated && size <= MAX_BLOB as u64 {
+            ev.blob.outcome = PullOutcome::Invalid;
+            ev.blob.error = Some(format!(
+                "the blob body is longer than the {size} bytes the manifest declares"
+            ));
+        } else if ev.blob.outcome == PullOutcome::Ok
             && !resp.truncated
             && (resp.body.len() as u64) == size
             && let Some(expected) = digest.strip_prefix("sha256:")

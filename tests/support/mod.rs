@@ -158,6 +158,19 @@ pub enum Dns {
     Drop,
 }
 
+/// How a broken DNS server answers (see [`Lab::raw_dns`]).
+#[derive(Clone, Copy, Debug)]
+pub enum RawDns {
+    /// 300 pseudo-random bytes.
+    Garbage,
+    /// A response header with the right id that promises 200 answers and ends.
+    TruncatedPacket,
+    /// An empty response with TC set; over TCP, a length of 65535 and then silence.
+    TruncatedThenTcpGarbage,
+    /// An answer with another id (spoofed or stale).
+    WrongId,
+}
+
 pub struct DnsServer {
     pub addr: SocketAddr,
     /// `name TYPE` of every query received (UDP and TCP).
@@ -327,6 +340,77 @@ impl Lab {
         DnsServer { addr, queries }
     }
 
+    /// A broken DNS server (UDP and TCP on one port) that answers every query as `how` says.
+    pub fn raw_dns(&self, how: RawDns) -> DnsServer {
+        let queries = Arc::new(Mutex::new(Vec::new()));
+        let (udp, tcp) = self.rt().block_on(async {
+            for _ in 0..50 {
+                let udp = UdpSocket::bind((LOOPBACK, 0)).await.expect("bind udp");
+                let port = udp.local_addr().unwrap().port();
+                if let Ok(tcp) = TcpListener::bind((LOOPBACK, port)).await {
+                    return (udp, tcp);
+                }
+            }
+            panic!("no port free for both UDP and TCP");
+        });
+        let addr = udp.local_addr().unwrap();
+        let log = queries.clone();
+        self.spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+            loop {
+                let Ok((n, peer)) = udp.recv_from(&mut buf).await else {
+                    continue;
+                };
+                log.lock().unwrap().push(format!("udp {n} bytes"));
+                let q = &buf[..n];
+                let id = if n >= 2 { [q[0], q[1]] } else { [0, 0] };
+                let out: Vec<u8> = match how {
+                    RawDns::Garbage => (0..300)
+                        .map(|_| {
+                            seed ^= seed << 13;
+                            seed ^= seed >> 7;
+                            seed ^= seed << 17;
+                            seed as u8
+                        })
+                        .collect(),
+                    // The right id and a header claiming 200 answers, then nothing.
+                    RawDns::TruncatedPacket => {
+                        vec![id[0], id[1], 0x81, 0x80, 0, 1, 0, 200, 0, 0, 0]
+                    }
+                    // Header only, TC set: the client must go to TCP.
+                    RawDns::TruncatedThenTcpGarbage => {
+                        vec![id[0], id[1], 0x83, 0x80, 0, 0, 0, 0, 0, 0, 0, 0]
+                    }
+                    RawDns::WrongId => {
+                        vec![id[0] ^ 0xff, id[1], 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 0]
+                    }
+                };
+                let _ = udp.send_to(&out, peer).await;
+            }
+        });
+        let log = queries.clone();
+        self.spawn(async move {
+            loop {
+                let Ok((mut s, _)) = tcp.accept().await else {
+                    continue;
+                };
+                log.lock().unwrap().push("tcp".into());
+                tokio::spawn(async move {
+                    let Ok(len) = s.read_u16().await else { return };
+                    let mut msg = vec![0u8; len as usize];
+                    if s.read_exact(&mut msg).await.is_err() {
+                        return;
+                    }
+                    // Announce 65535 bytes, send a few, then hold the connection.
+                    let _ = s.write_all(&[0xff, 0xff, msg[0], msg[1], 0x81]).await;
+                    tokio::time::sleep(HOLD).await;
+                });
+            }
+        });
+        DnsServer { addr, queries }
+    }
+
     /// A resolv.conf naming only `dns` (with the port extension regcheck accepts).
     pub fn resolv_conf(&self, dns: &DnsServer) -> PathBuf {
         self.write_file(
@@ -420,6 +504,56 @@ impl Pki {
     /// A leaf for `names` from the trusted CA that expired in 2001.
     pub fn expired_leaf(&self, names: &[&str]) -> Leaf {
         Self::issue(&self.ca, names, Some((2000, 2001)))
+    }
+}
+
+impl Pki {
+    /// A leaf for `names` under a chain of `depth` intermediate CAs (each signed by the one
+    /// above, the top one by the trusted CA), followed by `padding` extra copies of the trusted
+    /// CA certificate: the server sends leaf, intermediates (bottom up), then the padding.
+    /// `depth = 200` gives a certificate message of about 100 KB; `padding = 2500` about 1 MiB.
+    pub fn hostile_chain_leaf(&self, names: &[&str], depth: usize, padding: usize) -> Leaf {
+        let mut chain_up: Vec<CertificateDer<'static>> = Vec::new();
+        let mut issuers: Vec<CertifiedIssuer<'static, KeyPair>> = Vec::new();
+        for i in 0..depth {
+            let mut p = CertificateParams::new(Vec::<String>::new()).expect("ica params");
+            p.distinguished_name
+                .push(DnType::CommonName, format!("regcheck Intermediate {i}"));
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            let key = KeyPair::generate().expect("ica key");
+            let parent = issuers.last().unwrap_or(&self.ca);
+            let ica = CertifiedIssuer::signed_by(p, key, parent).expect("sign intermediate");
+            chain_up.push(ica.der().clone());
+            issuers.push(ica);
+        }
+        let names_s: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let mut p = CertificateParams::new(names_s.clone()).expect("leaf params");
+        p.distinguished_name
+            .push(DnType::CommonName, names_s[0].clone());
+        p.is_ca = IsCa::NoCa;
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = p
+            .signed_by(&key, issuers.last().unwrap_or(&self.ca))
+            .expect("sign leaf");
+        let mut chain = vec![cert.der().clone()];
+        chain.extend(chain_up.into_iter().rev());
+        for _ in 0..padding {
+            chain.push(self.ca.der().clone());
+        }
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server config");
+        Leaf {
+            config: Arc::new(config),
+        }
     }
 }
 
@@ -517,6 +651,9 @@ pub enum Route {
     Drip(u16),
     /// A status line followed by more than 1 MiB of headers.
     HugeHeaders,
+    /// `200` with a chunked body sent as fast as the client reads, 64 KiB chunks, until the
+    /// client goes away, 2 GiB were sent, or the hold time passed.
+    Firehose,
 }
 
 impl Route {
@@ -740,6 +877,26 @@ async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(
                         return;
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                return;
+            }
+            Route::Firehose => {
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let mut chunk = b"10000\r\n".to_vec();
+                chunk.extend(std::iter::repeat_n(b'z', 0x10000));
+                chunk.extend_from_slice(b"\r\n");
+                let until = Instant::now() + HOLD;
+                for _ in 0..(32 * 1024) {
+                    if Instant::now() > until {
+                        return;
+                    }
+                    match tokio::time::timeout(HOLD, s.write_all(&chunk)).await {
+                        Ok(Ok(())) => {}
+                        _ => return,
+                    }
                 }
                 return;
             }
@@ -1160,6 +1317,9 @@ pub fn data_router() -> Router {
 // ---------------------------------------------------------------------------------------------
 
 pub struct Run {
+    /// Peak resident set size of the child (VmHWM from /proc, sampled every 20 ms until it
+    /// exited), in KiB; `None` where /proc is not readable.
+    pub peak_rss_kib: Option<u64>,
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -1180,8 +1340,8 @@ impl Run {
     /// Everything the run printed, for error messages.
     pub fn dump(&self) -> String {
         format!(
-            "exit {} after {:?}\nargs: {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.code, self.elapsed, self.args, self.stdout, self.stderr
+            "exit {} after {:?} (peak RSS {:?} KiB)\nargs: {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.elapsed, self.peak_rss_kib, self.args, self.stdout, self.stderr
         )
     }
 }
@@ -1189,6 +1349,20 @@ impl Run {
 /// Runs `regcheck ARGS` with proxy variables removed, feeding `stdin`; kills it and panics if it
 /// runs longer than 30 s.
 pub fn regcheck<S: AsRef<str>>(args: &[S], stdin: Option<&str>) -> Run {
+    regcheck_env(args, stdin, &[])
+}
+
+/// VmHWM (peak RSS, KiB) of a running process.
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// [`regcheck`] with extra environment variables (e.g. `RUST_LOG`), set after the proxy
+/// variables and `RUST_LOG` are removed.
+pub fn regcheck_env<S: AsRef<str>>(args: &[S], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
     let args: Vec<String> = args.iter().map(|a| a.as_ref().to_string()).collect();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_regcheck"));
     cmd.args(&args)
@@ -1212,6 +1386,9 @@ pub fn regcheck<S: AsRef<str>>(args: &[S], stdin: Option<&str>) -> Run {
     ] {
         cmd.env_remove(k);
     }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     let started = Instant::now();
     let mut child = cmd.spawn().expect("spawn regcheck");
     if let Some(text) = stdin {
@@ -1232,7 +1409,12 @@ pub fn regcheck<S: AsRef<str>>(args: &[S], stdin: Option<&str>) -> Run {
         let _ = err.read_to_end(&mut s);
         s
     });
+    let pid = child.id();
+    let mut peak_rss_kib: Option<u64> = None;
     let status = loop {
+        if let Some(kib) = vm_hwm_kib(pid) {
+            peak_rss_kib = Some(peak_rss_kib.unwrap_or(0).max(kib));
+        }
         if let Some(st) = child.try_wait().expect("wait") {
             break st;
         }
@@ -1249,6 +1431,7 @@ pub fn regcheck<S: AsRef<str>>(args: &[S], stdin: Option<&str>) -> Run {
     };
     let elapsed = started.elapsed();
     Run {
+        peak_rss_kib,
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out_t.join().unwrap()).into_owned(),
         stderr: String::from_utf8_lossy(&err_t.join().unwrap()).into_owned(),

@@ -1,0 +1,549 @@
+//! Texts generated from the catalogue (pure): the diagnosis reference `docs/reasons.md` and the
+//! Prometheus alert rules `deploy/prometheus/regcheck-rules.yaml`.
+//!
+//! Both files are committed; tests compare them with what these functions produce, so a reason
+//! added to [`Reason::ALL`] or a changed remediation cannot leave the docs or the alert
+//! annotations behind. Regenerate with `REGCHECK_BLESS=1 cargo test --lib reference`.
+
+use crate::findings::{Reason, Severity};
+use std::fmt::Write;
+
+/// Path of the diagnosis reference in the repository.
+pub const REASONS_DOC_PATH: &str = "docs/reasons.md";
+/// Path of the Prometheus rule file in the repository.
+pub const RULES_PATH: &str = "deploy/prometheus/regcheck-rules.yaml";
+
+/// Minutes a check must stay not ready before `RegistryUnreachable` and
+/// `PrivateEndpointDNSMisconfigured` fire (on top of the check's own `failureThreshold`).
+pub const UNREACHABLE_FOR: &str = "10m";
+/// Minutes before the lower-severity alerts (contexts, probes) fire.
+pub const WARNING_FOR: &str = "15m";
+/// A check whose last completed run is older than this is stale: three default intervals
+/// (5m) plus room for a slow run and a controller restart.
+pub const STALE_AFTER_SECONDS: u32 = 1800;
+
+/// The reasons of a private endpoint whose DNS is wrong.
+pub const PRIVATE_DNS_REASONS: &[Reason] = &[
+    Reason::PrivateEndpointResolvesPublic,
+    Reason::DataEndpointDNSMissing,
+    Reason::PrivateEndpointNotConfigured,
+];
+
+/// Where along the pull path a reason is found.
+pub fn phase(r: Reason) -> &'static str {
+    use Reason::*;
+    match r {
+        Healthy => "Whole path",
+        DNSNameNotFound
+        | DNSServerUnreachable
+        | DNSServerFailure
+        | DNSAnswersDiffer
+        | PrivateEndpointResolvesPublic
+        | PrivateEndpointNotConfigured
+        | DataEndpointDNSMissing => "DNS",
+        ConnectionTimedOut | ConnectionRefused | HostUnreachable | TargetAddressBlocked => "TCP",
+        TLSResetAfterClientHello
+        | TLSHandshakeTimeout
+        | TLSInterception
+        | TLSCertificateInvalid => "TLS",
+        HeadersTimeout
+        | ConnectionClosed
+        | RegistryDeniedClientIP
+        | RegistryForbidden
+        | RegistryChallengeInvalid
+        | NotARegistry
+        | Throttled
+        | RegistryServerError => "Registry API",
+        ProxyDenied | ProxyAuthRequired | ProxyConnectEOF | ProxyUnreachable
+        | ProxyBypassMissing | ProxyUpstreamFailed => "Proxy",
+        DataEndpointBlocked | AuthenticationFailed | AuthorizationFailed | ImageNotFound
+        | TooManyRedirects | PullFailed => "Data path",
+        ContextsDisagree => "Operator: node and pod contexts",
+        TargetNotAllowed => "Operator: target policy",
+        ProbeUnschedulable | ProbeImagePullFailed | ProbeCrashed | ProbeTimedOut => {
+            "Operator: the probe itself"
+        }
+    }
+}
+
+/// What an administrator sees in the field (kubelet/containerd events, `docker`/`crictl`
+/// errors, pod states) when this reason is the cause. Taken from the field guide's table of
+/// error strings where it has one.
+pub fn field_symptom(r: Reason) -> &'static str {
+    use Reason::*;
+    match r {
+        Healthy => "Nothing: pulls work from every probed node and pod network.",
+        DNSNameNotFound => {
+            "`dial tcp: lookup <reg>.azurecr.io ... no such host` in `Failed to pull image` events."
+        }
+        DNSServerUnreachable => {
+            "`lookup <reg>.azurecr.io on <dns-ip>:53: read udp ...: i/o timeout`; name resolution of everything else fails too."
+        }
+        DNSServerFailure => {
+            "`lookup <reg>.azurecr.io on <dns-ip>:53: server misbehaving` (SERVFAIL or REFUSED)."
+        }
+        DNSAnswersDiffer => {
+            "Pulls fail on some nodes or some attempts only (`no such host`, or an `i/o timeout` to a different address), depending on which nameserver answered."
+        }
+        PrivateEndpointResolvesPublic => {
+            "`403 Forbidden` / `denied: client with IP '<public-ip>' is not allowed access` when public access is disabled, or `dial tcp <public-ip>:443: i/o timeout`; `nslookup <reg>.azurecr.io` on the node shows `<reg>.privatelink.azurecr.io` with a public address."
+        }
+        PrivateEndpointNotConfigured => {
+            "Pulls go over the public internet (they may work); with public access disabled they fail with `403 Forbidden`. `nslookup` shows no `privatelink` name."
+        }
+        DataEndpointDNSMissing => {
+            "Manifests are fetched but layers are not: `download failed ... lookup <reg>.<region>.data.azurecr.io ... no such host`."
+        }
+        ConnectionTimedOut => {
+            "`dial tcp <ip>:443: i/o timeout`, `Client.Timeout exceeded while awaiting headers` or `context deadline exceeded`."
+        }
+        ConnectionRefused => "`dial tcp <ip>:443: connect: connection refused`.",
+        HostUnreachable => {
+            "`dial tcp <private-ip>:443: connect: no route to host` / `host is not reachable`."
+        }
+        TargetAddressBlocked => {
+            "Pulls fail against an address like `127.0.0.1` or `0.0.0.0` (`connection refused`), or against the metadata address."
+        }
+        TLSResetAfterClientHello => "`read: connection reset by peer` during the TLS handshake.",
+        TLSHandshakeTimeout => "`net/http: TLS handshake timeout`.",
+        TLSInterception => "`x509: certificate signed by unknown authority`.",
+        TLSCertificateInvalid => {
+            "`x509: certificate is valid for <other-name>, not <reg>.azurecr.io`, or `x509: certificate has expired or is not yet valid`."
+        }
+        HeadersTimeout => "`Client.Timeout exceeded while awaiting headers`.",
+        ConnectionClosed => "`EOF` or `connection reset by peer` right after the request was sent.",
+        RegistryDeniedClientIP => {
+            "`denied: client with IP '<ip>' is not allowed access`; kubelet shows only `failed to fetch anonymous token: unexpected status: 403 Forbidden`."
+        }
+        RegistryForbidden => {
+            "`failed to authorize: failed to fetch anonymous token: unexpected status: 403 Forbidden`."
+        }
+        RegistryChallengeInvalid => {
+            "`failed to authorize` / `failed to fetch anonymous token` errors; `az acr check-health` reports `CONNECTIVITY_CHALLENGE_ERROR` or `CONNECTIVITY_WWW_AUTHENTICATE_ERROR`."
+        }
+        NotARegistry => "`404 Not Found`, or an HTML page, where the registry API should answer.",
+        Throttled => "`429 Too Many Requests`.",
+        RegistryServerError => {
+            "`500 Internal Server Error`, `502 Bad Gateway` or `503 Service Unavailable` from the registry."
+        }
+        ProxyDenied => {
+            "`login attempt failed with status: 403 Forbidden` behind a proxy; the proxy's access log shows a denied CONNECT."
+        }
+        ProxyAuthRequired => "`407 Proxy Authentication Required`.",
+        ProxyConnectEOF => "`proxyconnect tcp: EOF`.",
+        ProxyUnreachable => {
+            "`proxyconnect tcp: dial tcp <proxy>:<port>: i/o timeout` or `connection refused`."
+        }
+        ProxyBypassMissing => {
+            "Pulls from a private endpoint time out or fail with proxy errors although its private address is reachable directly from the node."
+        }
+        ProxyUpstreamFailed => {
+            "`502 Bad Gateway`, `503 Service Unavailable` or `504 Gateway Timeout` from the proxy."
+        }
+        DataEndpointBlocked => {
+            "`docker login` and manifest reads work, layers fail: `download failed ... dial tcp <storage-ip>:443: i/o timeout`."
+        }
+        AuthenticationFailed => {
+            "`401 Unauthorized` / `failed to fetch oauth token`; pods in `ErrImagePull`."
+        }
+        AuthorizationFailed => {
+            "`403 Forbidden` / `denied: requested access to the resource is denied` after signing in."
+        }
+        ImageNotFound => "`manifest unknown` / `failed to resolve reference ... not found`.",
+        TooManyRedirects => "`stopped after 10 redirects`.",
+        PullFailed => {
+            "`failed to pull and unpack image` with a digest mismatch or an unexpected media type."
+        }
+        ContextsDisagree => {
+            "Image pulls on a node work while pods on it cannot reach the registry (or the other way round): e.g. init containers that call the registry API fail, kubelet pulls succeed."
+        }
+        ProbeUnschedulable => {
+            "The regcheck probe pod stays `Pending`: `0/N nodes are available: ... untolerated taint`."
+        }
+        ProbeImagePullFailed => "The regcheck probe pod is in `ErrImagePull` / `ImagePullBackOff`.",
+        ProbeCrashed => "The regcheck probe pod ends in `Error` or `OOMKilled` without a report.",
+        ProbeTimedOut => "The regcheck probe Job fails with `DeadlineExceeded`.",
+        TargetNotAllowed => {
+            "No probe runs for the check: its `Ready` condition is `False` with reason `TargetNotAllowed`, naming the operator policy rule (allowed registries, ports, or namespaces allowed to probe from the node network)."
+        }
+    }
+}
+
+fn severity_str(s: Severity) -> &'static str {
+    match s {
+        Severity::Error => "Error",
+        Severity::Warning => "Warning",
+        Severity::Info => "Info",
+    }
+}
+
+/// GitHub's anchor for a heading that is a single word.
+pub fn anchor(r: Reason) -> String {
+    r.as_str().to_ascii_lowercase()
+}
+
+/// The text of `docs/reasons.md`.
+pub fn reasons_markdown() -> String {
+    let mut s = String::new();
+    s.push_str(
+        "<!-- Generated from src/catalogue.rs and src/reference.rs: do not edit. \
+         Regenerate with `REGCHECK_BLESS=1 cargo test --lib reference`. -->\n\n",
+    );
+    s.push_str("# Diagnosis reference\n\n");
+    s.push_str(
+        "Every `reason` that `regcheck check`, the probes and the operator report (in the JSON \
+         report's `findings[].reason`, in a check's `status.diagnosis.reason` and conditions, in \
+         Events, and in the `reason` label of the `regcheck_check_info` metric): what it means, \
+         what it looks like in the field, what to do, and the official pages to read.\n\n\
+         `cause` is the root-cause family of Microsoft's *Troubleshoot network issues with \
+         registry* guide; `code` is the matching `az acr check-health` error code where one \
+         fits. Reasons of the phase *Operator* come from comparing probes or from a probe that \
+         did not report: they say nothing about one endpoint.\n\n",
+    );
+    s.push_str("| reason | phase | cause | `az acr check-health` code | default severity |\n");
+    s.push_str("|---|---|---|---|---|\n");
+    for &r in Reason::ALL {
+        let _ = writeln!(
+            s,
+            "| [`{}`](#{}) | {} | {} | {} | {} |",
+            r.as_str(),
+            anchor(r),
+            phase(r),
+            r.cause().as_str(),
+            r.code()
+                .map(|c| format!("`{c}`"))
+                .unwrap_or_else(|| "—".into()),
+            severity_str(r.default_severity()),
+        );
+    }
+    let mut last_phase = "";
+    for &r in Reason::ALL {
+        if phase(r) != last_phase {
+            last_phase = phase(r);
+            let _ = write!(s, "\n## {last_phase}\n");
+        }
+        let _ = write!(s, "\n### {}\n\n", r.as_str());
+        let _ = writeln!(s, "{}\n", r.summary());
+        let _ = writeln!(s, "- **Seen in the field:** {}", field_symptom(r));
+        let _ = write!(s, "- **Cause:** {}", r.cause().as_str());
+        if let Some(code) = r.code() {
+            let _ = write!(s, " · **check-health code:** `{code}`");
+        }
+        let _ = writeln!(
+            s,
+            " · **default severity:** {}",
+            severity_str(r.default_severity())
+        );
+        let _ = writeln!(s, "- **What to do:** {}", r.remediation());
+        let docs: Vec<String> = r.docs().iter().map(|d| format!("<{d}>")).collect();
+        let _ = writeln!(s, "- **Docs:** {}", docs.join(", "));
+    }
+    s
+}
+
+/// Go-template lines (for a YAML literal block at `indent`) that look up the check's current
+/// reason in `regcheck_check_info` and print the catalogue's remediation for it; `reasons`
+/// limits the branches (all reasons when empty).
+fn remediation_template(indent: &str, reasons: &[Reason]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{indent}{{{{- $reason := \"\" -}}}}");
+    let _ = writeln!(
+        s,
+        "{indent}{{{{- with printf `regcheck_check_info{{namespace=\"%s\",name=\"%s\"}}` $labels.namespace $labels.name | query -}}}}"
+    );
+    let _ = writeln!(
+        s,
+        "{indent}{{{{- $reason = . | first | label \"reason\" -}}}}"
+    );
+    let _ = writeln!(s, "{indent}{{{{- end -}}}}");
+    let list: Vec<Reason> = if reasons.is_empty() {
+        Reason::ALL
+            .iter()
+            .copied()
+            .filter(|r| *r != Reason::Healthy)
+            .collect()
+    } else {
+        reasons.to_vec()
+    };
+    for (i, r) in list.iter().enumerate() {
+        let kw = if i == 0 { "if" } else { "else if" };
+        let _ = writeln!(s, "{indent}{{{{- {kw} eq $reason \"{}\" -}}}}", r.as_str());
+        let _ = writeln!(s, "{indent}{}", r.remediation());
+    }
+    let _ = writeln!(s, "{indent}{{{{- else -}}}}");
+    let _ = writeln!(
+        s,
+        "{indent}Run `kubectl describe rcc -n {{{{ $labels.namespace }}}} {{{{ $labels.name }}}}`: status.diagnosis holds the finding and its remediation."
+    );
+    let _ = writeln!(s, "{indent}{{{{- end -}}}}");
+    s
+}
+
+/// Go-template prefix that sets `$reason`, `$registry` and `$verdict` from `regcheck_check_info`.
+fn info_lookup() -> &'static str {
+    "{{- $reason := \"unknown\" -}}{{- $registry := \"\" -}}\
+     {{- with printf `regcheck_check_info{namespace=\"%s\",name=\"%s\"}` $labels.namespace $labels.name | query -}}\
+     {{- $reason = . | first | label \"reason\" -}}{{- $registry = . | first | label \"registry\" -}}\
+     {{- end -}}"
+}
+
+/// The text of `deploy/prometheus/regcheck-rules.yaml` (a plain Prometheus rule file; the
+/// chart's PrometheusRule carries the same groups).
+pub fn prometheus_rules() -> String {
+    let pe = PRIVATE_DNS_REASONS
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join("|");
+    let ind = "            ";
+    let lookup = info_lookup();
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"# Generated from src/reference.rs and src/catalogue.rs: do not edit.
+# Regenerate with `REGCHECK_BLESS=1 cargo test --lib reference`.
+#
+# Alerts on the regcheck controller's metrics. Every expression aggregates by the check
+# (namespace, name), so a restarted or rescheduled controller pod does not restart the `for:`
+# timers. Scrape the controller with honor_labels (the ServiceMonitor of the chart does): its
+# `namespace` label is the check's namespace, not the controller's.
+#
+# Flapping: regcheck_check_ready already follows the check's failureThreshold and
+# successThreshold (consecutive runs); the `for:` durations add wall-clock hysteresis on top.
+groups:
+  - name: regcheck
+    rules:
+      # Ready=False: the registry cannot be used from (part of) the cluster.
+      - alert: RegistryUnreachable
+        expr: max by (namespace, name) (regcheck_check_ready) == 0
+        for: {unreachable_for}
+        labels:
+          severity: critical
+        annotations:
+          summary: >-
+            {lookup}Registry {{{{ $registry }}}} is not usable from the cluster ({{{{ $reason }}}}), check {{{{ $labels.namespace }}}}/{{{{ $labels.name }}}}
+          description: >-
+            {lookup}The regcheck check {{{{ $labels.namespace }}}}/{{{{ $labels.name }}}} has reported
+            Ready=False for at least {unreachable_for}: its probes cannot pull from {{{{ $registry }}}}
+            (reason {{{{ $reason }}}}). See `kubectl describe rcc -n {{{{ $labels.namespace }}}} {{{{ $labels.name }}}}`
+            and docs/reasons.md#{{{{ $reason | toLower }}}}.
+          remediation: |-
+{chain_all}
+      # The private endpoint's DNS is wrong: a more specific alert for the most common case.
+      - alert: PrivateEndpointDNSMisconfigured
+        expr: |-
+          max by (namespace, name, registry) (regcheck_check_info{{reason=~"{pe}"}})
+            and on (namespace, name)
+          (max by (namespace, name) (regcheck_check_ready) == 0)
+        for: {unreachable_for}
+        labels:
+          severity: critical
+        annotations:
+          summary: >-
+            {lookup}Private endpoint DNS of {{{{ $labels.registry }}}} is wrong ({{{{ $reason }}}}), check {{{{ $labels.namespace }}}}/{{{{ $labels.name }}}}
+          description: >-
+            {lookup}The regcheck check {{{{ $labels.namespace }}}}/{{{{ $labels.name }}}} finds that
+            {{{{ $labels.registry }}}} does not resolve to its private endpoint as expected
+            (reason {{{{ $reason }}}}). See docs/reasons.md#{{{{ $reason | toLower }}}}.
+          remediation: |-
+{chain_pe}
+      # Node network and pod network reach different results on the same node.
+      - alert: ContextsDisagree
+        expr: max by (namespace, name) (regcheck_check_contexts_consistent) == 0
+        for: {warning_for}
+        labels:
+          severity: warning
+        annotations:
+          summary: >-
+            Node and pod networks reach registry {{{{ with printf `regcheck_check_info{{namespace="%s",name="%s"}}` $labels.namespace $labels.name | query }}}}{{{{ . | first | label "registry" }}}}{{{{ end }}}} differently, check {{{{ $labels.namespace }}}}/{{{{ $labels.name }}}}
+          description: >-
+            The node network (what kubelet and containerd use) and the pod network on the same
+            nodes disagree about the registry for at least {warning_for}. See the ContextsConsistent
+            condition of `kubectl describe rcc -n {{{{ $labels.namespace }}}} {{{{ $labels.name }}}}`.
+          remediation: |-
+            {contexts_remediation}
+      # The probes themselves fail: nothing is known about the registry (lower severity).
+      - alert: ProbesFailing
+        expr: max by (namespace, name) (regcheck_check_probes_healthy) == 0
+        for: {warning_for}
+        labels:
+          severity: warning
+        annotations:
+          summary: >-
+            regcheck probes of {{{{ $labels.namespace }}}}/{{{{ $labels.name }}}} fail (not a registry finding)
+          description: >-
+            The probe Jobs of the check {{{{ $labels.namespace }}}}/{{{{ $labels.name }}}} have not
+            reported for at least {warning_for} (unschedulable, image not pulled, crashed or timed out),
+            so the check says nothing about the registry. See the ProbesHealthy condition of
+            `kubectl describe rcc -n {{{{ $labels.namespace }}}} {{{{ $labels.name }}}}` and
+            `kubectl get pods -A -l regcheck.dev/check={{{{ $labels.name }}}}`.
+          remediation: |-
+{chain_probe}
+      # No completed run for a long time: the controller is stuck, or the check is suspended.
+      - alert: CheckStale
+        expr: time() - max by (namespace, name) (regcheck_check_last_run_timestamp_seconds) > {stale}
+        for: 5m
+        labels:
+          severity: warning
+        annotations:
+          summary: >-
+            regcheck check {{{{ $labels.namespace }}}}/{{{{ $labels.name }}}} has not completed a run for {{{{ $value | humanizeDuration }}}}
+          description: >-
+            The last completed run of {{{{ $labels.namespace }}}}/{{{{ $labels.name }}}} is older than
+            {stale} seconds (three default intervals plus slack). The controller may be stuck or
+            unable to create Jobs, or the check is suspended (spec.suspend) or has an interval
+            longer than 10m.
+          remediation: |-
+            Check the controller's logs and the regcheck_reconcile_errors_total metric, the check's spec.suspend and spec.interval, and `kubectl get jobs -A -l regcheck.dev/check={{{{ $labels.name }}}}`.
+"#,
+        unreachable_for = UNREACHABLE_FOR,
+        warning_for = WARNING_FOR,
+        stale = STALE_AFTER_SECONDS,
+        lookup = lookup,
+        pe = pe,
+        chain_all = remediation_template(ind, &[]).trim_end(),
+        chain_pe = remediation_template(ind, PRIVATE_DNS_REASONS).trim_end(),
+        chain_probe = remediation_template(
+            ind,
+            &[
+                Reason::ProbeUnschedulable,
+                Reason::ProbeImagePullFailed,
+                Reason::ProbeCrashed,
+                Reason::ProbeTimedOut,
+            ]
+        )
+        .trim_end(),
+        contexts_remediation = Reason::ContextsDisagree.remediation(),
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Compares a committed file with its generated text; `REGCHECK_BLESS=1` rewrites it.
+    fn check_generated(rel: &str, text: &str) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+        if std::env::var_os("REGCHECK_BLESS").is_some_and(|v| v == "1") {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, text).unwrap();
+            return;
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == text,
+            "{rel} differs from what src/reference.rs generates: run \
+             `REGCHECK_BLESS=1 cargo test --lib reference` and commit it"
+        );
+    }
+
+    #[test]
+    fn reasons_doc_is_up_to_date() {
+        check_generated(REASONS_DOC_PATH, &reasons_markdown());
+    }
+
+    #[test]
+    fn rules_file_is_up_to_date() {
+        check_generated(RULES_PATH, &prometheus_rules());
+    }
+
+    #[test]
+    fn every_reason_is_documented_with_symptom_and_links() {
+        let doc = reasons_markdown();
+        for &r in Reason::ALL {
+            let heading = format!("\n### {}\n", r.as_str());
+            assert_eq!(doc.matches(&heading).count(), 1, "{r}");
+            assert!(
+                doc.contains(&format!("(#{})", anchor(r))),
+                "{r}: index link"
+            );
+            assert!(doc.contains(r.remediation()), "{r}: remediation");
+            assert!(doc.contains(field_symptom(r)), "{r}: symptom");
+            for d in r.docs() {
+                assert!(doc.contains(&format!("<{d}>")), "{r}: {d}");
+            }
+            assert!(!field_symptom(r).contains('\n'), "{r}: symptom is one line");
+        }
+        // The field guide's error strings appear under the reason they belong to.
+        for (reason, text) in [
+            (Reason::DNSNameNotFound, "no such host"),
+            (
+                Reason::TLSInterception,
+                "x509: certificate signed by unknown authority",
+            ),
+            (Reason::ProxyConnectEOF, "proxyconnect tcp: EOF"),
+            (Reason::RegistryDeniedClientIP, "is not allowed access"),
+            (Reason::Throttled, "429 Too Many Requests"),
+            (Reason::HostUnreachable, "host is not reachable"),
+        ] {
+            assert!(field_symptom(reason).contains(text), "{reason}");
+        }
+    }
+
+    #[test]
+    fn doc_sections_follow_the_declaration_order() {
+        let doc = reasons_markdown();
+        let positions: Vec<usize> = Reason::ALL
+            .iter()
+            .map(|r| doc.find(&format!("\n### {}\n", r.as_str())).unwrap())
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]));
+        // Each phase heading appears once: reasons of one phase are contiguous in ALL.
+        let mut seen = std::collections::HashSet::new();
+        let mut last = "";
+        for &r in Reason::ALL {
+            if phase(r) != last {
+                assert!(seen.insert(phase(r)), "{r}: phase {} split", phase(r));
+                last = phase(r);
+            }
+        }
+    }
+
+    #[test]
+    fn rules_carry_every_remediation_once_per_chain() {
+        let rules = prometheus_rules();
+        for &r in Reason::ALL.iter().filter(|r| **r != Reason::Healthy) {
+            let branch = format!("eq $reason \"{}\" -}}}}", r.as_str());
+            let expected = 1
+                + usize::from(PRIVATE_DNS_REASONS.contains(&r))
+                + usize::from(r.is_probe_failure());
+            assert_eq!(rules.matches(&branch).count(), expected, "{r}");
+            assert!(rules.contains(r.remediation()), "{r}");
+        }
+        for name in [
+            "RegistryUnreachable",
+            "PrivateEndpointDNSMisconfigured",
+            "ContextsDisagree",
+            "ProbesFailing",
+            "CheckStale",
+        ] {
+            assert!(rules.contains(&format!("- alert: {name}\n")), "{name}");
+        }
+        // A literal block breaks if a remediation has a line break or template braces.
+        for &r in Reason::ALL {
+            assert!(!r.remediation().contains('\n') && !r.remediation().contains("{{"));
+        }
+    }
+
+    #[test]
+    fn rules_parse_as_yaml_with_for_on_every_alert() {
+        let v: serde_yaml::Value = serde_yaml::from_str(&prometheus_rules()).unwrap();
+        let rules = v["groups"][0]["rules"].as_sequence().unwrap();
+        assert_eq!(rules.len(), 5);
+        for rule in rules {
+            let name = rule["alert"].as_str().unwrap();
+            assert!(rule["for"].as_str().is_some(), "{name}: for");
+            assert!(rule["labels"]["severity"].as_str().is_some(), "{name}");
+            for key in ["summary", "description", "remediation"] {
+                assert!(
+                    rule["annotations"][key]
+                        .as_str()
+                        .is_some_and(|s| !s.is_empty()),
+                    "{name}: {key}"
+                );
+            }
+        }
+    }
+}
