@@ -371,6 +371,11 @@ pub struct RegistryConnectivityCheckStatus {
     #[serde(default)]
     #[schemars(range(min = 0))]
     pub consecutive_successes: u32,
+    /// The `regcheck.dev/run-now` annotation (its value, or a hash of a long value) that the
+    /// last completed run started with; a different annotation starts a new run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub last_run_now: Option<String>,
 }
 
 /// The primary finding.

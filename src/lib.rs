@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod authparse;
 pub mod catalogue;
 pub mod check;
+pub mod controller;
 pub mod crd;
 pub mod diagnosis;
 pub mod evidence;

@@ -27,6 +27,8 @@ enum Command {
     Probe(Box<ProbeArgs>),
     /// Print the RegistryConnectivityCheck CRD as YAML
     Crdgen,
+    /// Run the operator: reconcile RegistryConnectivityChecks into probe Jobs and status
+    Controller(Box<regcheck::controller::cli::ControllerArgs>),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -108,9 +110,13 @@ fn main() {
     }));
     // One crypto provider for the whole process.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    init_tracing();
+    // The controller sets up its own logging (level info, optional JSON).
+    if !matches!(cli.command, Command::Controller(_)) {
+        init_tracing();
+    }
     let code = match cli.command {
         Command::Check(args) => run_check(*args),
+        Command::Controller(args) => regcheck::controller::cli::main(*args),
         Command::Probe(args) => probe_cmd::execute(&args),
         Command::Crdgen => match regcheck::crd::crdgen(&mut std::io::stdout().lock()) {
             Ok(()) => 0,

@@ -59,6 +59,7 @@ pub fn phase(r: Reason) -> &'static str {
         DataEndpointBlocked | AuthenticationFailed | AuthorizationFailed | ImageNotFound
         | TooManyRedirects | PullFailed => "Data path",
         ContextsDisagree => "Operator: node and pod contexts",
+        TargetNotAllowed => "Operator: target policy",
         ProbeUnschedulable | ProbeImagePullFailed | ProbeCrashed | ProbeTimedOut => {
             "Operator: the probe itself"
         }
@@ -162,6 +163,9 @@ pub fn field_symptom(r: Reason) -> &'static str {
         ProbeImagePullFailed => "The regcheck probe pod is in `ErrImagePull` / `ImagePullBackOff`.",
         ProbeCrashed => "The regcheck probe pod ends in `Error` or `OOMKilled` without a report.",
         ProbeTimedOut => "The regcheck probe Job fails with `DeadlineExceeded`.",
+        TargetNotAllowed => {
+            "No probe runs for the check: its `Ready` condition is `False` with reason `TargetNotAllowed`, naming the operator policy rule (allowed registries, ports, or namespaces allowed to probe from the node network)."
+        }
     }
 }
 

@@ -451,28 +451,51 @@ pub async fn probe_endpoint(
     config: &ProbeConfig,
     budget: &Budget,
 ) -> EndpointEvidence {
+    probe_endpoint_sharing(ep, config, budget, None).await
+}
+
+/// [`probe_endpoint`], handing the `GET /v2/` outcome (or the connection failure) to the pull
+/// path through `share`, so that the registry is asked once per run.
+async fn probe_endpoint_sharing(
+    ep: &Endpoint,
+    config: &ProbeConfig,
+    budget: &Budget,
+    share: Option<tokio::sync::oneshot::Sender<Result<net::Response, pull::HopError>>>,
+) -> EndpointEvidence {
     let Connected {
         mut evidence,
         stream,
     } = connect(&ep.host, ep.port, ep.role, config, budget, true).await;
-    if let Some(stream) = stream
-        && ep.role != Role::DataEndpoint
-    {
-        let started = Instant::now();
-        let host_header = host_header(&ep.host, ep.port);
-        let result = net::http_get(
-            stream,
-            &host_header,
-            "/v2/",
-            &[],
-            budget.phase(0.3),
-            net::MAX_BODY,
-        )
-        .await;
-        evidence.http = Some(net::v2_evidence(
-            result,
-            started.elapsed().as_millis() as u64,
-        ));
+    match stream {
+        Some(stream) if ep.role != Role::DataEndpoint => {
+            let started = Instant::now();
+            let host_header = host_header(&ep.host, ep.port);
+            let result = net::http_get(
+                stream,
+                &host_header,
+                "/v2/",
+                &[],
+                budget.phase(0.3),
+                net::MAX_BODY,
+            )
+            .await;
+            if let Some(tx) = share {
+                let _ = tx.send(result.clone().map_err(|failure| pull::HopError::Request {
+                    host: ep.host.clone(),
+                    failure,
+                }));
+            }
+            evidence.http = Some(net::v2_evidence(
+                result,
+                started.elapsed().as_millis() as u64,
+            ));
+        }
+        Some(_) => {}
+        None => {
+            if let Some(tx) = share {
+                let _ = tx.send(Err(pull::HopError::Connect(Box::new(evidence.clone()))));
+            }
+        }
     }
     evidence.deadline_exceeded = Instant::now() >= budget.deadline;
     evidence
@@ -495,17 +518,30 @@ pub fn host_header(host: &str, port: u16) -> String {
 /// Runs the whole check: every endpoint concurrently, and the pull (`--image`) beside them.
 pub async fn run(registry: &str, endpoints: &[Endpoint], config: &ProbeConfig) -> Evidence {
     let budget = Budget::new(config.timeout);
-    let probes = join_all(
-        endpoints
-            .iter()
-            .map(|ep| probe_endpoint(ep, config, &budget)),
-    );
+    let login_index = endpoints.iter().position(|e| e.role == Role::LoginServer);
+    // With --image, the pull path's first request (GET /v2/ for the challenge) is the one the
+    // login server's probe sends anyway: share it instead of asking twice.
+    let (share_tx, share_rx) = match (&config.image, login_index) {
+        (Some(_), Some(_)) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            (Some(tx), Some(rx))
+        }
+        _ => (None, None),
+    };
+    let mut share_tx = share_tx;
+    let probes = join_all(endpoints.iter().enumerate().map(|(i, ep)| {
+        let share = if Some(i) == login_index {
+            share_tx.take()
+        } else {
+            None
+        };
+        probe_endpoint_sharing(ep, config, &budget, share)
+    }));
     let pull = async {
-        match (
-            &config.image,
-            endpoints.iter().find(|e| e.role == Role::LoginServer),
-        ) {
-            (Some(image), Some(login)) => Some(pull::pull(login, image, config, &budget).await),
+        match (&config.image, login_index.map(|i| &endpoints[i])) {
+            (Some(image), Some(login)) => {
+                Some(pull::pull_sharing(login, image, config, &budget, share_rx).await)
+            }
             _ => None,
         }
     };

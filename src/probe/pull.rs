@@ -21,7 +21,7 @@ application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.v2+json";
 
-enum HopError {
+pub(crate) enum HopError {
     /// The host could not be reached or did not complete TLS.
     Connect(Box<EndpointEvidence>),
     /// The connection worked but the request did not get a response.
@@ -258,12 +258,28 @@ fn sha256_hex(data: &[u8]) -> String {
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The login server's answer to `GET /v2/`, handed over by the endpoint probe that sent the
+/// very same request, so that a run with `--image` asks the registry for it once.
+pub(crate) type SharedV2 = tokio::sync::oneshot::Receiver<Result<Response, HopError>>;
+
 /// Walks the pull path of `image` on the login server.
 pub async fn pull(
     login: &Endpoint,
     image: &ImageRef,
     config: &ProbeConfig,
     budget: &Budget,
+) -> PullEvidence {
+    pull_sharing(login, image, config, budget, None).await
+}
+
+/// [`pull`], with `shared_v2`: the endpoint probe's `GET /v2/` (challenge). If that probe
+/// drops it unanswered, the pull sends its own.
+pub(crate) async fn pull_sharing(
+    login: &Endpoint,
+    image: &ImageRef,
+    config: &ProbeConfig,
+    budget: &Budget,
+    shared_v2: Option<SharedV2>,
 ) -> PullEvidence {
     let mut ev = PullEvidence {
         image: format!(
@@ -296,20 +312,29 @@ pub async fn pull(
 
     // 1. Challenge and token.
     let started = Instant::now();
-    let auth: Option<String> = match get(
-        Dest {
-            host,
-            port,
-            role: Role::LoginServer,
-        },
-        "/v2/",
-        &[],
-        config,
-        budget,
-        net::MAX_BODY,
-    )
-    .await
-    {
+    let shared = match shared_v2 {
+        Some(rx) => rx.await.ok(),
+        None => None,
+    };
+    let challenge = match shared {
+        Some(result) => result,
+        None => {
+            get(
+                Dest {
+                    host,
+                    port,
+                    role: Role::LoginServer,
+                },
+                "/v2/",
+                &[],
+                config,
+                budget,
+                net::MAX_BODY,
+            )
+            .await
+        }
+    };
+    let auth: Option<String> = match challenge {
         Err(e) => {
             ev.token = hop_failed(e, started, &mut ev.failed_host);
             return ev;

@@ -1,0 +1,928 @@
+//! Reconcile tests against a mocked API server (kube's `tower_test::mock::pair`): each
+//! [`Scenario`] is an exact sequence of requests (method, path, query and the body fields that
+//! matter) that a verifier task expects and answers like the API server would; a timeout on
+//! the verifier proves that every expected call happened.
+
+use super::*;
+use crate::crd::RegistryConnectivityCheckSpec;
+use ::http::{Method, Request, Response};
+use kube::client::Body;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+const NS: &str = "team-a";
+const PROBE_NS: &str = "regcheck-system";
+const UID: &str = "0f0e0d0c-0000-4000-8000-00000000abcd";
+const CHECKS: &str = "/apis/regcheck.dev/v1alpha1/namespaces/team-a/registryconnectivitychecks/acr";
+const HEALTHY: &str = include_str!("testdata/healthy-report.json");
+const TIMEOUT: &str = include_str!("testdata/timeout-report.json");
+
+fn config() -> Config {
+    Config {
+        probe_image: "ghcr.io/regcheck/regcheck:test".into(),
+        probe_image_pull_policy: "IfNotPresent".into(),
+        probe_namespace: PROBE_NS.into(),
+        namespaces: vec![],
+        default_interval: Duration::from_secs(300),
+        max_concurrent_jobs: 50,
+        node_proxy: None,
+        node_no_proxy: None,
+    }
+}
+
+fn check(generation: i64, spec: Value) -> RegistryConnectivityCheck {
+    let mut base = json!({"registry": "r.azurecr.io", "failureThreshold": 1});
+    if let (Some(b), Some(s)) = (base.as_object_mut(), spec.as_object()) {
+        b.extend(s.clone());
+    }
+    let spec: RegistryConnectivityCheckSpec = serde_json::from_value(base).unwrap();
+    let mut c = RegistryConnectivityCheck::new("acr", spec);
+    c.metadata.namespace = Some(NS.into());
+    c.metadata.uid = Some(UID.into());
+    c.metadata.generation = Some(generation);
+    c.metadata.resource_version = Some("100".into());
+    c.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    c
+}
+
+fn node(name: &str, pool: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {
+            "kubernetes.io/os": "linux",
+            "kubernetes.azure.com/agentpool": pool,
+            "topology.kubernetes.io/zone": "z1"}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+    })
+}
+
+fn nodes() -> Vec<Value> {
+    vec![node("aks-sys-0", "sys"), node("aks-user-0", "user")]
+}
+
+fn node_infos() -> Vec<NodeInfo> {
+    nodes()
+        .into_iter()
+        .map(|n| NodeInfo::from_node(&serde_json::from_value(n).unwrap()))
+        .collect()
+}
+
+fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items})
+}
+
+fn status_error(code: u16, reason: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+           "message": format!("mock {reason}"), "reason": reason, "code": code})
+}
+
+/// The Jobs of run `run` as the API server returns them: created, with a state.
+fn jobs_of(c: &RegistryConnectivityCheck, run: u64, state: &str) -> Vec<Job> {
+    plan_jobs(c, &node_infos(), run, &config())
+        .into_iter()
+        .map(|(_, mut j)| {
+            j.metadata.uid = Some(format!("job-{}", j.name_any()));
+            j.metadata.creation_timestamp = Some(Time("2024-01-01T00:00:00Z".parse().unwrap()));
+            j.status = Some(
+                serde_json::from_value(match state {
+                    "complete" => json!({"succeeded": 1, "completionTime": "2024-01-01T00:00:20Z",
+                    "conditions": [{"type": "Complete", "status": "True",
+                                    "lastTransitionTime": "2024-01-01T00:00:20Z"}]}),
+                    _ => json!({"active": 1}),
+                })
+                .unwrap(),
+            );
+            j
+        })
+        .collect()
+}
+
+fn in_ns(jobs: &[Job], ns: &str) -> Vec<Value> {
+    jobs.iter()
+        .filter(|j| j.namespace().as_deref() == Some(ns))
+        .map(|j| serde_json::to_value(j).unwrap())
+        .collect()
+}
+
+/// The pod of a Job: `message` is the termination message of a finished probe, `None` a pod
+/// that is still pending, unschedulable.
+fn pod_of_job(j: &Job, message: Option<&str>) -> Value {
+    let labels = j
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .clone();
+    let status = match message {
+        Some(m) => json!({"phase": "Succeeded", "containerStatuses": [{
+            "name": "probe", "image": "x", "imageID": "x", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": m}}}]}),
+        None => json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
+            "status": "False", "reason": "Unschedulable", "message": "0/2 nodes are available"}]}),
+    };
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{}-x1", j.name_any()), "namespace": j.namespace(),
+            "labels": labels,
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": j.name_any(),
+                                 "uid": j.metadata.uid, "controller": true}]},
+        "status": status
+    })
+}
+
+type BodyCheck = Box<dyn Fn(&Value) + Send>;
+
+/// One request the API server expects, and its answer.
+struct Step {
+    method: Method,
+    path: String,
+    /// `key=value` pairs that the (decoded) query must contain.
+    query: Vec<String>,
+    check: BodyCheck,
+    code: u16,
+    /// `None`: answer with the request body (create, apply).
+    reply: Option<Value>,
+    /// Applied to the reply (e.g. to merge an applied status into the object).
+    shape: Option<Box<dyn Fn(Value) -> Value + Send>>,
+}
+
+fn step(method: Method, path: impl Into<String>, code: u16, reply: Option<Value>) -> Step {
+    Step {
+        method,
+        path: path.into(),
+        query: vec![],
+        check: Box::new(|_| {}),
+        code,
+        reply,
+        shape: None,
+    }
+}
+
+impl Step {
+    fn query(mut self, q: &str) -> Self {
+        self.query.push(q.to_string());
+        self
+    }
+    fn body(mut self, f: impl Fn(&Value) + Send + 'static) -> Self {
+        self.check = Box::new(f);
+        self
+    }
+}
+
+fn sel_uid() -> String {
+    format!("labelSelector=regcheck.dev/check-uid={UID}")
+}
+fn sel_run(run: &str) -> String {
+    format!("labelSelector=regcheck.dev/check-uid={UID},regcheck.dev/run={run}")
+}
+
+fn list_jobs(ns: &str, items: Vec<Value>) -> Step {
+    step(
+        Method::GET,
+        format!("/apis/batch/v1/namespaces/{ns}/jobs"),
+        200,
+        Some(list("JobList", "batch/v1", items)),
+    )
+    .query(&sel_uid())
+}
+
+fn list_pods(ns: &str, run: &str, items: Vec<Value>) -> Step {
+    step(
+        Method::GET,
+        format!("/api/v1/namespaces/{ns}/pods"),
+        200,
+        Some(list("PodList", "v1", items)),
+    )
+    .query(&sel_run(run))
+}
+
+fn list_nodes() -> Step {
+    step(
+        Method::GET,
+        "/api/v1/nodes",
+        200,
+        Some(list("NodeList", "v1", nodes())),
+    )
+}
+
+fn create_job(ns: &str, run: &str, context: &str, code: u16) -> Step {
+    let (run, context, ns_owned) = (run.to_string(), context.to_string(), ns.to_string());
+    let reply = (code >= 300).then(|| {
+        status_error(
+            code,
+            match code {
+                409 => "AlreadyExists",
+                429 => "TooManyRequests",
+                _ => "InternalError",
+            },
+        )
+    });
+    step(
+        Method::POST,
+        format!("/apis/batch/v1/namespaces/{ns}/jobs"),
+        code,
+        reply,
+    )
+    .body(move |b| {
+        assert_eq!(b["metadata"]["namespace"], ns_owned.as_str());
+        assert_eq!(b["metadata"]["labels"]["regcheck.dev/run"], run.as_str());
+        assert_eq!(
+            b["metadata"]["labels"]["regcheck.dev/context"],
+            context.as_str()
+        );
+        assert_eq!(b["metadata"]["labels"]["regcheck.dev/check-uid"], UID);
+        let pod = &b["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["hostNetwork"].as_bool(),
+            (context == "node").then_some(true)
+        );
+    })
+}
+
+fn delete_jobs(ns: &str, selector: String) -> Step {
+    step(
+        Method::DELETE,
+        format!("/apis/batch/v1/namespaces/{ns}/jobs"),
+        200,
+        Some(list("JobList", "batch/v1", vec![])),
+    )
+    .query(&selector)
+    .body(|b| assert_eq!(b["propagationPolicy"], "Background"))
+}
+
+fn patch_status(check: impl Fn(&Value) + Send + 'static) -> Step {
+    let mut s = step(Method::PATCH, format!("{CHECKS}/status"), 200, None);
+    // The server answers with the whole object.
+    s.shape = Some(Box::new(|applied| {
+        let mut obj = serde_json::to_value(self::check(1, json!({}))).unwrap();
+        obj["status"] = applied["status"].clone();
+        obj
+    }));
+    s.query("fieldManager=regcheck-controller")
+        .query("force=true")
+        .body(move |b| {
+            assert_eq!(b["kind"], "RegistryConnectivityCheck");
+            assert_eq!(b["apiVersion"], "regcheck.dev/v1alpha1");
+            check(&b["status"])
+        })
+}
+
+fn event(type_: &'static str, reason: &'static str) -> Step {
+    step(
+        Method::POST,
+        format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"),
+        201,
+        None,
+    )
+    .body(move |b| {
+        assert_eq!(b["type"], type_);
+        assert_eq!(b["reason"], reason);
+        assert_eq!(b["regarding"]["name"], "acr");
+        assert_eq!(b["regarding"]["kind"], "RegistryConnectivityCheck");
+    })
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no condition {type_} in {status}"))
+}
+
+/// Answers the requests of `steps` in order, checking each; returns after the last one.
+async fn verify(handle: &mut Handle, steps: Vec<Step>) {
+    for (i, s) in steps.into_iter().enumerate() {
+        let (req, send) = handle.next_request().await.unwrap_or_else(|| {
+            panic!(
+                "step {i}: the client went away before {} {}",
+                s.method, s.path
+            )
+        });
+        let what = format!("step {i}: {} {}", req.method(), req.uri());
+        assert_eq!(req.method(), s.method, "{what}");
+        assert_eq!(req.uri().path(), s.path, "{what}");
+        let query: Vec<String> =
+            url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+        for q in &s.query {
+            assert!(query.contains(q), "{what}: query lacks {q}: {query:?}");
+        }
+        let bytes = req.into_body().collect_bytes().await.unwrap();
+        let body: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{what}: body: {e}"))
+        };
+        (s.check)(&body);
+        let mut reply = s.reply.unwrap_or_else(|| body.clone());
+        if let Some(shape) = &s.shape {
+            reply = shape(reply);
+        }
+        if s.code < 300 && reply["metadata"].is_object() && reply["metadata"]["uid"].is_null() {
+            reply["metadata"]["uid"] = json!(format!("uid-{i}"));
+        }
+        send.send_response(
+            Response::builder()
+                .status(s.code)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                .unwrap(),
+        );
+    }
+}
+
+/// The cases of the issue, each an exact request sequence.
+enum Scenario {
+    /// No finalizer yet: it is added; then the run starts (list Jobs, Nodes, create Jobs).
+    FirstRun,
+    /// Every probe of r1 finished: pods read, status written, Event, Jobs deleted.
+    ResultsArrive,
+    /// The only probe's pod cannot be scheduled.
+    ProbeUnschedulable,
+    /// Generation 2 while r2 of generation 1 runs: r2's Jobs go, r3 starts.
+    SpecChangeMidRun,
+    /// Deleted: Jobs in both namespaces go, then the finalizer.
+    Deletion,
+    /// The controller restarted while r1 runs: nothing is created again.
+    RestartMidRun,
+    /// A Job of the run exists already (409): fine.
+    CreateConflict,
+}
+
+struct Setup {
+    ctx: Arc<Context>,
+    handle: Handle,
+}
+
+fn setup(cfg: Config) -> Setup {
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "default");
+    let ctx = Arc::new(Context::new(client, cfg, Arc::new(metrics::Metrics::new())));
+    Setup { ctx, handle }
+}
+
+/// Runs `reconcile` on `obj` while the verifier answers `steps`. A request beyond `steps`
+/// gets no answer, so reconcile times out; a missing one times the verifier out.
+async fn run_steps(
+    ctx: &Arc<Context>,
+    handle: Handle,
+    obj: RegistryConnectivityCheck,
+    steps: Vec<Step>,
+) -> (Result<Requeue, Error>, Handle) {
+    let verifier = tokio::spawn(async move {
+        let mut handle = handle;
+        verify(&mut handle, steps).await;
+        handle
+    });
+    let res = tokio::time::timeout(
+        Duration::from_secs(10),
+        reconcile(Arc::new(obj), ctx.clone()),
+    )
+    .await
+    .expect("reconcile hung: it made a request that was not expected");
+    let handle = tokio::time::timeout(Duration::from_secs(10), verifier)
+        .await
+        .expect("timeout: not every expected request was made")
+        .expect("the verifier failed");
+    (res, handle)
+}
+
+fn sorted_contexts(jobs: &[Job]) -> Vec<(String, String)> {
+    jobs.iter()
+        .map(|j| (j.namespace().unwrap(), j.labels()[labels::CONTEXT].clone()))
+        .collect()
+}
+
+impl Scenario {
+    async fn run(self) {
+        match self {
+            Scenario::FirstRun => {
+                let Setup { ctx, handle } = setup(config());
+                let mut fresh = check(1, json!({}));
+                fresh.metadata.finalizers = None;
+                let with_finalizer = check(1, json!({}));
+                let reply = serde_json::to_value(&with_finalizer).unwrap();
+                let steps = vec![step(Method::PATCH, CHECKS, 200, Some(reply)).body(|b| {
+                    let ops = b.as_array().expect("a JSON patch");
+                    assert!(
+                        ops.iter().any(|o| o["op"] == "add"
+                            && o["path"] == "/metadata/finalizers"
+                            && o["value"] == json!([FINALIZER])),
+                        "{b}"
+                    );
+                })];
+                let (res, handle) = run_steps(&ctx, handle, fresh, steps).await;
+                res.unwrap();
+                let steps = vec![
+                    list_jobs(PROBE_NS, vec![]),
+                    list_jobs(NS, vec![]),
+                    list_nodes(),
+                    create_job(PROBE_NS, "r1", "node", 201),
+                    create_job(PROBE_NS, "r1", "node", 201),
+                    create_job(NS, "r1", "pod", 201),
+                    create_job(NS, "r1", "pod", 201),
+                ];
+                let (res, _) = run_steps(&ctx, handle, with_finalizer, steps).await;
+                assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+                assert!(
+                    ctx.metrics
+                        .render()
+                        .contains(r#"regcheck_probe_jobs_created_total{context="pod"} 2"#)
+                );
+            }
+            Scenario::ResultsArrive => {
+                let Setup { ctx, handle } = setup(config());
+                let c = check(1, json!({}));
+                let jobs = jobs_of(&c, 1, "complete");
+                assert_eq!(
+                    sorted_contexts(&jobs),
+                    [
+                        (PROBE_NS.into(), "node".into()),
+                        (PROBE_NS.into(), "node".into()),
+                        (NS.into(), "pod".into()),
+                        (NS.into(), "pod".into())
+                    ]
+                );
+                // Node network healthy everywhere; the pod network of aks-user-0 times out.
+                let pods: Vec<Value> = jobs
+                    .iter()
+                    .map(|j| {
+                        let bad = j.labels()[labels::CONTEXT] == "pod"
+                            && j.labels()[labels::NODE] == "aks-user-0";
+                        pod_of_job(j, Some(if bad { TIMEOUT } else { HEALTHY }))
+                    })
+                    .collect();
+                let pods_in = |ns: &str| {
+                    pods.iter()
+                        .filter(|p| p["metadata"]["namespace"] == ns)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                };
+                let steps = vec![
+                    list_jobs(PROBE_NS, in_ns(&jobs, PROBE_NS)),
+                    list_jobs(NS, in_ns(&jobs, NS)),
+                    list_pods(PROBE_NS, "r1", pods_in(PROBE_NS)),
+                    list_pods(NS, "r1", pods_in(NS)),
+                    patch_status(|s| {
+                        let ready = condition(s, "Ready");
+                        assert_eq!(ready["status"], "False", "{s}");
+                        assert_eq!(ready["reason"], "ConnectionTimedOut");
+                        assert_eq!(s["diagnosis"]["reason"], "ConnectionTimedOut");
+                        assert_eq!(s["diagnosis"]["context"], "Pod");
+                        assert_eq!(s["diagnosis"]["node"], "aks-user-0");
+                        assert_eq!(condition(s, "ContextsConsistent")["status"], "False");
+                        assert_eq!(
+                            condition(s, "ContextsConsistent")["reason"],
+                            "ContextsDisagree"
+                        );
+                        assert_eq!(condition(s, "ProbesHealthy")["status"], "True");
+                        assert_eq!(condition(s, "RegistryReachable")["status"], "False");
+                        assert_eq!(s["lastRun"]["id"], "r1");
+                        assert_eq!(s["lastRun"]["durationMs"], 20_000);
+                        assert_eq!(s["observedGeneration"], 1);
+                        assert_eq!(s["consecutiveFailures"], 1);
+                        assert_eq!(s["counts"]["nodesChecked"], 2);
+                        assert_eq!(s["counts"]["nodesFailing"], 1);
+                        assert_eq!(s["counts"]["probes"], 4);
+                        assert_eq!(s["results"].as_array().unwrap().len(), 4);
+                        assert_eq!(s["results"][0]["nodePool"], "user");
+                    }),
+                    event("Warning", "ConnectionTimedOut"),
+                    delete_jobs(PROBE_NS, sel_run("r1")),
+                    delete_jobs(NS, sel_run("r1")),
+                ];
+                let (res, _) = run_steps(&ctx, handle, c, steps).await;
+                let requeue = res.unwrap();
+                // The next run is due an interval (plus jitter) after this one started, which
+                // is long past: it starts at once.
+                assert_eq!(requeue, Requeue::requeue(Duration::from_secs(1)));
+                let m = ctx.metrics.render();
+                for want in [
+                    r#"regcheck_runs_total{result="unreachable"} 1"#,
+                    r#"regcheck_check_ready{namespace="team-a",name="acr"} 0"#,
+                    r#"regcheck_check_failing_nodes{namespace="team-a",name="acr"} 1"#,
+                    r#"regcheck_probe_phase_duration_seconds_count{context="node",phase="tls"} 2"#,
+                ] {
+                    assert!(m.lines().any(|l| l == want), "{want} in\n{m}");
+                }
+            }
+            Scenario::ProbeUnschedulable => {
+                let Setup { ctx, handle } = setup(config());
+                let c = check(
+                    1,
+                    json!({"contexts": {"pod": {"enabled": false}},
+                    "interval": "1h"}),
+                );
+                let jobs: Vec<Job> = jobs_of(&c, 1, "active").into_iter().take(1).collect();
+                let mut j = jobs[0].clone();
+                // Planned with one node only.
+                j.annotations_mut()
+                    .insert(run_ann::RUN_SIZE.into(), "1".into());
+                let steps = vec![
+                    list_jobs(PROBE_NS, in_ns(std::slice::from_ref(&j), PROBE_NS)),
+                    list_jobs(NS, vec![]),
+                    list_pods(PROBE_NS, "r1", vec![pod_of_job(&j, None)]),
+                    patch_status(|s| {
+                        let probes = condition(s, "ProbesHealthy");
+                        assert_eq!(probes["status"], "False", "{s}");
+                        assert_eq!(probes["reason"], "ProbeUnschedulable");
+                        assert_eq!(condition(s, "Ready")["status"], "Unknown");
+                        assert_eq!(s["diagnosis"]["reason"], "ProbeUnschedulable");
+                        assert_eq!(s["consecutiveFailures"], 0);
+                    }),
+                    event("Warning", "ProbeUnschedulable"),
+                    delete_jobs(PROBE_NS, sel_run("r1")),
+                ];
+                let (res, _) = run_steps(&ctx, handle, c, steps).await;
+                assert!(matches!(res.unwrap(), r if r != Requeue::await_change()));
+                let m = ctx.metrics.render();
+                assert!(
+                    m.contains(r#"regcheck_check_ready{namespace="team-a",name="acr"} -1"#),
+                    "{m}"
+                );
+                assert!(
+                    m.contains(r#"regcheck_runs_total{result="probe_failed"} 1"#),
+                    "{m}"
+                );
+            }
+            Scenario::SpecChangeMidRun => {
+                let Setup { ctx, handle } = setup(config());
+                let old = check(1, json!({}));
+                let mut c = check(2, json!({"timeoutSeconds": 20}));
+                c.status = Some(RegistryConnectivityCheckStatus {
+                    observed_generation: Some(1),
+                    last_run: Some(RunInfo {
+                        id: "r1".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+                let running = jobs_of(&old, 2, "active");
+                let steps = vec![
+                    list_jobs(PROBE_NS, in_ns(&running, PROBE_NS)),
+                    list_jobs(NS, in_ns(&running, NS)),
+                    delete_jobs(PROBE_NS, sel_run("r2")),
+                    delete_jobs(NS, sel_run("r2")),
+                    list_nodes(),
+                    create_job(PROBE_NS, "r3", "node", 201).body(|b| {
+                        assert_eq!(b["metadata"]["annotations"]["regcheck.dev/generation"], "2");
+                        let args =
+                            b["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+                        assert!(args.contains(r#""--timeout","20s""#), "{args}");
+                    }),
+                    create_job(PROBE_NS, "r3", "node", 201),
+                    create_job(NS, "r3", "pod", 201),
+                    create_job(NS, "r3", "pod", 201),
+                ];
+                let (res, _) = run_steps(&ctx, handle, c, steps).await;
+                res.unwrap();
+            }
+            Scenario::Deletion => {
+                let Setup { ctx, handle } = setup(config());
+                let mut c = check(1, json!({}));
+                c.metadata.deletion_timestamp = Some(Time("2024-01-01T00:00:00Z".parse().unwrap()));
+                let mut gone = c.clone();
+                gone.metadata.finalizers = None;
+                let steps = vec![
+                    delete_jobs(PROBE_NS, sel_uid()),
+                    delete_jobs(NS, sel_uid()),
+                    step(
+                        Method::PATCH,
+                        CHECKS,
+                        200,
+                        Some(serde_json::to_value(&gone).unwrap()),
+                    )
+                    .body(|b| {
+                        let ops = b.as_array().expect("a JSON patch");
+                        assert!(
+                            ops.iter()
+                                .any(|o| o["op"] == "remove"
+                                    && o["path"] == "/metadata/finalizers/0"),
+                            "{b}"
+                        );
+                    }),
+                ];
+                let (res, _) = run_steps(&ctx, handle, c, steps).await;
+                assert_eq!(res.unwrap(), Requeue::await_change());
+            }
+            Scenario::RestartMidRun => {
+                let Setup { ctx, handle } = setup(config());
+                let c = check(1, json!({}));
+                let jobs = jobs_of(&c, 1, "active");
+                let pods: Vec<Value> = jobs
+                    .iter()
+                    .map(|j| {
+                        let mut p = pod_of_job(j, None);
+                        p["status"] = json!({"phase": "Running", "containerStatuses": [{
+                            "name": "probe", "image": "x", "imageID": "x", "ready": true,
+                            "restartCount": 0, "state": {"running": {}}}]});
+                        p
+                    })
+                    .collect();
+                let pods_in = |ns: &str| {
+                    pods.iter()
+                        .filter(|p| p["metadata"]["namespace"] == ns)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                };
+                let steps = vec![
+                    list_jobs(PROBE_NS, in_ns(&jobs, PROBE_NS)),
+                    list_jobs(NS, in_ns(&jobs, NS)),
+                    list_pods(PROBE_NS, "r1", pods_in(PROBE_NS)),
+                    list_pods(NS, "r1", pods_in(NS)),
+                ];
+                let (res, _) = run_steps(&ctx, handle, c, steps).await;
+                assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+                assert!(!ctx.metrics.render().contains("probe_jobs_created_total{"));
+            }
+            Scenario::CreateConflict => {
+                let Setup { ctx, handle } = setup(config());
+                let steps = vec![
+                    list_jobs(PROBE_NS, vec![]),
+                    list_jobs(NS, vec![]),
+                    list_nodes(),
+                    create_job(PROBE_NS, "r1", "node", 409),
+                    create_job(PROBE_NS, "r1", "node", 201),
+                    create_job(NS, "r1", "pod", 201),
+                    create_job(NS, "r1", "pod", 201),
+                ];
+                let (res, _) = run_steps(&ctx, handle, check(1, json!({})), steps).await;
+                assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+                let m = ctx.metrics.render();
+                assert!(
+                    m.contains(r#"regcheck_probe_jobs_created_total{context="node"} 1"#),
+                    "{m}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn first_run() {
+    Scenario::FirstRun.run().await;
+}
+
+#[tokio::test]
+async fn results_arrive() {
+    Scenario::ResultsArrive.run().await;
+}
+
+#[tokio::test]
+async fn probe_unschedulable() {
+    Scenario::ProbeUnschedulable.run().await;
+}
+
+#[tokio::test]
+async fn spec_change_mid_run() {
+    Scenario::SpecChangeMidRun.run().await;
+}
+
+#[tokio::test]
+async fn deletion() {
+    Scenario::Deletion.run().await;
+}
+
+#[tokio::test]
+async fn restart_mid_run() {
+    Scenario::RestartMidRun.run().await;
+}
+
+#[tokio::test]
+async fn conflict_on_create_is_treated_as_exists() {
+    Scenario::CreateConflict.run().await;
+}
+
+/// 429 on listing: reconcile fails, the error policy counts it and retries soon; the retry
+/// does the whole first run.
+#[tokio::test]
+async fn throttled_is_retried() {
+    let Setup { ctx, handle } = setup(config());
+    let c = check(1, json!({}));
+    let steps = vec![step(
+        Method::GET,
+        format!("/apis/batch/v1/namespaces/{PROBE_NS}/jobs"),
+        429,
+        Some(status_error(429, "TooManyRequests")),
+    )];
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+    let err = res.unwrap_err();
+    assert_eq!(err.metric_label(), "list_jobs");
+    let requeue = error_policy(Arc::new(c.clone()), &err, ctx.clone());
+    assert_eq!(requeue, Requeue::requeue(Duration::from_secs(5)));
+    assert!(
+        ctx.metrics
+            .render()
+            .contains(r#"regcheck_reconcile_errors_total{error="list_jobs"} 1"#)
+    );
+    let steps = vec![
+        list_jobs(PROBE_NS, vec![]),
+        list_jobs(NS, vec![]),
+        list_nodes(),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(NS, "r1", "pod", 201),
+        create_job(NS, "r1", "pod", 201),
+    ];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    res.unwrap();
+}
+
+/// 500 in the middle of creating a run's Jobs: reconcile fails and is retried; the retry finds
+/// the Job that was created, and creates only the missing ones of the same run.
+#[tokio::test]
+async fn server_error_mid_run_resumes_without_duplicates() {
+    let Setup { ctx, handle } = setup(config());
+    let c = check(1, json!({}));
+    let steps = vec![
+        list_jobs(PROBE_NS, vec![]),
+        list_jobs(NS, vec![]),
+        list_nodes(),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(PROBE_NS, "r1", "node", 500),
+    ];
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+    let err = res.unwrap_err();
+    assert_eq!(err.metric_label(), "create_job");
+    assert_eq!(
+        error_policy(Arc::new(c.clone()), &err, ctx.clone()),
+        Requeue::requeue(Duration::from_secs(15))
+    );
+    assert!(
+        ctx.metrics
+            .render()
+            .contains(r#"regcheck_reconcile_errors_total{error="create_job"} 1"#)
+    );
+
+    let first: Vec<Job> = jobs_of(&c, 1, "active").into_iter().take(1).collect();
+    let steps = vec![
+        list_jobs(PROBE_NS, in_ns(&first, PROBE_NS)),
+        list_jobs(NS, vec![]),
+        list_pods(PROBE_NS, "r1", vec![]),
+        list_nodes(),
+        create_job(PROBE_NS, "r1", "node", 201).body(|b| {
+            assert_eq!(b["metadata"]["labels"]["regcheck.dev/node"], "aks-user-0");
+        }),
+        create_job(NS, "r1", "pod", 201),
+        create_job(NS, "r1", "pod", 201),
+    ];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+}
+
+/// An invalid spec: no Jobs, `Ready=False` with `InvalidSpec`, an Event; the same spec again
+/// writes nothing.
+#[tokio::test]
+async fn invalid_spec_is_reported_not_retried() {
+    let Setup { ctx, handle } = setup(config());
+    let c = check(1, json!({"interval": "10s"}));
+    let steps = vec![
+        list_jobs(PROBE_NS, vec![]),
+        list_jobs(NS, vec![]),
+        patch_status(|s| {
+            let ready = condition(s, "Ready");
+            assert_eq!(ready["status"], "False");
+            assert_eq!(ready["reason"], "InvalidSpec");
+            assert!(
+                ready["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("spec.interval: '10s'")
+            );
+        }),
+        event("Warning", "InvalidSpec"),
+    ];
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+    assert_eq!(res.unwrap(), Requeue::await_change());
+    // With that status in place, only the Jobs are listed.
+    let mut again = c;
+    let now = Time(Timestamp::now());
+    again.status = Some(invalid_status(
+        &Default::default(),
+        Some(1),
+        &decide::validate(&again.spec).unwrap_err(),
+        &now,
+    ));
+    let steps = vec![list_jobs(PROBE_NS, vec![]), list_jobs(NS, vec![])];
+    let (res, _) = run_steps(&ctx, handle, again, steps).await;
+    assert_eq!(res.unwrap(), Requeue::await_change());
+    assert!(
+        ctx.metrics
+            .render()
+            .contains(r#"regcheck_runs_total{result="invalid_spec"} 1"#)
+    );
+}
+
+#[test]
+fn node_proxy_is_passed_to_inherit_node_probes_only() {
+    let mut cfg = config();
+    cfg.node_proxy = Some("http://10.0.0.9:3128".into());
+    cfg.node_no_proxy = Some(".svc,10.0.0.0/8".into());
+    cfg.probe_image_pull_policy = "Always".into();
+    let c = check(1, json!({}));
+    let jobs = plan_jobs(&c, &node_infos(), 1, &cfg);
+    for (ctx, j) in &jobs {
+        let container = &j
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0];
+        assert_eq!(container.image_pull_policy.as_deref(), Some("Always"));
+        let args = container.args.as_ref().unwrap().join(" ");
+        let has = args.contains("--proxy http://10.0.0.9:3128 --proxy-bypass .svc,10.0.0.0/8");
+        assert_eq!(has, *ctx == ProbeContext::Node, "{args}");
+        let ann = j.annotations();
+        assert_eq!(ann[run_ann::RUN_SIZE], "4");
+        assert_eq!(ann[run_ann::GENERATION], "1");
+        assert_eq!(ann[run_ann_extra::ZONE], "z1");
+    }
+    let mut explicit = c.clone();
+    explicit.spec.proxy.mode = ProxyMode::None;
+    for (_, j) in plan_jobs(&explicit, &node_infos(), 1, &cfg) {
+        let args = j.spec.unwrap().template.spec.unwrap().containers[0]
+            .args
+            .clone()
+            .unwrap();
+        assert!(!args.contains(&"http://10.0.0.9:3128".to_string()));
+    }
+}
+
+#[test]
+fn jobs_map_back_to_their_check() {
+    let c = check(1, json!({}));
+    let (_, j) = plan_jobs(&c, &node_infos(), 1, &config()).remove(0);
+    let r = check_of_job(&j).unwrap();
+    assert_eq!(r.name, "acr");
+    assert_eq!(r.namespace.as_deref(), Some(NS));
+    let mut labels_only = j.clone();
+    labels_only.metadata.annotations = None;
+    assert_eq!(check_of_job(&labels_only), Some(r));
+    let mut none = j;
+    none.metadata.annotations = None;
+    none.metadata.labels = Some(BTreeMap::new());
+    assert_eq!(check_of_job(&none), None);
+}
+
+#[test]
+fn status_equality_ignores_timestamps_only() {
+    let t = |s: i64| Time(Timestamp::from_second(1_700_000_000 + s).unwrap());
+    let a = invalid_status(&Default::default(), Some(1), "spec.interval: bad", &t(0));
+    let b = invalid_status(&Default::default(), Some(1), "spec.interval: bad", &t(50));
+    assert!(same_except_timestamps(&a, &b));
+    let c = invalid_status(&Default::default(), Some(2), "spec.interval: bad", &t(0));
+    assert!(!same_except_timestamps(&a, &c));
+    // lastTransitionTime stays while the status does not change.
+    let again = invalid_status(&a, Some(1), "spec.interval: worse", &t(100));
+    assert_eq!(again.conditions[0].last_transition_time, t(0));
+}
+
+#[test]
+fn events_only_on_transitions() {
+    let t = Time(Timestamp::from_second(1_700_000_000).unwrap());
+    let cond = |status: &str, reason: &str| Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: "m".into(),
+        observed_generation: Some(1),
+        last_transition_time: t.clone(),
+    };
+    let st = |status: &str, reason: &str| RegistryConnectivityCheckStatus {
+        conditions: vec![cond(status, reason)],
+        diagnosis: Some(crate::crd::Diagnosis {
+            reason: reason.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let none = RegistryConnectivityCheckStatus::default();
+    let ev = transition_event(&none, &st("True", "Healthy")).unwrap();
+    assert_eq!((ev.reason.as_str(), ev.type_), ("Ready", EventType::Normal));
+    let ev = transition_event(&st("True", "Healthy"), &st("False", "DNSNameNotFound")).unwrap();
+    assert_eq!(
+        (ev.reason.as_str(), ev.type_),
+        ("DNSNameNotFound", EventType::Warning)
+    );
+    let ev = transition_event(
+        &st("False", "DNSNameNotFound"),
+        &st("False", "ConnectionTimedOut"),
+    )
+    .unwrap();
+    assert_eq!(ev.reason, "DiagnosisChanged");
+    assert!(transition_event(&st("False", "X"), &st("False", "X")).is_none());
+    let ev = transition_event(&none, &st("Unknown", "AwaitingThreshold")).unwrap();
+    assert_eq!(ev.reason, "NotReady");
+}

@@ -1,0 +1,1060 @@
+//! The operator: reconciles `RegistryConnectivityCheck`s into runs of probe Jobs and folds the
+//! probes' reports into the status.
+//!
+//! [`reconcile`] is thin: kube's `finalizer` helper dispatches to [`apply`] and [`cleanup`].
+//! `apply` lists the check's Jobs (and, for a run in progress, their pods), asks the pure
+//! [`decide::decide`] what to do, and carries it out. Everything else that can be pure is:
+//! planning ([`crate::plan`]), building Jobs ([`crate::jobs`]), aggregating results and
+//! computing conditions ([`crate::aggregate`]).
+
+pub mod cli;
+pub mod decide;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+#[cfg(test)]
+mod mock_tests;
+
+use crate::aggregate::{self, ProbeOutcome, ProbeRecord, conditions};
+use crate::crd::{
+    ProbeContext, ProxyMode, RegistryConnectivityCheck, RegistryConnectivityCheckStatus, RunInfo,
+};
+use crate::findings::Reason;
+use crate::jobs::{self, ProbeJob, labels};
+use crate::plan::{self, NodeInfo, Target};
+use decide::{Action, DecideConfig, Decision, RunJob, annotations as run_ann};
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// Finalizer that removes the check's Jobs in every namespace.
+pub const FINALIZER: &str = "regcheck.dev/cleanup";
+/// The one field manager of the status.
+pub const FIELD_MANAGER: &str = "regcheck-controller";
+/// Condition reason of a spec the controller cannot use.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+/// Selector of every probe Job.
+pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=regcheck";
+
+/// Errors of a reconciliation. Each has a fixed metric label.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("listing probe jobs in {namespace}")]
+    ListJobs {
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("listing probe pods in {namespace}")]
+    ListPods {
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("listing nodes")]
+    ListNodes {
+        #[source]
+        source: kube::Error,
+    },
+    #[error("creating probe job {namespace}/{name}")]
+    CreateJob {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("deleting probe jobs in {namespace}")]
+    DeleteJobs {
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing status of {namespace}/{name}")]
+    PatchStatus {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the check has no {0}")]
+    MissingField(&'static str),
+    #[error(transparent)]
+    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// Fixed label for metrics: never error text.
+    pub fn metric_label(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Self::ListJobs { .. } => "list_jobs",
+            Self::ListPods { .. } => "list_pods",
+            Self::ListNodes { .. } => "list_nodes",
+            Self::CreateJob { .. } => "create_job",
+            Self::DeleteJobs { .. } => "delete_jobs",
+            Self::PatchStatus { .. } => "patch_status",
+            Self::MissingField(_) => "missing_field",
+            Self::Finalizer(f) => match f.as_ref() {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.metric_label(),
+                F::AddFinalizer(_) => "add_finalizer",
+                F::RemoveFinalizer(_) => "remove_finalizer",
+                _ => "finalizer",
+            },
+        }
+    }
+}
+
+/// Settings of the controller (from flags).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub probe_image: String,
+    pub probe_image_pull_policy: String,
+    /// Where node-context Jobs run, and the Lease lives.
+    pub probe_namespace: String,
+    /// Watched namespaces (empty: all).
+    pub namespaces: Vec<String>,
+    pub default_interval: Duration,
+    pub max_concurrent_jobs: usize,
+    /// The nodes' proxy, for node-context probes of checks with proxy mode `Inherit`.
+    pub node_proxy: Option<String>,
+    pub node_no_proxy: Option<String>,
+}
+
+impl Config {
+    fn decide(&self) -> DecideConfig {
+        DecideConfig {
+            default_interval: self.default_interval,
+            max_concurrent_jobs: self.max_concurrent_jobs.max(1),
+        }
+    }
+}
+
+/// Shared state of reconciliations.
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    pub metrics: Arc<metrics::Metrics>,
+    pub recorder: Recorder,
+}
+
+impl Context {
+    pub fn new(client: Client, config: Config, metrics: Arc<metrics::Metrics>) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            config,
+            metrics,
+        }
+    }
+}
+
+/// Reconciles one check through the finalizer.
+pub async fn reconcile(
+    check: Arc<RegistryConnectivityCheck>,
+    ctx: Arc<Context>,
+) -> Result<Requeue, Error> {
+    let ns = check
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let span = info_span!("reconcile", namespace = %ns, name = %check.name_any());
+    let api: Api<RegistryConnectivityCheck> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, check, |event| async {
+        match event {
+            Finalizer::Apply(c) => apply(&c, &ctx).await,
+            Finalizer::Cleanup(c) => cleanup(&c, &ctx).await,
+        }
+    })
+    .instrument(span)
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Logs, counts and requeues a failed reconciliation (backoff by the error's kind: API
+/// throttling and conflicts are retried soon, everything else a little later).
+pub fn error_policy(
+    check: Arc<RegistryConnectivityCheck>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Requeue {
+    let label = error.metric_label();
+    warn!(
+        namespace = %check.namespace().unwrap_or_default(),
+        name = %check.name_any(),
+        error = %error_chain(error),
+        "reconcile failed"
+    );
+    ctx.metrics.reconcile_error(label);
+    Requeue::requeue(retry_after(error))
+}
+
+/// How long to wait before retrying after `error`.
+pub fn retry_after(error: &Error) -> Duration {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(kube::Error::Api(s)) = e.downcast_ref::<kube::Error>() {
+            return match s.code {
+                409 | 429 => Duration::from_secs(5),
+                500..=599 => Duration::from_secs(15),
+                _ => Duration::from_secs(60),
+            };
+        }
+        source = e.source();
+    }
+    Duration::from_secs(30)
+}
+
+/// The error and its sources on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn check_uid(check: &RegistryConnectivityCheck) -> Result<String, Error> {
+    check.uid().ok_or(Error::MissingField("metadata.uid"))
+}
+
+/// Namespaces that hold a check's Jobs: the probe namespace, then the check's own.
+fn job_namespaces(check_ns: &str, cfg: &Config) -> Vec<String> {
+    let mut v = vec![cfg.probe_namespace.clone()];
+    if check_ns != cfg.probe_namespace {
+        v.push(check_ns.to_string());
+    }
+    v
+}
+
+async fn list_jobs(ctx: &Context, check_ns: &str, uid: &str) -> Result<Vec<Job>, Error> {
+    let lp = ListParams::default().labels(&format!("{}={uid}", labels::CHECK_UID));
+    let mut out = Vec::new();
+    for ns in job_namespaces(check_ns, &ctx.config) {
+        let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+        let list = api.list(&lp).await.map_err(|source| Error::ListJobs {
+            namespace: ns.clone(),
+            source,
+        })?;
+        out.extend(list.items);
+    }
+    Ok(out)
+}
+
+/// Pods of run `run` in the namespaces where its Jobs are.
+async fn list_pods(
+    ctx: &Context,
+    namespaces: &[String],
+    uid: &str,
+    run: &str,
+) -> Result<Vec<Pod>, Error> {
+    let lp = ListParams::default().labels(&format!(
+        "{}={uid},{}={run}",
+        labels::CHECK_UID,
+        labels::RUN
+    ));
+    let mut out = Vec::new();
+    for ns in namespaces {
+        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+        let list = api.list(&lp).await.map_err(|source| Error::ListPods {
+            namespace: ns.clone(),
+            source,
+        })?;
+        out.extend(list.items);
+    }
+    Ok(out)
+}
+
+/// Deletes the Jobs (and through background propagation their pods) of `run`, or of every run
+/// of the check, in `namespaces`.
+async fn delete_jobs(
+    ctx: &Context,
+    namespaces: &[String],
+    uid: &str,
+    run: Option<&str>,
+) -> Result<(), Error> {
+    let mut sel = format!("{}={uid}", labels::CHECK_UID);
+    if let Some(r) = run {
+        sel.push_str(&format!(",{}={r}", labels::RUN));
+    }
+    let lp = ListParams::default().labels(&sel);
+    for ns in namespaces {
+        let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+        match api
+            .delete_collection(&DeleteParams::background(), &lp)
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() => {}
+            Err(source) => {
+                return Err(Error::DeleteJobs {
+                    namespace: ns.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Namespaces (in [`job_namespaces`] order) holding Jobs of `run`.
+fn namespaces_of(jobs: &[Job], run: &str, order: &[String]) -> Vec<String> {
+    order
+        .iter()
+        .filter(|ns| {
+            jobs.iter().any(|j| {
+                j.namespace().as_deref() == Some(ns.as_str())
+                    && j.labels().get(labels::RUN).map(String::as_str) == Some(run)
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+fn job_finished(job: &Job) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        })
+}
+
+/// The pod of a Job: owned by it (or labelled with its name), the one with an outcome first.
+fn pod_of<'a>(job: &Job, pods: &'a [Pod]) -> Option<&'a Pod> {
+    let name = job.name_any();
+    let ns = job.namespace();
+    let mine: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| p.namespace() == ns)
+        .filter(|p| {
+            p.owner_references()
+                .iter()
+                .any(|o| o.kind == "Job" && o.name == name)
+                || p.labels().get("job-name") == Some(&name)
+                || p.labels().get("batch.kubernetes.io/job-name") == Some(&name)
+        })
+        .collect();
+    mine.iter()
+        .find(|p| aggregate::pod_outcome(p) != ProbeOutcome::Running)
+        .or(mine.first())
+        .copied()
+}
+
+/// How the probe of `job` ended: [`aggregate::outcome`], plus a Job that completed but whose
+/// pod (and so its report) is gone.
+pub fn probe_outcome(job: &Job, pod: Option<&Pod>) -> ProbeOutcome {
+    let o = aggregate::outcome(job, pod);
+    if o == ProbeOutcome::Running && pod.is_none() && job_finished(job) {
+        return ProbeOutcome::Failed {
+            reason: Reason::ProbeCrashed,
+            message: "the probe Job finished but its pod is gone, and with it the report".into(),
+        };
+    }
+    o
+}
+
+/// The target a Job probed, from its annotations.
+fn job_target(job: &Job) -> Option<Target> {
+    let ann = job.annotations();
+    let node = ann.get(jobs::annotations::NODE)?.clone();
+    Some(Target {
+        node,
+        node_pool: ann.get(run_ann_extra::NODE_POOL).cloned(),
+        zone: ann.get(run_ann_extra::ZONE).cloned(),
+    })
+}
+
+/// Where the node pool and zone of a target are kept on its Jobs.
+pub mod run_ann_extra {
+    pub const NODE_POOL: &str = "regcheck.dev/node-pool";
+    pub const ZONE: &str = "regcheck.dev/zone";
+}
+
+fn job_context(job: &Job) -> ProbeContext {
+    match job.labels().get(labels::CONTEXT).map(String::as_str) {
+        Some("pod") => ProbeContext::Pod,
+        _ => ProbeContext::Node,
+    }
+}
+
+/// The finished parts of a Job that the controller adds to [`jobs::build_job`]'s: run
+/// bookkeeping annotations, the image pull policy and, for node-context probes of a check
+/// with proxy mode `Inherit`, the nodes' proxy.
+pub fn stamp_job(
+    mut job: Job,
+    check: &RegistryConnectivityCheck,
+    context: ProbeContext,
+    target: Option<&Target>,
+    run_size: usize,
+    cfg: &Config,
+) -> Job {
+    let ann = job.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    if let Some(g) = check.metadata.generation {
+        ann.insert(run_ann::GENERATION.into(), g.to_string());
+    }
+    if let Some(t) = decide::run_now_token(
+        check
+            .annotations()
+            .get(decide::RUN_NOW_ANNOTATION)
+            .map(String::as_str),
+    ) {
+        ann.insert(run_ann::RUN_NOW.into(), t);
+    }
+    ann.insert(run_ann::RUN_SIZE.into(), run_size.to_string());
+    if let Some(t) = target {
+        if let Some(p) = &t.node_pool {
+            ann.insert(run_ann_extra::NODE_POOL.into(), p.clone());
+        }
+        if let Some(z) = &t.zone {
+            ann.insert(run_ann_extra::ZONE.into(), z.clone());
+        }
+    }
+    let inherit_node_proxy =
+        context == ProbeContext::Node && check.spec.proxy.mode == ProxyMode::Inherit;
+    if let Some(c) = job
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+        .and_then(|p| p.containers.first_mut())
+    {
+        c.image_pull_policy = Some(cfg.probe_image_pull_policy.clone());
+        if inherit_node_proxy && let Some(args) = c.args.as_mut() {
+            if let Some(p) = &cfg.node_proxy {
+                args.push("--proxy".into());
+                args.push(p.clone());
+            }
+            if let Some(np) = cfg
+                .node_no_proxy
+                .as_ref()
+                .filter(|_| cfg.node_proxy.is_some())
+            {
+                args.push("--proxy-bypass".into());
+                args.push(np.clone());
+            }
+        }
+    }
+    job
+}
+
+/// The Jobs of run `run`: node-context Jobs (one per target) first, then pod-context Jobs.
+pub fn plan_jobs(
+    check: &RegistryConnectivityCheck,
+    nodes: &[NodeInfo],
+    run: u64,
+    cfg: &Config,
+) -> Vec<(ProbeContext, Job)> {
+    let spec = &check.spec;
+    let targets = plan::plan_targets(nodes, &spec.contexts.node, run);
+    let run_id = decide::run_id(run);
+    let mut contexts = Vec::new();
+    if spec.contexts.node.enabled {
+        contexts.push(ProbeContext::Node);
+    }
+    if spec.contexts.pod.enabled {
+        contexts.push(ProbeContext::Pod);
+    }
+    let size = contexts.len() * targets.len();
+    let mut out = Vec::with_capacity(size);
+    for context in contexts {
+        for t in &targets {
+            let job = jobs::build_job(&ProbeJob {
+                check,
+                run_id: &run_id,
+                context,
+                target: Some(t),
+                image: &cfg.probe_image,
+                operator_namespace: &cfg.probe_namespace,
+            });
+            out.push((context, stamp_job(job, check, context, Some(t), size, cfg)));
+        }
+    }
+    out
+}
+
+/// Creates `jobs` (skipping those that exist), at most `room` of them. 409 AlreadyExists is
+/// fine: that is how a restarted controller resumes a run without duplicates.
+async fn create_jobs(
+    ctx: &Context,
+    jobs: Vec<(ProbeContext, Job)>,
+    room: usize,
+) -> Result<usize, Error> {
+    let mut created = 0;
+    for (context, job) in jobs.into_iter().take(room) {
+        let ns = job.namespace().unwrap_or_default();
+        let name = job.name_any();
+        let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+        match api.create(&PostParams::default(), &job).await {
+            Ok(_) => {
+                ctx.metrics.job_created(context);
+                created += 1;
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                debug!(%ns, %name, "probe job exists already");
+            }
+            Err(source) => {
+                return Err(Error::CreateJob {
+                    namespace: ns,
+                    name,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(created)
+}
+
+async fn list_nodes(ctx: &Context) -> Result<Vec<NodeInfo>, Error> {
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| Error::ListNodes { source })?;
+    Ok(list.items.iter().map(NodeInfo::from_node).collect())
+}
+
+/// The status, ignoring timestamps: equal ones are not written again.
+pub fn same_except_timestamps(
+    a: &RegistryConnectivityCheckStatus,
+    b: &RegistryConnectivityCheckStatus,
+) -> bool {
+    fn strip(s: &RegistryConnectivityCheckStatus) -> RegistryConnectivityCheckStatus {
+        let mut s = s.clone();
+        let epoch = Time(Timestamp::UNIX_EPOCH);
+        for c in &mut s.conditions {
+            c.last_transition_time = epoch.clone();
+        }
+        if let Some(r) = s.last_run.as_mut() {
+            r.start_time = None;
+            r.completion_time = None;
+            r.duration_ms = None;
+        }
+        s
+    }
+    strip(a) == strip(b)
+}
+
+/// Writes the status with server-side apply, unless only timestamps would change. Returns
+/// whether it wrote.
+async fn write_status(
+    ctx: &Context,
+    check: &RegistryConnectivityCheck,
+    new: &RegistryConnectivityCheckStatus,
+) -> Result<bool, Error> {
+    let old = check.status.clone().unwrap_or_default();
+    if check.status.is_some() && same_except_timestamps(&old, new) {
+        debug!("status unchanged");
+        return Ok(false);
+    }
+    let ns = check.namespace().unwrap_or_default();
+    let name = check.name_any();
+    let api: Api<RegistryConnectivityCheck> = Api::namespaced(ctx.client.clone(), &ns);
+    let body = serde_json::json!({
+        "apiVersion": RegistryConnectivityCheck::api_version(&()),
+        "kind": RegistryConnectivityCheck::kind(&()),
+        "status": new,
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|source| Error::PatchStatus {
+        namespace: ns,
+        name,
+        source,
+    })?;
+    Ok(true)
+}
+
+fn ready_of(st: &RegistryConnectivityCheckStatus) -> Option<&Condition> {
+    st.conditions.iter().find(|c| c.type_ == conditions::READY)
+}
+
+/// The Event for a status change, if any: a transition of `Ready`, else a changed diagnosis.
+pub fn transition_event(
+    old: &RegistryConnectivityCheckStatus,
+    new: &RegistryConnectivityCheckStatus,
+) -> Option<Event> {
+    let (o, n) = (ready_of(old), ready_of(new)?);
+    let diag_reason =
+        |s: &RegistryConnectivityCheckStatus| s.diagnosis.as_ref().map(|d| d.reason.clone());
+    let note = |n: &Condition| {
+        Some(aggregate::truncate(
+            &format!("Ready={}: {}: {}", n.status, n.reason, n.message),
+            1024,
+        ))
+    };
+    if o.map(|c| c.status.as_str()) != Some(n.status.as_str()) {
+        let (type_, reason) = match n.status.as_str() {
+            "True" => (EventType::Normal, "Ready".to_string()),
+            _ => (
+                EventType::Warning,
+                Some(n.reason.clone())
+                    .filter(|r| !r.is_empty() && r != aggregate::reasons::AWAITING_THRESHOLD)
+                    .unwrap_or_else(|| "NotReady".into()),
+            ),
+        };
+        return Some(Event {
+            type_,
+            reason,
+            note: note(n),
+            action: "Check".into(),
+            secondary: None,
+        });
+    }
+    if diag_reason(old) != diag_reason(new) {
+        let healthy = n.status == "True";
+        return Some(Event {
+            type_: if healthy {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: "DiagnosisChanged".into(),
+            note: Some(aggregate::truncate(
+                &format!(
+                    "{} → {}: {}",
+                    diag_reason(old).unwrap_or_else(|| "none".into()),
+                    diag_reason(new).unwrap_or_else(|| "none".into()),
+                    new.diagnosis
+                        .as_ref()
+                        .map(|d| d.message.as_str())
+                        .unwrap_or("")
+                ),
+                1024,
+            )),
+            action: "Check".into(),
+            secondary: None,
+        });
+    }
+    None
+}
+
+async fn publish(ctx: &Context, check: &RegistryConnectivityCheck, ev: Option<Event>) {
+    if let Some(ev) = ev
+        && let Err(e) = ctx.recorder.publish(&ev, &check.object_ref(&())).await
+    {
+        // Events are best effort: the status says the same.
+        warn!(error = %e, reason = %ev.reason, "cannot publish event");
+    }
+}
+
+/// The status of a check whose spec is unusable.
+pub fn invalid_status(
+    prev: &RegistryConnectivityCheckStatus,
+    generation: Option<i64>,
+    message: &str,
+    now: &Time,
+) -> RegistryConnectivityCheckStatus {
+    let mut st = prev.clone();
+    st.observed_generation = generation;
+    aggregate::set_condition(
+        &mut st.conditions,
+        Condition {
+            type_: conditions::READY.into(),
+            status: "False".into(),
+            reason: INVALID_SPEC.into(),
+            message: aggregate::truncate(message, 1024),
+            observed_generation: generation,
+            last_transition_time: now.clone(),
+        },
+    );
+    st.diagnosis = Some(crate::crd::Diagnosis {
+        reason: INVALID_SPEC.into(),
+        cause: "Configuration".into(),
+        code: None,
+        message: aggregate::truncate(message, crate::crd::DIAGNOSIS_MESSAGE_CHARS),
+        remediation: "Fix the field named in the message; no probes run until then.".into(),
+        docs: vec![],
+        context: None,
+        node: None,
+    });
+    st
+}
+
+fn set_metrics(
+    ctx: &Context,
+    check: &RegistryConnectivityCheck,
+    st: &RegistryConnectivityCheckStatus,
+) {
+    ctx.metrics.set_check(
+        &check.namespace().unwrap_or_default(),
+        &check.name_any(),
+        &check.spec.registry,
+        st,
+    );
+}
+
+/// Brings a check forward one step.
+pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<Requeue, Error> {
+    let ns = check
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let uid = check_uid(check)?;
+    let now = Timestamp::now();
+    let order = job_namespaces(&ns, &ctx.config);
+    let prev = check.status.clone().unwrap_or_default();
+
+    if let Err(msg) = decide::validate(&check.spec) {
+        let jobs = list_jobs(ctx, &ns, &uid).await?;
+        if !jobs.is_empty() {
+            let holding: Vec<String> = order
+                .iter()
+                .filter(|n| {
+                    jobs.iter()
+                        .any(|j| j.namespace().as_deref() == Some(n.as_str()))
+                })
+                .cloned()
+                .collect();
+            delete_jobs(ctx, &holding, &uid, None).await?;
+        }
+        let st = invalid_status(&prev, check.metadata.generation, &msg, &Time(now));
+        if write_status(ctx, check, &st).await? {
+            info!(%msg, "invalid spec");
+            ctx.metrics.run(metrics::RunResult::InvalidSpec);
+            publish(ctx, check, transition_event(&prev, &st)).await;
+        }
+        set_metrics(ctx, check, &st);
+        return Ok(Requeue::await_change());
+    }
+
+    let jobs = list_jobs(ctx, &ns, &uid).await?;
+    let cfg = ctx.config.decide();
+    let by_job_status: Vec<RunJob> = jobs
+        .iter()
+        .map(|j| RunJob::from_job(j, job_finished(j)))
+        .collect();
+    let mut decision = decide::decide(check, &by_job_status, now, &cfg);
+    // A run in progress: its pods say more than its Jobs (a pod that cannot be scheduled or
+    // pulled leaves its Job running until the deadline), and hold the reports.
+    let mut pods = Vec::new();
+    if let Action::Wait { run, .. } | Action::Collect { run } = &decision.action {
+        pods = list_pods(ctx, &namespaces_of(&jobs, run, &order), &uid, run).await?;
+        let by_outcome: Vec<RunJob> = jobs
+            .iter()
+            .map(|j| {
+                let done = probe_outcome(j, pod_of(j, &pods)) != ProbeOutcome::Running;
+                RunJob::from_job(j, done)
+            })
+            .collect();
+        decision = decide::decide(check, &by_outcome, now, &cfg);
+    }
+    let Decision { action, leftovers } = decision;
+    debug!(?action, ?leftovers, "decided");
+    for run in &leftovers {
+        delete_jobs(ctx, &namespaces_of(&jobs, run, &order), &uid, Some(run)).await?;
+    }
+    set_metrics(ctx, check, &prev);
+
+    match action {
+        Action::Idle { requeue_after } => Ok(requeue_after
+            .map(Requeue::requeue)
+            .unwrap_or_else(Requeue::await_change)),
+        Action::Wait {
+            run,
+            top_up,
+            requeue_after,
+        } => {
+            if top_up {
+                let n = decide::run_number(&run).unwrap_or(1);
+                let nodes = list_nodes(ctx).await?;
+                let planned = plan_jobs(check, &nodes, n, &ctx.config);
+                let existing: Vec<String> = jobs.iter().map(|j| j.name_any()).collect();
+                let active = jobs
+                    .iter()
+                    .filter(|j| {
+                        j.labels().get(labels::RUN) == Some(&run)
+                            && probe_outcome(j, pod_of(j, &pods)) == ProbeOutcome::Running
+                    })
+                    .count();
+                let missing: Vec<(ProbeContext, Job)> = planned
+                    .into_iter()
+                    .filter(|(_, j)| !existing.contains(&j.name_any()))
+                    .collect();
+                if missing.is_empty() && active == 0 {
+                    // Nodes went away since the run was planned: what ran is the run.
+                    return collect(check, ctx, &run, &jobs, &pods, &order, now).await;
+                }
+                let room = ctx.config.max_concurrent_jobs.max(1).saturating_sub(active);
+                let created = create_jobs(ctx, missing, room).await?;
+                info!(%run, created, "continued run");
+            }
+            Ok(Requeue::requeue(requeue_after))
+        }
+        Action::Collect { run } => collect(check, ctx, &run, &jobs, &pods, &order, now).await,
+        Action::Start { run, reason } => {
+            info!(run = %decide::run_id(run), reason = reason.as_str(), "starting run");
+            start(check, ctx, run, now).await
+        }
+        Action::Supersede { stale, start: next } => {
+            for run in &stale {
+                info!(%run, "spec changed during the run: deleting its probe jobs");
+                delete_jobs(ctx, &namespaces_of(&jobs, run, &order), &uid, Some(run)).await?;
+            }
+            match next {
+                Some(n) => start(check, ctx, n, now).await,
+                None => Ok(Requeue::await_change()),
+            }
+        }
+    }
+}
+
+async fn start(
+    check: &RegistryConnectivityCheck,
+    ctx: &Context,
+    run: u64,
+    now: Timestamp,
+) -> Result<Requeue, Error> {
+    let nodes = list_nodes(ctx).await?;
+    let planned = plan_jobs(check, &nodes, run, &ctx.config);
+    if planned.is_empty() {
+        // Nothing can run: the run ends at once with that as its result.
+        let run_id = decide::run_id(run);
+        let record = ProbeRecord {
+            context: ProbeContext::Node,
+            target: None,
+            outcome: ProbeOutcome::Failed {
+                reason: Reason::ProbeUnschedulable,
+                message: "no Linux node is Ready, schedulable, matches spec.contexts.node.nodeSelector and tolerates its taints (see spec.contexts.node.tolerations)".into(),
+            },
+        };
+        let info = RunInfo {
+            id: run_id,
+            start_time: Some(Time(now)),
+            completion_time: Some(Time(now)),
+            duration_ms: Some(0),
+        };
+        finish_run(check, ctx, &[record], info, check.metadata.generation, now).await?;
+        return Ok(after_run(check, ctx, now));
+    }
+    let created = create_jobs(ctx, planned, ctx.config.max_concurrent_jobs.max(1)).await?;
+    info!(run = %decide::run_id(run), created, "run started");
+    Ok(Requeue::requeue(decide::POLL_RUNNING))
+}
+
+/// Writes the status, metrics and Events of a finished run.
+async fn finish_run(
+    check: &RegistryConnectivityCheck,
+    ctx: &Context,
+    records: &[ProbeRecord],
+    info: RunInfo,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Result<RegistryConnectivityCheckStatus, Error> {
+    let prev = check.status.clone().unwrap_or_default();
+    let summary = aggregate::aggregate(records);
+    let run_id = info.id.clone();
+    let mut st = aggregate::next_status(&prev, &check.spec, generation, &summary, info, &Time(now));
+    st.last_run_now = decide::run_now_token(
+        check
+            .annotations()
+            .get(decide::RUN_NOW_ANNOTATION)
+            .map(String::as_str),
+    );
+    write_status(ctx, check, &st).await?;
+    let result = metrics::run_result(&summary);
+    ctx.metrics.run(result);
+    for r in records {
+        if let ProbeOutcome::Report(rep) = &r.outcome {
+            ctx.metrics.observe_report(r.context, rep);
+        }
+    }
+    set_metrics(ctx, check, &st);
+    info!(
+        run = %run_id,
+        result = result.as_str(),
+        reason = st.diagnosis.as_ref().map(|d| d.reason.as_str()).unwrap_or(""),
+        "run finished"
+    );
+    publish(ctx, check, transition_event(&prev, &st)).await;
+    Ok(st)
+}
+
+/// When to look again after a run finished.
+fn after_run(check: &RegistryConnectivityCheck, ctx: &Context, now: Timestamp) -> Requeue {
+    // The status just written is what the next decision starts from; until the watch
+    // delivers it, decide on a copy.
+    match decide::decide(check, &[], now, &ctx.config.decide()).action {
+        Action::Idle {
+            requeue_after: Some(d),
+        } => Requeue::requeue(d),
+        Action::Idle {
+            requeue_after: None,
+        } => Requeue::await_change(),
+        _ => Requeue::requeue(Duration::from_secs(1)),
+    }
+}
+
+async fn collect(
+    check: &RegistryConnectivityCheck,
+    ctx: &Context,
+    run: &str,
+    jobs: &[Job],
+    pods: &[Pod],
+    order: &[String],
+    now: Timestamp,
+) -> Result<Requeue, Error> {
+    let uid = check_uid(check)?;
+    let mine: Vec<&Job> = jobs
+        .iter()
+        .filter(|j| j.labels().get(labels::RUN).map(String::as_str) == Some(run))
+        .collect();
+    let records: Vec<ProbeRecord> = mine
+        .iter()
+        .map(|j| ProbeRecord {
+            context: job_context(j),
+            target: job_target(j),
+            outcome: probe_outcome(j, pod_of(j, pods)),
+        })
+        .collect();
+    let start = mine
+        .iter()
+        .filter_map(|j| j.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        .min()
+        .unwrap_or(now);
+    let end = mine
+        .iter()
+        .filter_map(|j| {
+            let s = j.status.as_ref()?;
+            s.completion_time.as_ref().map(|t| t.0).or_else(|| {
+                s.conditions
+                    .as_ref()?
+                    .iter()
+                    .filter(|c| c.status == "True")
+                    .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0))
+                    .max()
+            })
+        })
+        .max()
+        .unwrap_or(now)
+        .max(start);
+    let generation = mine.iter().find_map(|j| {
+        j.annotations()
+            .get(run_ann::GENERATION)
+            .and_then(|g| g.parse().ok())
+    });
+    let info = RunInfo {
+        id: run.to_string(),
+        start_time: Some(Time(start)),
+        completion_time: Some(Time(end)),
+        duration_ms: Some(end.duration_since(start).as_millis().max(0) as u64),
+    };
+    let mut with_status = check.clone();
+    let st = finish_run(check, ctx, &records, info, generation, now).await?;
+    with_status.status = Some(st);
+    delete_jobs(ctx, &namespaces_of(jobs, run, order), &uid, Some(run)).await?;
+    Ok(after_run(&with_status, ctx, now))
+}
+
+/// Deletes the check's Jobs in every namespace; then the finalizer goes.
+pub async fn cleanup(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<Requeue, Error> {
+    let ns = check
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let uid = check_uid(check)?;
+    delete_jobs(ctx, &job_namespaces(&ns, &ctx.config), &uid, None).await?;
+    ctx.metrics.remove_check(&ns, &check.name_any());
+    info!("deleted; probe jobs removed");
+    Ok(Requeue::await_change())
+}
+
+/// The check a probe Job belongs to (owner references cannot cross namespaces, so the
+/// labels and the exact-name annotation say it).
+pub fn check_of_job(job: &Job) -> Option<ObjectRef<RegistryConnectivityCheck>> {
+    if let Some((ns, name)) = job
+        .annotations()
+        .get(jobs::annotations::CHECK)
+        .and_then(|v| v.split_once('/'))
+    {
+        return Some(ObjectRef::new(name).within(ns));
+    }
+    let l = job.labels();
+    let name = l.get(labels::CHECK)?;
+    let ns = l.get(labels::CHECK_NAMESPACE)?;
+    Some(ObjectRef::new(name).within(ns))
+}
+
+/// Runs the controller until `shutdown` resolves; sets `ready` once every watch has listed.
+pub async fn run(
+    ctx: Arc<Context>,
+    ready: Arc<AtomicBool>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let mut controllers = Vec::new();
+    let job_wc = || watcher::Config::default().labels(MANAGED_BY_SELECTOR);
+    if ctx.config.namespaces.is_empty() {
+        let c = Controller::new(
+            Api::<RegistryConnectivityCheck>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .watches(Api::<Job>::all(client.clone()), job_wc(), |j| {
+            check_of_job(&j)
+        });
+        controllers.push(c);
+    } else {
+        for ns in &ctx.config.namespaces {
+            let mut c = Controller::new(
+                Api::<RegistryConnectivityCheck>::namespaced(client.clone(), ns),
+                watcher::Config::default(),
+            )
+            .watches(Api::<Job>::namespaced(client.clone(), ns), job_wc(), |j| {
+                check_of_job(&j)
+            });
+            if *ns != ctx.config.probe_namespace {
+                let sel = format!("{MANAGED_BY_SELECTOR},{}={ns}", labels::CHECK_NAMESPACE);
+                c = c.watches(
+                    Api::<Job>::namespaced(client.clone(), &ctx.config.probe_namespace),
+                    watcher::Config::default().labels(&sel),
+                    |j| check_of_job(&j),
+                );
+            }
+            controllers.push(c);
+        }
+    }
+    let stores: Vec<_> = controllers.iter().map(|c| c.store()).collect();
+    let readiness = tokio::spawn(async move {
+        for s in stores {
+            if s.wait_until_ready().await.is_err() {
+                return;
+            }
+        }
+        ready.store(true, Ordering::SeqCst);
+        info!("watches started");
+    });
+    let runs = controllers.into_iter().map(|c| {
+        c.graceful_shutdown_on(shutdown.clone())
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|res| async move {
+                match res {
+                    Ok((o, _)) => debug!(object = %o, "reconciled"),
+                    Err(e) => debug!(error = %e, "reconcile loop"),
+                }
+            })
+    });
+    futures::future::join_all(runs).await;
+    readiness.abort();
+}
