@@ -1038,8 +1038,15 @@ pub async fn run(
     let stores: Vec<_> = controllers.iter().map(|c| c.store()).collect();
     let readiness = tokio::spawn(async move {
         for s in stores {
-            if s.wait_until_ready().await.is_err() {
-                return;
+            // The store's readiness signal (a futures oneshot behind kube's DelayedInit) keeps
+            // only the most recent waker: the controller's own applier waits on it too, and
+            // this task would never be woken. Poll it again every second instead.
+            loop {
+                match tokio::time::timeout(Duration::from_secs(1), s.wait_until_ready()).await {
+                    Ok(Ok(())) => break,
+                    Ok(Err(_)) => return,
+                    Err(_) => continue,
+                }
             }
         }
         ready.store(true, Ordering::SeqCst);
