@@ -757,7 +757,11 @@ fn controller_runs_with_the_deploy_rbac_and_nothing_more() {
         ("get", "secrets", None),
         ("list", "secrets", Some(OPERATOR_NS)),
         ("create", "pods", None),
-        ("get", "registryconnectivitychecks.regcheck.dev/finalizers", None),
+        (
+            "get",
+            "registryconnectivitychecks.regcheck.dev/finalizers",
+            None,
+        ),
         ("delete", "registryconnectivitychecks.regcheck.dev", None),
         ("update", "leases.coordination.k8s.io", Some("default")),
         ("update", "nodes", None),
@@ -1248,7 +1252,8 @@ fn controller_restart_mid_run_resumes_without_duplicate_jobs() {
     let ns = Ns::fresh(c, "restart");
     let check = ns.check(
         "hang",
-        json!({"registry": HANG, "timeoutSeconds": 25, "interval": "1h"}),
+        // The probes wait for headers that never come: the run lasts a good part of 60 s.
+        json!({"registry": HANG, "timeoutSeconds": 60, "interval": "1h"}),
     );
     let uid = uid(&check);
     // Every Job ever seen for the check: name -> (run, context, uid).
@@ -1290,6 +1295,21 @@ fn controller_restart_mid_run_resumes_without_duplicate_jobs() {
         "--timeout=60s",
     ])
     .unwrap();
+    // The old controller is gone and the run is not finished: the new one has to resume it.
+    let v = ns.get("hang").unwrap();
+    assert_ne!(
+        last_run(&v),
+        Some(run.as_str()),
+        "the run finished before the controller was stopped; nothing was resumed: {v:#}"
+    );
+    let running = ns.jobs(&uid);
+    record(&running);
+    assert!(
+        running
+            .iter()
+            .any(|j| j["status"]["completionTime"].is_null() && j["status"]["failed"].is_null()),
+        "a Job of run {run} still running while no controller runs: {running:#?}"
+    );
     // Watch the Jobs while the new controller takes over and finishes the run.
     let v = wait_for(
         "the interrupted run to complete",
