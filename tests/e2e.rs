@@ -202,6 +202,7 @@ fn fixture() -> &'static Fixture {
             .unwrap()
             .take()
             .ok_or_else(|| "no cluster".to_string())?;
+        lock_cluster(&cluster)?;
         install(&mut cluster)?;
         Ok(Fixture {
             cluster,
@@ -289,6 +290,52 @@ impl Cluster {
         let out = self.k(&a)?;
         serde_json::from_str(&out).map_err(|e| format!("kubectl {a:?}: not JSON ({e}): {out}"))
     }
+}
+
+/// Held for the rest of the process: one e2e run per cluster at a time (another worktree's
+/// `cargo test` would replace the image, the controller and the lab servers under our feet).
+static CLUSTER_LOCK: OnceLock<std::fs::File> = OnceLock::new();
+
+fn lock_cluster(c: &Cluster) -> Result<(), String> {
+    let path = match c.mode {
+        Mode::Shared { .. } => cluster_dir().join("e2e.lock"),
+        Mode::External => std::env::temp_dir().join("regcheck-e2e.lock"),
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let limit = Duration::from_secs(30 * 60);
+    let start = Instant::now();
+    let mut told = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < limit => {
+                if !told {
+                    say(&format!(
+                        "another e2e run holds {}; waiting (at most {limit:?})",
+                        path.display()
+                    ));
+                    told = true;
+                }
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "another e2e run held {} for {limit:?}",
+                    path.display()
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!("locking {}: {e}", path.display()));
+            }
+        }
+    }
+    let _ = CLUSTER_LOCK.set(file);
+    Ok(())
 }
 
 /// Lab servers, image, CRD, operator: once per test process.
