@@ -821,6 +821,48 @@ fn controller_runs_with_the_deploy_rbac_and_nothing_more() {
     }
 }
 
+fn api_server_accepts_the_examples_and_rejects_a_bad_spec() {
+    let c = &fixture().cluster;
+    let _g = shared();
+    let ns = Ns::fresh(c, "examples");
+    let dir = Path::new(ROOT).join("deploy/examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "{files:?}");
+    for f in &files {
+        // Server-side dry run (in the examples' own namespace; nothing is created): the API
+        // server validates against the installed CRD schema.
+        let out = c
+            .k(&[
+                "apply",
+                "--dry-run=server",
+                "--validate=false",
+                "-f",
+                f.to_str().unwrap(),
+            ])
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        assert!(
+            out.contains("created (server dry run)"),
+            "{}: {out}",
+            f.display()
+        );
+    }
+    let bad = json!({
+        "apiVersion": "regcheck.dev/v1alpha1", "kind": "RegistryConnectivityCheck",
+        "metadata": {"name": "bad", "namespace": ns.name},
+        "spec": {"registry": "bad host!", "timeoutSeconds": 0},
+    });
+    let err = c.apply(&bad).expect_err("a bad spec is refused");
+    assert!(
+        err.contains("spec.registry") && err.contains("spec.timeoutSeconds"),
+        "{err}"
+    );
+}
+
 fn probe_jobs_run_on_the_node_with_restricted_security() {
     let c = &fixture().cluster;
     let _g = shared();
@@ -1439,6 +1481,10 @@ fn main() {
         (
             "controller_runs_with_the_deploy_rbac_and_nothing_more",
             controller_runs_with_the_deploy_rbac_and_nothing_more,
+        ),
+        (
+            "api_server_accepts_the_examples_and_rejects_a_bad_spec",
+            api_server_accepts_the_examples_and_rejects_a_bad_spec,
         ),
         (
             "probe_jobs_run_on_the_node_with_restricted_security",
