@@ -1259,6 +1259,47 @@ fn value(
         .map(|s| s.value)
 }
 
+fn spec_the_schema_misses_is_invalid_spec_without_jobs_or_restarts() {
+    let c = &fixture().cluster;
+    let _g = shared();
+    let ns = Ns::fresh(c, "invalid-spec");
+    let restarts = || -> u64 {
+        c.get_json(&["pods", "-n", OPERATOR_NS, "-l", CONTROLLER_SELECTOR])
+            .ok()
+            .and_then(|p| p["items"][0]["status"]["containerStatuses"][0]["restartCount"].as_u64())
+            .unwrap_or(0)
+    };
+    let before = restarts();
+    // The interval must be longer than the probe deadline: a CEL rule, which Kubernetes before
+    // 1.25 (like the shared cluster) drops, so the controller has to catch it itself.
+    let check = ns.check(
+        "bad",
+        json!({"registry": LOGIN, "interval": "30s", "timeoutSeconds": 60}),
+    );
+    let v = ns.wait_check("bad", "Ready=False InvalidSpec", RUN_WAIT, |v| {
+        condition(v, "Ready")
+            .is_some_and(|r| r["status"] == "False" && r["reason"] == "InvalidSpec")
+    });
+    let msg = condition(&v, "Ready").unwrap()["message"]
+        .as_str()
+        .unwrap_or("");
+    assert!(msg.contains("spec.interval"), "names the field: {msg}");
+    assert_eq!(reason(&v), Some("InvalidSpec"), "{v:#}");
+    assert!(
+        ns.jobs(&uid(&check)).is_empty(),
+        "no probe Jobs for an invalid spec"
+    );
+    assert_eq!(restarts(), before, "the controller did not crash");
+    // Fixing the spec starts runs.
+    ns.check(
+        "bad",
+        json!({"registry": LOGIN, "interval": "30s", "timeoutSeconds": 5}),
+    );
+    ns.wait_check("bad", "Ready=True after the fix", RUN_WAIT, |v| {
+        ready(v) == Some("True")
+    });
+}
+
 fn spec_change_starts_a_new_run() {
     let c = &fixture().cluster;
     let _g = shared();
@@ -1503,6 +1544,10 @@ fn main() {
             unresolvable_name_fails_only_after_failure_threshold_runs,
         ),
         ("metrics_describe_each_check", metrics_describe_each_check),
+        (
+            "spec_the_schema_misses_is_invalid_spec_without_jobs_or_restarts",
+            spec_the_schema_misses_is_invalid_spec_without_jobs_or_restarts,
+        ),
         ("spec_change_starts_a_new_run", spec_change_starts_a_new_run),
         (
             "run_now_annotation_starts_a_run",
