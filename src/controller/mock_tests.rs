@@ -29,6 +29,9 @@ fn config() -> Config {
         max_concurrent_jobs: 50,
         node_proxy: None,
         node_no_proxy: None,
+        policy: PolicyConfig::default(),
+        // Every run lists the nodes (the cache has its own test).
+        node_cache_ttl: Duration::ZERO,
     }
 }
 
@@ -62,11 +65,13 @@ fn nodes() -> Vec<Value> {
     vec![node("aks-sys-0", "sys"), node("aks-user-0", "user")]
 }
 
-fn node_infos() -> Vec<NodeInfo> {
-    nodes()
-        .into_iter()
-        .map(|n| NodeInfo::from_node(&serde_json::from_value(n).unwrap()))
-        .collect()
+fn node_infos() -> NodeInventory {
+    NodeInventory::new(
+        nodes()
+            .into_iter()
+            .map(|n| NodeInfo::from_node(&serde_json::from_value(n).unwrap()))
+            .collect(),
+    )
 }
 
 fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
@@ -385,7 +390,7 @@ async fn run_steps(
     });
     let res = tokio::time::timeout(
         Duration::from_secs(10),
-        reconcile(Arc::new(obj), ctx.clone()),
+        reconcile(Arc::new(StoredCheck::from(&obj)), ctx.clone()),
     )
     .await
     .expect("reconcile hung: it made a request that was not expected");
@@ -717,7 +722,7 @@ async fn throttled_is_retried() {
     let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
     let err = res.unwrap_err();
     assert_eq!(err.metric_label(), "list_jobs");
-    let requeue = error_policy(Arc::new(c.clone()), &err, ctx.clone());
+    let requeue = error_policy(Arc::new(StoredCheck::from(&c)), &err, ctx.clone());
     assert_eq!(requeue, Requeue::requeue(Duration::from_secs(5)));
     assert!(
         ctx.metrics
@@ -754,7 +759,7 @@ async fn server_error_mid_run_resumes_without_duplicates() {
     let err = res.unwrap_err();
     assert_eq!(err.metric_label(), "create_job");
     assert_eq!(
-        error_policy(Arc::new(c.clone()), &err, ctx.clone()),
+        error_policy(Arc::new(StoredCheck::from(&c)), &err, ctx.clone()),
         Requeue::requeue(Duration::from_secs(15))
     );
     assert!(
