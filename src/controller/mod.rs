@@ -636,7 +636,9 @@ async fn write_status(
     }
     let ns = check.namespace().unwrap_or_default();
     let name = check.name_any();
-    let api: Api<RegistryConnectivityCheck> = Api::namespaced(ctx.client.clone(), &ns);
+    // The server answers with the whole object, whose spec may not decode (that can be why
+    // this status is written): read the answer undecoded.
+    let api: Api<StoredCheck> = Api::namespaced(ctx.client.clone(), &ns);
     let body = serde_json::json!({
         "apiVersion": RegistryConnectivityCheck::api_version(&()),
         "kind": RegistryConnectivityCheck::kind(&()),

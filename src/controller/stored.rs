@@ -80,24 +80,34 @@ const MAX_ERROR_CHARS: usize = 300;
 
 /// Decodes `spec` and `status` separately; never fails.
 pub fn decode(stored: &StoredCheck) -> Decoded {
-    let (spec, spec_error) =
-        match serde_json::from_value::<RegistryConnectivityCheckSpec>(stored.spec.clone()) {
-            Ok(s) => (s, None),
-            Err(e) => {
-                let registry = stored
-                    .spec
-                    .get("registry")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .chars()
-                    .take(260)
-                    .collect::<String>();
-                let stand_in: RegistryConnectivityCheckSpec =
-                    serde_json::from_value(serde_json::json!({ "registry": registry }))
-                        .expect("a spec with only a registry string decodes");
-                (stand_in, Some(spec_message(&stored.spec, &e)))
-            }
-        };
+    // serde would also read a struct from an array of its fields in order; a stored spec is
+    // an object or it is broken.
+    let decoded = if stored.spec.is_object() {
+        serde_json::from_value::<RegistryConnectivityCheckSpec>(stored.spec.clone())
+            .map_err(|e| spec_message(&stored.spec, &e))
+    } else {
+        Err(spec_message(
+            &stored.spec,
+            &serde::de::Error::custom("not an object"),
+        ))
+    };
+    let (spec, spec_error) = match decoded {
+        Ok(s) => (s, None),
+        Err(msg) => {
+            let registry = stored
+                .spec
+                .get("registry")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .chars()
+                .take(260)
+                .collect::<String>();
+            let stand_in: RegistryConnectivityCheckSpec =
+                serde_json::from_value(serde_json::json!({ "registry": registry }))
+                    .expect("a spec with only a registry string decodes");
+            (stand_in, Some(msg))
+        }
+    };
     let (status, status_error) = match &stored.status {
         None | Some(Value::Null) => (None, None),
         Some(v) => match serde_json::from_value(v.clone()) {
