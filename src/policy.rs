@@ -228,9 +228,14 @@ impl HostPattern {
             return Err(InputError::new(
                 field,
                 s,
-                format!(
-                    "contains a port; give host patterns only and ports in {FLAG_ALLOWED_PORTS}"
-                ),
+                if field == FLAG_ALLOWED_PROXIES {
+                    "contains a port; give host patterns only (a proxy may use any port)"
+                        .to_string()
+                } else {
+                    format!(
+                        "contains a port; give host patterns only and ports in {FLAG_ALLOWED_PORTS}"
+                    )
+                },
             ));
         }
         Ok(Self::Exact(target::validate_host(field, t)?))
