@@ -23,7 +23,7 @@ use regcheck::crd::{
 };
 use regcheck::findings::Report;
 use regcheck::jobs::{self, ProbeJob};
-use regcheck::plan::{self, NodeInfo, Target};
+use regcheck::plan::{self, NodeInfo, NodeInventory, Target};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -399,22 +399,51 @@ fn main() {
     // ---- planning
     println!();
     let mut plans: Vec<Vec<Target>> = Vec::new();
+    // What the controller does: one inventory per node LIST (reused for NODE_CACHE_TTL),
+    // groups cached per distinct node selector/tolerations, each check picking from them.
     let s = bench(plan_samples, || {
+        let inv = NodeInventory::new(infos.clone());
         checks
             .iter()
-            .map(|c| plan::plan_targets(&infos, &ctx_of(c), 7))
+            .map(|c| inv.plan(&ctx_of(c), 7))
             .collect::<Vec<_>>()
     });
     s.print(
-        "plan_targets: one pass over 1,000 checks",
+        "NodeInventory::new + plan: one pass over 1,000 checks",
         Some(("check", CHECKS)),
     );
-    let ((), plan_peak) = peak_during(|| {
-        plans = checks
+    let inv = NodeInventory::new(infos.clone());
+    let s = bench(plan_samples, || NodeInventory::new(infos.clone()));
+    s.print(
+        "  of which NodeInventory::new (5,000 nodes, incl. clone)",
+        None,
+    );
+    let s = bench(plan_samples, || {
+        checks
             .iter()
-            .map(|c| plan::plan_targets(&infos, &ctx_of(c), 7))
-            .collect();
+            .map(|c| inv.plan(&ctx_of(c), 7))
+            .collect::<Vec<_>>()
     });
+    s.print(
+        "  of which plan over a warm inventory, 1,000 checks",
+        Some(("check", CHECKS)),
+    );
+    println!(
+        "  distinct node selector/tolerations pairs cached: {}",
+        inv.cached_contexts()
+    );
+    let ((), plan_peak) = peak_during(|| {
+        let inv = NodeInventory::new(infos.clone());
+        plans = checks.iter().map(|c| inv.plan(&ctx_of(c), 7)).collect();
+    });
+    assert!(
+        checks
+            .iter()
+            .zip(&plans)
+            .step_by(97)
+            .all(|(c, p)| *p == plan::plan_targets(&infos, &ctx_of(c), 7)),
+        "the inventory plans what plan_targets plans"
+    );
     let per_node_pool = plans
         .iter()
         .zip(&checks)

@@ -165,6 +165,137 @@ fn target(n: &NodeInfo) -> Target {
     }
 }
 
+/// The node list prepared once for planning many checks.
+///
+/// Planning a check depends on the inventory and on the check's [`NodeContext`]; of the
+/// context, only `nodeSelector` and `tolerations` decide which nodes are candidates, and a
+/// cluster's checks have few distinct pairs of them. The inventory computes each node's pool,
+/// zone and fixed eligibility once, orders the nodes by (pool, zone, name) once, and keeps the
+/// candidate groups of every distinct selector/tolerations pair it has been asked for, so that
+/// planning one more check with a known pair only picks targets from the cached groups.
+///
+/// Results are those of [`plan_targets`] (which is this, for one check).
+#[derive(Debug)]
+pub struct NodeInventory {
+    nodes: Vec<Prepared>,
+    /// Indices into `nodes`, ordered by (pool, zone), then name, then input order.
+    order: Vec<usize>,
+    cache: std::sync::Mutex<std::collections::HashMap<String, Arc<Groups>>>,
+}
+
+/// Candidate groups: indices into [`NodeInventory::nodes`], one `Vec` per (pool, zone) in key
+/// order, members sorted by name.
+type Groups = Vec<Vec<usize>>;
+
+use std::sync::Arc;
+
+#[derive(Debug)]
+struct Prepared {
+    info: NodeInfo,
+    pool: Option<String>,
+    zone: Option<String>,
+    /// Linux, Ready and schedulable: what does not depend on the check.
+    base_ok: bool,
+}
+
+/// Most distinct selector/tolerations pairs kept; beyond that, groups are computed and not
+/// kept (a bound against checks that each invent their own).
+const MAX_CACHED_CONTEXTS: usize = 256;
+
+impl NodeInventory {
+    /// Prepares `nodes` (any order; the plan does not depend on it).
+    pub fn new(nodes: Vec<NodeInfo>) -> Self {
+        let nodes: Vec<Prepared> = nodes
+            .into_iter()
+            .map(|info| Prepared {
+                pool: info.pool().map(str::to_string),
+                zone: info.zone().map(str::to_string),
+                base_ok: info.is_linux() && info.ready && !info.unschedulable,
+                info,
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..nodes.len()).collect();
+        // Stable: nodes with equal keys keep their input order, as in [`groups`].
+        order.sort_by(|&a, &b| {
+            let (x, y) = (&nodes[a], &nodes[b]);
+            (&x.pool, &x.zone, &x.info.name).cmp(&(&y.pool, &y.zone, &y.info.name))
+        });
+        Self {
+            nodes,
+            order,
+            cache: Default::default(),
+        }
+    }
+
+    /// Number of nodes in the inventory.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Distinct selector/tolerations pairs whose groups are cached.
+    pub fn cached_contexts(&self) -> usize {
+        self.cache.lock().map_or(0, |c| c.len())
+    }
+
+    /// The candidate groups for `ctx`'s node selector and tolerations (cached).
+    fn groups_for(&self, ctx: &NodeContext) -> Arc<Groups> {
+        // Both are plain data; their JSON is a faithful key.
+        let key =
+            serde_json::to_string(&(&ctx.node_selector, &ctx.tolerations)).unwrap_or_default();
+        if let Ok(cache) = self.cache.lock()
+            && let Some(g) = cache.get(&key)
+        {
+            return g.clone();
+        }
+        let groups = Arc::new(self.compute_groups(ctx));
+        if let Ok(mut cache) = self.cache.lock()
+            && cache.len() < MAX_CACHED_CONTEXTS
+        {
+            cache.insert(key, groups.clone());
+        }
+        groups
+    }
+
+    fn compute_groups(&self, ctx: &NodeContext) -> Groups {
+        let mut out: Groups = Vec::new();
+        let mut last: Option<usize> = None;
+        for &i in &self.order {
+            let n = &self.nodes[i];
+            if !n.base_ok || eligibility(&n.info, ctx).is_err() {
+                continue;
+            }
+            match last.map(|l| &self.nodes[l]) {
+                Some(p) if p.pool == n.pool && p.zone == n.zone => {
+                    // Same group; a repeated name keeps its first entry (as in [`groups`]).
+                    if p.info.name != n.info.name
+                        && let Some(g) = out.last_mut()
+                    {
+                        g.push(i);
+                    }
+                }
+                _ => out.push(vec![i]),
+            }
+            last = Some(i);
+        }
+        out
+    }
+
+    /// The nodes to probe in run number `run` of a check with node context `ctx`; see
+    /// [`plan_targets`].
+    pub fn plan(&self, ctx: &NodeContext, run: u64) -> Vec<Target> {
+        let groups = self.groups_for(ctx);
+        let groups: Vec<Vec<&NodeInfo>> = groups
+            .iter()
+            .map(|g| g.iter().map(|&i| &self.nodes[i].info).collect())
+            .collect();
+        plan_groups(&groups, ctx, run)
+    }
+}
+
 /// The nodes to probe in run number `run` (a counter kept by the controller).
 ///
 /// - `PerNodePool`: one node per (pool, zone), the `run`-th of the group modulo its size, so
@@ -173,9 +304,14 @@ fn target(n: &NodeInfo) -> Target {
 /// - `Sample`: `count` nodes, taken round-robin over the groups (one from each group before a
 ///   second from any), starting at a group and node that move with `run`.
 ///
-/// Targets are sorted by node name.
+/// Targets are sorted by node name. For many checks over the same nodes, build a
+/// [`NodeInventory`] once and call [`NodeInventory::plan`].
 pub fn plan_targets(nodes: &[NodeInfo], ctx: &NodeContext, run: u64) -> Vec<Target> {
-    let groups: Vec<Vec<&NodeInfo>> = groups(nodes, ctx).into_values().collect();
+    NodeInventory::new(nodes.to_vec()).plan(ctx, run)
+}
+
+/// [`plan_targets`] over candidate groups in (pool, zone) order, members sorted by name.
+fn plan_groups(groups: &[Vec<&NodeInfo>], ctx: &NodeContext, run: u64) -> Vec<Target> {
     let mut out: Vec<Target> = match ctx.strategy {
         Strategy::PerNodePool => groups.iter().map(|m| target(pick(m, run))).collect(),
         Strategy::AllNodes => groups.iter().flatten().map(|n| target(n)).collect(),
@@ -609,6 +745,96 @@ mod tests {
         assert_eq!(
             plan_targets(&nodes, &ctx(Strategy::Sample, Some(300)), 0).len(),
             300
+        );
+    }
+
+    /// The inventory's groups are those of [`groups`] (the plain definition), for contexts
+    /// with and without selectors and tolerations, with duplicate names, ineligible nodes and
+    /// nodes without pool or zone, in any input order; the cache is keyed by selector and
+    /// tolerations only.
+    #[test]
+    fn inventory_matches_the_plain_grouping_and_caches_per_context() {
+        let mut nodes = cluster();
+        nodes.push(NodeInfo {
+            ready: false,
+            ..pooled("usr-0-notready", "usr", "z1")
+        });
+        nodes.push(NodeInfo {
+            taints: vec![Taint {
+                key: "gpu".into(),
+                value: Some("yes".into()),
+                effect: "NoSchedule".into(),
+                ..Default::default()
+            }],
+            ..pooled("gpu-1a", "gpu", "z1")
+        });
+        nodes.push(pooled("sys-1a", "sys", "z1")); // a duplicate name
+        nodes.push(pooled("sys-1a", "usr", "z2")); // the same name in another group
+        nodes.push(node("zoneless", &[("agentpool", "old")]));
+        let tol = Toleration {
+            key: Some("gpu".into()),
+            operator: Some("Exists".into()),
+            ..Default::default()
+        };
+        let contexts = [
+            NodeContext::default(),
+            NodeContext {
+                node_selector: [(ZONE_LABEL.to_string(), "z1".to_string())].into(),
+                ..NodeContext::default()
+            },
+            NodeContext {
+                tolerations: vec![tol.clone()],
+                ..NodeContext::default()
+            },
+            NodeContext {
+                node_selector: [(
+                    "kubernetes.azure.com/agentpool".to_string(),
+                    "gpu".to_string(),
+                )]
+                .into(),
+                tolerations: vec![tol],
+                ..NodeContext::default()
+            },
+        ];
+        let mut rev = nodes.clone();
+        rev.reverse();
+        for input in [&nodes, &rev] {
+            let inv = NodeInventory::new(input.clone());
+            assert_eq!(inv.len(), input.len());
+            for c in &contexts {
+                let plain: Vec<Vec<&str>> = groups(input, c)
+                    .into_values()
+                    .map(|m| m.iter().map(|n| n.name.as_str()).collect())
+                    .collect();
+                let cached: Vec<Vec<&str>> = inv
+                    .groups_for(c)
+                    .iter()
+                    .map(|m| m.iter().map(|&i| inv.nodes[i].info.name.as_str()).collect())
+                    .collect();
+                assert_eq!(cached, plain, "{c:?}");
+                for strategy in [Strategy::PerNodePool, Strategy::AllNodes, Strategy::Sample] {
+                    for run in 0..4 {
+                        let c = NodeContext {
+                            strategy,
+                            count: (strategy == Strategy::Sample).then_some(3),
+                            ..c.clone()
+                        };
+                        let direct = plan_groups(
+                            &groups(input, &c).into_values().collect::<Vec<_>>(),
+                            &c,
+                            run,
+                        );
+                        assert_eq!(inv.plan(&c, run), direct, "{c:?} run {run}");
+                    }
+                }
+            }
+            // Strategy and count do not make a new cache entry; selector and tolerations do.
+            assert_eq!(inv.cached_contexts(), contexts.len());
+        }
+        assert!(
+            NodeInventory::new(vec![])
+                .plan(&ctx(Strategy::Sample, Some(2)), 0)
+                .is_empty()
         );
     }
 }

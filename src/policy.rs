@@ -11,6 +11,7 @@
 //! | `--node-context-namespaces` | `REGCHECK_NODE_CONTEXT_NAMESPACES` | `*` (all), a comma list of namespaces (`team-a,team-b`), or one label `key=value` that the namespace must carry (`regcheck.dev/node-probes=true`) | `*` |
 //! | `--allowed-registries` | `REGCHECK_ALLOWED_REGISTRIES` | `*` (any), or a comma list of host patterns: `myreg.azurecr.io` (exact), `*.azurecr.io` (any name below `azurecr.io`), IP literals | `*` |
 //! | `--allowed-ports` | `REGCHECK_ALLOWED_PORTS` | comma list of ports | `443` |
+//! | `--allowed-proxies` | `REGCHECK_ALLOWED_PROXIES` | `*` (any), or a comma list of host patterns (as for registries) that `spec.proxy.url` of an `Explicit` proxy may name; any port | `*` |
 //!
 //! Wiring in the controller (clap):
 //! ```ignore
@@ -20,18 +21,28 @@
 //! allowed_registries: String,
 //! #[arg(long, env = policy::ENV_ALLOWED_PORTS, default_value = "443")]
 //! allowed_ports: String,
+//! #[arg(long, env = policy::ENV_ALLOWED_PROXIES, default_value = "*")]
+//! allowed_proxies: String,
 //! // ...
-//! let policy = PolicyConfig::parse(&a.node_context_namespaces, &a.allowed_registries, &a.allowed_ports)?;
+//! let policy = PolicyConfig::parse(&a.node_context_namespaces, &a.allowed_registries,
+//!     &a.allowed_ports, &a.allowed_proxies)?;
 //! ```
 //!
 //! Every host a check names is checked: the registry, its data endpoints, the data endpoints
 //! derived from `regions`, the extra hosts and the image's registry prefix. Hosts reached only
 //! at run time (a blob redirect to a storage account, a token realm) cannot be known here; the
 //! probe's address rules cover them.
+//!
+//! A proxy is a host the probes connect to as well: with proxy mode `Explicit`, the host of
+//! `spec.proxy.url` must match `--allowed-proxies` (and must not be an address probes never
+//! dial), so that a user cannot make node probes open connections to an arbitrary host:port
+//! by calling it a proxy. `Inherit` uses the administrator's `--node-proxy` or the pod's own
+//! environment; `None` connects directly.
 
-use crate::crd::RegistryConnectivityCheckSpec;
+use crate::crd::{ProxyMode, RegistryConnectivityCheckSpec};
 use crate::findings::Reason;
 use crate::probe::TargetPolicy;
+use crate::proxy::ProxyUrl;
 use crate::target::{self, HTTPS_PORT, InputError, PlanInput};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use std::collections::BTreeMap;
@@ -43,12 +54,15 @@ pub const FLAG_ALLOWED_REGISTRIES: &str = "--allowed-registries";
 pub const ENV_ALLOWED_REGISTRIES: &str = "REGCHECK_ALLOWED_REGISTRIES";
 pub const FLAG_ALLOWED_PORTS: &str = "--allowed-ports";
 pub const ENV_ALLOWED_PORTS: &str = "REGCHECK_ALLOWED_PORTS";
+pub const FLAG_ALLOWED_PROXIES: &str = "--allowed-proxies";
+pub const ENV_ALLOWED_PROXIES: &str = "REGCHECK_ALLOWED_PROXIES";
 
 /// Rule names carried in [`Violation::rule`] (stable: they appear in status messages).
 pub mod rules {
     pub const NODE_CONTEXT_NAMESPACES: &str = "node-context-namespaces";
     pub const ALLOWED_REGISTRIES: &str = "allowed-registries";
     pub const ALLOWED_PORTS: &str = "allowed-ports";
+    pub const ALLOWED_PROXIES: &str = "allowed-proxies";
     /// An IP literal of a forbidden class (loopback, link-local/metadata, platform, ...).
     pub const FORBIDDEN_ADDRESS: &str = "forbidden-address";
     /// The spec does not describe valid targets at all (it bypassed the CRD schema).
@@ -214,9 +228,14 @@ impl HostPattern {
             return Err(InputError::new(
                 field,
                 s,
-                format!(
-                    "contains a port; give host patterns only and ports in {FLAG_ALLOWED_PORTS}"
-                ),
+                if field == FLAG_ALLOWED_PROXIES {
+                    "contains a port; give host patterns only (a proxy may use any port)"
+                        .to_string()
+                } else {
+                    format!(
+                        "contains a port; give host patterns only and ports in {FLAG_ALLOWED_PORTS}"
+                    )
+                },
             ));
         }
         Ok(Self::Exact(target::validate_host(field, t)?))
@@ -252,6 +271,8 @@ pub struct PolicyConfig {
     pub node_context_namespaces: NamespaceRule,
     pub registry_hosts: Vec<HostPattern>,
     pub allowed_ports: Vec<u16>,
+    /// Hosts an `Explicit` proxy may name.
+    pub proxy_hosts: Vec<HostPattern>,
 }
 
 impl Default for PolicyConfig {
@@ -260,13 +281,22 @@ impl Default for PolicyConfig {
             node_context_namespaces: NamespaceRule::All,
             registry_hosts: vec![HostPattern::Any],
             allowed_ports: vec![HTTPS_PORT],
+            proxy_hosts: vec![HostPattern::Any],
         }
     }
 }
 
 /// `*` or empty → any host; otherwise comma-separated [`HostPattern`]s.
 pub fn parse_registry_hosts(s: &str) -> Result<Vec<HostPattern>, InputError> {
-    const F: &str = FLAG_ALLOWED_REGISTRIES;
+    parse_host_patterns(FLAG_ALLOWED_REGISTRIES, s)
+}
+
+/// `*` or empty → any proxy host; otherwise comma-separated [`HostPattern`]s.
+pub fn parse_proxy_hosts(s: &str) -> Result<Vec<HostPattern>, InputError> {
+    parse_host_patterns(FLAG_ALLOWED_PROXIES, s)
+}
+
+fn parse_host_patterns(flag: &str, s: &str) -> Result<Vec<HostPattern>, InputError> {
     let t = s.trim();
     if t.is_empty() || t == "*" {
         return Ok(vec![HostPattern::Any]);
@@ -275,15 +305,15 @@ pub fn parse_registry_hosts(s: &str) -> Result<Vec<HostPattern>, InputError> {
     for part in t.split(',') {
         if part.trim().is_empty() {
             return Err(InputError::new(
-                F,
+                flag,
                 s,
                 "has an empty entry; give host patterns separated by commas, or '*' for any",
             ));
         }
-        let p = HostPattern::parse(F, part)?;
+        let p = HostPattern::parse(flag, part)?;
         if p == HostPattern::Any {
             return Err(InputError::new(
-                F,
+                flag,
                 s,
                 "mixes '*' with host patterns; give '*' alone",
             ));
@@ -294,7 +324,7 @@ pub fn parse_registry_hosts(s: &str) -> Result<Vec<HostPattern>, InputError> {
     }
     if out.len() > MAX_ENTRIES {
         return Err(InputError::new(
-            F,
+            flag,
             s,
             format!("lists more than {MAX_ENTRIES} patterns; use *.domain patterns"),
         ));
@@ -342,11 +372,13 @@ impl PolicyConfig {
         node_context_namespaces: &str,
         allowed_registries: &str,
         allowed_ports: &str,
+        allowed_proxies: &str,
     ) -> Result<Self, InputError> {
         Ok(Self {
             node_context_namespaces: NamespaceRule::parse(node_context_namespaces)?,
             registry_hosts: parse_registry_hosts(allowed_registries)?,
             allowed_ports: parse_ports(allowed_ports)?,
+            proxy_hosts: parse_proxy_hosts(allowed_proxies)?,
         })
     }
 
@@ -364,11 +396,20 @@ impl PolicyConfig {
                 .map_err(|e| named(e, ENV_ALLOWED_REGISTRIES))?,
             allowed_ports: parse_ports(&or(ENV_ALLOWED_PORTS, "443"))
                 .map_err(|e| named(e, ENV_ALLOWED_PORTS))?,
+            proxy_hosts: parse_proxy_hosts(&or(ENV_ALLOWED_PROXIES, "*"))
+                .map_err(|e| named(e, ENV_ALLOWED_PROXIES))?,
         })
     }
 
     fn host_allowed(&self, host: &str) -> bool {
         self.registry_hosts.iter().any(|p| p.matches(host))
+    }
+
+    /// Whether the node-context namespace rule needs the namespace's labels (the controller
+    /// reads the Namespace only then).
+    pub fn needs_namespace_labels(&self, spec: &RegistryConnectivityCheckSpec) -> bool {
+        spec.contexts.node.enabled
+            && matches!(self.node_context_namespaces, NamespaceRule::Label { .. })
     }
 }
 
@@ -452,6 +493,31 @@ pub fn evaluate(
                     "{what} uses port {}, which is not allowed ({FLAG_ALLOWED_PORTS}={})",
                     ep.port,
                     list.join(",")
+                ),
+            });
+        }
+    }
+    if spec.proxy.mode == ProxyMode::Explicit
+        && let Some(url) = &spec.proxy.url
+    {
+        let proxy = ProxyUrl::parse("spec.proxy.url", url).map_err(invalid)?;
+        let host = proxy.host.trim_end_matches('.');
+        let what = format!("proxy {host}");
+        if let Ok(ip) = host.parse::<IpAddr>()
+            && let Err(rule) = addresses.check(ip)
+        {
+            return Err(Violation {
+                rule: rules::FORBIDDEN_ADDRESS,
+                message: format!("{what} is refused: {rule}"),
+            });
+        }
+        if !cfg.proxy_hosts.iter().any(|p| p.matches(host)) {
+            let list: Vec<String> = cfg.proxy_hosts.iter().map(|p| p.to_string()).collect();
+            return Err(Violation {
+                rule: rules::ALLOWED_PROXIES,
+                message: format!(
+                    "{what} (spec.proxy.url) matches none of the allowed proxy hosts ({FLAG_ALLOWED_PROXIES}={})",
+                    target::shown_value(&list.join(","))
                 ),
             });
         }
@@ -663,24 +729,29 @@ mod tests {
         let e = PolicyConfig::from_env(|k| (k == ENV_ALLOWED_PORTS).then(|| "x".to_string()))
             .unwrap_err();
         assert_eq!(e.field, ENV_ALLOWED_PORTS);
+        let e = PolicyConfig::from_env(|k| (k == ENV_ALLOWED_PROXIES).then(|| "*.io".to_string()))
+            .unwrap_err();
+        assert_eq!(e.field, ENV_ALLOWED_PROXIES);
         let cfg = PolicyConfig::from_env(|k| match k {
             ENV_NODE_CONTEXT_NAMESPACES => Some("ops".into()),
             ENV_ALLOWED_REGISTRIES => Some("*.azurecr.io".into()),
             ENV_ALLOWED_PORTS => Some("443,5000".into()),
+            ENV_ALLOWED_PROXIES => Some("proxy.corp".into()),
             _ => None,
         })
         .unwrap();
         assert_eq!(
             cfg,
-            PolicyConfig::parse("ops", "*.azurecr.io", "443,5000").unwrap()
+            PolicyConfig::parse("ops", "*.azurecr.io", "443,5000", "proxy.corp").unwrap()
         );
     }
 
     #[test]
     fn evaluate_table() {
-        let acr = PolicyConfig::parse("team-a", "*.azurecr.io,mcr.microsoft.com", "443").unwrap();
+        let acr =
+            PolicyConfig::parse("team-a", "*.azurecr.io,mcr.microsoft.com", "443", "*").unwrap();
         let open = PolicyConfig::default();
-        let exact = PolicyConfig::parse("*", "myreg.azurecr.io", "443").unwrap();
+        let exact = PolicyConfig::parse("*", "myreg.azurecr.io", "443", "*").unwrap();
         let with = |f: &dyn Fn(&mut RegistryConnectivityCheckSpec)| {
             let mut s = spec("myreg.azurecr.io");
             s.contexts.node.enabled = false;
@@ -861,7 +932,7 @@ mod tests {
 
     #[test]
     fn node_context_by_namespace_label() {
-        let cfg = PolicyConfig::parse("regcheck.dev/node-probes=true", "*", "443").unwrap();
+        let cfg = PolicyConfig::parse("regcheck.dev/node-probes=true", "*", "443", "*").unwrap();
         let s = spec("myreg.azurecr.io");
         assert!(s.contexts.node.enabled, "node context is on by default");
         assert!(
@@ -881,7 +952,7 @@ mod tests {
 
     #[test]
     fn messages_name_the_rule_and_host() {
-        let cfg = PolicyConfig::parse("*", "*.azurecr.io", "443").unwrap();
+        let cfg = PolicyConfig::parse("*", "*.azurecr.io", "443", "*").unwrap();
         let v = evaluate(&spec("docker.io"), "x", &BTreeMap::new(), &cfg).unwrap_err();
         assert!(v.message.contains("docker.io"), "{v}");
         assert!(
@@ -900,5 +971,151 @@ mod tests {
             c.message
         );
         assert_eq!(c.observed_generation, Some(3));
+    }
+
+    fn with_proxy(mode: &str, url: Option<&str>) -> RegistryConnectivityCheckSpec {
+        let mut proxy = serde_json::json!({ "mode": mode });
+        if let Some(u) = url {
+            proxy["url"] = u.into();
+        }
+        serde_json::from_value(serde_json::json!({
+            "registry": "myreg.azurecr.io",
+            "proxy": proxy,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn proxy_lists_parse_with_errors_naming_the_flag() {
+        assert_eq!(parse_proxy_hosts(" * ").unwrap(), vec![HostPattern::Any]);
+        assert_eq!(
+            parse_proxy_hosts("proxy.corp.example,*.proxies.example,10.0.0.9").unwrap(),
+            vec![
+                HostPattern::Exact("proxy.corp.example".into()),
+                HostPattern::Suffix("proxies.example".into()),
+                HostPattern::Exact("10.0.0.9".into()),
+            ]
+        );
+        for (s, want) in [
+            ("proxy.corp:3128", "contains a port"),
+            ("*,proxy.corp", "mixes '*'"),
+            ("a,,b", "empty entry"),
+            ("*.corp", "too broad"),
+        ] {
+            let e = parse_proxy_hosts(s).unwrap_err();
+            assert_eq!(e.field, FLAG_ALLOWED_PROXIES, "{s:?}");
+            assert!(e.to_string().contains(want), "{s:?}: {e}");
+        }
+        let e = PolicyConfig::parse("*", "*", "443", "http://p").unwrap_err();
+        assert_eq!(e.field, FLAG_ALLOWED_PROXIES);
+    }
+
+    #[test]
+    fn explicit_proxy_host_is_checked() {
+        let corp = PolicyConfig::parse("*", "*", "443", "proxy.corp.example,*.px.example").unwrap();
+        let open = PolicyConfig::default();
+        let none = labels(&[]);
+        // (name, spec, config, expected rule or None)
+        let cases: Vec<(
+            &str,
+            RegistryConnectivityCheckSpec,
+            &PolicyConfig,
+            Option<&str>,
+        )> = vec![
+            (
+                "listed proxy, any port",
+                with_proxy("Explicit", Some("http://proxy.corp.example:3128")),
+                &corp,
+                None,
+            ),
+            (
+                "proxy below a listed domain",
+                with_proxy("Explicit", Some("http://eu1.px.example:8080")),
+                &corp,
+                None,
+            ),
+            (
+                "host name case and trailing dot do not matter",
+                with_proxy("Explicit", Some("http://PROXY.corp.example.:3128")),
+                &corp,
+                None,
+            ),
+            (
+                "unlisted proxy",
+                with_proxy("Explicit", Some("http://10.1.2.3:22")),
+                &corp,
+                Some(rules::ALLOWED_PROXIES),
+            ),
+            (
+                "lookalike of a listed domain",
+                with_proxy("Explicit", Some("http://evilpx.example:3128")),
+                &corp,
+                Some(rules::ALLOWED_PROXIES),
+            ),
+            (
+                "default allows any proxy host",
+                with_proxy("Explicit", Some("http://10.1.2.3:3128")),
+                &open,
+                None,
+            ),
+            (
+                "metadata address as a proxy, whatever the list",
+                with_proxy("Explicit", Some("http://169.254.169.254:80")),
+                &open,
+                Some(rules::FORBIDDEN_ADDRESS),
+            ),
+            (
+                "loopback proxy",
+                with_proxy("Explicit", Some("http://[::1]:3128")),
+                &open,
+                Some(rules::FORBIDDEN_ADDRESS),
+            ),
+            (
+                "Inherit is the administrator's proxy",
+                with_proxy("Inherit", None),
+                &corp,
+                None,
+            ),
+            ("no proxy", with_proxy("None", None), &corp, None),
+            (
+                "schema bypass: unparsable proxy URL",
+                with_proxy("Explicit", Some("socks5://p:1")),
+                &open,
+                Some(rules::INVALID_TARGET),
+            ),
+        ];
+        for (name, s, cfg, want) in cases {
+            match (want, evaluate(&s, "x", &none, cfg)) {
+                (None, Ok(())) => {}
+                (Some(rule), Err(v)) => assert_eq!(v.rule, rule, "{name}: {v}"),
+                (w, g) => panic!("{name}: expected {w:?}, got {g:?}"),
+            }
+        }
+        let v = evaluate(
+            &with_proxy("Explicit", Some("http://10.1.2.3:22")),
+            "x",
+            &none,
+            &corp,
+        )
+        .unwrap_err();
+        assert!(v.message.contains("proxy 10.1.2.3"), "{v}");
+        assert!(
+            v.message
+                .contains("--allowed-proxies=proxy.corp.example,*.px.example"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn namespace_labels_needed_only_for_the_label_rule_and_node_context() {
+        let label = PolicyConfig::parse("probes=yes", "*", "443", "*").unwrap();
+        let list = PolicyConfig::parse("team-a", "*", "443", "*").unwrap();
+        let node = spec("myreg.azurecr.io");
+        let mut pod_only = node.clone();
+        pod_only.contexts.node.enabled = false;
+        assert!(label.needs_namespace_labels(&node));
+        assert!(!label.needs_namespace_labels(&pod_only));
+        assert!(!list.needs_namespace_labels(&node));
+        assert!(!PolicyConfig::default().needs_namespace_labels(&node));
     }
 }

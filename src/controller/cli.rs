@@ -5,6 +5,7 @@ use super::http::{self, Health};
 use super::leader::{Elector, identity};
 use super::metrics::Metrics;
 use super::{Config, Context};
+use crate::policy::{self, PolicyConfig};
 use crate::target::InputError;
 use clap::{ArgAction, ValueEnum};
 use std::net::SocketAddr;
@@ -122,6 +123,23 @@ pub struct ControllerArgs {
         requires = "node_proxy"
     )]
     pub node_no_proxy: Option<String>,
+    /// Namespaces whose checks may run node-network probes: '*' (all), a comma list of
+    /// namespaces, or one namespace label key=value
+    #[arg(long, env = policy::ENV_NODE_CONTEXT_NAMESPACES, value_name = "*|NS,...|KEY=VALUE",
+          default_value = "*")]
+    pub node_context_namespaces: String,
+    /// Registry hosts checks may name: '*' (any) or a comma list of host patterns
+    /// (myreg.azurecr.io, *.azurecr.io, IP addresses)
+    #[arg(long, env = policy::ENV_ALLOWED_REGISTRIES, value_name = "*|PATTERN,...",
+          default_value = "*")]
+    pub allowed_registries: String,
+    /// Ports checks may name, comma separated
+    #[arg(long, env = policy::ENV_ALLOWED_PORTS, value_name = "PORT,...", default_value = "443")]
+    pub allowed_ports: String,
+    /// Hosts an Explicit spec.proxy.url may name: '*' (any) or a comma list of host patterns
+    #[arg(long, env = policy::ENV_ALLOWED_PROXIES, value_name = "*|PATTERN,...",
+          default_value = "*")]
+    pub allowed_proxies: String,
     /// Log format (level from RUST_LOG, default info)
     #[arg(long, env = "REGCHECK_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -203,6 +221,12 @@ pub fn config(
             "is not a valid name",
         ));
     }
+    let policy = PolicyConfig::parse(
+        &args.node_context_namespaces,
+        &args.allowed_registries,
+        &args.allowed_ports,
+        &args.allowed_proxies,
+    )?;
     Ok(Config {
         probe_image: args.probe_image.clone(),
         probe_image_pull_policy: args.probe_image_pull_policy.as_str().into(),
@@ -212,6 +236,8 @@ pub fn config(
         max_concurrent_jobs: args.max_concurrent_jobs as usize,
         node_proxy: args.node_proxy.clone(),
         node_no_proxy: args.node_no_proxy.clone(),
+        policy,
+        node_cache_ttl: super::NODE_CACHE_TTL,
     })
 }
 
@@ -294,6 +320,10 @@ async fn run(args: ControllerArgs, cfg: Config) -> i32 {
     info!(
         probe_namespace = %cfg.probe_namespace,
         namespaces = ?cfg.namespaces,
+        node_context_namespaces = %args.node_context_namespaces,
+        allowed_registries = %args.allowed_registries,
+        allowed_ports = %args.allowed_ports,
+        allowed_proxies = %args.allowed_proxies,
         addr = %args.metrics_addr,
         leader_election = args.leader_election,
         "starting"
@@ -418,6 +448,38 @@ mod tests {
         if std::env::var_os("REGCHECK_DEFAULT_INTERVAL").is_none() {
             assert_eq!(c.default_interval, Duration::from_secs(300));
         }
+        let policy_env = [
+            policy::ENV_NODE_CONTEXT_NAMESPACES,
+            policy::ENV_ALLOWED_REGISTRIES,
+            policy::ENV_ALLOWED_PORTS,
+            policy::ENV_ALLOWED_PROXIES,
+        ];
+        if policy_env.iter().all(|k| std::env::var_os(k).is_none()) {
+            assert_eq!(c.policy, PolicyConfig::default());
+        }
+        let a = parse(&[
+            "--probe-image",
+            "i",
+            "--node-context-namespaces",
+            "regcheck.dev/node-probes=true",
+            "--allowed-registries",
+            "*.azurecr.io,mcr.microsoft.com",
+            "--allowed-ports",
+            "443,5000",
+            "--allowed-proxies",
+            "proxy.corp.example",
+        ])
+        .unwrap();
+        assert_eq!(
+            config(&a, |_| None).unwrap().policy,
+            PolicyConfig::parse(
+                "regcheck.dev/node-probes=true",
+                "*.azurecr.io,mcr.microsoft.com",
+                "443,5000",
+                "proxy.corp.example"
+            )
+            .unwrap()
+        );
     }
 
     #[test]
@@ -429,7 +491,23 @@ mod tests {
             parse(&["--probe-image", "i", "--node-no-proxy", "x"]).is_err()
                 || std::env::var_os("REGCHECK_NODE_PROXY").is_some()
         );
-        let cases: [(&[&str], &str); 5] = [
+        let cases: [(&[&str], &str); 9] = [
+            (
+                &["--probe-image", "i", "--node-context-namespaces", "Team_A"],
+                "--node-context-namespaces: 'Team_A'",
+            ),
+            (
+                &["--probe-image", "i", "--allowed-registries", "*.io"],
+                "--allowed-registries: '*.io'",
+            ),
+            (
+                &["--probe-image", "i", "--allowed-ports", "https"],
+                "--allowed-ports: 'https'",
+            ),
+            (
+                &["--probe-image", "i", "--allowed-proxies", "proxy.corp:3128"],
+                "--allowed-proxies: 'proxy.corp:3128'",
+            ),
             (&["--probe-image", "a b"], "--probe-image: 'a b'"),
             (
                 &["--probe-image", "i", "--namespaces", "Team_A"],

@@ -29,6 +29,9 @@ fn config() -> Config {
         max_concurrent_jobs: 50,
         node_proxy: None,
         node_no_proxy: None,
+        policy: PolicyConfig::default(),
+        // Every run lists the nodes (the cache has its own test).
+        node_cache_ttl: Duration::ZERO,
     }
 }
 
@@ -62,11 +65,13 @@ fn nodes() -> Vec<Value> {
     vec![node("aks-sys-0", "sys"), node("aks-user-0", "user")]
 }
 
-fn node_infos() -> Vec<NodeInfo> {
-    nodes()
-        .into_iter()
-        .map(|n| NodeInfo::from_node(&serde_json::from_value(n).unwrap()))
-        .collect()
+fn node_infos() -> NodeInventory {
+    NodeInventory::new(
+        nodes()
+            .into_iter()
+            .map(|n| NodeInfo::from_node(&serde_json::from_value(n).unwrap()))
+            .collect(),
+    )
 }
 
 fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
@@ -385,7 +390,7 @@ async fn run_steps(
     });
     let res = tokio::time::timeout(
         Duration::from_secs(10),
-        reconcile(Arc::new(obj), ctx.clone()),
+        reconcile(Arc::new(StoredCheck::from(&obj)), ctx.clone()),
     )
     .await
     .expect("reconcile hung: it made a request that was not expected");
@@ -717,7 +722,7 @@ async fn throttled_is_retried() {
     let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
     let err = res.unwrap_err();
     assert_eq!(err.metric_label(), "list_jobs");
-    let requeue = error_policy(Arc::new(c.clone()), &err, ctx.clone());
+    let requeue = error_policy(Arc::new(StoredCheck::from(&c)), &err, ctx.clone());
     assert_eq!(requeue, Requeue::requeue(Duration::from_secs(5)));
     assert!(
         ctx.metrics
@@ -754,7 +759,7 @@ async fn server_error_mid_run_resumes_without_duplicates() {
     let err = res.unwrap_err();
     assert_eq!(err.metric_label(), "create_job");
     assert_eq!(
-        error_policy(Arc::new(c.clone()), &err, ctx.clone()),
+        error_policy(Arc::new(StoredCheck::from(&c)), &err, ctx.clone()),
         Requeue::requeue(Duration::from_secs(15))
     );
     assert!(
@@ -925,4 +930,411 @@ fn events_only_on_transitions() {
     assert!(transition_event(&st("False", "X"), &st("False", "X")).is_none());
     let ev = transition_event(&none, &st("Unknown", "AwaitingThreshold")).unwrap();
     assert_eq!(ev.reason, "NotReady");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Target policy
+
+fn with_policy(ns: &str, registries: &str, ports: &str, proxies: &str) -> Config {
+    Config {
+        policy: PolicyConfig::parse(ns, registries, ports, proxies).unwrap(),
+        ..config()
+    }
+}
+
+/// A registry outside `--allowed-registries`: the Jobs the check had go, `Ready=False
+/// TargetNotAllowed` names the rule, one Event, counted as `invalid_spec`, and the check is
+/// looked at again after its interval; the same refusal again writes nothing.
+#[tokio::test]
+async fn policy_refusal_deletes_jobs_and_reports_the_rule() {
+    let Setup { ctx, handle } = setup(with_policy("*", "*.example.com", "443", "*"));
+    let c = check(1, json!({"interval": "7m"}));
+    let running = jobs_of(&c, 1, "active");
+    let steps = vec![
+        list_jobs(PROBE_NS, in_ns(&running, PROBE_NS)),
+        list_jobs(NS, in_ns(&running, NS)),
+        delete_jobs(PROBE_NS, sel_uid()),
+        delete_jobs(NS, sel_uid()),
+        patch_status(|s| {
+            let ready = condition(s, "Ready");
+            assert_eq!(ready["status"], "False");
+            assert_eq!(ready["reason"], "TargetNotAllowed");
+            let m = ready["message"].as_str().unwrap();
+            assert!(m.starts_with("allowed-registries: "), "{m}");
+            assert!(m.contains("r.azurecr.io"), "{m}");
+            assert!(m.contains("--allowed-registries=*.example.com"), "{m}");
+            assert_eq!(s["diagnosis"]["reason"], "TargetNotAllowed");
+            assert_eq!(s["observedGeneration"], 1);
+        }),
+        event("Warning", "TargetNotAllowed"),
+    ];
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(Duration::from_secs(420)));
+    assert!(
+        ctx.metrics
+            .render()
+            .contains(r#"regcheck_runs_total{result="invalid_spec"} 1"#)
+    );
+    // The refusal is in the status now: only the Jobs are listed.
+    let v = policy::evaluate(&c.spec, NS, &BTreeMap::new(), &ctx.config.policy).unwrap_err();
+    let mut again = c;
+    again.status = Some(refused_status(
+        &Default::default(),
+        Some(1),
+        &v,
+        &Time(Timestamp::now()),
+    ));
+    let steps = vec![list_jobs(PROBE_NS, vec![]), list_jobs(NS, vec![])];
+    let (res, _) = run_steps(&ctx, handle, again, steps).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(Duration::from_secs(420)));
+}
+
+/// An Explicit proxy outside `--allowed-proxies` is refused before any Job exists.
+#[tokio::test]
+async fn proxy_outside_the_allowed_list_is_refused() {
+    let Setup { ctx, handle } = setup(with_policy("*", "*", "443", "proxy.corp.example"));
+    let c = check(
+        1,
+        json!({"proxy": {"mode": "Explicit", "url": "http://10.9.9.9:22"}}),
+    );
+    let steps = vec![
+        list_jobs(PROBE_NS, vec![]),
+        list_jobs(NS, vec![]),
+        patch_status(|s| {
+            let ready = condition(s, "Ready");
+            assert_eq!(ready["reason"], "TargetNotAllowed");
+            assert!(
+                ready["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("allowed-proxies: proxy 10.9.9.9"),
+                "{ready}"
+            );
+        }),
+        event("Warning", "TargetNotAllowed"),
+    ];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    res.unwrap();
+}
+
+fn get_namespace(labels: Value) -> Step {
+    step(
+        Method::GET,
+        format!("/api/v1/namespaces/{NS}"),
+        200,
+        Some(json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": NS, "labels": labels}})),
+    )
+}
+
+/// With a label rule the Namespace is read (and only then): without the label, node probes
+/// are refused; with it, the run starts; a pod-context-only check does not read it at all.
+#[tokio::test]
+async fn namespace_label_rule_reads_the_namespace() {
+    let cfg = with_policy("regcheck.dev/node-probes=true", "*", "443", "*");
+    let Setup { ctx, handle } = setup(cfg.clone());
+    let steps = vec![
+        get_namespace(json!({"kubernetes.io/metadata.name": NS})),
+        list_jobs(PROBE_NS, vec![]),
+        list_jobs(NS, vec![]),
+        patch_status(|s| {
+            let m = condition(s, "Ready")["message"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(m.starts_with("node-context-namespaces: "), "{m}");
+            assert!(m.contains("regcheck.dev/node-probes=true"), "{m}");
+        }),
+        event("Warning", "TargetNotAllowed"),
+    ];
+    let (res, handle) = run_steps(&ctx, handle, check(1, json!({})), steps).await;
+    res.unwrap();
+
+    let steps = vec![
+        get_namespace(json!({"regcheck.dev/node-probes": "true"})),
+        list_jobs(PROBE_NS, vec![]),
+        list_jobs(NS, vec![]),
+        list_nodes(),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(NS, "r1", "pod", 201),
+        create_job(NS, "r1", "pod", 201),
+    ];
+    let (res, handle) = run_steps(&ctx, handle, check(1, json!({})), steps).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+
+    let pod_only = check(1, json!({"contexts": {"node": {"enabled": false}}}));
+    let steps = vec![
+        list_jobs(PROBE_NS, vec![]),
+        list_jobs(NS, vec![]),
+        list_nodes(),
+        create_job(NS, "r1", "pod", 201),
+        create_job(NS, "r1", "pod", 201),
+    ];
+    let (res, _) = run_steps(&ctx, handle, pod_only, steps).await;
+    res.unwrap();
+}
+
+/// Checks that start within the inventory TTL share one LIST of the nodes.
+#[tokio::test]
+async fn node_inventory_is_reused_within_its_ttl() {
+    let Setup { ctx, handle } = setup(Config {
+        node_cache_ttl: Duration::from_secs(60),
+        ..config()
+    });
+    let first_run = |with_nodes: bool| {
+        let mut v = vec![list_jobs(PROBE_NS, vec![]), list_jobs(NS, vec![])];
+        if with_nodes {
+            v.push(list_nodes());
+        }
+        v.extend([
+            create_job(PROBE_NS, "r1", "node", 201),
+            create_job(PROBE_NS, "r1", "node", 201),
+            create_job(NS, "r1", "pod", 201),
+            create_job(NS, "r1", "pod", 201),
+        ]);
+        v
+    };
+    let (res, handle) = run_steps(&ctx, handle, check(1, json!({})), first_run(true)).await;
+    res.unwrap();
+    let (res, _) = run_steps(&ctx, handle, check(1, json!({})), first_run(false)).await;
+    res.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Objects that bypassed the CRD schema
+
+/// Like [`run_steps`], for an object as stored (spec and status any JSON).
+async fn run_stored(
+    ctx: &Arc<Context>,
+    handle: Handle,
+    spec: Value,
+    status: Option<Value>,
+    steps: Vec<Step>,
+) -> (Result<Requeue, Error>, Handle) {
+    let mut obj = serde_json::to_value(check(1, json!({}))).unwrap();
+    obj["spec"] = spec;
+    obj["status"] = status.unwrap_or(Value::Null);
+    let stored: StoredCheck = serde_json::from_value(obj).unwrap();
+    let verifier = tokio::spawn(async move {
+        let mut handle = handle;
+        verify(&mut handle, steps).await;
+        handle
+    });
+    let res = tokio::time::timeout(
+        Duration::from_secs(10),
+        reconcile(Arc::new(stored), ctx.clone()),
+    )
+    .await
+    .expect("reconcile hung: it made a request that was not expected (a Job?)");
+    let handle = tokio::time::timeout(Duration::from_secs(10), verifier)
+        .await
+        .expect("timeout: not every expected request was made")
+        .expect("the verifier failed");
+    (res, handle)
+}
+
+/// Each malformed spec gets `Ready=False InvalidSpec` naming the field; no Job is created (an
+/// unexpected request would hang reconcile), nothing panics, and the error is not retried.
+#[tokio::test]
+async fn malformed_objects_get_invalid_spec_and_no_jobs() {
+    let many: Vec<String> = (0..200).map(|i| format!("d{i}.example.com")).collect();
+    let cases: Vec<(&str, Value, Option<Value>, &str)> = vec![
+        (
+            "bad host",
+            json!({"registry": "bad host!"}),
+            None,
+            "spec.registry: 'bad host!'",
+        ),
+        (
+            "zero interval",
+            json!({"registry": "r.azurecr.io", "interval": "0s"}),
+            None,
+            "spec.interval: '0s'",
+        ),
+        (
+            "zero threshold",
+            json!({"registry": "r.azurecr.io", "failureThreshold": 0}),
+            None,
+            "spec.failureThreshold: '0'",
+        ),
+        (
+            "200 data endpoints",
+            json!({"registry": "r.azurecr.io", "dataEndpoints": many}),
+            None,
+            "spec.dataEndpoints",
+        ),
+        (
+            "unknown proxy mode",
+            json!({"registry": "r.azurecr.io", "proxy": {"mode": "Sometimes"}}),
+            None,
+            "spec.proxy: cannot be read: unknown variant `Sometimes`",
+        ),
+        (
+            "negative threshold",
+            json!({"registry": "r.azurecr.io", "successThreshold": -3}),
+            None,
+            "spec.successThreshold: cannot be read",
+        ),
+        (
+            "spec not an object",
+            json!(["r.azurecr.io"]),
+            None,
+            "spec: cannot be read: expected an object",
+        ),
+        ("no spec at all", Value::Null, None, "spec: cannot be read"),
+        (
+            "garbage status too",
+            json!({"registry": "r.azurecr.io", "timeoutSeconds": "x"}),
+            Some(json!({"conditions": 7, "results": "lots"})),
+            "spec.timeoutSeconds: cannot be read",
+        ),
+    ];
+    for (name, spec, status, want) in cases {
+        let Setup { ctx, handle } = setup(config());
+        let want_owned = want.to_string();
+        let steps = vec![
+            list_jobs(PROBE_NS, vec![]),
+            list_jobs(NS, vec![]),
+            patch_status(move |s| {
+                let ready = condition(s, "Ready");
+                assert_eq!(ready["status"], "False", "{s}");
+                assert_eq!(ready["reason"], "InvalidSpec", "{s}");
+                let m = ready["message"].as_str().unwrap();
+                assert!(m.contains(&want_owned), "{m}");
+                assert!(m.len() <= 1024);
+            }),
+            event("Warning", "InvalidSpec"),
+        ];
+        let (res, _) = run_stored(&ctx, handle, spec, status, steps).await;
+        assert_eq!(res.unwrap(), Requeue::await_change(), "{name}");
+        let m = ctx.metrics.render();
+        assert!(
+            m.contains(r#"regcheck_runs_total{result="invalid_spec"} 1"#),
+            "{name}: {m}"
+        );
+        assert!(!m.contains("regcheck_probe_jobs_created_total{"), "{name}");
+    }
+}
+
+/// A valid spec with a garbage status runs as if there were no status.
+#[tokio::test]
+async fn garbage_status_with_a_valid_spec_runs() {
+    let Setup { ctx, handle } = setup(config());
+    let steps = vec![
+        list_jobs(PROBE_NS, vec![]),
+        list_jobs(NS, vec![]),
+        list_nodes(),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(NS, "r1", "pod", 201),
+        create_job(NS, "r1", "pod", 201),
+    ];
+    let spec = serde_json::to_value(check(1, json!({})).spec).unwrap();
+    let (res, _) = run_stored(
+        &ctx,
+        handle,
+        spec,
+        Some(json!({"lastRun": {"id": 5}, "conditions": [{"type": 1}]})),
+        steps,
+    )
+    .await;
+    assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+}
+
+/// The whole controller (watches included) against a mocked API server whose LIST of checks
+/// holds an object that the typed check cannot decode next to a good one: the watch does not
+/// fail, the bad check gets `InvalidSpec`, the good one's run starts.
+#[tokio::test]
+async fn watch_survives_an_undecodable_object() {
+    let good = serde_json::to_value(check(1, json!({}))).unwrap();
+    let mut bad = good.clone();
+    bad["metadata"]["name"] = json!("broken");
+    bad["metadata"]["uid"] = json!("0f0e0d0c-0000-4000-8000-00000000beef");
+    bad["spec"]["proxy"] = json!({"mode": "Sometimes"});
+    bad["status"] = json!({"conditions": "garbage"});
+    let checks = list(
+        "RegistryConnectivityCheckList",
+        "regcheck.dev/v1alpha1",
+        vec![bad, good],
+    );
+    // This is what the typed watch would have choked on.
+    assert!(
+        serde_json::from_value::<kube::core::ObjectList<RegistryConnectivityCheck>>(checks.clone())
+            .is_err()
+    );
+
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "default");
+    let ctx = Arc::new(Context::new(
+        client,
+        config(),
+        Arc::new(metrics::Metrics::new()),
+    ));
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
+    let controller = tokio::spawn(run(ctx.clone(), ready.clone(), async move {
+        let _ = stop_rx.await;
+    }));
+    let server = async move {
+        let mut held = Vec::new(); // watch requests: left open, like a quiet watch
+        let (mut invalid_written, mut jobs_created) = (None, 0);
+        while invalid_written.is_none() || jobs_created < 4 {
+            let (req, send) = handle.next_request().await.expect("client alive");
+            let (method, path) = (req.method().clone(), req.uri().path().to_string());
+            let query = req.uri().query().unwrap_or("").to_string();
+            let body = req.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let reply = |code: u16, v: &Value| {
+                Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::to_vec(v).unwrap()))
+                    .unwrap()
+            };
+            if query.contains("watch=true") {
+                held.push(send);
+                continue;
+            }
+            let answer = match (method.as_str(), path.as_str()) {
+                ("GET", "/apis/regcheck.dev/v1alpha1/registryconnectivitychecks") => checks.clone(),
+                ("GET", "/apis/batch/v1/jobs") => list("JobList", "batch/v1", vec![]),
+                ("GET", p) if p.ends_with("/jobs") => list("JobList", "batch/v1", vec![]),
+                ("GET", "/api/v1/nodes") => list("NodeList", "v1", nodes()),
+                ("POST", p) if p.ends_with("/jobs") => {
+                    assert!(
+                        body["metadata"]["annotations"]["regcheck.dev/check"]
+                            .as_str()
+                            .unwrap_or("")
+                            .ends_with("/acr"),
+                        "a Job for the broken check: {body}"
+                    );
+                    jobs_created += 1;
+                    body
+                }
+                ("PATCH", p) if p.ends_with("/broken/status") => {
+                    invalid_written = Some(body["status"].clone());
+                    body
+                }
+                ("POST", p) if p.ends_with("/events") => body,
+                other => panic!("unexpected request {other:?} {query}"),
+            };
+            send.send_response(reply(200, &answer));
+        }
+        (invalid_written.unwrap(), held)
+    };
+    let (status, _held) = tokio::time::timeout(Duration::from_secs(20), server)
+        .await
+        .expect("the controller neither refused the broken check nor ran the good one");
+    let ready_cond = condition(&status, "Ready");
+    assert_eq!(ready_cond["reason"], "InvalidSpec");
+    assert!(
+        ready_cond["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.proxy: cannot be read: unknown variant `Sometimes`"),
+        "{ready_cond}"
+    );
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), controller).await;
 }

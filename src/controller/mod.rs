@@ -14,6 +14,7 @@ pub mod leader;
 pub mod metrics;
 #[cfg(test)]
 mod mock_tests;
+pub mod stored;
 
 use crate::aggregate::{self, ProbeOutcome, ProbeRecord, conditions};
 use crate::crd::{
@@ -21,11 +22,12 @@ use crate::crd::{
 };
 use crate::findings::Reason;
 use crate::jobs::{self, ProbeJob, labels};
-use crate::plan::{self, NodeInfo, Target};
+use crate::plan::{NodeInfo, NodeInventory, Target};
+use crate::policy::{self, PolicyConfig};
 use decide::{Action, DecideConfig, Decision, RunJob, annotations as run_ann};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -38,7 +40,8 @@ use kube::{Client, Resource, ResourceExt};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use stored::StoredCheck;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 /// Finalizer that removes the check's Jobs in every namespace.
@@ -67,6 +70,12 @@ pub enum Error {
     },
     #[error("listing nodes")]
     ListNodes {
+        #[source]
+        source: kube::Error,
+    },
+    #[error("reading namespace {namespace} (for its labels: --node-context-namespaces)")]
+    GetNamespace {
+        namespace: String,
         #[source]
         source: kube::Error,
     },
@@ -104,6 +113,7 @@ impl Error {
             Self::ListJobs { .. } => "list_jobs",
             Self::ListPods { .. } => "list_pods",
             Self::ListNodes { .. } => "list_nodes",
+            Self::GetNamespace { .. } => "get_namespace",
             Self::CreateJob { .. } => "create_job",
             Self::DeleteJobs { .. } => "delete_jobs",
             Self::PatchStatus { .. } => "patch_status",
@@ -132,7 +142,15 @@ pub struct Config {
     /// The nodes' proxy, for node-context probes of checks with proxy mode `Inherit`.
     pub node_proxy: Option<String>,
     pub node_no_proxy: Option<String>,
+    /// What users may ask probes to reach ([`crate::policy`]).
+    pub policy: PolicyConfig,
+    /// How long a listed node inventory is reused for planning (zero: list for every run).
+    pub node_cache_ttl: Duration,
 }
+
+/// Default of [`Config::node_cache_ttl`]: checks that start within this long of each other
+/// share one LIST of the nodes and one grouping per distinct node selector/tolerations.
+pub const NODE_CACHE_TTL: Duration = Duration::from_secs(10);
 
 impl Config {
     fn decide(&self) -> DecideConfig {
@@ -149,6 +167,8 @@ pub struct Context {
     pub config: Config,
     pub metrics: Arc<metrics::Metrics>,
     pub recorder: Recorder,
+    /// The last node inventory and when it was listed (see [`Config::node_cache_ttl`]).
+    nodes: std::sync::Mutex<Option<(Instant, Arc<NodeInventory>)>>,
 }
 
 impl Context {
@@ -162,24 +182,41 @@ impl Context {
             client,
             config,
             metrics,
+            nodes: std::sync::Mutex::new(None),
         }
     }
 }
 
-/// Reconciles one check through the finalizer.
-pub async fn reconcile(
-    check: Arc<RegistryConnectivityCheck>,
-    ctx: Arc<Context>,
-) -> Result<Requeue, Error> {
+/// Reconciles one check through the finalizer. The check arrives undecoded
+/// ([`stored::StoredCheck`]); [`apply`] gets it typed, or a check whose spec does not decode
+/// gets `InvalidSpec` without ever being planned.
+pub async fn reconcile(check: Arc<StoredCheck>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let ns = check
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let span = info_span!("reconcile", namespace = %ns, name = %check.name_any());
-    let api: Api<RegistryConnectivityCheck> = Api::namespaced(ctx.client.clone(), &ns);
+    let api: Api<StoredCheck> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, check, |event| async {
         match event {
-            Finalizer::Apply(c) => apply(&c, &ctx).await,
-            Finalizer::Cleanup(c) => cleanup(&c, &ctx).await,
+            Finalizer::Apply(c) => {
+                let d = stored::decode(&c);
+                if let Some(e) = &d.status_error {
+                    warn!(error = %e, "the stored status cannot be read; it will be replaced");
+                }
+                match &d.spec_error {
+                    None => apply(&d.check, &ctx).await,
+                    Some(msg) => {
+                        let st = invalid_status(
+                            &d.check.status.clone().unwrap_or_default(),
+                            d.check.metadata.generation,
+                            msg,
+                            &Time(Timestamp::now()),
+                        );
+                        refuse(&d.check, &ctx, st, msg, Requeue::await_change()).await
+                    }
+                }
+            }
+            Finalizer::Cleanup(c) => cleanup(&stored::decode(&c).check, &ctx).await,
         }
     })
     .instrument(span)
@@ -189,11 +226,7 @@ pub async fn reconcile(
 
 /// Logs, counts and requeues a failed reconciliation (backoff by the error's kind: API
 /// throttling and conflicts are retried soon, everything else a little later).
-pub fn error_policy(
-    check: Arc<RegistryConnectivityCheck>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Requeue {
+pub fn error_policy(check: Arc<StoredCheck>, error: &Error, ctx: Arc<Context>) -> Requeue {
     let label = error.metric_label();
     warn!(
         namespace = %check.namespace().unwrap_or_default(),
@@ -460,12 +493,12 @@ pub fn stamp_job(
 /// The Jobs of run `run`: node-context Jobs (one per target) first, then pod-context Jobs.
 pub fn plan_jobs(
     check: &RegistryConnectivityCheck,
-    nodes: &[NodeInfo],
+    nodes: &NodeInventory,
     run: u64,
     cfg: &Config,
 ) -> Vec<(ProbeContext, Job)> {
     let spec = &check.spec;
-    let targets = plan::plan_targets(nodes, &spec.contexts.node, run);
+    let targets = nodes.plan(&spec.contexts.node, run);
     let run_id = decide::run_id(run);
     let mut contexts = Vec::new();
     if spec.contexts.node.enabled {
@@ -524,13 +557,48 @@ async fn create_jobs(
     Ok(created)
 }
 
-async fn list_nodes(ctx: &Context) -> Result<Vec<NodeInfo>, Error> {
+/// The node inventory: listed again when the cached one is older than
+/// [`Config::node_cache_ttl`].
+async fn list_nodes(ctx: &Context) -> Result<Arc<NodeInventory>, Error> {
+    let ttl = ctx.config.node_cache_ttl;
+    if !ttl.is_zero()
+        && let Ok(cached) = ctx.nodes.lock()
+        && let Some((at, inv)) = cached.as_ref()
+        && at.elapsed() < ttl
+    {
+        return Ok(inv.clone());
+    }
     let api: Api<Node> = Api::all(ctx.client.clone());
     let list = api
         .list(&ListParams::default())
         .await
         .map_err(|source| Error::ListNodes { source })?;
-    Ok(list.items.iter().map(NodeInfo::from_node).collect())
+    let inv = Arc::new(NodeInventory::new(
+        list.items.iter().map(NodeInfo::from_node).collect(),
+    ));
+    if !ttl.is_zero()
+        && let Ok(mut cached) = ctx.nodes.lock()
+    {
+        *cached = Some((Instant::now(), inv.clone()));
+    }
+    Ok(inv)
+}
+
+/// The labels of namespace `ns`, read only when the policy's namespace rule is a label.
+async fn namespace_labels(
+    ctx: &Context,
+    check: &RegistryConnectivityCheck,
+    ns: &str,
+) -> Result<BTreeMap<String, String>, Error> {
+    if !ctx.config.policy.needs_namespace_labels(&check.spec) {
+        return Ok(BTreeMap::new());
+    }
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let namespace = api.get(ns).await.map_err(|source| Error::GetNamespace {
+        namespace: ns.to_string(),
+        source,
+    })?;
+    Ok(namespace.metadata.labels.unwrap_or_default())
 }
 
 /// The status, ignoring timestamps: equal ones are not written again.
@@ -568,7 +636,9 @@ async fn write_status(
     }
     let ns = check.namespace().unwrap_or_default();
     let name = check.name_any();
-    let api: Api<RegistryConnectivityCheck> = Api::namespaced(ctx.client.clone(), &ns);
+    // The server answers with the whole object, whose spec may not decode (that can be why
+    // this status is written): read the answer undecoded.
+    let api: Api<StoredCheck> = Api::namespaced(ctx.client.clone(), &ns);
     let body = serde_json::json!({
         "apiVersion": RegistryConnectivityCheck::api_version(&()),
         "kind": RegistryConnectivityCheck::kind(&()),
@@ -694,6 +764,72 @@ pub fn invalid_status(
     st
 }
 
+/// The status of a check that the target policy refuses: `Ready=False`, reason
+/// `TargetNotAllowed`, the message naming the rule ([`policy::Violation::ready_condition`]).
+pub fn refused_status(
+    prev: &RegistryConnectivityCheckStatus,
+    generation: Option<i64>,
+    violation: &policy::Violation,
+    now: &Time,
+) -> RegistryConnectivityCheckStatus {
+    let mut st = prev.clone();
+    st.observed_generation = generation;
+    aggregate::set_condition(
+        &mut st.conditions,
+        violation.ready_condition(generation, now),
+    );
+    let reason = policy::Violation::REASON;
+    st.diagnosis = Some(crate::crd::Diagnosis {
+        reason: reason.as_str().into(),
+        cause: "Configuration".into(),
+        code: None,
+        message: aggregate::truncate(&violation.to_string(), crate::crd::DIAGNOSIS_MESSAGE_CHARS),
+        remediation: reason.remediation().into(),
+        docs: reason.docs().iter().map(|d| d.to_string()).collect(),
+        context: None,
+        node: None,
+    });
+    st
+}
+
+/// A check that must not run (its spec is unusable, or the policy refuses it): its Jobs go,
+/// `st` is written (and, when that changes the status, counted as an `invalid_spec` run with
+/// an Event on the transition).
+async fn refuse(
+    check: &RegistryConnectivityCheck,
+    ctx: &Context,
+    st: RegistryConnectivityCheckStatus,
+    msg: &str,
+    requeue: Requeue,
+) -> Result<Requeue, Error> {
+    let ns = check
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let uid = check_uid(check)?;
+    let order = job_namespaces(&ns, &ctx.config);
+    let jobs = list_jobs(ctx, &ns, &uid).await?;
+    if !jobs.is_empty() {
+        let holding: Vec<String> = order
+            .iter()
+            .filter(|n| {
+                jobs.iter()
+                    .any(|j| j.namespace().as_deref() == Some(n.as_str()))
+            })
+            .cloned()
+            .collect();
+        delete_jobs(ctx, &holding, &uid, None).await?;
+    }
+    let prev = check.status.clone().unwrap_or_default();
+    if write_status(ctx, check, &st).await? {
+        let reason = ready_of(&st).map(|c| c.reason.clone()).unwrap_or_default();
+        info!(%msg, %reason, "not running the check");
+        ctx.metrics.run(metrics::RunResult::InvalidSpec);
+        publish(ctx, check, transition_event(&prev, &st)).await;
+    }
+    set_metrics(ctx, check, &st);
+    Ok(requeue)
+}
+
 fn set_metrics(
     ctx: &Context,
     check: &RegistryConnectivityCheck,
@@ -718,26 +854,16 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
     let prev = check.status.clone().unwrap_or_default();
 
     if let Err(msg) = decide::validate(&check.spec) {
-        let jobs = list_jobs(ctx, &ns, &uid).await?;
-        if !jobs.is_empty() {
-            let holding: Vec<String> = order
-                .iter()
-                .filter(|n| {
-                    jobs.iter()
-                        .any(|j| j.namespace().as_deref() == Some(n.as_str()))
-                })
-                .cloned()
-                .collect();
-            delete_jobs(ctx, &holding, &uid, None).await?;
-        }
         let st = invalid_status(&prev, check.metadata.generation, &msg, &Time(now));
-        if write_status(ctx, check, &st).await? {
-            info!(%msg, "invalid spec");
-            ctx.metrics.run(metrics::RunResult::InvalidSpec);
-            publish(ctx, check, transition_event(&prev, &st)).await;
-        }
-        set_metrics(ctx, check, &st);
-        return Ok(Requeue::await_change());
+        return refuse(check, ctx, st, &msg, Requeue::await_change()).await;
+    }
+    // The target policy, before anything is planned or created. The namespace's labels can
+    // change without an event here, and the policy with a restart: look again each interval.
+    let labels = namespace_labels(ctx, check, &ns).await?;
+    if let Err(v) = policy::evaluate(&check.spec, &ns, &labels, &ctx.config.policy) {
+        let st = refused_status(&prev, check.metadata.generation, &v, &Time(now));
+        let again = decide::interval(&check.spec, ctx.config.default_interval);
+        return refuse(check, ctx, st, &v.to_string(), Requeue::requeue(again)).await;
     }
 
     let jobs = list_jobs(ctx, &ns, &uid).await?;
@@ -982,7 +1108,7 @@ pub async fn cleanup(check: &RegistryConnectivityCheck, ctx: &Context) -> Result
 
 /// The check a probe Job belongs to (owner references cannot cross namespaces, so the
 /// labels and the exact-name annotation say it).
-pub fn check_of_job(job: &Job) -> Option<ObjectRef<RegistryConnectivityCheck>> {
+pub fn check_of_job(job: &Job) -> Option<ObjectRef<StoredCheck>> {
     if let Some((ns, name)) = job
         .annotations()
         .get(jobs::annotations::CHECK)
@@ -1008,7 +1134,7 @@ pub async fn run(
     let job_wc = || watcher::Config::default().labels(MANAGED_BY_SELECTOR);
     if ctx.config.namespaces.is_empty() {
         let c = Controller::new(
-            Api::<RegistryConnectivityCheck>::all(client.clone()),
+            Api::<StoredCheck>::all(client.clone()),
             watcher::Config::default(),
         )
         .watches(Api::<Job>::all(client.clone()), job_wc(), |j| {
@@ -1018,7 +1144,7 @@ pub async fn run(
     } else {
         for ns in &ctx.config.namespaces {
             let mut c = Controller::new(
-                Api::<RegistryConnectivityCheck>::namespaced(client.clone(), ns),
+                Api::<StoredCheck>::namespaced(client.clone(), ns),
                 watcher::Config::default(),
             )
             .watches(Api::<Job>::namespaced(client.clone(), ns), job_wc(), |j| {
@@ -1056,9 +1182,16 @@ pub async fn run(
         c.graceful_shutdown_on(shutdown.clone())
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|res| async move {
+                use kube::runtime::controller::Error as C;
                 match res {
                     Ok((o, _)) => debug!(object = %o, "reconciled"),
-                    Err(e) => debug!(error = %e, "reconcile loop"),
+                    // Logged and counted by error_policy.
+                    Err(C::ReconcilerFailed(..) | C::ObjectNotFound(_)) => {
+                        debug!("reconcile failed")
+                    }
+                    // A watch that cannot list or decode: the controller goes on (with
+                    // backoff), but it is blind until this stops.
+                    Err(e) => warn!(error = %error_chain(&e), "watch failed; retrying"),
                 }
             })
     });

@@ -62,6 +62,10 @@ ALL_OPTIONS = {
         "leaseName": "rc-leader",
         "nodeProxy": "http://proxy.corp.example:3128",
         "nodeNoProxy": [".azurecr.io", "10.0.0.0/8"],
+        "nodeContextNamespaces": "regcheck.dev/node-probes=true",
+        "allowedRegistries": ["*.azurecr.io", "mcr.microsoft.com"],
+        "allowedPorts": [443, 5000],
+        "allowedProxies": ["proxy.corp.example"],
         "logFormat": "text",
         "logLevel": "regcheck=debug,info",
         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
@@ -106,6 +110,12 @@ BAD_VALUES = [
     ("controller.unknownKey", True),
     ("image.repository", ""),
     ("networkPolicy.apiServerCIDRs", ["10.0.0.1"]),
+    ("controller.nodeContextNamespaces", "Team_A"),
+    ("controller.allowedRegistries", ["reg io"]),
+    ("controller.allowedRegistries", []),
+    ("controller.allowedPorts", [0]),
+    ("controller.allowedPorts", ["443"]),
+    ("controller.allowedProxies", ["proxy.corp:3128"]),
 ]
 
 # The metrics of the controller (CONTRACT.md), for the dashboard.
@@ -125,15 +135,16 @@ METRICS = {
     "regcheck_probe_jobs_created_total",
 }
 
-# RBAC of CONTRACT.md: (apiGroup, resource) -> verbs.
+# RBAC of CONTRACT.md: (apiGroup, resource) -> verbs. Exactly what the controller calls
+# (namespaces get: only with a label rule in --node-context-namespaces).
 CONTRACT_RBAC = {
-    ("regcheck.dev", "registryconnectivitychecks"): {"get", "list", "watch", "patch", "update"},
-    ("regcheck.dev", "registryconnectivitychecks/status"): {"get", "patch", "update"},
+    ("regcheck.dev", "registryconnectivitychecks"): {"list", "watch", "patch"},
+    ("regcheck.dev", "registryconnectivitychecks/status"): {"patch"},
     ("regcheck.dev", "registryconnectivitychecks/finalizers"): {"update"},
-    ("batch", "jobs"): {"get", "list", "watch", "create", "delete", "deletecollection"},
-    ("", "pods"): {"get", "list", "watch"},
-    ("", "nodes"): {"get", "list", "watch"},
-    ("", "events"): {"create", "patch"},
+    ("batch", "jobs"): {"list", "watch", "create", "deletecollection"},
+    ("", "pods"): {"list"},
+    ("", "nodes"): {"list"},
+    ("", "namespaces"): {"get"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("coordination.k8s.io", "leases"): {"get", "create", "update"},
 }
@@ -312,6 +323,9 @@ def check_default_render() -> list[dict]:
         problems.append(f"args {c['args']}")
     if "--probe-image=localhost/regcheck:0.1.0" not in c["args"]:
         problems.append("probe image defaults to the controller image")
+    for arg in ["--node-context-namespaces=*", "--allowed-registries=*", "--allowed-ports=443", "--allowed-proxies=*"]:
+        if arg not in c["args"]:
+            problems.append(f"default target policy: no {arg} in {c['args']}")
     svc = by_kind(objs, "Service")[0]
     if svc["spec"]["ports"][0]["name"] != "metrics" or svc["spec"]["ports"][0]["port"] != 8080:
         problems.append("Service regcheck-metrics must expose port 8080 named metrics")
@@ -353,6 +367,10 @@ def check_all_options() -> list[dict]:
         "--lease-name=rc-leader",
         "--node-proxy=http://proxy.corp.example:3128",
         "--node-no-proxy=.azurecr.io,10.0.0.0/8",
+        "--node-context-namespaces=regcheck.dev/node-probes=true",
+        "--allowed-registries=*.azurecr.io,mcr.microsoft.com",
+        "--allowed-ports=443,5000",
+        "--allowed-proxies=proxy.corp.example",
         "--log-format=text",
     ]
     problems = []
@@ -540,6 +558,7 @@ def check_kustomize() -> list[dict] | None:
 
 # kube Resource type -> (apiGroup, plural)
 KINDS = {
+    "StoredCheck": ("regcheck.dev", "registryconnectivitychecks"),
     "RegistryConnectivityCheck": ("regcheck.dev", "registryconnectivitychecks"),
     "Job": ("batch", "jobs"),
     "Pod": ("", "pods"),
