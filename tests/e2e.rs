@@ -782,15 +782,15 @@ fn controller_runs_with_the_deploy_rbac_and_nothing_more() {
     for (verb, res) in [
         ("create", "jobs.batch"),
         ("deletecollection", "jobs.batch"),
-        ("watch", "pods"),
+        ("list", "pods"),
         ("list", "nodes"),
+        ("get", "namespaces"),
         ("patch", "registryconnectivitychecks.regcheck.dev"),
         (
             "update",
             "registryconnectivitychecks.regcheck.dev/finalizers",
         ),
         ("patch", "registryconnectivitychecks.regcheck.dev/status"),
-        ("create", "events"),
         ("create", "events.events.k8s.io"),
     ] {
         assert!(can(verb, res, None), "controller may {verb} {res}");
@@ -802,6 +802,8 @@ fn controller_runs_with_the_deploy_rbac_and_nothing_more() {
     ));
     for (verb, res, ns) in [
         ("get", "secrets", None),
+        ("watch", "pods", None),
+        ("list", "namespaces", None),
         ("list", "secrets", Some(OPERATOR_NS)),
         ("create", "pods", None),
         (
