@@ -928,8 +928,19 @@ fn events_only_on_transitions() {
     .unwrap();
     assert_eq!(ev.reason, "DiagnosisChanged");
     assert!(transition_event(&st("False", "X"), &st("False", "X")).is_none());
+    // A failure below failureThreshold is announced, but not as a warning.
     let ev = transition_event(&none, &st("Unknown", "AwaitingThreshold")).unwrap();
-    assert_eq!(ev.reason, "NotReady");
+    assert_eq!(
+        (ev.reason.as_str(), ev.type_),
+        ("AwaitingThreshold", EventType::Normal)
+    );
+    // A broken probe is a warning named after the probe's failure.
+    let ev =
+        transition_event(&st("True", "Healthy"), &st("Unknown", "ProbeUnschedulable")).unwrap();
+    assert_eq!(
+        (ev.reason.as_str(), ev.type_),
+        ("ProbeUnschedulable", EventType::Warning)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -677,14 +677,25 @@ pub fn transition_event(
         ))
     };
     if o.map(|c| c.status.as_str()) != Some(n.status.as_str()) {
+        let reason_or = |fallback: &str| {
+            Some(n.reason.clone())
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| fallback.into())
+        };
         let (type_, reason) = match n.status.as_str() {
             "True" => (EventType::Normal, "Ready".to_string()),
-            _ => (
+            "False" => (
                 EventType::Warning,
                 Some(n.reason.clone())
                     .filter(|r| !r.is_empty() && r != aggregate::reasons::AWAITING_THRESHOLD)
                     .unwrap_or_else(|| "NotReady".into()),
             ),
+            // Unknown is not "not ready": a failure still below failureThreshold is news, not
+            // an alarm; a broken probe is a warning about the probe, named by its reason.
+            _ if n.reason == aggregate::reasons::AWAITING_THRESHOLD => {
+                (EventType::Normal, reason_or("ReadyUnknown"))
+            }
+            _ => (EventType::Warning, reason_or("ReadyUnknown")),
         };
         return Some(Event {
             type_,
