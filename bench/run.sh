@@ -26,5 +26,5 @@ if [[ $what == all || $what == controller ]]; then
   run timeout 1800 cargo bench -j 1 --bench controller
 fi
 if [[ $what == all || $what == cluster ]]; then
-  run timeout 1200 python3 bench/controller_cluster.py --regcheck "$BIN" --checks 200
+  run timeout 2700 python3 bench/controller_cluster.py --regcheck "$BIN" --checks 200 --lock-wait 900
 fi

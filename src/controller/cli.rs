@@ -1,6 +1,7 @@
 //! `regcheck controller`: flags (each also an environment variable), logging, the HTTP
 //! endpoints, leader election and graceful shutdown around [`super::run`].
 
+use super::api_count::ApiCountLayer;
 use super::http::{self, Health};
 use super::leader::{Elector, identity};
 use super::metrics::Metrics;
@@ -300,14 +301,21 @@ pub fn main(args: ControllerArgs) -> i32 {
 }
 
 async fn run(args: ControllerArgs, cfg: Config) -> i32 {
-    let client = match kube::Client::try_default().await {
+    let metrics = Arc::new(Metrics::new());
+    // Every request to the API server is counted (regcheck_api_requests_total).
+    let client = match kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)
+        .and_then(|c| {
+            kube::client::ClientBuilder::try_from(c)
+                .map(|b| b.with_layer(&ApiCountLayer::new(metrics.clone())).build())
+        }) {
         Ok(c) => c,
         Err(e) => {
             error!(error = %e, "no Kubernetes configuration (in-cluster or KUBECONFIG)");
             return exit::FAILED;
         }
     };
-    let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let listener = match http::bind(args.metrics_addr).await {
         Ok(l) => l,

@@ -51,6 +51,12 @@ pub struct ContextLabels {
     pub context: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    pub verb: &'static str,
+    pub resource: &'static str,
+}
+
 type F64Gauge = Gauge<f64, AtomicU64>;
 type HistogramFamily = Family<PhaseLabels, Histogram, fn() -> Histogram>;
 
@@ -97,6 +103,7 @@ pub struct Metrics {
     runs: Family<ResultLabels, Counter>,
     reconcile_errors: Family<ErrorLabels, Counter>,
     jobs_created: Family<ContextLabels, Counter>,
+    api_requests: Family<ApiLabels, Counter>,
     /// The one `check_info` series of each check, so that the old one goes when labels change.
     info_series: Mutex<HashMap<CheckLabels, InfoLabels>>,
 }
@@ -125,6 +132,7 @@ impl Metrics {
             runs: Family::default(),
             reconcile_errors: Family::default(),
             jobs_created: Family::default(),
+            api_requests: Family::default(),
             info_series: Mutex::new(HashMap::new()),
         };
         registry.register(
@@ -188,7 +196,19 @@ impl Metrics {
             "Probe Jobs created by context",
             m.jobs_created.clone(),
         );
+        registry.register(
+            "api_requests",
+            "Requests sent to the Kubernetes API server, by verb and resource",
+            m.api_requests.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// One request to the API server ([`super::api_count`]).
+    pub fn api_request(&self, verb: &'static str, resource: &'static str) {
+        self.api_requests
+            .get_or_create(&ApiLabels { verb, resource })
+            .inc();
     }
 
     pub fn reconcile_error(&self, error: &'static str) {

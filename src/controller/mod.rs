@@ -7,6 +7,7 @@
 //! planning ([`crate::plan`]), building Jobs ([`crate::jobs`]), aggregating results and
 //! computing conditions ([`crate::aggregate`]).
 
+pub mod api_count;
 pub mod cli;
 pub mod decide;
 pub mod http;
