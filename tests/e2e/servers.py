@@ -46,8 +46,10 @@ HANG = "e2ehang.azurecr.io"
 MISSING = "nosuch.azurecr.io"
 NAMES = [LOGIN, DATA, DENY, HANG]
 IMAGE_REPO, IMAGE_TAG = "e2e/hello", "1.0"
-REG_PORT = 35000  # docker-registry on loopback only; nginx proxies to it
-HANG_PORT = 35001  # accepts and never answers; nginx proxies e2ehang.azurecr.io to it
+# Below Linux's ephemeral range (32768-60999 by default): a client socket of another process
+# (the API server's connection to etcd took 35000 once) must never hold the port we listen on.
+REG_PORT = 30500  # docker-registry on loopback only; nginx proxies to it
+HANG_PORT = 30501  # accepts and never answers; nginx proxies e2ehang.azurecr.io to it
 HANG_SECONDS = 600  # a held connection is closed after this long at the latest
 SERVICES = ("dnsmasq", "registry", "hang", "nginx")
 
