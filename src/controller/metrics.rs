@@ -162,12 +162,12 @@ impl Metrics {
         );
         registry.register(
             "check_contexts_consistent",
-            "Whether node and pod network agreed in the last run (1/0)",
+            "Whether node and pod network agreed in the last run (1, 0, -1 unknown)",
             m.contexts_consistent.clone(),
         );
         registry.register(
             "check_probes_healthy",
-            "Whether every probe of the last run ran (1/0)",
+            "Whether every probe of the last run ran (1, 0, -1 unknown)",
             m.probes_healthy.clone(),
         );
         registry.register(
@@ -281,7 +281,13 @@ impl Metrics {
             _ => -1,
         };
         self.check_ready.get_or_create(&l).set(ready);
-        let bit = |t: &str| i64::from(cond(t) == Some("True"));
+        // 1 true, 0 false, -1 not known yet (no run, an invalid spec): an unknown must never
+        // look like a failure to an alert.
+        let bit = |t: &str| match cond(t) {
+            Some("True") => 1,
+            Some("False") => 0,
+            _ => -1,
+        };
         self.contexts_consistent
             .get_or_create(&l)
             .set(bit(c::CONTEXTS_CONSISTENT));
@@ -483,6 +489,26 @@ mod tests {
             assert!(!l.contains("_total_total"), "{l}");
         }
         assert!(text.contains("# TYPE regcheck_runs counter"), "{text}");
+    }
+
+    #[test]
+    fn unknown_conditions_are_minus_one_not_failures() {
+        let m = Metrics::new();
+        m.set_check(
+            "ns",
+            "new",
+            "r.io",
+            &RegistryConnectivityCheckStatus::default(),
+        );
+        let s = samples(&m.render());
+        for series in [
+            "check_ready",
+            "check_contexts_consistent",
+            "check_probes_healthy",
+        ] {
+            let want = format!(r#"regcheck_{series}{{namespace="ns",name="new"}} -1"#);
+            assert!(s.contains(&want), "missing {want} in {s:#?}");
+        }
     }
 
     #[test]
