@@ -418,13 +418,27 @@ impl Scenario {
                     create_job(NS, "r1", "pod", 201),
                     create_job(NS, "r1", "pod", 201),
                 ];
-                let (res, _) = run_steps(&ctx, handle, with_finalizer, steps).await;
+                let (res, handle) = run_steps(&ctx, handle, with_finalizer.clone(), steps).await;
                 assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
                 assert!(
                     ctx.metrics
                         .render()
                         .contains(r#"regcheck_probe_jobs_created_total{context="pod"} 2"#)
                 );
+                // Triggered again before the watch shows any of the new Jobs: nothing is
+                // created again (planning the run needs the nodes).
+                let (res, handle) =
+                    run_steps(&ctx, handle, with_finalizer.clone(), vec![list_nodes()]).await;
+                assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+                // The watch shows one of them: the run is topped up with none of the others
+                // (planning it needs the nodes).
+                let first: Vec<Job> = jobs_of(&with_finalizer, 1, "active")
+                    .into_iter()
+                    .take(1)
+                    .collect();
+                cache(&ctx, &first, &[]);
+                let (res, _) = run_steps(&ctx, handle, with_finalizer, vec![list_nodes()]).await;
+                assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
             }
             Scenario::ResultsArrive => {
                 let Setup { ctx, handle } = setup(config());
@@ -1038,6 +1052,8 @@ async fn namespace_label_rule_reads_the_namespace() {
     assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
 
     let pod_only = check(1, json!({"contexts": {"node": {"enabled": false}}}));
+    // As a check of its own (the memory of the Jobs just created dropped).
+    ctx.forget(UID);
     let steps = vec![
         list_nodes(),
         create_job(NS, "r1", "pod", 201),
@@ -1069,6 +1085,8 @@ async fn node_inventory_is_reused_within_its_ttl() {
     };
     let (res, handle) = run_steps(&ctx, handle, check(1, json!({})), first_run(true)).await;
     res.unwrap();
+    // As for another check starting within the TTL (this one's memory of its Jobs dropped).
+    ctx.forget(UID);
     let (res, _) = run_steps(&ctx, handle, check(1, json!({})), first_run(false)).await;
     res.unwrap();
 }

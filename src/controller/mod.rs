@@ -323,6 +323,9 @@ pub struct Context {
     /// Per check uid: the last run this process collected (status written, Jobs deleted), and
     /// when. Until the watches show that, the cached check and Jobs are older than it.
     collected: std::sync::Mutex<HashMap<String, (u64, Instant)>>,
+    /// Per check uid: the Jobs this process created (or found existing) lately, and when the
+    /// last one was. The cache can lack them for a moment; they are not created again.
+    created: std::sync::Mutex<HashMap<String, (std::collections::BTreeSet<String>, Instant)>>,
 }
 
 impl Context {
@@ -339,6 +342,7 @@ impl Context {
             metrics,
             nodes: std::sync::Mutex::new(None),
             collected: std::sync::Mutex::new(HashMap::new()),
+            created: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -362,6 +366,29 @@ impl Context {
         if let Ok(mut m) = self.collected.lock() {
             m.remove(uid);
         }
+        if let Ok(mut m) = self.created.lock() {
+            m.remove(uid);
+        }
+    }
+
+    /// Remembers that Job `name` of check `uid` exists (created now, or 409).
+    fn note_created(&self, uid: &str, name: &str) {
+        if let Ok(mut m) = self.created.lock() {
+            m.retain(|_, (_, at)| at.elapsed() < COLLECTED_MEMORY);
+            let e = m
+                .entry(uid.to_string())
+                .or_insert_with(|| (Default::default(), Instant::now()));
+            e.0.insert(name.to_string());
+            e.1 = Instant::now();
+        }
+    }
+
+    /// Whether Job `name` of check `uid` was created in the last [`COLLECTED_MEMORY`].
+    fn recently_created(&self, uid: &str, name: &str) -> bool {
+        self.created.lock().is_ok_and(|m| {
+            m.get(uid)
+                .is_some_and(|(names, at)| at.elapsed() < COLLECTED_MEMORY && names.contains(name))
+        })
     }
 }
 
@@ -691,13 +718,20 @@ async fn create_jobs(
     for (context, job) in jobs.into_iter().take(room) {
         let ns = job.namespace().unwrap_or_default();
         let name = job.name_any();
+        let uid = job
+            .labels()
+            .get(labels::CHECK_UID)
+            .cloned()
+            .unwrap_or_default();
         let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
         match api.create(&PostParams::default(), &job).await {
             Ok(_) => {
                 ctx.metrics.job_created(context);
+                ctx.note_created(&uid, &name);
                 created += 1;
             }
             Err(kube::Error::Api(s)) if s.code == 409 => {
+                ctx.note_created(&uid, &name);
                 debug!(%ns, %name, "probe job exists already");
             }
             Err(source) => {
@@ -1109,9 +1143,18 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
                     // Nodes went away since the run was planned: what ran is the run.
                     return collect(check, ctx, &run, &jobs, &pods, &order, now).await;
                 }
-                let room = ctx.config.max_concurrent_jobs.max(1).saturating_sub(active);
-                let created = create_jobs(ctx, missing, room).await?;
-                info!(%run, created, "continued run");
+                // Jobs created a moment ago that the cache does not show yet: running.
+                let (pending, missing): (Vec<_>, Vec<_>) = missing
+                    .into_iter()
+                    .partition(|(_, j)| ctx.recently_created(&uid, &j.name_any()));
+                let active = active + pending.len();
+                if missing.is_empty() {
+                    debug!(%run, pending = pending.len(), "waiting for the cache to show the jobs");
+                } else {
+                    let room = ctx.config.max_concurrent_jobs.max(1).saturating_sub(active);
+                    let created = create_jobs(ctx, missing, room).await?;
+                    info!(%run, created, "continued run");
+                }
             }
             Ok(Requeue::requeue(requeue_after))
         }
@@ -1161,6 +1204,17 @@ async fn start(
         finish_run(check, ctx, &[record], info, check.metadata.generation, now).await?;
         ctx.note_collected(&check_uid(check)?, run);
         return Ok(after_run(check, ctx, now));
+    }
+    // A cached check or Jobs older than this process's last start of this very run: its Jobs
+    // exist, the cache does not show them yet.
+    let uid = check_uid(check)?;
+    let planned: Vec<_> = planned
+        .into_iter()
+        .filter(|(_, j)| !ctx.recently_created(&uid, &j.name_any()))
+        .collect();
+    if planned.is_empty() {
+        debug!(run = %decide::run_id(run), "run started already; waiting for the cache");
+        return Ok(Requeue::requeue(decide::POLL_RUNNING));
     }
     let created = create_jobs(ctx, planned, ctx.config.max_concurrent_jobs.max(1)).await?;
     info!(run = %decide::run_id(run), created, "run started");
