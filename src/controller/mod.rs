@@ -192,8 +192,8 @@ pub type CacheWriters = (Vec<Writer<Job>>, Vec<Writer<Pod>>);
 
 /// The reflector stores of probe Jobs and pods, one per [`WatchScope`] (a store holds one
 /// watch's objects: two watches cannot share one). Reconciles read these instead of LISTing.
-/// They can lag behind what this controller just did; see [`Context::note_collected`] and
-/// `create_jobs` (409 AlreadyExists) for why that is safe.
+/// They can lag behind what this controller just did; see [`Context::note_collected`],
+/// [`Context::note_created`] and `create_jobs` (409 AlreadyExists) for why that is safe.
 pub struct Caches {
     pub scopes: Vec<WatchScope>,
     jobs: Vec<Store<Job>>,
