@@ -802,6 +802,7 @@ fn controller_runs_with_the_deploy_rbac_and_nothing_more() {
         ("create", "jobs.batch"),
         ("deletecollection", "jobs.batch"),
         ("list", "pods"),
+        ("watch", "pods"),
         ("list", "nodes"),
         ("get", "namespaces"),
         ("patch", "registryconnectivitychecks.regcheck.dev"),
@@ -821,7 +822,6 @@ fn controller_runs_with_the_deploy_rbac_and_nothing_more() {
     ));
     for (verb, res, ns) in [
         ("get", "secrets", None),
-        ("watch", "pods", None),
         ("list", "namespaces", None),
         ("list", "secrets", Some(OPERATOR_NS)),
         ("create", "pods", None),

@@ -180,7 +180,7 @@ fn rbac_is_exactly_the_contract() {
             "jobs",
             &["list", "watch", "create", "deletecollection"],
         ),
-        ("", "pods", &["list"]),
+        ("", "pods", &["list", "watch"]),
         ("", "nodes", &["list"]),
         ("", "namespaces", &["get"]),
         ("events.k8s.io", "events", &["create", "patch"]),

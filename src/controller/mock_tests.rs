@@ -104,13 +104,6 @@ fn jobs_of(c: &RegistryConnectivityCheck, run: u64, state: &str) -> Vec<Job> {
         .collect()
 }
 
-fn in_ns(jobs: &[Job], ns: &str) -> Vec<Value> {
-    jobs.iter()
-        .filter(|j| j.namespace().as_deref() == Some(ns))
-        .map(|j| serde_json::to_value(j).unwrap())
-        .collect()
-}
-
 /// The pod of a Job: `message` is the termination message of a finished probe, `None` a pod
 /// that is still pending, unschedulable.
 fn pod_of_job(j: &Job, message: Option<&str>) -> Value {
@@ -187,24 +180,13 @@ fn sel_run(run: &str) -> String {
     format!("labelSelector=regcheck.dev/check-uid={UID},regcheck.dev/run={run}")
 }
 
-fn list_jobs(ns: &str, items: Vec<Value>) -> Step {
-    step(
-        Method::GET,
-        format!("/apis/batch/v1/namespaces/{ns}/jobs"),
-        200,
-        Some(list("JobList", "batch/v1", items)),
-    )
-    .query(&sel_uid())
-}
-
-fn list_pods(ns: &str, run: &str, items: Vec<Value>) -> Step {
-    step(
-        Method::GET,
-        format!("/api/v1/namespaces/{ns}/pods"),
-        200,
-        Some(list("PodList", "v1", items)),
-    )
-    .query(&sel_run(run))
+/// Puts Jobs and pods (as JSON) into the controller's watch caches.
+fn cache(ctx: &Context, jobs: &[Job], pods: &[Value]) {
+    let pods: Vec<Pod> = pods
+        .iter()
+        .map(|p| serde_json::from_value(p.clone()).unwrap())
+        .collect();
+    ctx.caches.fill(jobs, &pods);
 }
 
 fn list_nodes() -> Step {
@@ -372,6 +354,8 @@ fn setup(cfg: Config) -> Setup {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(svc, "default");
     let ctx = Arc::new(Context::new(client, cfg, Arc::new(metrics::Metrics::new())));
+    // As after the watches' first lists (an empty cluster unless a test fills the caches).
+    ctx.caches.set_ready();
     Setup { ctx, handle }
 }
 
@@ -428,21 +412,33 @@ impl Scenario {
                 let (res, handle) = run_steps(&ctx, handle, fresh, steps).await;
                 res.unwrap();
                 let steps = vec![
-                    list_jobs(PROBE_NS, vec![]),
-                    list_jobs(NS, vec![]),
                     list_nodes(),
                     create_job(PROBE_NS, "r1", "node", 201),
                     create_job(PROBE_NS, "r1", "node", 201),
                     create_job(NS, "r1", "pod", 201),
                     create_job(NS, "r1", "pod", 201),
                 ];
-                let (res, _) = run_steps(&ctx, handle, with_finalizer, steps).await;
+                let (res, handle) = run_steps(&ctx, handle, with_finalizer.clone(), steps).await;
                 assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
                 assert!(
                     ctx.metrics
                         .render()
                         .contains(r#"regcheck_probe_jobs_created_total{context="pod"} 2"#)
                 );
+                // Triggered again before the watch shows any of the new Jobs: nothing is
+                // created again (planning the run needs the nodes).
+                let (res, handle) =
+                    run_steps(&ctx, handle, with_finalizer.clone(), vec![list_nodes()]).await;
+                assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+                // The watch shows one of them: the run is topped up with none of the others
+                // (planning it needs the nodes).
+                let first: Vec<Job> = jobs_of(&with_finalizer, 1, "active")
+                    .into_iter()
+                    .take(1)
+                    .collect();
+                cache(&ctx, &first, &[]);
+                let (res, _) = run_steps(&ctx, handle, with_finalizer, vec![list_nodes()]).await;
+                assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
             }
             Scenario::ResultsArrive => {
                 let Setup { ctx, handle } = setup(config());
@@ -466,17 +462,20 @@ impl Scenario {
                         pod_of_job(j, Some(if bad { TIMEOUT } else { HEALTHY }))
                     })
                     .collect();
-                let pods_in = |ns: &str| {
-                    pods.iter()
-                        .filter(|p| p["metadata"]["namespace"] == ns)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                };
+                // The pods of another run and another check are not this run's.
+                let mut others = pods.clone();
+                for p in &mut others {
+                    p["metadata"]["name"] = json!(format!("{}-r9", p["metadata"]["name"]));
+                    p["metadata"]["labels"]["regcheck.dev/run"] = json!("r9");
+                }
+                let mut foreign = pods.clone();
+                for p in &mut foreign {
+                    p["metadata"]["name"] = json!(format!("{}-other", p["metadata"]["name"]));
+                    p["metadata"]["labels"]["regcheck.dev/check-uid"] = json!("other");
+                    p["status"] = json!({"phase": "Running"});
+                }
+                cache(&ctx, &jobs, &[pods.clone(), others, foreign].concat());
                 let steps = vec![
-                    list_jobs(PROBE_NS, in_ns(&jobs, PROBE_NS)),
-                    list_jobs(NS, in_ns(&jobs, NS)),
-                    list_pods(PROBE_NS, "r1", pods_in(PROBE_NS)),
-                    list_pods(NS, "r1", pods_in(NS)),
                     patch_status(|s| {
                         let ready = condition(s, "Ready");
                         assert_eq!(ready["status"], "False", "{s}");
@@ -505,8 +504,13 @@ impl Scenario {
                     delete_jobs(PROBE_NS, sel_run("r1")),
                     delete_jobs(NS, sel_run("r1")),
                 ];
-                let (res, _) = run_steps(&ctx, handle, c, steps).await;
+                let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
                 let requeue = res.unwrap();
+                // The watches have not delivered the status nor the deletions yet: the cached
+                // check and Jobs predate the collected run, which is neither collected nor
+                // started again.
+                let (res, _) = run_steps(&ctx, handle, c, vec![]).await;
+                assert_eq!(res.unwrap(), Requeue::requeue(Duration::from_secs(1)));
                 // The next run is due an interval (plus jitter) after this one started, which
                 // is long past: it starts at once.
                 assert_eq!(requeue, Requeue::requeue(Duration::from_secs(1)));
@@ -532,10 +536,8 @@ impl Scenario {
                 // Planned with one node only.
                 j.annotations_mut()
                     .insert(run_ann::RUN_SIZE.into(), "1".into());
+                cache(&ctx, std::slice::from_ref(&j), &[pod_of_job(&j, None)]);
                 let steps = vec![
-                    list_jobs(PROBE_NS, in_ns(std::slice::from_ref(&j), PROBE_NS)),
-                    list_jobs(NS, vec![]),
-                    list_pods(PROBE_NS, "r1", vec![pod_of_job(&j, None)]),
                     patch_status(|s| {
                         let probes = condition(s, "ProbesHealthy");
                         assert_eq!(probes["status"], "False", "{s}");
@@ -572,9 +574,8 @@ impl Scenario {
                     ..Default::default()
                 });
                 let running = jobs_of(&old, 2, "active");
+                cache(&ctx, &running, &[]);
                 let steps = vec![
-                    list_jobs(PROBE_NS, in_ns(&running, PROBE_NS)),
-                    list_jobs(NS, in_ns(&running, NS)),
                     delete_jobs(PROBE_NS, sel_run("r2")),
                     delete_jobs(NS, sel_run("r2")),
                     list_nodes(),
@@ -633,27 +634,15 @@ impl Scenario {
                         p
                     })
                     .collect();
-                let pods_in = |ns: &str| {
-                    pods.iter()
-                        .filter(|p| p["metadata"]["namespace"] == ns)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                };
-                let steps = vec![
-                    list_jobs(PROBE_NS, in_ns(&jobs, PROBE_NS)),
-                    list_jobs(NS, in_ns(&jobs, NS)),
-                    list_pods(PROBE_NS, "r1", pods_in(PROBE_NS)),
-                    list_pods(NS, "r1", pods_in(NS)),
-                ];
-                let (res, _) = run_steps(&ctx, handle, c, steps).await;
+                cache(&ctx, &jobs, &pods);
+                // All from the caches: not one request.
+                let (res, _) = run_steps(&ctx, handle, c, vec![]).await;
                 assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
                 assert!(!ctx.metrics.render().contains("probe_jobs_created_total{"));
             }
             Scenario::CreateConflict => {
                 let Setup { ctx, handle } = setup(config());
                 let steps = vec![
-                    list_jobs(PROBE_NS, vec![]),
-                    list_jobs(NS, vec![]),
                     list_nodes(),
                     create_job(PROBE_NS, "r1", "node", 409),
                     create_job(PROBE_NS, "r1", "node", 201),
@@ -707,31 +696,29 @@ async fn conflict_on_create_is_treated_as_exists() {
     Scenario::CreateConflict.run().await;
 }
 
-/// 429 on listing: reconcile fails, the error policy counts it and retries soon; the retry
-/// does the whole first run.
+/// 429 on listing the nodes: reconcile fails, the error policy counts it and retries soon;
+/// the retry does the whole first run.
 #[tokio::test]
 async fn throttled_is_retried() {
     let Setup { ctx, handle } = setup(config());
     let c = check(1, json!({}));
     let steps = vec![step(
         Method::GET,
-        format!("/apis/batch/v1/namespaces/{PROBE_NS}/jobs"),
+        "/api/v1/nodes",
         429,
         Some(status_error(429, "TooManyRequests")),
     )];
     let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
     let err = res.unwrap_err();
-    assert_eq!(err.metric_label(), "list_jobs");
+    assert_eq!(err.metric_label(), "list_nodes");
     let requeue = error_policy(Arc::new(StoredCheck::from(&c)), &err, ctx.clone());
     assert_eq!(requeue, Requeue::requeue(Duration::from_secs(5)));
     assert!(
         ctx.metrics
             .render()
-            .contains(r#"regcheck_reconcile_errors_total{error="list_jobs"} 1"#)
+            .contains(r#"regcheck_reconcile_errors_total{error="list_nodes"} 1"#)
     );
     let steps = vec![
-        list_jobs(PROBE_NS, vec![]),
-        list_jobs(NS, vec![]),
         list_nodes(),
         create_job(PROBE_NS, "r1", "node", 201),
         create_job(PROBE_NS, "r1", "node", 201),
@@ -749,8 +736,6 @@ async fn server_error_mid_run_resumes_without_duplicates() {
     let Setup { ctx, handle } = setup(config());
     let c = check(1, json!({}));
     let steps = vec![
-        list_jobs(PROBE_NS, vec![]),
-        list_jobs(NS, vec![]),
         list_nodes(),
         create_job(PROBE_NS, "r1", "node", 201),
         create_job(PROBE_NS, "r1", "node", 500),
@@ -769,10 +754,9 @@ async fn server_error_mid_run_resumes_without_duplicates() {
     );
 
     let first: Vec<Job> = jobs_of(&c, 1, "active").into_iter().take(1).collect();
+    // The watch has delivered the one Job that was created (its pod not yet).
+    cache(&ctx, &first, &[]);
     let steps = vec![
-        list_jobs(PROBE_NS, in_ns(&first, PROBE_NS)),
-        list_jobs(NS, vec![]),
-        list_pods(PROBE_NS, "r1", vec![]),
         list_nodes(),
         create_job(PROBE_NS, "r1", "node", 201).body(|b| {
             assert_eq!(b["metadata"]["labels"]["regcheck.dev/node"], "aks-user-0");
@@ -791,8 +775,6 @@ async fn invalid_spec_is_reported_not_retried() {
     let Setup { ctx, handle } = setup(config());
     let c = check(1, json!({"interval": "10s"}));
     let steps = vec![
-        list_jobs(PROBE_NS, vec![]),
-        list_jobs(NS, vec![]),
         patch_status(|s| {
             let ready = condition(s, "Ready");
             assert_eq!(ready["status"], "False");
@@ -808,7 +790,7 @@ async fn invalid_spec_is_reported_not_retried() {
     ];
     let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
     assert_eq!(res.unwrap(), Requeue::await_change());
-    // With that status in place, only the Jobs are listed.
+    // With that status in place, nothing is requested.
     let mut again = c;
     let now = Time(Timestamp::now());
     again.status = Some(invalid_status(
@@ -817,7 +799,7 @@ async fn invalid_spec_is_reported_not_retried() {
         &decide::validate(&again.spec).unwrap_err(),
         &now,
     ));
-    let steps = vec![list_jobs(PROBE_NS, vec![]), list_jobs(NS, vec![])];
+    let steps = vec![];
     let (res, _) = run_steps(&ctx, handle, again, steps).await;
     assert_eq!(res.unwrap(), Requeue::await_change());
     assert!(
@@ -961,9 +943,8 @@ async fn policy_refusal_deletes_jobs_and_reports_the_rule() {
     let Setup { ctx, handle } = setup(with_policy("*", "*.example.com", "443", "*"));
     let c = check(1, json!({"interval": "7m"}));
     let running = jobs_of(&c, 1, "active");
+    cache(&ctx, &running, &[]);
     let steps = vec![
-        list_jobs(PROBE_NS, in_ns(&running, PROBE_NS)),
-        list_jobs(NS, in_ns(&running, NS)),
         delete_jobs(PROBE_NS, sel_uid()),
         delete_jobs(NS, sel_uid()),
         patch_status(|s| {
@@ -986,7 +967,9 @@ async fn policy_refusal_deletes_jobs_and_reports_the_rule() {
             .render()
             .contains(r#"regcheck_runs_total{result="invalid_spec"} 1"#)
     );
-    // The refusal is in the status now: only the Jobs are listed.
+    // The refusal is in the status now, and the watch has seen the Jobs go: nothing is
+    // requested.
+    ctx.caches.forget_jobs(&running);
     let v = policy::evaluate(&c.spec, NS, &BTreeMap::new(), &ctx.config.policy).unwrap_err();
     let mut again = c;
     again.status = Some(refused_status(
@@ -995,7 +978,7 @@ async fn policy_refusal_deletes_jobs_and_reports_the_rule() {
         &v,
         &Time(Timestamp::now()),
     ));
-    let steps = vec![list_jobs(PROBE_NS, vec![]), list_jobs(NS, vec![])];
+    let steps = vec![];
     let (res, _) = run_steps(&ctx, handle, again, steps).await;
     assert_eq!(res.unwrap(), Requeue::requeue(Duration::from_secs(420)));
 }
@@ -1009,8 +992,6 @@ async fn proxy_outside_the_allowed_list_is_refused() {
         json!({"proxy": {"mode": "Explicit", "url": "http://10.9.9.9:22"}}),
     );
     let steps = vec![
-        list_jobs(PROBE_NS, vec![]),
-        list_jobs(NS, vec![]),
         patch_status(|s| {
             let ready = condition(s, "Ready");
             assert_eq!(ready["reason"], "TargetNotAllowed");
@@ -1046,8 +1027,6 @@ async fn namespace_label_rule_reads_the_namespace() {
     let Setup { ctx, handle } = setup(cfg.clone());
     let steps = vec![
         get_namespace(json!({"kubernetes.io/metadata.name": NS})),
-        list_jobs(PROBE_NS, vec![]),
-        list_jobs(NS, vec![]),
         patch_status(|s| {
             let m = condition(s, "Ready")["message"]
                 .as_str()
@@ -1063,8 +1042,6 @@ async fn namespace_label_rule_reads_the_namespace() {
 
     let steps = vec![
         get_namespace(json!({"regcheck.dev/node-probes": "true"})),
-        list_jobs(PROBE_NS, vec![]),
-        list_jobs(NS, vec![]),
         list_nodes(),
         create_job(PROBE_NS, "r1", "node", 201),
         create_job(PROBE_NS, "r1", "node", 201),
@@ -1075,9 +1052,9 @@ async fn namespace_label_rule_reads_the_namespace() {
     assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
 
     let pod_only = check(1, json!({"contexts": {"node": {"enabled": false}}}));
+    // As a check of its own (the memory of the Jobs just created dropped).
+    ctx.forget(UID);
     let steps = vec![
-        list_jobs(PROBE_NS, vec![]),
-        list_jobs(NS, vec![]),
         list_nodes(),
         create_job(NS, "r1", "pod", 201),
         create_job(NS, "r1", "pod", 201),
@@ -1094,7 +1071,7 @@ async fn node_inventory_is_reused_within_its_ttl() {
         ..config()
     });
     let first_run = |with_nodes: bool| {
-        let mut v = vec![list_jobs(PROBE_NS, vec![]), list_jobs(NS, vec![])];
+        let mut v = vec![];
         if with_nodes {
             v.push(list_nodes());
         }
@@ -1108,6 +1085,8 @@ async fn node_inventory_is_reused_within_its_ttl() {
     };
     let (res, handle) = run_steps(&ctx, handle, check(1, json!({})), first_run(true)).await;
     res.unwrap();
+    // As for another check starting within the TTL (this one's memory of its Jobs dropped).
+    ctx.forget(UID);
     let (res, _) = run_steps(&ctx, handle, check(1, json!({})), first_run(false)).await;
     res.unwrap();
 }
@@ -1205,8 +1184,6 @@ async fn malformed_objects_get_invalid_spec_and_no_jobs() {
         let Setup { ctx, handle } = setup(config());
         let want_owned = want.to_string();
         let steps = vec![
-            list_jobs(PROBE_NS, vec![]),
-            list_jobs(NS, vec![]),
             patch_status(move |s| {
                 let ready = condition(s, "Ready");
                 assert_eq!(ready["status"], "False", "{s}");
@@ -1233,8 +1210,6 @@ async fn malformed_objects_get_invalid_spec_and_no_jobs() {
 async fn garbage_status_with_a_valid_spec_runs() {
     let Setup { ctx, handle } = setup(config());
     let steps = vec![
-        list_jobs(PROBE_NS, vec![]),
-        list_jobs(NS, vec![]),
         list_nodes(),
         create_job(PROBE_NS, "r1", "node", 201),
         create_job(PROBE_NS, "r1", "node", 201),
@@ -1311,6 +1286,7 @@ async fn watch_survives_an_undecodable_object() {
                 ("GET", "/apis/regcheck.dev/v1alpha1/registryconnectivitychecks") => checks.clone(),
                 ("GET", "/apis/batch/v1/jobs") => list("JobList", "batch/v1", vec![]),
                 ("GET", p) if p.ends_with("/jobs") => list("JobList", "batch/v1", vec![]),
+                ("GET", p) if p.ends_with("/pods") => list("PodList", "v1", vec![]),
                 ("GET", "/api/v1/nodes") => list("NodeList", "v1", nodes()),
                 ("POST", p) if p.ends_with("/jobs") => {
                     assert!(
@@ -1348,4 +1324,81 @@ async fn watch_survives_an_undecodable_object() {
     );
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), controller).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watch caches of probe Jobs and pods
+
+#[test]
+fn watch_scopes_cover_the_probe_namespace_per_watched_namespace() {
+    let all = watch_scopes(&config());
+    assert_eq!(
+        all,
+        [WatchScope {
+            controller: 0,
+            namespace: None,
+            selector: MANAGED_BY_SELECTOR.into()
+        }]
+    );
+    let some = watch_scopes(&Config {
+        namespaces: vec![NS.into(), PROBE_NS.into()],
+        ..config()
+    });
+    let got: Vec<(usize, Option<&str>, &str)> = some
+        .iter()
+        .map(|s| (s.controller, s.namespace.as_deref(), s.selector.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0, Some(NS), MANAGED_BY_SELECTOR),
+            (
+                0,
+                Some(PROBE_NS),
+                "app.kubernetes.io/managed-by=regcheck,regcheck.dev/check-namespace=team-a"
+            ),
+            (1, Some(PROBE_NS), MANAGED_BY_SELECTOR),
+        ]
+    );
+}
+
+/// A check's Jobs from the caches: only its own, only in its namespaces, each once, in the
+/// order a LIST per namespace would give.
+#[tokio::test]
+async fn cached_jobs_are_the_checks_own_once_each() {
+    let Setup { ctx, .. } = setup(config());
+    let c = check(1, json!({}));
+    let jobs = jobs_of(&c, 1, "active");
+    let mut other = jobs[0].clone();
+    other.metadata.name = Some("other-check".into());
+    other
+        .labels_mut()
+        .insert(labels::CHECK_UID.into(), "another-uid".into());
+    let mut elsewhere = jobs[0].clone();
+    elsewhere.metadata.name = Some("elsewhere".into());
+    elsewhere.metadata.namespace = Some("team-b".into());
+    // Reversed, and twice: the order and duplicates come from the watches, not from here.
+    let mut input: Vec<Job> = jobs.iter().rev().cloned().collect();
+    input.extend(jobs.iter().cloned());
+    input.extend([other, elsewhere]);
+    cache(&ctx, &input, &[]);
+    let got = cached_jobs(&ctx, NS, UID);
+    let names = |js: &[Job]| js.iter().map(|j| j.name_any()).collect::<Vec<_>>();
+    let mut want = jobs.clone();
+    want.sort_by_key(|j| (j.namespace() != Some(PROBE_NS.into()), j.name_any()));
+    assert_eq!(names(&got), names(&want));
+    assert_eq!(sorted_contexts(&got).len(), 4);
+}
+
+/// Before the watches have listed, a reconcile decides nothing and asks the API nothing.
+#[tokio::test]
+async fn nothing_is_decided_before_the_caches_are_filled() {
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = Arc::new(Context::new(
+        Client::new(svc, "default"),
+        config(),
+        Arc::new(metrics::Metrics::new()),
+    ));
+    let (res, _) = run_steps(&ctx, handle, check(1, json!({})), vec![]).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(Duration::from_secs(1)));
 }

@@ -2,7 +2,8 @@
 //! probes' reports into the status.
 //!
 //! [`reconcile`] is thin: kube's `finalizer` helper dispatches to [`apply`] and [`cleanup`].
-//! `apply` lists the check's Jobs (and, for a run in progress, their pods), asks the pure
+//! `apply` reads the check's Jobs (and, for a run in progress, their pods) from the
+//! controller's watch caches ([`Caches`]: no LIST per reconcile), asks the pure
 //! [`decide::decide`] what to do, and carries it out. Everything else that can be pure is:
 //! planning ([`crate::plan`]), building Jobs ([`crate::jobs`]), aggregating results and
 //! computing conditions ([`crate::aggregate`]).
@@ -35,10 +36,10 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -57,18 +58,6 @@ pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=regcheck";
 /// Errors of a reconciliation. Each has a fixed metric label.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("listing probe jobs in {namespace}")]
-    ListJobs {
-        namespace: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("listing probe pods in {namespace}")]
-    ListPods {
-        namespace: String,
-        #[source]
-        source: kube::Error,
-    },
     #[error("listing nodes")]
     ListNodes {
         #[source]
@@ -111,8 +100,6 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         use kube::runtime::finalizer::Error as F;
         match self {
-            Self::ListJobs { .. } => "list_jobs",
-            Self::ListPods { .. } => "list_pods",
             Self::ListNodes { .. } => "list_nodes",
             Self::GetNamespace { .. } => "get_namespace",
             Self::CreateJob { .. } => "create_job",
@@ -162,14 +149,183 @@ impl Config {
     }
 }
 
+/// One watch of probe Jobs or pods: a namespace (`None`: all) and a label selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchScope {
+    /// Index of the controller (one per watched namespace, or one for all) it triggers.
+    pub controller: usize,
+    pub namespace: Option<String>,
+    pub selector: String,
+}
+
+/// The watches of probe Jobs (and the same ones of their pods): every managed object when all
+/// namespaces are watched; else, per watched namespace, the managed objects in it and those of
+/// its checks in the probe namespace.
+pub fn watch_scopes(cfg: &Config) -> Vec<WatchScope> {
+    if cfg.namespaces.is_empty() {
+        return vec![WatchScope {
+            controller: 0,
+            namespace: None,
+            selector: MANAGED_BY_SELECTOR.into(),
+        }];
+    }
+    let mut out = Vec::new();
+    for (i, ns) in cfg.namespaces.iter().enumerate() {
+        out.push(WatchScope {
+            controller: i,
+            namespace: Some(ns.clone()),
+            selector: MANAGED_BY_SELECTOR.into(),
+        });
+        if *ns != cfg.probe_namespace {
+            out.push(WatchScope {
+                controller: i,
+                namespace: Some(cfg.probe_namespace.clone()),
+                selector: format!("{MANAGED_BY_SELECTOR},{}={ns}", labels::CHECK_NAMESPACE),
+            });
+        }
+    }
+    out
+}
+
+/// The writers of [`Caches`]' stores, one per [`WatchScope`] and kind.
+pub type CacheWriters = (Vec<Writer<Job>>, Vec<Writer<Pod>>);
+
+/// The reflector stores of probe Jobs and pods, one per [`WatchScope`] (a store holds one
+/// watch's objects: two watches cannot share one). Reconciles read these instead of LISTing.
+/// They can lag behind what this controller just did; see [`Context::note_collected`],
+/// [`Context::note_created`] and `create_jobs` (409 AlreadyExists) for why that is safe.
+pub struct Caches {
+    pub scopes: Vec<WatchScope>,
+    jobs: Vec<Store<Job>>,
+    pods: Vec<Store<Pod>>,
+    /// Taken by [`run`] (or by tests, to fill the stores).
+    writers: std::sync::Mutex<Option<CacheWriters>>,
+    /// Every store has its first full list.
+    ready: AtomicBool,
+}
+
+impl Caches {
+    fn new(scopes: Vec<WatchScope>) -> Self {
+        let (mut jobs, mut pods, mut jw, mut pw) = (vec![], vec![], vec![], vec![]);
+        for _ in &scopes {
+            let (r, w) = reflector::store::<Job>();
+            jobs.push(r);
+            jw.push(w);
+            let (r, w) = reflector::store::<Pod>();
+            pods.push(r);
+            pw.push(w);
+        }
+        Self {
+            scopes,
+            jobs,
+            pods,
+            writers: std::sync::Mutex::new(Some((jw, pw))),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The writers of the stores (once).
+    pub fn take_writers(&self) -> Option<CacheWriters> {
+        self.writers.lock().ok()?.take()
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Puts `jobs` and `pods` into the first store of each kind, as a watch would.
+    #[cfg(test)]
+    pub(crate) fn fill(&self, jobs: &[Job], pods: &[Pod]) {
+        let mut guard = self.writers.lock().unwrap();
+        let (jw, pw) = guard
+            .as_mut()
+            .expect("the writers are here until run() takes them");
+        for j in jobs {
+            jw[0].apply_watcher_event(&watcher::Event::Apply(j.clone()));
+        }
+        for p in pods {
+            pw[0].apply_watcher_event(&watcher::Event::Apply(p.clone()));
+        }
+    }
+
+    /// Removes `jobs` from the first Job store, as a watch would when they are deleted.
+    #[cfg(test)]
+    pub(crate) fn forget_jobs(&self, jobs: &[Job]) {
+        let mut guard = self.writers.lock().unwrap();
+        let (jw, _) = guard
+            .as_mut()
+            .expect("the writers are here until run() takes them");
+        for j in jobs {
+            jw[0].apply_watcher_event(&watcher::Event::Delete(j.clone()));
+        }
+    }
+
+    /// Cached objects in `namespaces` labelled `key=value`, once each, ordered by the
+    /// namespace's place in `namespaces`, then by name (the order a LIST per namespace gives).
+    fn select<K: Resource<DynamicType = ()> + Clone>(
+        stores: &[Store<K>],
+        namespaces: &[String],
+        key: &str,
+        value: &str,
+        extra: Option<(&str, &str)>,
+    ) -> Vec<K> {
+        let mut out: BTreeMap<(usize, String), K> = BTreeMap::new();
+        for s in stores {
+            for o in s.state_filter(|o| {
+                o.labels().get(key).map(String::as_str) == Some(value)
+                    && extra.is_none_or(|(k, v)| o.labels().get(k).map(String::as_str) == Some(v))
+            }) {
+                let ns = o.meta().namespace.clone().unwrap_or_default();
+                if let Some(i) = namespaces.iter().position(|n| *n == ns) {
+                    out.entry((i, o.name_any()))
+                        .or_insert_with(|| o.as_ref().clone());
+                }
+            }
+        }
+        out.into_values().collect()
+    }
+
+    /// The check's Jobs (label check-uid) in `namespaces`.
+    pub fn jobs(&self, namespaces: &[String], uid: &str) -> Vec<Job> {
+        Self::select(&self.jobs, namespaces, labels::CHECK_UID, uid, None)
+    }
+
+    /// The pods of run `run` of the check in `namespaces`.
+    pub fn pods(&self, namespaces: &[String], uid: &str, run: &str) -> Vec<Pod> {
+        Self::select(
+            &self.pods,
+            namespaces,
+            labels::CHECK_UID,
+            uid,
+            Some((labels::RUN, run)),
+        )
+    }
+}
+
+/// How long [`Context::note_collected`] outranks the cached check and Jobs: far longer than
+/// a watch takes to deliver a status write and the deletion of Jobs.
+pub const COLLECTED_MEMORY: Duration = Duration::from_secs(60);
+
 /// Shared state of reconciliations.
 pub struct Context {
     pub client: Client,
     pub config: Config,
     pub metrics: Arc<metrics::Metrics>,
     pub recorder: Recorder,
+    /// Watch caches of probe Jobs and pods.
+    pub caches: Caches,
     /// The last node inventory and when it was listed (see [`Config::node_cache_ttl`]).
     nodes: std::sync::Mutex<Option<(Instant, Arc<NodeInventory>)>>,
+    /// Per check uid: the last run this process collected (status written, Jobs deleted), and
+    /// when. Until the watches show that, the cached check and Jobs are older than it.
+    collected: std::sync::Mutex<HashMap<String, (u64, Instant)>>,
+    /// Per check uid: the Jobs this process created (or found existing) lately, and when the
+    /// last one was. The cache can lack them for a moment; they are not created again.
+    created: std::sync::Mutex<HashMap<String, (std::collections::BTreeSet<String>, Instant)>>,
 }
 
 impl Context {
@@ -181,10 +337,58 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            caches: Caches::new(watch_scopes(&config)),
             config,
             metrics,
             nodes: std::sync::Mutex::new(None),
+            collected: std::sync::Mutex::new(HashMap::new()),
+            created: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Remembers that run `run` of check `uid` was collected.
+    fn note_collected(&self, uid: &str, run: u64) {
+        if let Ok(mut m) = self.collected.lock() {
+            m.retain(|_, (_, at)| at.elapsed() < COLLECTED_MEMORY);
+            m.insert(uid.to_string(), (run, Instant::now()));
+        }
+    }
+
+    /// The run of check `uid` collected in the last [`COLLECTED_MEMORY`], if any.
+    fn recently_collected(&self, uid: &str) -> Option<u64> {
+        let m = self.collected.lock().ok()?;
+        m.get(uid)
+            .filter(|(_, at)| at.elapsed() < COLLECTED_MEMORY)
+            .map(|(n, _)| *n)
+    }
+
+    fn forget(&self, uid: &str) {
+        if let Ok(mut m) = self.collected.lock() {
+            m.remove(uid);
+        }
+        if let Ok(mut m) = self.created.lock() {
+            m.remove(uid);
+        }
+    }
+
+    /// Remembers that Job `name` of check `uid` exists (created now, or 409).
+    fn note_created(&self, uid: &str, name: &str) {
+        if let Ok(mut m) = self.created.lock() {
+            m.retain(|_, (_, at)| at.elapsed() < COLLECTED_MEMORY);
+            let e = m
+                .entry(uid.to_string())
+                .or_insert_with(|| (Default::default(), Instant::now()));
+            e.0.insert(name.to_string());
+            e.1 = Instant::now();
+        }
+    }
+
+    /// Whether Job `name` of check `uid` was created in the last [`COLLECTED_MEMORY`].
+    fn recently_created(&self, uid: &str, name: &str) -> bool {
+        self.created.lock().is_ok_and(|m| {
+            m.get(uid)
+                .is_some_and(|(names, at)| at.elapsed() < COLLECTED_MEMORY && names.contains(name))
+        })
     }
 }
 
@@ -280,42 +484,19 @@ fn job_namespaces(check_ns: &str, cfg: &Config) -> Vec<String> {
     v
 }
 
-async fn list_jobs(ctx: &Context, check_ns: &str, uid: &str) -> Result<Vec<Job>, Error> {
-    let lp = ListParams::default().labels(&format!("{}={uid}", labels::CHECK_UID));
-    let mut out = Vec::new();
-    for ns in job_namespaces(check_ns, &ctx.config) {
-        let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-        let list = api.list(&lp).await.map_err(|source| Error::ListJobs {
-            namespace: ns.clone(),
-            source,
-        })?;
-        out.extend(list.items);
+/// The check's Jobs from the cache, without those of a run this process collected already
+/// (the cache may still show them for a moment).
+fn cached_jobs(ctx: &Context, check_ns: &str, uid: &str) -> Vec<Job> {
+    let mut jobs = ctx.caches.jobs(&job_namespaces(check_ns, &ctx.config), uid);
+    if let Some(done) = ctx.recently_collected(uid) {
+        jobs.retain(|j| {
+            j.labels()
+                .get(labels::RUN)
+                .and_then(|r| decide::run_number(r))
+                .is_none_or(|n| n > done)
+        });
     }
-    Ok(out)
-}
-
-/// Pods of run `run` in the namespaces where its Jobs are.
-async fn list_pods(
-    ctx: &Context,
-    namespaces: &[String],
-    uid: &str,
-    run: &str,
-) -> Result<Vec<Pod>, Error> {
-    let lp = ListParams::default().labels(&format!(
-        "{}={uid},{}={run}",
-        labels::CHECK_UID,
-        labels::RUN
-    ));
-    let mut out = Vec::new();
-    for ns in namespaces {
-        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-        let list = api.list(&lp).await.map_err(|source| Error::ListPods {
-            namespace: ns.clone(),
-            source,
-        })?;
-        out.extend(list.items);
-    }
-    Ok(out)
+    jobs
 }
 
 /// Deletes the Jobs (and through background propagation their pods) of `run`, or of every run
@@ -537,13 +718,20 @@ async fn create_jobs(
     for (context, job) in jobs.into_iter().take(room) {
         let ns = job.namespace().unwrap_or_default();
         let name = job.name_any();
+        let uid = job
+            .labels()
+            .get(labels::CHECK_UID)
+            .cloned()
+            .unwrap_or_default();
         let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
         match api.create(&PostParams::default(), &job).await {
             Ok(_) => {
                 ctx.metrics.job_created(context);
+                ctx.note_created(&uid, &name);
                 created += 1;
             }
             Err(kube::Error::Api(s)) if s.code == 409 => {
+                ctx.note_created(&uid, &name);
                 debug!(%ns, %name, "probe job exists already");
             }
             Err(source) => {
@@ -818,8 +1006,11 @@ async fn refuse(
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let uid = check_uid(check)?;
+    if !ctx.caches.is_ready() {
+        return Ok(Requeue::requeue(Duration::from_secs(1)));
+    }
     let order = job_namespaces(&ns, &ctx.config);
-    let jobs = list_jobs(ctx, &ns, &uid).await?;
+    let jobs = cached_jobs(ctx, &ns, &uid);
     if !jobs.is_empty() {
         let holding: Vec<String> = order
             .iter()
@@ -864,6 +1055,10 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
     let now = Timestamp::now();
     let order = job_namespaces(&ns, &ctx.config);
     let prev = check.status.clone().unwrap_or_default();
+    if !ctx.caches.is_ready() {
+        debug!("the caches of probe jobs and pods are not filled yet");
+        return Ok(Requeue::requeue(Duration::from_secs(1)));
+    }
 
     if let Err(msg) = decide::validate(&check.spec) {
         let st = invalid_status(&prev, check.metadata.generation, &msg, &Time(now));
@@ -878,7 +1073,18 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
         return refuse(check, ctx, st, &v.to_string(), Requeue::requeue(again)).await;
     }
 
-    let jobs = list_jobs(ctx, &ns, &uid).await?;
+    // The cached check can predate the status this process wrote when it collected a run:
+    // deciding on it would collect or start that run again. Its watch event is on the way.
+    let last = prev
+        .last_run
+        .as_ref()
+        .and_then(|r| decide::run_number(&r.id))
+        .unwrap_or(0);
+    if ctx.recently_collected(&uid).is_some_and(|done| done > last) {
+        debug!("the cached check predates the last collected run");
+        return Ok(Requeue::requeue(Duration::from_secs(1)));
+    }
+    let jobs = cached_jobs(ctx, &ns, &uid);
     let cfg = ctx.config.decide();
     let by_job_status: Vec<RunJob> = jobs
         .iter()
@@ -889,7 +1095,9 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
     // pulled leaves its Job running until the deadline), and hold the reports.
     let mut pods = Vec::new();
     if let Action::Wait { run, .. } | Action::Collect { run } = &decision.action {
-        pods = list_pods(ctx, &namespaces_of(&jobs, run, &order), &uid, run).await?;
+        pods = ctx
+            .caches
+            .pods(&namespaces_of(&jobs, run, &order), &uid, run);
         let by_outcome: Vec<RunJob> = jobs
             .iter()
             .map(|j| {
@@ -935,9 +1143,18 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
                     // Nodes went away since the run was planned: what ran is the run.
                     return collect(check, ctx, &run, &jobs, &pods, &order, now).await;
                 }
-                let room = ctx.config.max_concurrent_jobs.max(1).saturating_sub(active);
-                let created = create_jobs(ctx, missing, room).await?;
-                info!(%run, created, "continued run");
+                // Jobs created a moment ago that the cache does not show yet: running.
+                let (pending, missing): (Vec<_>, Vec<_>) = missing
+                    .into_iter()
+                    .partition(|(_, j)| ctx.recently_created(&uid, &j.name_any()));
+                let active = active + pending.len();
+                if missing.is_empty() {
+                    debug!(%run, pending = pending.len(), "waiting for the cache to show the jobs");
+                } else {
+                    let room = ctx.config.max_concurrent_jobs.max(1).saturating_sub(active);
+                    let created = create_jobs(ctx, missing, room).await?;
+                    info!(%run, created, "continued run");
+                }
             }
             Ok(Requeue::requeue(requeue_after))
         }
@@ -985,7 +1202,19 @@ async fn start(
             duration_ms: Some(0),
         };
         finish_run(check, ctx, &[record], info, check.metadata.generation, now).await?;
+        ctx.note_collected(&check_uid(check)?, run);
         return Ok(after_run(check, ctx, now));
+    }
+    // A cached check or Jobs older than this process's last start of this very run: its Jobs
+    // exist, the cache does not show them yet.
+    let uid = check_uid(check)?;
+    let planned: Vec<_> = planned
+        .into_iter()
+        .filter(|(_, j)| !ctx.recently_created(&uid, &j.name_any()))
+        .collect();
+    if planned.is_empty() {
+        debug!(run = %decide::run_id(run), "run started already; waiting for the cache");
+        return Ok(Requeue::requeue(decide::POLL_RUNNING));
     }
     let created = create_jobs(ctx, planned, ctx.config.max_concurrent_jobs.max(1)).await?;
     info!(run = %decide::run_id(run), created, "run started");
@@ -1103,6 +1332,9 @@ async fn collect(
     let st = finish_run(check, ctx, &records, info, generation, now).await?;
     with_status.status = Some(st);
     delete_jobs(ctx, &namespaces_of(jobs, run, order), &uid, Some(run)).await?;
+    if let Some(n) = decide::run_number(run) {
+        ctx.note_collected(&uid, n);
+    }
     Ok(after_run(&with_status, ctx, now))
 }
 
@@ -1113,6 +1345,7 @@ pub async fn cleanup(check: &RegistryConnectivityCheck, ctx: &Context) -> Result
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let uid = check_uid(check)?;
     delete_jobs(ctx, &job_namespaces(&ns, &ctx.config), &uid, None).await?;
+    ctx.forget(&uid);
     ctx.metrics.remove_check(&ns, &check.name_any());
     info!("deleted; probe jobs removed");
     Ok(Requeue::await_change())
@@ -1121,6 +1354,12 @@ pub async fn cleanup(check: &RegistryConnectivityCheck, ctx: &Context) -> Result
 /// The check a probe Job belongs to (owner references cannot cross namespaces, so the
 /// labels and the exact-name annotation say it).
 pub fn check_of_job(job: &Job) -> Option<ObjectRef<StoredCheck>> {
+    check_of(job)
+}
+
+/// The check a probe Job or its pod (whose template carries the same labels and
+/// annotations) belongs to.
+pub fn check_of<K: Resource>(job: &K) -> Option<ObjectRef<StoredCheck>> {
     if let Some((ns, name)) = job
         .annotations()
         .get(jobs::annotations::CHECK)
@@ -1134,6 +1373,20 @@ pub fn check_of_job(job: &Job) -> Option<ObjectRef<StoredCheck>> {
     Some(ObjectRef::new(name).within(ns))
 }
 
+type ReadyFut = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
+/// Makes a future that resolves when a store has its first list (false: its writer is gone).
+type ReadyProbe = Box<dyn Fn() -> ReadyFut + Send>;
+
+fn ready_probe<K>(s: Store<K>) -> ReadyProbe
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    Box::new(move || {
+        let s = s.clone();
+        Box::pin(async move { s.wait_until_ready().await.is_ok() })
+    })
+}
+
 /// Runs the controller until `shutdown` resolves; sets `ready` once every watch has listed.
 pub async fn run(
     ctx: Arc<Context>,
@@ -1143,50 +1396,65 @@ pub async fn run(
     let client = ctx.client.clone();
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let mut controllers = Vec::new();
-    let job_wc = || watcher::Config::default().labels(MANAGED_BY_SELECTOR);
     if ctx.config.namespaces.is_empty() {
-        let c = Controller::new(
+        controllers.push(Controller::new(
             Api::<StoredCheck>::all(client.clone()),
             watcher::Config::default(),
-        )
-        .watches(Api::<Job>::all(client.clone()), job_wc(), |j| {
-            check_of_job(&j)
-        });
-        controllers.push(c);
+        ));
     } else {
         for ns in &ctx.config.namespaces {
-            let mut c = Controller::new(
+            controllers.push(Controller::new(
                 Api::<StoredCheck>::namespaced(client.clone(), ns),
                 watcher::Config::default(),
-            )
-            .watches(Api::<Job>::namespaced(client.clone(), ns), job_wc(), |j| {
-                check_of_job(&j)
-            });
-            if *ns != ctx.config.probe_namespace {
-                let sel = format!("{MANAGED_BY_SELECTOR},{}={ns}", labels::CHECK_NAMESPACE);
-                c = c.watches(
-                    Api::<Job>::namespaced(client.clone(), &ctx.config.probe_namespace),
-                    watcher::Config::default().labels(&sel),
-                    |j| check_of_job(&j),
-                );
-            }
-            controllers.push(c);
+            ));
         }
     }
-    let stores: Vec<_> = controllers.iter().map(|c| c.store()).collect();
+    // One watch per scope and kind feeds both a cache (read by reconciles) and the
+    // controller's triggers.
+    let Some((job_writers, pod_writers)) = ctx.caches.take_writers() else {
+        warn!("the controller runs once per context");
+        return;
+    };
+    let scopes = ctx.caches.scopes.clone();
+    for ((scope, jw), pw) in scopes.iter().zip(job_writers).zip(pod_writers) {
+        let wc = watcher::Config::default().labels(&scope.selector);
+        let jobs: Api<Job> = match &scope.namespace {
+            None => Api::all(client.clone()),
+            Some(ns) => Api::namespaced(client.clone(), ns),
+        };
+        let pods: Api<Pod> = match &scope.namespace {
+            None => Api::all(client.clone()),
+            Some(ns) => Api::namespaced(client.clone(), ns),
+        };
+        let job_stream =
+            reflector::reflector(jw, watcher(jobs, wc.clone()).default_backoff()).touched_objects();
+        let pod_stream =
+            reflector::reflector(pw, watcher(pods, wc).default_backoff()).touched_objects();
+        let i = scope.controller;
+        let c = controllers.remove(i);
+        let c = c
+            .watches_stream(job_stream, |j| check_of(&j))
+            .watches_stream(pod_stream, |p| check_of(&p));
+        controllers.insert(i, c);
+    }
+    let mut stores: Vec<ReadyProbe> = controllers.iter().map(|c| ready_probe(c.store())).collect();
+    stores.extend(ctx.caches.jobs.iter().map(|s| ready_probe(s.clone())));
+    stores.extend(ctx.caches.pods.iter().map(|s| ready_probe(s.clone())));
+    let rctx = ctx.clone();
     let readiness = tokio::spawn(async move {
         for s in stores {
             // The store's readiness signal (a futures oneshot behind kube's DelayedInit) keeps
             // only the most recent waker: the controller's own applier waits on it too, and
             // this task would never be woken. Poll it again every second instead.
             loop {
-                match tokio::time::timeout(Duration::from_secs(1), s.wait_until_ready()).await {
-                    Ok(Ok(())) => break,
-                    Ok(Err(_)) => return,
+                match tokio::time::timeout(Duration::from_secs(1), s()).await {
+                    Ok(true) => break,
+                    Ok(false) => return,
                     Err(_) => continue,
                 }
             }
         }
+        rctx.caches.set_ready();
         ready.store(true, Ordering::SeqCst);
         info!("watches started");
     });

@@ -142,7 +142,7 @@ CONTRACT_RBAC = {
     ("regcheck.dev", "registryconnectivitychecks/status"): {"patch"},
     ("regcheck.dev", "registryconnectivitychecks/finalizers"): {"update"},
     ("batch", "jobs"): {"list", "watch", "create", "deletecollection"},
-    ("", "pods"): {"list"},
+    ("", "pods"): {"list", "watch"},
     ("", "nodes"): {"list"},
     ("", "namespaces"): {"get"},
     ("events.k8s.io", "events"): {"create", "patch"},
