@@ -345,7 +345,7 @@ fn corpus_seeds_parse() {
     let c = parse_www_authenticate(&read("www_authenticate", "acr_bearer.txt")).unwrap();
     assert_eq!(
         c.realm.as_deref(),
-        Some("https://myreg.azurecr.io/oauth2/token")
+        Some("https://myreg.azurecr.test/oauth2/token")
     );
     let np = NoProxy::parse(&read("no_proxy", "aks.txt"));
     assert!(np.matches("myreg.azurecr.io", 443).is_some());
