@@ -136,28 +136,71 @@ fn loopback_registry_is_blocked_and_not_dialled() {
     assert!(server.accepted.load(Ordering::SeqCst) > 0);
 }
 
+/// The metadata address is refused and never dialled. Even a broken policy must not send a
+/// packet towards 169.254.169.254 from this machine, so the probe runs in a fresh network
+/// namespace of its own (`unshare -rn`: only a loopback that is down, no route anywhere) and
+/// gets the address from a hosts file instead of a DNS server.
 #[test]
 fn metadata_address_is_blocked_and_not_dialled() {
     let lab = Lab::new();
-    let dns = lab.dns(&[(
-        METADATA_NAME,
-        Dns::A(vec![Ipv4Addr::new(169, 254, 169, 254)]),
-    )]);
-    let resolv = lab.resolv_conf(&dns);
+    let hosts = lab.dir().join("hosts");
+    std::fs::write(&hosts, format!("169.254.169.254 {METADATA_NAME}\n")).unwrap();
+    // No DNS server is needed (the hosts file answers); nothing listens on this one.
+    let resolv = lab.dir().join("resolv.conf");
+    std::fs::write(&resolv, "nameserver 127.0.0.1:9\n").unwrap();
     let log = lab.dir().join("termination-log");
-    let run = regcheck(&probe_argv(METADATA_NAME, &resolv, &log, &[]), None);
-    let j = assert_reported(&run, &log);
-    assert_eq!(
-        j["findings"][0]["reason"],
-        "TargetAddressBlocked",
-        "{}",
-        run.dump()
+    let mut argv = probe_argv(METADATA_NAME, &resolv, &log, &[]);
+    let at = argv.iter().position(|a| a == "/dev/null").unwrap();
+    argv[at] = hosts.display().to_string();
+    let isolated = std::process::Command::new("unshare")
+        .args(["-rn", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !isolated {
+        // Without a private network namespace the binary is not run at all; the rule itself
+        // is covered by the policy's unit tests.
+        eprintln!(
+            "metadata_address_is_blocked_and_not_dialled: `unshare -rn` is not available here; checked the policy only"
+        );
+        let policy = TargetPolicy::in_cluster(vec![]);
+        assert!(policy.check("169.254.169.254".parse().unwrap()).is_err());
+        return;
+    }
+    let mut wrapped = vec![
+        "-rn".to_string(),
+        env!("CARGO_BIN_EXE_regcheck").to_string(),
+    ];
+    wrapped.extend(argv);
+    let out = std::process::Command::new("unshare")
+        .args(&wrapped)
+        .stdin(std::process::Stdio::null())
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .expect("run the probe under unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let dump = format!(
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(out.status.code(), Some(0), "{dump}");
+    let logged = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{e}\n{dump}"));
+    assert_eq!(
+        logged,
+        stdout.trim_end_matches('\n'),
+        "termination log = stdout"
+    );
+    parse_termination_message(&logged).unwrap_or_else(|e| panic!("{e}\n{dump}"));
+    let j: Value = serde_json::from_str(&logged).unwrap();
+    assert_eq!(j["findings"][0]["reason"], "TargetAddressBlocked", "{dump}");
     let tcp = j["endpoints"][0]["tcp"].as_array().unwrap();
-    assert!(!tcp.is_empty(), "{}", run.dump());
+    assert!(!tcp.is_empty(), "{dump}");
     for t in tcp {
-        assert_eq!(t["outcome"], "Blocked", "{}", run.dump());
-        assert_eq!(t["ms"], 0, "not dialled: {}", run.dump());
+        assert_eq!(t["outcome"], "Blocked", "{dump}");
+        assert_eq!(t["ms"], 0, "not dialled: {dump}");
     }
     let msg = j["findings"][0]["message"].as_str().unwrap();
     assert!(msg.contains("169.254.169.254"), "{msg}");
