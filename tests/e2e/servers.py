@@ -25,19 +25,16 @@ registry on 127.0.0.1. Nothing here does a reverse lookup (no http.server).
 """
 
 import argparse
-import gzip
-import hashlib
-import http.client
-import io
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import time
-from urllib.parse import urlsplit
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import oci_push  # noqa: E402  (tests/common, shared with tests/lab/lab.py)
 
 LOGIN = "e2ereg.azurecr.io"
 DATA = "e2ereg.eastus.data.azurecr.io"
@@ -371,54 +368,7 @@ def serve_hang():
 
 def push_image():
     """Push a one-layer image over the registry API (loopback, plain HTTP)."""
-    def req(method, path, body=None, headers=None):
-        c = http.client.HTTPConnection("127.0.0.1", REG_PORT, timeout=10)
-        c.request(method, path, body=body, headers=headers or {})
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-        return r.status, dict(r.getheaders()), data
-
-    def push_blob(blob):
-        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-        st, h, body = req("POST", f"/v2/{IMAGE_REPO}/blobs/uploads/")
-        if st != 202:
-            raise RuntimeError(f"upload start: {st} {body[:200]!r}")
-        loc = urlsplit(h["Location"])
-        sep = "&" if loc.query else ""
-        st, _, body = req("PUT", f"{loc.path}?{loc.query}{sep}digest={digest}", blob,
-                          {"Content-Type": "application/octet-stream",
-                           "Content-Length": str(len(blob))})
-        if st != 201:
-            raise RuntimeError(f"upload put: {st} {body[:200]!r}")
-        return digest
-
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tf:
-        content = b"hello from the regcheck e2e lab\n"
-        ti = tarfile.TarInfo("hello.txt")
-        ti.size = len(content)
-        ti.mtime = 0
-        tf.addfile(ti, io.BytesIO(content))
-    tar = raw.getvalue()
-    layer = gzip.compress(tar, mtime=0)
-    config = json.dumps({
-        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["/hello.txt"]},
-        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(tar).hexdigest()]},
-    }, separators=(",", ":")).encode()
-    ld, cd = push_blob(layer), push_blob(config)
-    manifest = json.dumps({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                   "size": len(config), "digest": cd},
-        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                    "size": len(layer), "digest": ld}],
-    }, separators=(",", ":")).encode()
-    st, _, body = req("PUT", f"/v2/{IMAGE_REPO}/manifests/{IMAGE_TAG}", manifest,
-                      {"Content-Type": "application/vnd.docker.distribution.manifest.v2+json"})
-    if st != 201:
-        raise RuntimeError(f"manifest put: {st} {body[:200]!r}")
+    oci_push.push_image(REG_PORT, IMAGE_REPO, IMAGE_TAG, b"hello from the regcheck e2e lab\n")
 
 
 def cmd_up(args):

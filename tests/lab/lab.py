@@ -27,10 +27,11 @@ import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "common"))
+import oci_push  # noqa: E402  (tests/common, shared with tests/e2e/servers.py)
 ROOT = "/tmp/regcheck-lab"
 
 REG = "labreg"
@@ -554,7 +555,6 @@ def push_image(d, auth):
     Runs inside the server namespace (registry on 127.0.0.1:5000)."""
     import base64
     import http.client
-    from urllib.parse import urlsplit
 
     headers = {}
     basic = "Basic " + base64.b64encode(f"{REG_USER}:{REG_PASS}".encode()).decode()
@@ -569,63 +569,8 @@ def push_image(d, auth):
         if r.status != 200:
             raise RuntimeError(f"token for push: {r.status} {body[:200]!r}")
         headers["Authorization"] = "Bearer " + json.loads(body)["access_token"]
-
-    def req(method, path, body=None, extra=None):
-        c = http.client.HTTPConnection("127.0.0.1", 5000, timeout=10)
-        h = dict(headers)
-        h.update(extra or {})
-        c.request(method, path, body=body, headers=h)
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-        return r.status, dict(r.getheaders()), data
-
-    def push_blob(blob):
-        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-        st, h, body = req("POST", f"/v2/{IMAGE_REPO}/blobs/uploads/")
-        if st != 202:
-            raise RuntimeError(f"upload start: {st} {body[:200]!r}")
-        loc = urlsplit(h["Location"])
-        sep = "&" if loc.query else ""
-        path = f"{loc.path}?{loc.query}{sep}digest={digest}"
-        st, h, body = req("PUT", path, blob, {"Content-Type": "application/octet-stream",
-                                              "Content-Length": str(len(blob))})
-        if st != 201:
-            raise RuntimeError(f"upload put: {st} {body[:200]!r}")
-        return digest
-
-    # Layer: a tar with one file, gzipped deterministically.
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tf:
-        content = b"hello from the regcheck lab\n"
-        ti = tarfile.TarInfo("hello.txt")
-        ti.size = len(content)
-        ti.mtime = 0
-        tf.addfile(ti, io.BytesIO(content))
-    tar = raw.getvalue()
-    import gzip
-    layer = gzip.compress(tar, mtime=0)
-    config = json.dumps({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["/hello.txt"]},
-        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(tar).hexdigest()]},
-    }, separators=(",", ":")).encode()
-    ld = push_blob(layer)
-    cd = push_blob(config)
-    manifest = json.dumps({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                   "size": len(config), "digest": cd},
-        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                    "size": len(layer), "digest": ld}],
-    }, separators=(",", ":")).encode()
-    st, h, body = req("PUT", f"/v2/{IMAGE_REPO}/manifests/{IMAGE_TAG}", manifest,
-                      {"Content-Type": "application/vnd.docker.distribution.manifest.v2+json"})
-    if st != 201:
-        raise RuntimeError(f"manifest put: {st} {body[:200]!r}")
-    return {"layer": ld, "layerSize": len(layer), "config": cd,
-            "manifest": "sha256:" + hashlib.sha256(manifest).hexdigest()}
+    return oci_push.push_image(5000, IMAGE_REPO, IMAGE_TAG, b"hello from the regcheck lab\n",
+                               headers)
 
 
 # ---------------------------------------------------------------------------------------------
