@@ -28,6 +28,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
+#[path = "common/deps.rs"]
+mod deps;
 #[path = "e2e/prometheus.rs"]
 mod prometheus;
 #[path = "e2e/quickstart.rs"]
@@ -350,6 +352,8 @@ fn lock_cluster(c: &Cluster) -> Result<(), String> {
 /// Lab servers, image, CRD, operator: once per test process.
 fn install(c: &mut Cluster) -> Result<(), String> {
     let started = Instant::now();
+    // The lab servers' and Prometheus' Debian packages (tests/common/debian-packages.tsv).
+    deps::ensure("e2e")?;
     let state = c.state.clone();
     let servers = Path::new(ROOT).join("tests/e2e/servers.py");
     let line = run(Command::new("python3").arg(&servers).args([
@@ -1610,7 +1614,7 @@ fn url_encode(s: &str) -> String {
 fn prometheus_alert_fires_for_a_broken_registry_and_resolves() {
     let c = &fixture().cluster;
     let _g = shared();
-    prometheus::ensure_installed().unwrap();
+    deps::ensure("e2e").unwrap();
     let rules = prometheus::rules_with_for(&shipped_rules(), TEST_FOR).unwrap();
     let prom =
         prometheus::Prometheus::start(&Path::new(TMP).join("e2e-prometheus"), METRICS, &rules)

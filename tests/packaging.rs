@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+#[path = "common/deps.rs"]
+mod deps;
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn root() -> &'static Path {
@@ -206,40 +209,8 @@ fn promtool() -> &'static Result<PathBuf, String> {
         if !is_root() {
             return Err("promtool is not installed (Debian package prometheus)".into());
         }
-        // Installs the binaries only: there is no init system here that would start the service.
-        run(
-            Command::new("apt-get")
-                .args([
-                    "install",
-                    "-y",
-                    "--no-install-recommends",
-                    "-o",
-                    "DPkg::Lock::Timeout=300",
-                    "prometheus",
-                ])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-            "apt-get install prometheus",
-        )
-        .or_else(|first| {
-            run(
-                Command::new("apt-get").args(["update", "-qq"]),
-                "apt-get update",
-            )?;
-            run(
-                Command::new("apt-get")
-                    .args([
-                        "install",
-                        "-y",
-                        "--no-install-recommends",
-                        "-o",
-                        "DPkg::Lock::Timeout=300",
-                        "prometheus",
-                    ])
-                    .env("DEBIAN_FRONTEND", "noninteractive"),
-                "apt-get install prometheus",
-            )
-            .map_err(|second| format!("{first}\n{second}"))
-        })?;
+        // tests/common/debian-packages.tsv; the package's service is never started.
+        deps::ensure("packaging")?;
         found().ok_or_else(|| "promtool missing after installing prometheus".into())
     })
 }

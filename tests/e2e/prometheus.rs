@@ -15,38 +15,6 @@ use std::time::{Duration, Instant};
 /// The Prometheus binary of Debian's package.
 pub const BINARY: &str = "/usr/bin/prometheus";
 
-/// Install Debian's `prometheus` package when its binary is missing (as root; the package's
-/// service is not started: there is no init system here, and the test runs the binary itself).
-pub fn ensure_installed() -> Result<(), String> {
-    if Path::new(BINARY).exists() {
-        return Ok(());
-    }
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(["-o", "DPkg::Lock::Timeout=300", "prometheus"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("apt-get: {e}"))
-    };
-    let mut out = install()?;
-    if !out.status.success() {
-        let _ = Command::new("apt-get")
-            .args(["update", "-qq"])
-            .stdin(Stdio::null())
-            .output();
-        out = install()?;
-    }
-    if !out.status.success() || !Path::new(BINARY).exists() {
-        return Err(format!(
-            "apt-get install prometheus failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(())
-}
-
 /// The shipped rules with every `for:` replaced by `for_`; nothing else changes (expressions,
 /// labels and annotations are the shipped ones, re-serialised from the parsed document).
 ///
@@ -107,8 +75,8 @@ impl Prometheus {
     pub fn start(dir: &Path, target: &str, rules: &str) -> Result<Prometheus, String> {
         if !Path::new(BINARY).exists() {
             return Err(format!(
-                "{BINARY} is missing: install Debian's prometheus package \
-                 (apt-get install -y --no-install-recommends prometheus; do not start its service)"
+                "{BINARY} is missing: install the e2e packages \
+                 (python3 tests/common/deps.py install e2e; it does not start the service)"
             ));
         }
         let _ = std::fs::remove_dir_all(dir);

@@ -73,8 +73,8 @@ def which(binary):
         p = os.path.join(d, binary)
         if os.access(p, os.X_OK):
             return p
-    raise RuntimeError(f"{binary} not found (Debian packages: dnsmasq-base, nginx-light, "
-                       "docker-registry, openssl)")
+    raise RuntimeError(f"{binary} not found (install the e2e packages: "
+                       "python3 tests/common/deps.py install e2e)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "common"))
 import oci_push  # noqa: E402  (tests/common, shared with tests/e2e/servers.py)
+import deps  # noqa: E402  (tests/common: the Debian packages of every test harness)
 ROOT = "/tmp/regcheck-lab"
 
 REG = "labreg"
@@ -63,20 +64,7 @@ PROXY_USER, PROXY_PASS = "proxyuser", "proxypass"
 REG_USER, REG_PASS = "labuser", "labpass"
 TOKEN_ISSUER = "regcheck-lab-token-issuer"
 
-PACKAGES = {
-    # binary -> Debian package
-    "unbound": "unbound",
-    "dnsmasq": "dnsmasq-base",
-    "docker-registry": "docker-registry",
-    "nginx": "nginx-light",
-    "squid": "squid",
-    "htpasswd": "apache2-utils",
-    "dig": "bind9-dnsutils",
-    "iptables": "iptables",
-    "openssl": "openssl",
-    "curl": "curl",
-    "ip": "iproute2",
-}
+# The Debian packages the lab needs: tests/common/debian-packages.tsv (harness `lab`).
 SBIN = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
 
 # ---------------------------------------------------------------------------------------------
@@ -203,46 +191,11 @@ def wait_ready(ns, checks, timeout=15.0):
 # install / check
 
 def missing_binaries():
-    return [b for b in PACKAGES if not which(b)]
+    return list(deps.missing(deps.select(["lab"])))
 
 
 def cmd_install(_args):
-    if os.geteuid() != 0:
-        print("lab: not root: cannot install packages", file=sys.stderr)
-        return 77
-    os.makedirs(ROOT, exist_ok=True)
-    import fcntl
-    with open(os.path.join(ROOT, "install.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        missing = missing_binaries()
-        if not missing:
-            return 0
-        pkgs = sorted({PACKAGES[b] for b in missing})
-        log(f"installing {' '.join(pkgs)}")
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        # Never let the packages' init scripts start daemons in the host's namespace.
-        policy = "/usr/sbin/policy-rc.d"
-        made_policy = False
-        if not os.path.exists(policy):
-            write(policy, "#!/bin/sh\nexit 101\n", 0o755)
-            made_policy = True
-        try:
-            subprocess.run(["apt-get", "update"], env=env, check=False,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            r = subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=180", "install", "-y",
-                                "--no-install-recommends"] + pkgs,
-                               env=env, capture_output=True, text=True)
-        finally:
-            if made_policy:
-                os.unlink(policy)
-        if r.returncode != 0:
-            print(f"lab: apt-get install failed: {r.stderr.strip()[-2000:]}", file=sys.stderr)
-            return 77
-        still = missing_binaries()
-        if still:
-            print(f"lab: still missing after install: {still}", file=sys.stderr)
-            return 77
-    return 0
+    return deps.install(deps.select(["lab"]))
 
 
 def cmd_check(_args):
