@@ -479,13 +479,18 @@ fn main() {
     // ---- job building
     println!();
     let image = "regcheck.example/regcheck:0.1.0";
+    let valid: Vec<regcheck::spec::ValidSpec> = checks
+        .iter()
+        .map(|c| regcheck::spec::ValidSpec::parse(&c.spec).expect("a valid bench spec"))
+        .collect();
     let build_all = |limit: usize| {
         let mut n = 0usize;
-        for (c, targets) in checks.iter().zip(&plans).take(limit) {
+        for ((c, spec), targets) in checks.iter().zip(&valid).zip(&plans).take(limit) {
             for t in targets {
                 for context in [ProbeContext::Node, ProbeContext::Pod] {
                     black_box(jobs::build_job(&ProbeJob {
                         check: c,
+                        spec,
                         run_id: "r7x2k9",
                         context,
                         target: Some(t),
@@ -512,6 +517,7 @@ fn main() {
     );
     let one_job = jobs::build_job(&ProbeJob {
         check: &checks[0],
+        spec: &valid[0],
         run_id: "r7x2k9",
         context: ProbeContext::Node,
         target: plans[0].first(),

@@ -5,7 +5,7 @@
 //! report) are kept apart from registry failures: they set `ProbesHealthy=False` and never
 //! turn `Ready` False. `Ready` follows `failureThreshold`/`successThreshold` consecutive runs.
 
-use crate::catalogue::restore;
+use crate::catalogue::{StatusCondition, restore};
 use crate::crd::{
     Counts, DIAGNOSIS_MESSAGE_CHARS, Diagnosis, MAX_RESULTS, PhaseTimings, ProbeContext,
     ProbeResult, RESULT_MESSAGE_CHARS, RegistryConnectivityCheckSpec,
@@ -26,11 +26,12 @@ pub const MAX_TERMINATION_MESSAGE: usize = 4096;
 /// Condition types.
 pub mod conditions {
     pub const READY: &str = "Ready";
-    pub const DNS_RESOLVED: &str = "DNSResolved";
-    pub const REGISTRY_REACHABLE: &str = "RegistryReachable";
-    pub const TLS_VERIFIED: &str = "TLSVerified";
-    pub const REGISTRY_API_REACHABLE: &str = "RegistryAPIReachable";
-    pub const DATA_ENDPOINT_REACHABLE: &str = "DataEndpointReachable";
+    use crate::catalogue::StatusCondition;
+    pub const DNS_RESOLVED: &str = StatusCondition::DnsResolved.type_name();
+    pub const REGISTRY_REACHABLE: &str = StatusCondition::RegistryReachable.type_name();
+    pub const TLS_VERIFIED: &str = StatusCondition::TlsVerified.type_name();
+    pub const REGISTRY_API_REACHABLE: &str = StatusCondition::RegistryApiReachable.type_name();
+    pub const DATA_ENDPOINT_REACHABLE: &str = StatusCondition::DataEndpointReachable.type_name();
     pub const CONTEXTS_CONSISTENT: &str = "ContextsConsistent";
     pub const PROBES_HEALTHY: &str = "ProbesHealthy";
 }
@@ -490,56 +491,44 @@ pub fn aggregate(records: &[ProbeRecord]) -> RunSummary {
 /// probe failure.
 pub fn diagnosis(summary: &RunSummary) -> Option<Diagnosis> {
     if let Some((f, ctx, node)) = &summary.primary {
-        return Some(Diagnosis {
-            reason: f.reason.as_str().into(),
-            cause: f.cause.as_str().into(),
-            code: f.code.clone(),
-            message: truncate(&f.message, DIAGNOSIS_MESSAGE_CHARS),
-            remediation: truncate(&f.remediation, 2048),
-            docs: f.docs.iter().take(8).cloned().collect(),
-            context: Some(*ctx),
-            node: node.clone(),
-        });
+        return Some(finding_diagnosis(f, Some(*ctx), node.clone()));
     }
     summary
         .probe_failure
         .as_ref()
-        .map(|(reason, message)| Diagnosis {
-            reason: reason.as_str().into(),
-            cause: reason.cause().as_str().into(),
-            code: None,
-            message: truncate(message, DIAGNOSIS_MESSAGE_CHARS),
-            remediation: reason.remediation().into(),
-            docs: reason.docs().iter().map(|d| d.to_string()).collect(),
-            context: None,
-            node: None,
-        })
+        .map(|(reason, message)| operator_diagnosis(*reason, message))
 }
 
-/// Which detail condition a finding belongs to.
-fn detail_condition(f: &Finding) -> &'static str {
-    use Reason::*;
+/// A diagnosis the operator makes itself (an invalid spec, a refusal by the target policy, a
+/// probe that did not report): cause, code, remediation and docs come from the catalogue.
+pub fn operator_diagnosis(reason: Reason, message: &str) -> Diagnosis {
+    finding_diagnosis(&Finding::catalogued(reason, "", None, message), None, None)
+}
+
+fn finding_diagnosis(
+    f: &Finding,
+    context: Option<ProbeContext>,
+    node: Option<String>,
+) -> Diagnosis {
+    Diagnosis {
+        reason: f.reason.as_str().into(),
+        cause: f.cause.as_str().into(),
+        code: f.code.clone(),
+        message: truncate(&f.message, DIAGNOSIS_MESSAGE_CHARS),
+        remediation: truncate(&f.remediation, 2048),
+        docs: f.docs.iter().take(8).cloned().collect(),
+        context,
+        node,
+    }
+}
+
+/// Which detail condition a finding belongs to (the catalogue's, or `DataEndpointReachable`
+/// for any finding on a data endpoint).
+fn detail_condition(f: &Finding) -> Option<&'static str> {
     if f.role == Some(Role::DataEndpoint) {
-        return conditions::DATA_ENDPOINT_REACHABLE;
+        return Some(conditions::DATA_ENDPOINT_REACHABLE);
     }
-    match f.reason {
-        DNSNameNotFound
-        | DNSServerUnreachable
-        | DNSServerFailure
-        | DNSAnswersDiffer
-        | PrivateEndpointResolvesPublic
-        | PrivateEndpointNotConfigured
-        | DataEndpointDNSMissing => conditions::DNS_RESOLVED,
-        ConnectionTimedOut | ConnectionRefused | HostUnreachable | TargetAddressBlocked
-        | ProxyDenied | ProxyAuthRequired | ProxyConnectEOF | ProxyUnreachable
-        | ProxyBypassMissing | ProxyUpstreamFailed => conditions::REGISTRY_REACHABLE,
-        TLSResetAfterClientHello
-        | TLSHandshakeTimeout
-        | TLSInterception
-        | TLSCertificateInvalid => conditions::TLS_VERIFIED,
-        DataEndpointBlocked => conditions::DATA_ENDPOINT_REACHABLE,
-        _ => conditions::REGISTRY_API_REACHABLE,
-    }
+    f.reason.entry().condition.map(StatusCondition::type_name)
 }
 
 fn condition(
@@ -667,7 +656,7 @@ pub fn next_status(
             match summary
                 .errors
                 .iter()
-                .filter(|f| detail_condition(f) == t)
+                .filter(|f| detail_condition(f) == Some(t))
                 .min_by_key(|f| f.reason)
             {
                 Some(f) => c(t, "False", f.reason.as_str(), f.message.clone()),

@@ -8,7 +8,7 @@ use crate::evidence::{Expect, Role};
 use crate::findings::{Report, Verdict};
 use crate::probe::{self, ProbeConfig, TargetPolicy, dns, net::Trust};
 use crate::proxy::ProxyConfig;
-use crate::target::{self, Endpoint, InputError, PlanInput};
+use crate::target::{self, Endpoint, InputError, InputFields, PlanInput};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -74,6 +74,7 @@ pub fn prepare(
         data_endpoints: input.data_endpoints.clone(),
         regions: input.regions.clone(),
         also: input.also.clone(),
+        fields: InputFields::FLAGS,
     })?;
     let login = endpoints
         .iter()
@@ -128,7 +129,7 @@ pub fn prepare(
     let image = input
         .image
         .as_deref()
-        .map(|i| target::parse_image(i, &registry))
+        .map(|i| target::parse_image("--image", i, (&registry, login.port)))
         .transpose()?;
     let credentials = credentials(input, &crate::probe::host_header(&registry, login.port))?;
     if credentials.is_some() && image.is_none() {

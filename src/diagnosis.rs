@@ -117,7 +117,7 @@ pub fn verdict(ev: &Evidence, findings: &[Finding]) -> Verdict {
     };
     if findings
         .iter()
-        .any(|f| f.severity == Severity::Error && on_login(f) && blocks_api(f.reason))
+        .any(|f| f.severity == Severity::Error && on_login(f) && f.reason.blocks_api())
     {
         Verdict::Unreachable
     } else {
@@ -140,38 +140,6 @@ pub fn report(ev: Evidence) -> Report {
 }
 
 /// Reasons that, on the login server, mean its registry API is not usable from here.
-fn blocks_api(r: Reason) -> bool {
-    use Reason::*;
-    matches!(
-        r,
-        DNSNameNotFound
-            | DNSServerUnreachable
-            | DNSServerFailure
-            | ConnectionTimedOut
-            | ConnectionRefused
-            | HostUnreachable
-            | TargetAddressBlocked
-            | TLSResetAfterClientHello
-            | TLSHandshakeTimeout
-            | TLSInterception
-            | TLSCertificateInvalid
-            | HeadersTimeout
-            | ConnectionClosed
-            | RegistryDeniedClientIP
-            | RegistryForbidden
-            | RegistryChallengeInvalid
-            | NotARegistry
-            | Throttled
-            | RegistryServerError
-            | ProxyDenied
-            | ProxyAuthRequired
-            | ProxyConnectEOF
-            | ProxyUnreachable
-            | ProxyBypassMissing
-            | ProxyUpstreamFailed
-    )
-}
-
 fn role_rank(r: Option<Role>) -> u8 {
     match r {
         Some(Role::LoginServer) => 0,
@@ -2827,7 +2795,7 @@ mod tests {
         }
         let missing: Vec<&Reason> = Reason::ALL
             .iter()
-            .filter(|r| !seen.contains(r) && !Reason::OPERATOR.contains(r))
+            .filter(|r| !seen.contains(r) && !r.is_operator())
             .collect();
         assert!(missing.is_empty(), "never produced: {missing:?}");
     }

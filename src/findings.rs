@@ -6,185 +6,7 @@ use serde::{Deserialize, Serialize};
 /// Version of the JSON report (`schemaVersion`). Bump on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Stable, CamelCase reasons. The serialised name is the API: never rename one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Reason {
-    Healthy,
-    // DNS
-    DNSNameNotFound,
-    DNSServerUnreachable,
-    DNSServerFailure,
-    DNSAnswersDiffer,
-    PrivateEndpointResolvesPublic,
-    PrivateEndpointNotConfigured,
-    DataEndpointDNSMissing,
-    // TCP
-    ConnectionTimedOut,
-    ConnectionRefused,
-    HostUnreachable,
-    TargetAddressBlocked,
-    // TLS
-    TLSResetAfterClientHello,
-    TLSHandshakeTimeout,
-    TLSInterception,
-    TLSCertificateInvalid,
-    // HTTP / registry API
-    HeadersTimeout,
-    ConnectionClosed,
-    RegistryDeniedClientIP,
-    RegistryForbidden,
-    RegistryChallengeInvalid,
-    NotARegistry,
-    Throttled,
-    RegistryServerError,
-    // Proxy
-    ProxyDenied,
-    ProxyAuthRequired,
-    ProxyConnectEOF,
-    ProxyUnreachable,
-    ProxyBypassMissing,
-    ProxyUpstreamFailed,
-    // Data path
-    DataEndpointBlocked,
-    AuthenticationFailed,
-    AuthorizationFailed,
-    ImageNotFound,
-    TooManyRedirects,
-    PullFailed,
-    // Operator: comparing contexts, and failures of the probe itself (not of the registry).
-    ContextsDisagree,
-    ProbeUnschedulable,
-    ProbeImagePullFailed,
-    ProbeCrashed,
-    ProbeTimedOut,
-    /// The controller's target policy refuses the check (host, port or namespace not allowed);
-    /// no probe ran.
-    TargetNotAllowed,
-}
-
-impl Reason {
-    /// Every reason, in declaration order (for tables, docs and exhaustive tests).
-    pub const ALL: &'static [Reason] = &[
-        Self::Healthy,
-        Self::DNSNameNotFound,
-        Self::DNSServerUnreachable,
-        Self::DNSServerFailure,
-        Self::DNSAnswersDiffer,
-        Self::PrivateEndpointResolvesPublic,
-        Self::PrivateEndpointNotConfigured,
-        Self::DataEndpointDNSMissing,
-        Self::ConnectionTimedOut,
-        Self::ConnectionRefused,
-        Self::HostUnreachable,
-        Self::TargetAddressBlocked,
-        Self::TLSResetAfterClientHello,
-        Self::TLSHandshakeTimeout,
-        Self::TLSInterception,
-        Self::TLSCertificateInvalid,
-        Self::HeadersTimeout,
-        Self::ConnectionClosed,
-        Self::RegistryDeniedClientIP,
-        Self::RegistryForbidden,
-        Self::RegistryChallengeInvalid,
-        Self::NotARegistry,
-        Self::Throttled,
-        Self::RegistryServerError,
-        Self::ProxyDenied,
-        Self::ProxyAuthRequired,
-        Self::ProxyConnectEOF,
-        Self::ProxyUnreachable,
-        Self::ProxyBypassMissing,
-        Self::ProxyUpstreamFailed,
-        Self::DataEndpointBlocked,
-        Self::AuthenticationFailed,
-        Self::AuthorizationFailed,
-        Self::ImageNotFound,
-        Self::TooManyRedirects,
-        Self::PullFailed,
-        Self::ContextsDisagree,
-        Self::ProbeUnschedulable,
-        Self::ProbeImagePullFailed,
-        Self::ProbeCrashed,
-        Self::ProbeTimedOut,
-        Self::TargetNotAllowed,
-    ];
-
-    /// Reasons that only the operator produces (from several probes, or from a probe that did
-    /// not report); the diagnosis of one probe's evidence never does.
-    pub const OPERATOR: &'static [Reason] = &[
-        Self::ContextsDisagree,
-        Self::ProbeUnschedulable,
-        Self::ProbeImagePullFailed,
-        Self::ProbeCrashed,
-        Self::ProbeTimedOut,
-        Self::TargetNotAllowed,
-    ];
-
-    /// A failure of the probe itself, which says nothing about the registry.
-    pub fn is_probe_failure(self) -> bool {
-        matches!(
-            self,
-            Self::ProbeUnschedulable
-                | Self::ProbeImagePullFailed
-                | Self::ProbeCrashed
-                | Self::ProbeTimedOut
-        )
-    }
-
-    pub fn as_str(self) -> &'static str {
-        // serde gives the same names; this avoids allocating for labels and tables.
-        match self {
-            Self::Healthy => "Healthy",
-            Self::DNSNameNotFound => "DNSNameNotFound",
-            Self::DNSServerUnreachable => "DNSServerUnreachable",
-            Self::DNSServerFailure => "DNSServerFailure",
-            Self::DNSAnswersDiffer => "DNSAnswersDiffer",
-            Self::PrivateEndpointResolvesPublic => "PrivateEndpointResolvesPublic",
-            Self::PrivateEndpointNotConfigured => "PrivateEndpointNotConfigured",
-            Self::DataEndpointDNSMissing => "DataEndpointDNSMissing",
-            Self::ConnectionTimedOut => "ConnectionTimedOut",
-            Self::ConnectionRefused => "ConnectionRefused",
-            Self::HostUnreachable => "HostUnreachable",
-            Self::TargetAddressBlocked => "TargetAddressBlocked",
-            Self::TLSResetAfterClientHello => "TLSResetAfterClientHello",
-            Self::TLSHandshakeTimeout => "TLSHandshakeTimeout",
-            Self::TLSInterception => "TLSInterception",
-            Self::TLSCertificateInvalid => "TLSCertificateInvalid",
-            Self::HeadersTimeout => "HeadersTimeout",
-            Self::ConnectionClosed => "ConnectionClosed",
-            Self::RegistryDeniedClientIP => "RegistryDeniedClientIP",
-            Self::RegistryForbidden => "RegistryForbidden",
-            Self::RegistryChallengeInvalid => "RegistryChallengeInvalid",
-            Self::NotARegistry => "NotARegistry",
-            Self::Throttled => "Throttled",
-            Self::RegistryServerError => "RegistryServerError",
-            Self::ProxyDenied => "ProxyDenied",
-            Self::ProxyAuthRequired => "ProxyAuthRequired",
-            Self::ProxyConnectEOF => "ProxyConnectEOF",
-            Self::ProxyUnreachable => "ProxyUnreachable",
-            Self::ProxyBypassMissing => "ProxyBypassMissing",
-            Self::ProxyUpstreamFailed => "ProxyUpstreamFailed",
-            Self::DataEndpointBlocked => "DataEndpointBlocked",
-            Self::AuthenticationFailed => "AuthenticationFailed",
-            Self::AuthorizationFailed => "AuthorizationFailed",
-            Self::ImageNotFound => "ImageNotFound",
-            Self::TooManyRedirects => "TooManyRedirects",
-            Self::PullFailed => "PullFailed",
-            Self::ContextsDisagree => "ContextsDisagree",
-            Self::ProbeUnschedulable => "ProbeUnschedulable",
-            Self::ProbeImagePullFailed => "ProbeImagePullFailed",
-            Self::ProbeCrashed => "ProbeCrashed",
-            Self::ProbeTimedOut => "ProbeTimedOut",
-            Self::TargetNotAllowed => "TargetNotAllowed",
-        }
-    }
-}
-
-impl std::fmt::Display for Reason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::catalogue::Reason;
 
 /// Root-cause families of Microsoft's "Troubleshoot network issues with registry".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -202,6 +24,8 @@ pub enum Cause {
     /// The operator's own target policy refused the check: a cluster administrator's choice,
     /// not a network fault. Nothing is known about the registry.
     OperatorPolicy,
+    /// The check's own spec is unusable: nothing was probed.
+    CheckConfiguration,
 }
 
 impl Cause {
@@ -216,6 +40,7 @@ impl Cause {
             Self::RegistryUnavailable => "RegistryUnavailable",
             Self::ProbeInfrastructure => "ProbeInfrastructure",
             Self::OperatorPolicy => "OperatorPolicy",
+            Self::CheckConfiguration => "CheckConfiguration",
         }
     }
 }
@@ -226,6 +51,16 @@ pub enum Severity {
     Error,
     Warning,
     Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "Error",
+            Self::Warning => "Warning",
+            Self::Info => "Info",
+        }
+    }
 }
 
 /// One conclusion.

@@ -7,8 +7,9 @@
 //! that its NetworkPolicies, proxy settings and mesh apply; the credentials Secret is mounted
 //! there only. Both meet the `restricted` Pod Security profile apart from `hostNetwork`.
 
-use crate::crd::{ProbeContext, ProxyMode, RegistryConnectivityCheck};
+use crate::crd::{ProbeContext, RegistryConnectivityCheck};
 use crate::plan::Target;
+use crate::spec::{ProxySetting, ValidSpec};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector,
@@ -66,6 +67,8 @@ pub const MEMORY_LIMIT: &str = "64Mi";
 #[derive(Debug, Clone, Copy)]
 pub struct ProbeJob<'a> {
     pub check: &'a RegistryConnectivityCheck,
+    /// The check's parsed spec: the probe's arguments are written from it.
+    pub spec: &'a ValidSpec,
     /// Run id (a short label-safe string chosen by the controller).
     pub run_id: &'a str,
     pub context: ProbeContext,
@@ -156,11 +159,12 @@ pub fn job_name(p: &ProbeJob) -> String {
 
 /// Arguments of `regcheck probe` for this check and context (the container's `args`).
 pub fn probe_args(p: &ProbeJob) -> Vec<String> {
-    let spec = &p.check.spec;
+    let spec = p.spec;
+    let hosts = &spec.input;
     let mut a: Vec<String> = vec![
         "probe".into(),
         "--registry".into(),
-        spec.registry.clone(),
+        hosts.registry.clone(),
         "--context".into(),
         p.context.as_str().into(),
     ];
@@ -170,42 +174,40 @@ pub fn probe_args(p: &ProbeJob) -> Vec<String> {
             a.push(v.clone());
         }
     };
-    many("--data-endpoint", &spec.data_endpoints);
-    many("--region", &spec.regions);
-    many("--also", &spec.extra_hosts);
+    many("--data-endpoint", &hosts.data_endpoints);
+    many("--region", &hosts.regions);
+    many("--also", &hosts.also);
     a.push("--expect".into());
     a.push(
-        match spec.expect.network_access {
+        match p.check.spec.expect.network_access {
             crate::crd::NetworkAccess::Any => "any",
             crate::crd::NetworkAccess::Public => "public",
             crate::crd::NetworkAccess::Private => "private",
         }
         .into(),
     );
-    if let Some(image) = &spec.image {
+    if let Some((image, _)) = &spec.image {
         a.push("--image".into());
         a.push(image.clone());
-        if p.context == ProbeContext::Pod && spec.credentials_secret_ref.is_some() {
+        if p.context == ProbeContext::Pod && p.check.spec.credentials_secret_ref.is_some() {
             a.push("--docker-config".into());
             a.push(format!("{DOCKER_CONFIG_DIR}/{DOCKER_CONFIG_FILE}"));
         }
     }
-    match spec.proxy.mode {
-        ProxyMode::Inherit => {}
-        ProxyMode::None => a.push("--no-proxy".into()),
-        ProxyMode::Explicit => {
-            if let Some(url) = &spec.proxy.url {
-                a.push("--proxy".into());
-                a.push(url.clone());
-            }
-            if !spec.proxy.no_proxy.is_empty() {
+    match &spec.proxy {
+        ProxySetting::Inherit => {}
+        ProxySetting::None => a.push("--no-proxy".into()),
+        ProxySetting::Explicit { text, no_proxy, .. } => {
+            a.push("--proxy".into());
+            a.push(text.clone());
+            if !no_proxy.is_empty() {
                 a.push("--proxy-bypass".into());
-                a.push(spec.proxy.no_proxy.join(","));
+                a.push(no_proxy.join(","));
             }
         }
     }
     a.push("--timeout".into());
-    a.push(format!("{}s", spec.timeout_seconds));
+    a.push(format!("{}s", spec.timeout.as_secs()));
     if let Some(t) = p.target {
         a.push("--node".into());
         a.push(t.node.clone());
@@ -397,7 +399,7 @@ pub fn build_job(p: &ProbeJob) -> Job {
             backoff_limit: Some(0),
             completions: Some(1),
             parallelism: Some(1),
-            active_deadline_seconds: Some(i64::from(spec.timeout_seconds) + DEADLINE_SLACK_SECONDS),
+            active_deadline_seconds: Some(p.spec.timeout.as_secs() as i64 + DEADLINE_SLACK_SECONDS),
             ttl_seconds_after_finished: Some(TTL_SECONDS_AFTER_FINISHED),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
@@ -450,6 +452,7 @@ mod tests {
     fn job(c: &RegistryConnectivityCheck, context: ProbeContext, t: &Target) -> Job {
         build_job(&ProbeJob {
             check: c,
+            spec: &ValidSpec::parse(&c.spec).unwrap(),
             run_id: "r1a2b3",
             context,
             target: Some(t),
@@ -603,8 +606,10 @@ mod tests {
     fn args_follow_the_spec() {
         let c = check("acr", "team-a");
         let t = target("n1");
+        let valid = ValidSpec::parse(&c.spec).unwrap();
         let pj = ProbeJob {
             check: &c,
+            spec: &valid,
             run_id: "r1",
             context: ProbeContext::Node,
             target: Some(&t),
@@ -636,21 +641,32 @@ mod tests {
             ]
         );
         let mut c2 = c.clone();
-        c2.spec.proxy.mode = ProxyMode::Explicit;
+        c2.spec.proxy.mode = crate::crd::ProxyMode::Explicit;
         c2.spec.proxy.url = Some("http://proxy:3128".into());
         c2.spec.proxy.no_proxy = vec![".svc".into(), "10.0.0.0/8".into()];
         c2.spec.credentials_secret_ref = Some(SecretRef { name: "s".into() });
-        let a = probe_args(&ProbeJob { check: &c2, ..pj });
+        let v2 = ValidSpec::parse(&c2.spec).unwrap();
+        let a = probe_args(&ProbeJob {
+            check: &c2,
+            spec: &v2,
+            ..pj
+        });
         let s = a.join(" ");
         assert!(
             s.contains("--proxy http://proxy:3128 --proxy-bypass .svc,10.0.0.0/8"),
             "{s}"
         );
         c2.spec.proxy = crate::crd::ProxySpec {
-            mode: ProxyMode::None,
+            mode: crate::crd::ProxyMode::None,
             ..Default::default()
         };
-        assert!(probe_args(&ProbeJob { check: &c2, ..pj }).contains(&"--no-proxy".to_string()));
+        let v2 = ValidSpec::parse(&c2.spec).unwrap();
+        let a = probe_args(&ProbeJob {
+            check: &c2,
+            spec: &v2,
+            ..pj
+        });
+        assert!(a.contains(&"--no-proxy".to_string()));
     }
 
     #[test]
@@ -663,12 +679,14 @@ mod tests {
             (long.as_str(), "team-a"),
         ] {
             let c = check(name, ns);
+            let valid = ValidSpec::parse(&c.spec).unwrap();
             for node in ["n1", &"x".repeat(250)] {
                 let t = target(node);
                 for ctx in [ProbeContext::Node, ProbeContext::Pod] {
                     for run in ["r1", "r2"] {
                         let pj = ProbeJob {
                             check: &c,
+                            spec: &valid,
                             run_id: run,
                             context: ctx,
                             target: Some(&t),
@@ -712,6 +730,7 @@ mod tests {
         c.spec.contexts.node.tolerations = vec![Toleration::default()];
         let j = build_job(&ProbeJob {
             check: &c,
+            spec: &ValidSpec::parse(&c.spec).unwrap(),
             run_id: "r",
             context: ProbeContext::Pod,
             target: None,

@@ -20,4 +20,5 @@ pub mod probe;
 pub mod probe_cmd;
 pub mod proxy;
 pub mod reference;
+pub mod spec;
 pub mod target;

@@ -39,11 +39,10 @@
 //! by calling it a proxy. `Inherit` uses the administrator's `--node-proxy` or the pod's own
 //! environment; `None` connects directly.
 
-use crate::crd::{ProxyMode, RegistryConnectivityCheckSpec};
 use crate::findings::Reason;
 use crate::probe::TargetPolicy;
-use crate::proxy::ProxyUrl;
-use crate::target::{self, HTTPS_PORT, InputError, PlanInput};
+use crate::spec::{ProxySetting, ValidSpec};
+use crate::target::{self, HTTPS_PORT, InputError};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -65,8 +64,6 @@ pub mod rules {
     pub const ALLOWED_PROXIES: &str = "allowed-proxies";
     /// An IP literal of a forbidden class (loopback, link-local/metadata, platform, ...).
     pub const FORBIDDEN_ADDRESS: &str = "forbidden-address";
-    /// The spec does not describe valid targets at all (it bypassed the CRD schema).
-    pub const INVALID_TARGET: &str = "invalid-target";
 }
 
 /// Most entries accepted in one list flag (a bound on hostile configuration, not a real limit).
@@ -407,9 +404,8 @@ impl PolicyConfig {
 
     /// Whether the node-context namespace rule needs the namespace's labels (the controller
     /// reads the Namespace only then).
-    pub fn needs_namespace_labels(&self, spec: &RegistryConnectivityCheckSpec) -> bool {
-        spec.contexts.node.enabled
-            && matches!(self.node_context_namespaces, NamespaceRule::Label { .. })
+    pub fn needs_namespace_labels(&self, spec: &ValidSpec) -> bool {
+        spec.node_enabled && matches!(self.node_context_namespaces, NamespaceRule::Label { .. })
     }
 }
 
@@ -444,28 +440,13 @@ impl Violation {
 /// and ports, IP literals against the addresses probes never dial, and node-context probes
 /// against the namespace rule. The first violation found is returned.
 pub fn evaluate(
-    spec: &RegistryConnectivityCheckSpec,
+    spec: &ValidSpec,
     namespace: &str,
     namespace_labels: &BTreeMap<String, String>,
     cfg: &PolicyConfig,
 ) -> Result<(), Violation> {
-    let invalid = |e: InputError| Violation {
-        rule: rules::INVALID_TARGET,
-        message: e.to_string(),
-    };
-    let input = PlanInput {
-        registry: spec.registry.clone(),
-        data_endpoints: spec.data_endpoints.clone(),
-        regions: spec.regions.clone(),
-        also: spec.extra_hosts.clone(),
-    };
-    let endpoints = target::plan(&input).map_err(invalid)?;
-    if let Some(image) = &spec.image {
-        // Its host, if any, must be the registry: parse_image refuses any other.
-        target::parse_image(image, &spec.registry).map_err(invalid)?;
-    }
     let addresses = TargetPolicy::in_cluster(Vec::new());
-    for ep in &endpoints {
+    for ep in &spec.endpoints {
         let what = format!("{} {}", role_name(ep.role), ep.host);
         if let Ok(ip) = ep.host.parse::<IpAddr>()
             && let Err(rule) = addresses.check(ip)
@@ -497,10 +478,7 @@ pub fn evaluate(
             });
         }
     }
-    if spec.proxy.mode == ProxyMode::Explicit
-        && let Some(url) = &spec.proxy.url
-    {
-        let proxy = ProxyUrl::parse("spec.proxy.url", url).map_err(invalid)?;
+    if let ProxySetting::Explicit { url: proxy, .. } = &spec.proxy {
         let host = proxy.host.trim_end_matches('.');
         let what = format!("proxy {host}");
         if let Ok(ip) = host.parse::<IpAddr>()
@@ -522,7 +500,7 @@ pub fn evaluate(
             });
         }
     }
-    if spec.contexts.node.enabled
+    if spec.node_enabled
         && !cfg
             .node_context_namespaces
             .allows(namespace, namespace_labels)
@@ -587,6 +565,24 @@ fn valid_label_key(s: &str) -> bool {
 mod tests {
     use super::*;
     use crate::crd::RegistryConnectivityCheckSpec;
+
+    /// What a spec that does not even parse gets in these tables: the controller refuses it
+    /// as InvalidSpec before the policy is asked.
+    const INVALID_TARGET: &str = "invalid-target";
+
+    /// The policy's answer for a spec as a user wrote it.
+    fn evaluate(
+        spec: &RegistryConnectivityCheckSpec,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        cfg: &PolicyConfig,
+    ) -> Result<(), Violation> {
+        let valid = ValidSpec::parse(spec).map_err(|e| Violation {
+            rule: INVALID_TARGET,
+            message: e.to_string(),
+        })?;
+        super::evaluate(&valid, namespace, labels, cfg)
+    }
 
     fn spec(registry: &str) -> RegistryConnectivityCheckSpec {
         serde_json::from_value(serde_json::json!({ "registry": registry })).unwrap()
@@ -896,14 +892,14 @@ mod tests {
                 spec("http://x/"),
                 "x",
                 &open,
-                Some(rules::INVALID_TARGET),
+                Some(INVALID_TARGET),
             ),
             (
                 "schema bypass: image of another registry",
                 with(&|s| s.image = Some("evil.io/x:1".into())),
                 "x",
                 &acr,
-                Some(rules::INVALID_TARGET),
+                Some(INVALID_TARGET),
             ),
             (
                 "schema bypass: region on non-azure",
@@ -914,7 +910,7 @@ mod tests {
                 },
                 "x",
                 &open,
-                Some(rules::INVALID_TARGET),
+                Some(INVALID_TARGET),
             ),
         ];
         for (name, s, ns, cfg, want) in cases {
@@ -1081,7 +1077,7 @@ mod tests {
                 "schema bypass: unparsable proxy URL",
                 with_proxy("Explicit", Some("socks5://p:1")),
                 &open,
-                Some(rules::INVALID_TARGET),
+                Some(INVALID_TARGET),
             ),
         ];
         for (name, s, cfg, want) in cases {
@@ -1113,6 +1109,8 @@ mod tests {
         let node = spec("myreg.azurecr.io");
         let mut pod_only = node.clone();
         pod_only.contexts.node.enabled = false;
+        let node = ValidSpec::parse(&node).unwrap();
+        let pod_only = ValidSpec::parse(&pod_only).unwrap();
         assert!(label.needs_namespace_labels(&node));
         assert!(!label.needs_namespace_labels(&pod_only));
         assert!(!list.needs_namespace_labels(&node));

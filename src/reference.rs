@@ -5,7 +5,7 @@
 //! added to [`Reason::ALL`] or a changed remediation cannot leave the docs or the alert
 //! annotations behind. Regenerate with `REGCHECK_BLESS=1 cargo test --lib reference`.
 
-use crate::findings::{Reason, Severity};
+use crate::findings::Reason;
 use std::fmt::Write;
 
 /// Path of the diagnosis reference in the repository.
@@ -28,154 +28,6 @@ pub const PRIVATE_DNS_REASONS: &[Reason] = &[
     Reason::DataEndpointDNSMissing,
     Reason::PrivateEndpointNotConfigured,
 ];
-
-/// Where along the pull path a reason is found.
-pub fn phase(r: Reason) -> &'static str {
-    use Reason::*;
-    match r {
-        Healthy => "Whole path",
-        DNSNameNotFound
-        | DNSServerUnreachable
-        | DNSServerFailure
-        | DNSAnswersDiffer
-        | PrivateEndpointResolvesPublic
-        | PrivateEndpointNotConfigured
-        | DataEndpointDNSMissing => "DNS",
-        ConnectionTimedOut | ConnectionRefused | HostUnreachable | TargetAddressBlocked => "TCP",
-        TLSResetAfterClientHello
-        | TLSHandshakeTimeout
-        | TLSInterception
-        | TLSCertificateInvalid => "TLS",
-        HeadersTimeout
-        | ConnectionClosed
-        | RegistryDeniedClientIP
-        | RegistryForbidden
-        | RegistryChallengeInvalid
-        | NotARegistry
-        | Throttled
-        | RegistryServerError => "Registry API",
-        ProxyDenied | ProxyAuthRequired | ProxyConnectEOF | ProxyUnreachable
-        | ProxyBypassMissing | ProxyUpstreamFailed => "Proxy",
-        DataEndpointBlocked | AuthenticationFailed | AuthorizationFailed | ImageNotFound
-        | TooManyRedirects | PullFailed => "Data path",
-        ContextsDisagree => "Operator: node and pod contexts",
-        TargetNotAllowed => "Operator: target policy",
-        ProbeUnschedulable | ProbeImagePullFailed | ProbeCrashed | ProbeTimedOut => {
-            "Operator: the probe itself"
-        }
-    }
-}
-
-/// What an administrator sees in the field (kubelet/containerd events, `docker`/`crictl`
-/// errors, pod states) when this reason is the cause. Taken from the field guide's table of
-/// error strings where it has one.
-pub fn field_symptom(r: Reason) -> &'static str {
-    use Reason::*;
-    match r {
-        Healthy => "Nothing: pulls work from every probed node and pod network.",
-        DNSNameNotFound => {
-            "`dial tcp: lookup <reg>.azurecr.io ... no such host` in `Failed to pull image` events."
-        }
-        DNSServerUnreachable => {
-            "`lookup <reg>.azurecr.io on <dns-ip>:53: read udp ...: i/o timeout`; name resolution of everything else fails too."
-        }
-        DNSServerFailure => {
-            "`lookup <reg>.azurecr.io on <dns-ip>:53: server misbehaving` (SERVFAIL or REFUSED)."
-        }
-        DNSAnswersDiffer => {
-            "Pulls fail on some nodes or some attempts only (`no such host`, or an `i/o timeout` to a different address), depending on which nameserver answered."
-        }
-        PrivateEndpointResolvesPublic => {
-            "`403 Forbidden` / `denied: client with IP '<public-ip>' is not allowed access` when public access is disabled, or `dial tcp <public-ip>:443: i/o timeout`; `nslookup <reg>.azurecr.io` on the node shows `<reg>.privatelink.azurecr.io` with a public address."
-        }
-        PrivateEndpointNotConfigured => {
-            "Pulls go over the public internet (they may work); with public access disabled they fail with `403 Forbidden`. `nslookup` shows no `privatelink` name."
-        }
-        DataEndpointDNSMissing => {
-            "Manifests are fetched but layers are not: `download failed ... lookup <reg>.<region>.data.azurecr.io ... no such host`."
-        }
-        ConnectionTimedOut => {
-            "`dial tcp <ip>:443: i/o timeout`, `Client.Timeout exceeded while awaiting headers` or `context deadline exceeded`."
-        }
-        ConnectionRefused => "`dial tcp <ip>:443: connect: connection refused`.",
-        HostUnreachable => {
-            "`dial tcp <private-ip>:443: connect: no route to host` / `host is not reachable`."
-        }
-        TargetAddressBlocked => {
-            "Pulls fail against an address like `127.0.0.1` or `0.0.0.0` (`connection refused`), or against the metadata address."
-        }
-        TLSResetAfterClientHello => "`read: connection reset by peer` during the TLS handshake.",
-        TLSHandshakeTimeout => "`net/http: TLS handshake timeout`.",
-        TLSInterception => "`x509: certificate signed by unknown authority`.",
-        TLSCertificateInvalid => {
-            "`x509: certificate is valid for <other-name>, not <reg>.azurecr.io`, or `x509: certificate has expired or is not yet valid`."
-        }
-        HeadersTimeout => "`Client.Timeout exceeded while awaiting headers`.",
-        ConnectionClosed => "`EOF` or `connection reset by peer` right after the request was sent.",
-        RegistryDeniedClientIP => {
-            "`denied: client with IP '<ip>' is not allowed access`; kubelet shows only `failed to fetch anonymous token: unexpected status: 403 Forbidden`."
-        }
-        RegistryForbidden => {
-            "`failed to authorize: failed to fetch anonymous token: unexpected status: 403 Forbidden`."
-        }
-        RegistryChallengeInvalid => {
-            "`failed to authorize` / `failed to fetch anonymous token` errors; `az acr check-health` reports `CONNECTIVITY_CHALLENGE_ERROR` or `CONNECTIVITY_WWW_AUTHENTICATE_ERROR`."
-        }
-        NotARegistry => "`404 Not Found`, or an HTML page, where the registry API should answer.",
-        Throttled => "`429 Too Many Requests`.",
-        RegistryServerError => {
-            "`500 Internal Server Error`, `502 Bad Gateway` or `503 Service Unavailable` from the registry."
-        }
-        ProxyDenied => {
-            "`login attempt failed with status: 403 Forbidden` behind a proxy; the proxy's access log shows a denied CONNECT."
-        }
-        ProxyAuthRequired => "`407 Proxy Authentication Required`.",
-        ProxyConnectEOF => "`proxyconnect tcp: EOF`.",
-        ProxyUnreachable => {
-            "`proxyconnect tcp: dial tcp <proxy>:<port>: i/o timeout` or `connection refused`."
-        }
-        ProxyBypassMissing => {
-            "Pulls from a private endpoint time out or fail with proxy errors although its private address is reachable directly from the node."
-        }
-        ProxyUpstreamFailed => {
-            "`502 Bad Gateway`, `503 Service Unavailable` or `504 Gateway Timeout` from the proxy."
-        }
-        DataEndpointBlocked => {
-            "`docker login` and manifest reads work, layers fail: `download failed ... dial tcp <storage-ip>:443: i/o timeout`."
-        }
-        AuthenticationFailed => {
-            "`401 Unauthorized` / `failed to fetch oauth token`; pods in `ErrImagePull`."
-        }
-        AuthorizationFailed => {
-            "`403 Forbidden` / `denied: requested access to the resource is denied` after signing in."
-        }
-        ImageNotFound => "`manifest unknown` / `failed to resolve reference ... not found`.",
-        TooManyRedirects => "`stopped after 10 redirects`.",
-        PullFailed => {
-            "`failed to pull and unpack image` with a digest mismatch or an unexpected media type."
-        }
-        ContextsDisagree => {
-            "Image pulls on a node work while pods on it cannot reach the registry (or the other way round): e.g. init containers that call the registry API fail, kubelet pulls succeed."
-        }
-        ProbeUnschedulable => {
-            "The regcheck probe pod stays `Pending`: `0/N nodes are available: ... untolerated taint`."
-        }
-        ProbeImagePullFailed => "The regcheck probe pod is in `ErrImagePull` / `ImagePullBackOff`.",
-        ProbeCrashed => "The regcheck probe pod ends in `Error` or `OOMKilled` without a report.",
-        ProbeTimedOut => "The regcheck probe Job fails with `DeadlineExceeded`.",
-        TargetNotAllowed => {
-            "No probe runs for the check: its `Ready` condition is `False` with reason `TargetNotAllowed`, naming the operator policy rule (allowed registries, ports, or namespaces allowed to probe from the node network)."
-        }
-    }
-}
-
-fn severity_str(s: Severity) -> &'static str {
-    match s {
-        Severity::Error => "Error",
-        Severity::Warning => "Warning",
-        Severity::Info => "Info",
-    }
-}
 
 /// GitHub's anchor for a heading that is a single word.
 pub fn anchor(r: Reason) -> String {
@@ -208,23 +60,23 @@ pub fn reasons_markdown() -> String {
             "| [`{}`](#{}) | {} | {} | {} | {} |",
             r.as_str(),
             anchor(r),
-            phase(r),
+            r.phase().title(),
             r.cause().as_str(),
             r.code()
                 .map(|c| format!("`{c}`"))
                 .unwrap_or_else(|| "—".into()),
-            severity_str(r.default_severity()),
+            r.default_severity().as_str(),
         );
     }
     let mut last_phase = "";
     for &r in Reason::ALL {
-        if phase(r) != last_phase {
-            last_phase = phase(r);
+        if r.phase().title() != last_phase {
+            last_phase = r.phase().title();
             let _ = write!(s, "\n## {last_phase}\n");
         }
         let _ = write!(s, "\n### {}\n\n", r.as_str());
         let _ = writeln!(s, "{}\n", r.summary());
-        let _ = writeln!(s, "- **Seen in the field:** {}", field_symptom(r));
+        let _ = writeln!(s, "- **Seen in the field:** {}", r.field_symptom());
         let _ = write!(s, "- **Cause:** {}", r.cause().as_str());
         if let Some(code) = r.code() {
             let _ = write!(s, " · **check-health code:** `{code}`");
@@ -232,7 +84,7 @@ pub fn reasons_markdown() -> String {
         let _ = writeln!(
             s,
             " · **default severity:** {}",
-            severity_str(r.default_severity())
+            r.default_severity().as_str()
         );
         let _ = writeln!(s, "- **What to do:** {}", r.remediation());
         let docs: Vec<String> = r.docs().iter().map(|d| format!("<{d}>")).collect();
@@ -460,11 +312,14 @@ mod tests {
                 "{r}: index link"
             );
             assert!(doc.contains(r.remediation()), "{r}: remediation");
-            assert!(doc.contains(field_symptom(r)), "{r}: symptom");
+            assert!(doc.contains(r.field_symptom()), "{r}: symptom");
             for d in r.docs() {
                 assert!(doc.contains(&format!("<{d}>")), "{r}: {d}");
             }
-            assert!(!field_symptom(r).contains('\n'), "{r}: symptom is one line");
+            assert!(
+                !r.field_symptom().contains('\n'),
+                "{r}: symptom is one line"
+            );
         }
         // The field guide's error strings appear under the reason they belong to.
         for (reason, text) in [
@@ -478,7 +333,7 @@ mod tests {
             (Reason::Throttled, "429 Too Many Requests"),
             (Reason::HostUnreachable, "host is not reachable"),
         ] {
-            assert!(field_symptom(reason).contains(text), "{reason}");
+            assert!(reason.field_symptom().contains(text), "{reason}");
         }
     }
 
@@ -494,9 +349,13 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         let mut last = "";
         for &r in Reason::ALL {
-            if phase(r) != last {
-                assert!(seen.insert(phase(r)), "{r}: phase {} split", phase(r));
-                last = phase(r);
+            if r.phase().title() != last {
+                assert!(
+                    seen.insert(r.phase().title()),
+                    "{r}: phase {} split",
+                    r.phase().title()
+                );
+                last = r.phase().title();
             }
         }
     }

@@ -243,26 +243,50 @@ pub fn parse_host_port(
     }
 }
 
+/// `host:port` as a `Host:` header writes it: the port left out when it is 443, IPv6 in
+/// brackets.
+pub fn host_header(host: &str, port: u16) -> String {
+    let h = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    if port == HTTPS_PORT {
+        h
+    } else {
+        format!("{h}:{port}")
+    }
+}
+
 /// The dedicated data endpoint of an Azure registry in one region:
 /// `<name>.azurecr.io` + `westeurope` → `<name>.westeurope.data.azurecr.io` (same for the
 /// `azurecr.cn` and `azurecr.us` clouds). Errors name `--region`.
 pub fn azure_data_endpoint(registry_host: &str, region: &str) -> Result<String, InputError> {
-    const FIELD: &str = "--region";
-    let host = validate_host("--registry", registry_host)?;
+    azure_data_endpoint_named(InputFields::FLAGS, registry_host, region)
+}
+
+fn azure_data_endpoint_named(
+    fields: InputFields,
+    registry_host: &str,
+    region: &str,
+) -> Result<String, InputError> {
+    let field = fields.region;
+    let host = validate_host(fields.registry, registry_host)?;
     let labels: Vec<&str> = host.split('.').collect();
     let is_azure = labels.len() >= 3 && labels[labels.len() - 2] == "azurecr";
     if !is_azure {
         return Err(InputError::new(
-            FIELD,
+            field,
             region,
             format!(
-                "only applies to Azure registries (*.azurecr.io), and {host} is not one; use --data-endpoint"
+                "only applies to Azure registries (*.azurecr.io), and {host} is not one; use {}",
+                fields.data_endpoint
             ),
         ));
     }
     if labels.len() != 3 {
         return Err(InputError::new(
-            FIELD,
+            field,
             region,
             format!("needs the login server name (<name>.azurecr.io) as the registry, not {host}"),
         ));
@@ -275,7 +299,7 @@ pub fn azure_data_endpoint(registry_host: &str, region: &str) -> Result<String, 
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     if !ok {
         return Err(InputError::new(
-            FIELD,
+            field,
             region,
             "is not an Azure region name such as westeurope (letters and digits only, at most 40)",
         ));
@@ -419,7 +443,43 @@ pub struct Endpoint {
     pub role: Role,
 }
 
-/// What the user asked to check, as given on the command line.
+/// The names errors give the fields of a [`PlanInput`]: the command line's flags, or the
+/// paths of a check's spec. Each error is born with the name of the field the user wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputFields {
+    pub registry: &'static str,
+    pub data_endpoint: &'static str,
+    pub region: &'static str,
+    pub also: &'static str,
+    pub image: &'static str,
+}
+
+impl InputFields {
+    /// `regcheck check` and `regcheck probe`.
+    pub const FLAGS: InputFields = InputFields {
+        registry: "--registry",
+        data_endpoint: "--data-endpoint",
+        region: "--region",
+        also: "--also",
+        image: "--image",
+    };
+    /// A `RegistryConnectivityCheck`'s spec.
+    pub const SPEC: InputFields = InputFields {
+        registry: "spec.registry",
+        data_endpoint: "spec.dataEndpoints",
+        region: "spec.regions",
+        also: "spec.extraHosts",
+        image: "spec.image",
+    };
+}
+
+impl Default for InputFields {
+    fn default() -> Self {
+        Self::FLAGS
+    }
+}
+
+/// What the user asked to check, as given on the command line or in a check's spec.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlanInput {
     /// `--registry`: the login server (`myreg.azurecr.io`, `https://myreg.azurecr.io/`, `host:port`).
@@ -430,6 +490,8 @@ pub struct PlanInput {
     pub regions: Vec<String>,
     /// `--also`: extra hosts probed like a registry.
     pub also: Vec<String>,
+    /// How errors name these fields.
+    pub fields: InputFields,
 }
 
 fn push_endpoint(
@@ -458,38 +520,39 @@ fn push_endpoint(
 /// endpoints (explicit ones, then those derived from regions), then extra hosts. Duplicates
 /// (same host and port) keep their first role; at most [`MAX_ENDPOINTS`] in total.
 pub fn plan(input: &PlanInput) -> Result<Vec<Endpoint>, InputError> {
-    let (reg_host, reg_port) = parse_host_port("--registry", &input.registry, HTTPS_PORT)?;
+    let f = input.fields;
+    let (reg_host, reg_port) = parse_host_port(f.registry, &input.registry, HTTPS_PORT)?;
     let mut out = vec![Endpoint {
         host: reg_host.clone(),
         port: reg_port,
         role: Role::LoginServer,
     }];
     for d in &input.data_endpoints {
-        let (host, port) = parse_host_port("--data-endpoint", d, HTTPS_PORT)?;
+        let (host, port) = parse_host_port(f.data_endpoint, d, HTTPS_PORT)?;
         let ep = Endpoint {
             host,
             port,
             role: Role::DataEndpoint,
         };
-        push_endpoint(&mut out, "--data-endpoint", d, ep)?;
+        push_endpoint(&mut out, f.data_endpoint, d, ep)?;
     }
     for r in &input.regions {
-        let host = azure_data_endpoint(&reg_host, r)?;
+        let host = azure_data_endpoint_named(f, &reg_host, r)?;
         let ep = Endpoint {
             host,
             port: HTTPS_PORT,
             role: Role::DataEndpoint,
         };
-        push_endpoint(&mut out, "--region", r, ep)?;
+        push_endpoint(&mut out, f.region, r, ep)?;
     }
     for a in &input.also {
-        let (host, port) = parse_host_port("--also", a, HTTPS_PORT)?;
+        let (host, port) = parse_host_port(f.also, a, HTTPS_PORT)?;
         let ep = Endpoint {
             host,
             port,
             role: Role::Extra,
         };
-        push_endpoint(&mut out, "--also", a, ep)?;
+        push_endpoint(&mut out, f.also, a, ep)?;
     }
     Ok(out)
 }
@@ -565,9 +628,8 @@ fn valid_tag(t: &str) -> bool {
 /// Parses `--image`: `repo`, `repo:tag`, `ns/repo:tag`, `repo@sha256:<64 hex>`, or any of those
 /// prefixed with the registry host (`myreg.azurecr.io/ns/repo:tag`), which must be the registry
 /// being checked. The tag defaults to `latest`; with both a tag and a digest, the digest wins.
-pub fn parse_image(s: &str, registry_host: &str) -> Result<ImageRef, InputError> {
-    const FIELD: &str = "--image";
-    let err = |p: &str| Err(InputError::new(FIELD, s, p));
+pub fn parse_image(field: &str, s: &str, registry: (&str, u16)) -> Result<ImageRef, InputError> {
+    let err = |p: &str| Err(InputError::new(field, s, p));
     if s.is_empty() {
         return err("is empty; give repository:tag or repository@sha256:digest");
     }
@@ -596,7 +658,7 @@ pub fn parse_image(s: &str, registry_host: &str) -> Result<ImageRef, InputError>
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(InputError::new(
-                FIELD,
+                field,
                 s,
                 format!("has a malformed digest; expected {alg}:<{want} lowercase hex digits>"),
             ));
@@ -616,16 +678,16 @@ pub fn parse_image(s: &str, registry_host: &str) -> Result<ImageRef, InputError>
         _ => (None, name),
     };
     if let Some(d) = domain {
-        let given = parse_host_port(FIELD, d, HTTPS_PORT)?;
-        let registry = parse_host_port("--registry", registry_host, HTTPS_PORT)?;
-        if given != registry {
+        let (host, port) = parse_host_port(field, d, HTTPS_PORT)?;
+        if (host.as_str(), port) != registry {
+            let named = host_header(registry.0, registry.1);
             return Err(InputError::new(
-                FIELD,
+                field,
                 s,
                 format!(
                     "names registry '{}' but the check is for '{}'; give the image without a host or with the same registry",
                     shown_value(d),
-                    shown_value(registry_host)
+                    shown_value(&named)
                 ),
             ));
         }
@@ -928,7 +990,7 @@ mod tests {
     #[test]
     fn images_accepted() {
         let reg = "myreg.azurecr.io";
-        let p = |s: &str| parse_image(s, reg).unwrap();
+        let p = |s: &str| parse_image("--image", s, (reg, 443)).unwrap();
         assert_eq!(
             p("nginx"),
             ImageRef {
@@ -954,7 +1016,7 @@ mod tests {
         assert_eq!(p("myreg.azurecr.io:443/app").repository, "app");
         assert_eq!(p("a__b/c--d/e.f_g").repository, "a__b/c--d/e.f_g");
         assert_eq!(
-            parse_image("localhost:5000/app:1", "localhost:5000")
+            parse_image("--image", "localhost:5000/app:1", ("localhost", 5000))
                 .unwrap()
                 .repository,
             "app"
@@ -981,15 +1043,15 @@ mod tests {
             ("myreg.azurecr.io/", "no repository"),
             ("app :v1", "whitespace"),
         ] {
-            let e = parse_image(bad, reg).unwrap_err();
+            let e = parse_image("--image", bad, (reg, 443)).unwrap_err();
             assert_eq!(e.field, "--image");
             assert!(e.problem.contains(want), "{bad}: {e}");
         }
         let long_tag = format!("app:{}", "t".repeat(129));
-        assert!(parse_image(&long_tag, reg).is_err());
+        assert!(parse_image("--image", &long_tag, (reg, 443)).is_err());
         let long_name = format!("{}:v1", vec!["abcdefghij"; 24].join("/"));
         assert!(
-            parse_image(&long_name, reg)
+            parse_image("--image", &long_name, (reg, 443))
                 .unwrap_err()
                 .problem
                 .contains("255")
@@ -1023,11 +1085,11 @@ mod tests {
 
         #[test]
         fn image_display_round_trips(s in "[a-z0-9._/:@-]{0,40}|\\PC{0,40}") {
-            if let Ok(r) = parse_image(&s, "myreg.azurecr.io") {
+            if let Ok(r) = parse_image("--image", &s, ("myreg.azurecr.io", 443)) {
                 // The fully qualified form is unambiguous (a first component with a dot would
                 // otherwise be read as a registry host, as Docker does).
                 let full = format!("myreg.azurecr.io/{r}");
-                prop_assert_eq!(parse_image(&full, "myreg.azurecr.io"), Ok(r.clone()));
+                prop_assert_eq!(parse_image("--image", &full, ("myreg.azurecr.io", 443)), Ok(r.clone()));
             }
         }
 

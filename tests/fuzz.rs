@@ -258,7 +258,7 @@ fn host(b: &[u8]) {
 
 fn image(b: &[u8]) {
     let s = text(b);
-    match target::parse_image(&s, "myreg.azurecr.io") {
+    match target::parse_image("--image", &s, ("myreg.azurecr.io", 443)) {
         Ok(i) => assert!(!i.repository.is_empty()),
         Err(e) => check_error(&e, "--image"),
     }

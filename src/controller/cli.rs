@@ -81,14 +81,10 @@ pub struct ControllerArgs {
         value_delimiter = ','
     )]
     pub namespaces: Vec<String>,
-    /// Interval of checks whose own interval cannot be used
-    #[arg(
-        long,
-        env = "REGCHECK_DEFAULT_INTERVAL",
-        value_name = "DURATION",
-        default_value = "5m"
-    )]
-    pub default_interval: String,
+    /// Deprecated and ignored: every check has its own interval (the CRD defaults
+    /// spec.interval to 5m). Accepted so that older manifests keep working.
+    #[arg(long, hide = true, value_name = "DURATION")]
+    pub default_interval: Option<String>,
     /// Most unfinished probe Jobs of one run at a time
     #[arg(long, env = "REGCHECK_MAX_CONCURRENT_JOBS", value_name = "N", default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -191,18 +187,6 @@ pub fn config(
             namespaces.push(ns.to_string());
         }
     }
-    let default_interval = crate::target::parse_duration(
-        "--default-interval",
-        &args.default_interval,
-        super::decide::MAX_INTERVAL,
-    )?;
-    if default_interval < super::decide::MIN_INTERVAL {
-        return Err(InputError::new(
-            "--default-interval",
-            &args.default_interval,
-            "is shorter than the minimum of 30s",
-        ));
-    }
     if let Some(p) = &args.node_proxy {
         crate::proxy::ProxyUrl::parse("--node-proxy", p)?;
     }
@@ -233,7 +217,6 @@ pub fn config(
         probe_image_pull_policy: args.probe_image_pull_policy.as_str().into(),
         probe_namespace,
         namespaces,
-        default_interval,
         max_concurrent_jobs: args.max_concurrent_jobs as usize,
         node_proxy: args.node_proxy.clone(),
         node_no_proxy: args.node_no_proxy.clone(),
@@ -453,9 +436,6 @@ mod tests {
                 "regcheck-system"
             );
         }
-        if std::env::var_os("REGCHECK_DEFAULT_INTERVAL").is_none() {
-            assert_eq!(c.default_interval, Duration::from_secs(300));
-        }
         let policy_env = [
             policy::ENV_NODE_CONTEXT_NAMESPACES,
             policy::ENV_ALLOWED_REGISTRIES,
@@ -499,7 +479,7 @@ mod tests {
             parse(&["--probe-image", "i", "--node-no-proxy", "x"]).is_err()
                 || std::env::var_os("REGCHECK_NODE_PROXY").is_some()
         );
-        let cases: [(&[&str], &str); 9] = [
+        let cases: [(&[&str], &str); 8] = [
             (
                 &["--probe-image", "i", "--node-context-namespaces", "Team_A"],
                 "--node-context-namespaces: 'Team_A'",
@@ -524,10 +504,6 @@ mod tests {
             (
                 &["--probe-image", "i", "--probe-namespace=-x"],
                 "--probe-namespace: '-x'",
-            ),
-            (
-                &["--probe-image", "i", "--default-interval", "5s"],
-                "--default-interval: '5s'",
             ),
             (
                 &["--probe-image", "i", "--node-proxy", "socks5://p:1"],

@@ -6,9 +6,8 @@
 //! generation and the run-now annotation the run started with, and how many Jobs the run has,
 //! so that a restarted controller can resume a run from its Jobs alone.
 
-use crate::crd::{ProxyMode, RegistryConnectivityCheck, RegistryConnectivityCheckSpec, Strategy};
+use crate::crd::RegistryConnectivityCheck;
 use crate::jobs::labels;
-use crate::target::{self, InputError, PlanInput};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -28,128 +27,11 @@ pub mod annotations {
 /// The annotation on a check that starts a run whenever its value changes.
 pub const RUN_NOW_ANNOTATION: &str = "regcheck.dev/run-now";
 
-/// Shortest and longest interval between runs.
-pub const MIN_INTERVAL: Duration = Duration::from_secs(30);
-pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 /// How often a running run is looked at even without a Job event (pods that cannot be
 /// scheduled or pulled do not change their Job).
 pub const POLL_RUNNING: Duration = Duration::from_secs(15);
 /// Jitter is at most this fraction (1/n) of the interval.
 const JITTER_DIVISOR: u32 = 10;
-
-/// Checks what the schema cannot (or what an old apiserver without CEL rules let through).
-/// The message names the field and the value.
-pub fn validate(spec: &RegistryConnectivityCheckSpec) -> Result<(), String> {
-    let rename = |mut e: InputError| {
-        e.field = match e.field.as_str() {
-            "--registry" => "spec.registry",
-            "--data-endpoint" => "spec.dataEndpoints",
-            "--region" => "spec.regions",
-            "--also" => "spec.extraHosts",
-            "--image" => "spec.image",
-            "--proxy" | "HTTPS_PROXY" => "spec.proxy.url",
-            other => other,
-        }
-        .to_string();
-        e.to_string()
-    };
-    let endpoints = target::plan(&PlanInput {
-        registry: spec.registry.clone(),
-        data_endpoints: spec.data_endpoints.clone(),
-        regions: spec.regions.clone(),
-        also: spec.extra_hosts.clone(),
-    })
-    .map_err(rename)?;
-    let interval = target::parse_duration("spec.interval", &spec.interval, MAX_INTERVAL)
-        .map_err(|e| e.to_string())?;
-    if interval < MIN_INTERVAL {
-        return Err(format!(
-            "spec.interval: '{}' is shorter than the minimum of 30s",
-            spec.interval
-        ));
-    }
-    if !(1..=300).contains(&spec.timeout_seconds) {
-        return Err(format!(
-            "spec.timeoutSeconds: '{}' is not between 1 and 300",
-            spec.timeout_seconds
-        ));
-    }
-    if interval <= Duration::from_secs(u64::from(spec.timeout_seconds)) {
-        return Err(format!(
-            "spec.interval: '{}' must be longer than timeoutSeconds ({}s)",
-            spec.interval, spec.timeout_seconds
-        ));
-    }
-    for (field, v) in [
-        ("spec.failureThreshold", spec.failure_threshold),
-        ("spec.successThreshold", spec.success_threshold),
-    ] {
-        if !(1..=100).contains(&v) {
-            return Err(format!("{field}: '{v}' is not between 1 and 100"));
-        }
-    }
-    if let Some(image) = &spec.image {
-        target::parse_image(image, &endpoints[0].host).map_err(rename)?;
-    }
-    let ctx = &spec.contexts;
-    if !ctx.node.enabled && !ctx.pod.enabled {
-        return Err(
-            "spec.contexts: both node and pod are disabled; enable at least one".to_string(),
-        );
-    }
-    match (ctx.node.strategy, ctx.node.count) {
-        (Strategy::Sample, None) => {
-            return Err("spec.contexts.node.count: strategy Sample needs count".to_string());
-        }
-        (Strategy::Sample, Some(c)) if !(1..=1000).contains(&c) => {
-            return Err(format!(
-                "spec.contexts.node.count: '{c}' is not between 1 and 1000"
-            ));
-        }
-        (s, Some(c)) if s != Strategy::Sample => {
-            return Err(format!(
-                "spec.contexts.node.count: '{c}' is only used with strategy Sample"
-            ));
-        }
-        _ => {}
-    }
-    let proxy = &spec.proxy;
-    match (proxy.mode, &proxy.url) {
-        (ProxyMode::Explicit, None) => {
-            return Err("spec.proxy.url: is required with mode Explicit".to_string());
-        }
-        (ProxyMode::Explicit, Some(url)) => {
-            crate::proxy::ProxyUrl::parse("spec.proxy.url", url).map_err(|e| e.to_string())?;
-        }
-        (_, Some(url)) => {
-            return Err(format!(
-                "spec.proxy.url: '{}' is only used with mode Explicit",
-                crate::target::InputError::new("", url, "").value
-            ));
-        }
-        (_, None) => {}
-    }
-    if proxy.mode != ProxyMode::Explicit && !proxy.no_proxy.is_empty() {
-        return Err("spec.proxy.noProxy: is only used with mode Explicit".to_string());
-    }
-    if let Some(bad) = proxy
-        .no_proxy
-        .iter()
-        .find(|e| e.is_empty() || e.contains([',', ' ']) || e.chars().any(char::is_control))
-    {
-        return Err(
-            InputError::new("spec.proxy.noProxy", bad, "is not a host, domain or CIDR").to_string(),
-        );
-    }
-    Ok(())
-}
-
-/// The interval of a check (its spec, or `default` when it does not parse).
-pub fn interval(spec: &RegistryConnectivityCheckSpec, default: Duration) -> Duration {
-    target::parse_duration("spec.interval", &spec.interval, MAX_INTERVAL)
-        .map(|d| d.max(MIN_INTERVAL))
-        .unwrap_or(default)
-}
 
 /// What is recorded for the run-now annotation: its value, or `sha256:<hex>` of a long one, so
 /// that it fits the status field.
@@ -276,14 +158,15 @@ pub struct Decision {
 /// Settings that decisions depend on.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DecideConfig {
-    pub default_interval: Duration,
     /// Most unfinished Jobs of one run at a time.
     pub max_concurrent_jobs: usize,
 }
 
-/// Decides what `check` needs, given its Jobs (all namespaces) and the time.
+/// Decides what `check` needs, given its interval (from its parsed spec), its Jobs (all
+/// namespaces) and the time.
 pub fn decide(
     check: &RegistryConnectivityCheck,
+    every: Duration,
     jobs: &[RunJob],
     now: Timestamp,
     cfg: &DecideConfig,
@@ -371,7 +254,6 @@ pub fn decide(
     if run_now != status.last_run_now {
         return start(StartReason::RunNow);
     }
-    let every = interval(spec, cfg.default_interval);
     let base = last_run
         .start_time
         .as_ref()
@@ -415,7 +297,7 @@ mod tests {
         generation: i64,
         status: Option<RegistryConnectivityCheckStatus>,
     ) -> RegistryConnectivityCheck {
-        let spec: RegistryConnectivityCheckSpec =
+        let spec: crate::crd::RegistryConnectivityCheckSpec =
             serde_json::from_value(json!({"registry": "r.azurecr.io", "interval": "5m"})).unwrap();
         let mut c = RegistryConnectivityCheck::new("acr", spec);
         c.metadata.namespace = Some("team-a".into());
@@ -450,13 +332,16 @@ mod tests {
         }
     }
 
+    /// The interval of [`check`]'s spec.
+    const EVERY: Duration = Duration::from_secs(300);
+
     const CFG: DecideConfig = DecideConfig {
-        default_interval: Duration::from_secs(300),
         max_concurrent_jobs: 50,
     };
 
     fn act(c: &RegistryConnectivityCheck, jobs: &[RunJob], now: i64) -> Action {
-        decide(c, jobs, ts(now), &CFG).action
+        let every = crate::spec::ValidSpec::parse(&c.spec).unwrap().interval;
+        decide(c, every, jobs, ts(now), &CFG).action
     }
 
     #[test]
@@ -614,6 +499,7 @@ mod tests {
         let c = check(1, Some(ran("r1", 1, 0)));
         let d = decide(
             &c,
+            EVERY,
             &[
                 job("r1", 1, 1, true),
                 job("r2", 1, 1, false),
@@ -627,6 +513,7 @@ mod tests {
         // Only leftovers: the next run is numbered after them, never reusing r1.
         let d = decide(
             &check(1, Some(ran("r1", 1, 0))),
+            EVERY,
             &[job("r1", 1, 1, true)],
             ts(100_000),
             &CFG,
@@ -647,15 +534,13 @@ mod tests {
         let jobs: Vec<RunJob> = (0..3).map(|_| job("r1", 1, 10, false)).collect();
         let cfg = DecideConfig {
             max_concurrent_jobs: 3,
-            ..CFG
         };
-        let d = decide(&c, &jobs, ts(0), &cfg);
+        let d = decide(&c, EVERY, &jobs, ts(0), &cfg);
         assert!(matches!(d.action, Action::Wait { top_up: false, .. }));
         let cfg = DecideConfig {
             max_concurrent_jobs: 4,
-            ..CFG
         };
-        let d = decide(&c, &jobs, ts(0), &cfg);
+        let d = decide(&c, EVERY, &jobs, ts(0), &cfg);
         assert!(matches!(d.action, Action::Wait { top_up: true, .. }));
     }
 
@@ -686,115 +571,5 @@ mod tests {
         let t = run_now_token(Some(&long)).unwrap();
         assert!(t.starts_with("sha256:") && t.len() <= 128);
         assert_ne!(t, run_now_token(Some(&"x".repeat(501))).unwrap());
-    }
-
-    fn spec(v: serde_json::Value) -> RegistryConnectivityCheckSpec {
-        serde_json::from_value(v).unwrap()
-    }
-
-    #[test]
-    fn validate_accepts_good_specs() {
-        for v in [
-            json!({"registry": "r.azurecr.io"}),
-            json!({"registry": "r.azurecr.io", "regions": ["westeurope"], "image": "app:v1",
-                   "interval": "1h30m", "timeoutSeconds": 300}),
-            json!({"registry": "registry.example.com:5000", "proxy": {"mode": "Explicit",
-                   "url": "http://proxy.corp:3128", "noProxy": [".svc", "10.0.0.0/8"]}}),
-            json!({"registry": "r.io", "contexts": {"node": {"strategy": "Sample", "count": 3}}}),
-            json!({"registry": "r.io", "contexts": {"node": {"enabled": false}}}),
-        ] {
-            assert_eq!(validate(&spec(v.clone())), Ok(()), "{v}");
-        }
-    }
-
-    #[test]
-    fn validate_names_the_field_and_value() {
-        let cases = [
-            (json!({"registry": "bad host"}), "spec.registry: 'bad host'"),
-            (
-                json!({"registry": "r.io", "dataEndpoints": ["a..b"]}),
-                "spec.dataEndpoints: 'a..b'",
-            ),
-            (
-                json!({"registry": "r.example.com", "regions": ["westeurope"]}),
-                "spec.regions",
-            ),
-            (
-                json!({"registry": "r.io", "extraHosts": ["x y"]}),
-                "spec.extraHosts: 'x y'",
-            ),
-            (
-                json!({"registry": "r.io", "image": "app@sha256:abc"}),
-                "spec.image: 'app@sha256:abc'",
-            ),
-            (
-                json!({"registry": "r.io", "interval": "10s"}),
-                "spec.interval: '10s'",
-            ),
-            (
-                json!({"registry": "r.io", "interval": "2d"}),
-                "spec.interval: '2d'",
-            ),
-            (
-                json!({"registry": "r.io", "interval": "48h"}),
-                "spec.interval: '48h'",
-            ),
-            (
-                json!({"registry": "r.io", "interval": "60s", "timeoutSeconds": 60}),
-                "spec.interval: '60s' must be longer",
-            ),
-            (
-                json!({"registry": "r.io", "timeoutSeconds": 0}),
-                "spec.timeoutSeconds: '0'",
-            ),
-            (
-                json!({"registry": "r.io", "failureThreshold": 0}),
-                "spec.failureThreshold: '0'",
-            ),
-            (
-                json!({"registry": "r.io", "successThreshold": 101}),
-                "spec.successThreshold: '101'",
-            ),
-            (
-                json!({"registry": "r.io", "contexts": {"node": {"enabled": false}, "pod": {"enabled": false}}}),
-                "spec.contexts",
-            ),
-            (
-                json!({"registry": "r.io", "contexts": {"node": {"strategy": "Sample"}}}),
-                "spec.contexts.node.count",
-            ),
-            (
-                json!({"registry": "r.io", "contexts": {"node": {"count": 2}}}),
-                "spec.contexts.node.count: '2'",
-            ),
-            (
-                json!({"registry": "r.io", "contexts": {"node": {"strategy": "Sample", "count": 0}}}),
-                "spec.contexts.node.count: '0'",
-            ),
-            (
-                json!({"registry": "r.io", "proxy": {"mode": "Explicit"}}),
-                "spec.proxy.url",
-            ),
-            (
-                json!({"registry": "r.io", "proxy": {"mode": "Explicit", "url": "ftp://p"}}),
-                "spec.proxy.url",
-            ),
-            (
-                json!({"registry": "r.io", "proxy": {"url": "http://p:1"}}),
-                "spec.proxy.url: 'http://p:1'",
-            ),
-            (
-                json!({"registry": "r.io", "proxy": {"mode": "None", "noProxy": ["x"]}}),
-                "spec.proxy.noProxy",
-            ),
-            (
-                json!({"registry": "r.io", "proxy": {"mode": "Explicit", "url": "http://p:1", "noProxy": ["a,b"]}}),
-                "spec.proxy.noProxy: 'a,b'",
-            ),
-        ];
-        for (v, want) in cases {
-            let e = validate(&spec(v.clone())).unwrap_err();
-            assert!(e.starts_with(want), "{v}: {e}");
-        }
     }
 }

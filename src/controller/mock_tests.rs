@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::crd::RegistryConnectivityCheckSpec;
+use crate::spec::ValidSpec;
 use ::http::{Method, Request, Response};
 use kube::client::Body;
 use serde_json::{Value, json};
@@ -25,7 +26,6 @@ fn config() -> Config {
         probe_image_pull_policy: "IfNotPresent".into(),
         probe_namespace: PROBE_NS.into(),
         namespaces: vec![],
-        default_interval: Duration::from_secs(300),
         max_concurrent_jobs: 50,
         node_proxy: None,
         node_no_proxy: None,
@@ -85,23 +85,29 @@ fn status_error(code: u16, reason: &str) -> Value {
 
 /// The Jobs of run `run` as the API server returns them: created, with a state.
 fn jobs_of(c: &RegistryConnectivityCheck, run: u64, state: &str) -> Vec<Job> {
-    plan_jobs(c, &node_infos(), run, &config())
-        .into_iter()
-        .map(|(_, mut j)| {
-            j.metadata.uid = Some(format!("job-{}", j.name_any()));
-            j.metadata.creation_timestamp = Some(Time("2024-01-01T00:00:00Z".parse().unwrap()));
-            j.status = Some(
-                serde_json::from_value(match state {
-                    "complete" => json!({"succeeded": 1, "completionTime": "2024-01-01T00:00:20Z",
+    plan_jobs(
+        c,
+        &ValidSpec::parse(&c.spec).unwrap(),
+        &node_infos(),
+        run,
+        &config(),
+    )
+    .into_iter()
+    .map(|(_, mut j)| {
+        j.metadata.uid = Some(format!("job-{}", j.name_any()));
+        j.metadata.creation_timestamp = Some(Time("2024-01-01T00:00:00Z".parse().unwrap()));
+        j.status = Some(
+            serde_json::from_value(match state {
+                "complete" => json!({"succeeded": 1, "completionTime": "2024-01-01T00:00:20Z",
                     "conditions": [{"type": "Complete", "status": "True",
                                     "lastTransitionTime": "2024-01-01T00:00:20Z"}]}),
-                    _ => json!({"active": 1}),
-                })
-                .unwrap(),
-            );
-            j
-        })
-        .collect()
+                _ => json!({"active": 1}),
+            })
+            .unwrap(),
+        );
+        j
+    })
+    .collect()
 }
 
 /// The pod of a Job: `message` is the termination message of a finished probe, `None` a pod
@@ -796,7 +802,9 @@ async fn invalid_spec_is_reported_not_retried() {
     again.status = Some(invalid_status(
         &Default::default(),
         Some(1),
-        &decide::validate(&again.spec).unwrap_err(),
+        &crate::spec::ValidSpec::parse(&again.spec)
+            .unwrap_err()
+            .to_string(),
         &now,
     ));
     let steps = vec![];
@@ -816,7 +824,13 @@ fn node_proxy_is_passed_to_inherit_node_probes_only() {
     cfg.node_no_proxy = Some(".svc,10.0.0.0/8".into());
     cfg.probe_image_pull_policy = "Always".into();
     let c = check(1, json!({}));
-    let jobs = plan_jobs(&c, &node_infos(), 1, &cfg);
+    let jobs = plan_jobs(
+        &c,
+        &ValidSpec::parse(&c.spec).unwrap(),
+        &node_infos(),
+        1,
+        &cfg,
+    );
     for (ctx, j) in &jobs {
         let container = &j
             .spec
@@ -838,7 +852,13 @@ fn node_proxy_is_passed_to_inherit_node_probes_only() {
     }
     let mut explicit = c.clone();
     explicit.spec.proxy.mode = ProxyMode::None;
-    for (_, j) in plan_jobs(&explicit, &node_infos(), 1, &cfg) {
+    for (_, j) in plan_jobs(
+        &explicit,
+        &ValidSpec::parse(&explicit.spec).unwrap(),
+        &node_infos(),
+        1,
+        &cfg,
+    ) {
         let args = j.spec.unwrap().template.spec.unwrap().containers[0]
             .args
             .clone()
@@ -850,7 +870,14 @@ fn node_proxy_is_passed_to_inherit_node_probes_only() {
 #[test]
 fn jobs_map_back_to_their_check() {
     let c = check(1, json!({}));
-    let (_, j) = plan_jobs(&c, &node_infos(), 1, &config()).remove(0);
+    let (_, j) = plan_jobs(
+        &c,
+        &ValidSpec::parse(&c.spec).unwrap(),
+        &node_infos(),
+        1,
+        &config(),
+    )
+    .remove(0);
     let r = check_of_job(&j).unwrap();
     assert_eq!(r.name, "acr");
     assert_eq!(r.namespace.as_deref(), Some(NS));
@@ -970,7 +997,13 @@ async fn policy_refusal_deletes_jobs_and_reports_the_rule() {
     // The refusal is in the status now, and the watch has seen the Jobs go: nothing is
     // requested.
     ctx.caches.forget_jobs(&running);
-    let v = policy::evaluate(&c.spec, NS, &BTreeMap::new(), &ctx.config.policy).unwrap_err();
+    let v = policy::evaluate(
+        &ValidSpec::parse(&c.spec).unwrap(),
+        NS,
+        &BTreeMap::new(),
+        &ctx.config.policy,
+    )
+    .unwrap_err();
     let mut again = c;
     again.status = Some(refused_status(
         &Default::default(),
@@ -1401,4 +1434,48 @@ async fn nothing_is_decided_before_the_caches_are_filled() {
     ));
     let (res, _) = run_steps(&ctx, handle, check(1, json!({})), vec![]).await;
     assert_eq!(res.unwrap(), Requeue::requeue(Duration::from_secs(1)));
+}
+
+/// Every diagnosis the operator builds itself (invalid spec, refused by the policy, probe
+/// failures) names the cause the catalogue gives its reason.
+#[test]
+fn operator_built_diagnoses_have_the_catalogue_cause() {
+    use crate::findings::{Cause, Reason};
+    let now = Time(Timestamp::from_second(1_700_000_000).unwrap());
+    let check = |d: &crate::crd::Diagnosis| {
+        let cause: Cause = serde_json::from_value(serde_json::Value::String(d.cause.clone()))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: cause {:?} is no catalogue cause: {e}",
+                    d.reason, d.cause
+                )
+            });
+        if let Ok(reason) =
+            serde_json::from_value::<Reason>(serde_json::Value::String(d.reason.clone()))
+        {
+            assert_eq!(cause, reason.cause(), "{}", d.reason);
+            assert_eq!(d.remediation, reason.remediation(), "{}", d.reason);
+        }
+    };
+    let invalid = invalid_status(&Default::default(), Some(1), "spec.interval: bad", &now);
+    check(invalid.diagnosis.as_ref().unwrap());
+    let v = policy::Violation {
+        rule: policy::rules::ALLOWED_PORTS,
+        message: "registry r uses port 8443".into(),
+    };
+    let refused = refused_status(&Default::default(), Some(1), &v, &now);
+    check(refused.diagnosis.as_ref().unwrap());
+    for &r in Reason::ALL.iter().filter(|r| r.is_probe_failure()) {
+        let summary = crate::aggregate::RunSummary {
+            verdict: crate::aggregate::RunVerdict::Unknown,
+            primary: None,
+            probe_failure: Some((r, "the probe pod failed".into())),
+            disagreements: vec![],
+            compared: false,
+            errors: vec![],
+            results: vec![],
+            counts: Default::default(),
+        };
+        check(&crate::aggregate::diagnosis(&summary).unwrap());
+    }
 }

@@ -26,6 +26,7 @@ use crate::findings::Reason;
 use crate::jobs::{self, ProbeJob, labels};
 use crate::plan::{NodeInfo, NodeInventory, Target};
 use crate::policy::{self, PolicyConfig};
+use crate::spec::ValidSpec;
 use decide::{Action, DecideConfig, Decision, RunJob, annotations as run_ann};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -51,7 +52,7 @@ pub const FINALIZER: &str = "regcheck.dev/cleanup";
 /// The one field manager of the status.
 pub const FIELD_MANAGER: &str = "regcheck-controller";
 /// Condition reason of a spec the controller cannot use.
-pub const INVALID_SPEC: &str = "InvalidSpec";
+pub const INVALID_SPEC: &str = Reason::InvalidSpec.as_str();
 /// Selector of every probe Job.
 pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=regcheck";
 
@@ -125,7 +126,6 @@ pub struct Config {
     pub probe_namespace: String,
     /// Watched namespaces (empty: all).
     pub namespaces: Vec<String>,
-    pub default_interval: Duration,
     pub max_concurrent_jobs: usize,
     /// The nodes' proxy, for node-context probes of checks with proxy mode `Inherit`.
     pub node_proxy: Option<String>,
@@ -143,7 +143,6 @@ pub const NODE_CACHE_TTL: Duration = Duration::from_secs(10);
 impl Config {
     fn decide(&self) -> DecideConfig {
         DecideConfig {
-            default_interval: self.default_interval,
             max_concurrent_jobs: self.max_concurrent_jobs.max(1),
         }
     }
@@ -675,18 +674,18 @@ pub fn stamp_job(
 /// The Jobs of run `run`: node-context Jobs (one per target) first, then pod-context Jobs.
 pub fn plan_jobs(
     check: &RegistryConnectivityCheck,
+    spec: &ValidSpec,
     nodes: &NodeInventory,
     run: u64,
     cfg: &Config,
 ) -> Vec<(ProbeContext, Job)> {
-    let spec = &check.spec;
-    let targets = nodes.plan(&spec.contexts.node, run);
+    let targets = nodes.plan(&check.spec.contexts.node, run);
     let run_id = decide::run_id(run);
     let mut contexts = Vec::new();
-    if spec.contexts.node.enabled {
+    if spec.node_enabled {
         contexts.push(ProbeContext::Node);
     }
-    if spec.contexts.pod.enabled {
+    if spec.pod_enabled {
         contexts.push(ProbeContext::Pod);
     }
     let size = contexts.len() * targets.len();
@@ -695,6 +694,7 @@ pub fn plan_jobs(
         for t in &targets {
             let job = jobs::build_job(&ProbeJob {
                 check,
+                spec,
                 run_id: &run_id,
                 context,
                 target: Some(t),
@@ -776,10 +776,10 @@ async fn list_nodes(ctx: &Context) -> Result<Arc<NodeInventory>, Error> {
 /// The labels of namespace `ns`, read only when the policy's namespace rule is a label.
 async fn namespace_labels(
     ctx: &Context,
-    check: &RegistryConnectivityCheck,
+    spec: &ValidSpec,
     ns: &str,
 ) -> Result<BTreeMap<String, String>, Error> {
-    if !ctx.config.policy.needs_namespace_labels(&check.spec) {
+    if !ctx.config.policy.needs_namespace_labels(spec) {
         return Ok(BTreeMap::new());
     }
     let api: Api<Namespace> = Api::all(ctx.client.clone());
@@ -951,16 +951,7 @@ pub fn invalid_status(
             last_transition_time: now.clone(),
         },
     );
-    st.diagnosis = Some(crate::crd::Diagnosis {
-        reason: INVALID_SPEC.into(),
-        cause: "Configuration".into(),
-        code: None,
-        message: aggregate::truncate(message, crate::crd::DIAGNOSIS_MESSAGE_CHARS),
-        remediation: "Fix the field named in the message; no probes run until then.".into(),
-        docs: vec![],
-        context: None,
-        node: None,
-    });
+    st.diagnosis = Some(aggregate::operator_diagnosis(Reason::InvalidSpec, message));
     st
 }
 
@@ -978,17 +969,10 @@ pub fn refused_status(
         &mut st.conditions,
         violation.ready_condition(generation, now),
     );
-    let reason = policy::Violation::REASON;
-    st.diagnosis = Some(crate::crd::Diagnosis {
-        reason: reason.as_str().into(),
-        cause: "Configuration".into(),
-        code: None,
-        message: aggregate::truncate(&violation.to_string(), crate::crd::DIAGNOSIS_MESSAGE_CHARS),
-        remediation: reason.remediation().into(),
-        docs: reason.docs().iter().map(|d| d.to_string()).collect(),
-        context: None,
-        node: None,
-    });
+    st.diagnosis = Some(aggregate::operator_diagnosis(
+        policy::Violation::REASON,
+        &violation.to_string(),
+    ));
     st
 }
 
@@ -1060,17 +1044,21 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
         return Ok(Requeue::requeue(Duration::from_secs(1)));
     }
 
-    if let Err(msg) = decide::validate(&check.spec) {
-        let st = invalid_status(&prev, check.metadata.generation, &msg, &Time(now));
-        return refuse(check, ctx, st, &msg, Requeue::await_change()).await;
-    }
+    let spec = match ValidSpec::parse(&check.spec) {
+        Ok(spec) => spec,
+        Err(e) => {
+            let msg = e.to_string();
+            let st = invalid_status(&prev, check.metadata.generation, &msg, &Time(now));
+            return refuse(check, ctx, st, &msg, Requeue::await_change()).await;
+        }
+    };
     // The target policy, before anything is planned or created. The namespace's labels can
     // change without an event here, and the policy with a restart: look again each interval.
-    let labels = namespace_labels(ctx, check, &ns).await?;
-    if let Err(v) = policy::evaluate(&check.spec, &ns, &labels, &ctx.config.policy) {
+    let labels = namespace_labels(ctx, &spec, &ns).await?;
+    if let Err(v) = policy::evaluate(&spec, &ns, &labels, &ctx.config.policy) {
         let st = refused_status(&prev, check.metadata.generation, &v, &Time(now));
-        let again = decide::interval(&check.spec, ctx.config.default_interval);
-        return refuse(check, ctx, st, &v.to_string(), Requeue::requeue(again)).await;
+        let again = Requeue::requeue(spec.interval);
+        return refuse(check, ctx, st, &v.to_string(), again).await;
     }
 
     // The cached check can predate the status this process wrote when it collected a run:
@@ -1090,7 +1078,7 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
         .iter()
         .map(|j| RunJob::from_job(j, job_finished(j)))
         .collect();
-    let mut decision = decide::decide(check, &by_job_status, now, &cfg);
+    let mut decision = decide::decide(check, spec.interval, &by_job_status, now, &cfg);
     // A run in progress: its pods say more than its Jobs (a pod that cannot be scheduled or
     // pulled leaves its Job running until the deadline), and hold the reports.
     let mut pods = Vec::new();
@@ -1105,7 +1093,7 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
                 RunJob::from_job(j, done)
             })
             .collect();
-        decision = decide::decide(check, &by_outcome, now, &cfg);
+        decision = decide::decide(check, spec.interval, &by_outcome, now, &cfg);
     }
     let Decision { action, leftovers } = decision;
     debug!(?action, ?leftovers, "decided");
@@ -1126,7 +1114,7 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
             if top_up {
                 let n = decide::run_number(&run).unwrap_or(1);
                 let nodes = list_nodes(ctx).await?;
-                let planned = plan_jobs(check, &nodes, n, &ctx.config);
+                let planned = plan_jobs(check, &spec, &nodes, n, &ctx.config);
                 let existing: Vec<String> = jobs.iter().map(|j| j.name_any()).collect();
                 let active = jobs
                     .iter()
@@ -1141,7 +1129,7 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
                     .collect();
                 if missing.is_empty() && active == 0 {
                     // Nodes went away since the run was planned: what ran is the run.
-                    return collect(check, ctx, &run, &jobs, &pods, &order, now).await;
+                    return collect(check, &spec, ctx, &run, &jobs, &pods, &order, now).await;
                 }
                 // Jobs created a moment ago that the cache does not show yet: running.
                 let (pending, missing): (Vec<_>, Vec<_>) = missing
@@ -1158,10 +1146,12 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
             }
             Ok(Requeue::requeue(requeue_after))
         }
-        Action::Collect { run } => collect(check, ctx, &run, &jobs, &pods, &order, now).await,
+        Action::Collect { run } => {
+            collect(check, &spec, ctx, &run, &jobs, &pods, &order, now).await
+        }
         Action::Start { run, reason } => {
             info!(run = %decide::run_id(run), reason = reason.as_str(), "starting run");
-            start(check, ctx, run, now).await
+            start(check, &spec, ctx, run, now).await
         }
         Action::Supersede { stale, start: next } => {
             for run in &stale {
@@ -1169,7 +1159,7 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
                 delete_jobs(ctx, &namespaces_of(&jobs, run, &order), &uid, Some(run)).await?;
             }
             match next {
-                Some(n) => start(check, ctx, n, now).await,
+                Some(n) => start(check, &spec, ctx, n, now).await,
                 None => Ok(Requeue::await_change()),
             }
         }
@@ -1178,12 +1168,13 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
 
 async fn start(
     check: &RegistryConnectivityCheck,
+    spec: &ValidSpec,
     ctx: &Context,
     run: u64,
     now: Timestamp,
 ) -> Result<Requeue, Error> {
     let nodes = list_nodes(ctx).await?;
-    let planned = plan_jobs(check, &nodes, run, &ctx.config);
+    let planned = plan_jobs(check, spec, &nodes, run, &ctx.config);
     if planned.is_empty() {
         // Nothing can run: the run ends at once with that as its result.
         let run_id = decide::run_id(run);
@@ -1203,7 +1194,7 @@ async fn start(
         };
         finish_run(check, ctx, &[record], info, check.metadata.generation, now).await?;
         ctx.note_collected(&check_uid(check)?, run);
-        return Ok(after_run(check, ctx, now));
+        return Ok(after_run(check, spec, ctx, now));
     }
     // A cached check or Jobs older than this process's last start of this very run: its Jobs
     // exist, the cache does not show them yet.
@@ -1260,10 +1251,15 @@ async fn finish_run(
 }
 
 /// When to look again after a run finished.
-fn after_run(check: &RegistryConnectivityCheck, ctx: &Context, now: Timestamp) -> Requeue {
+fn after_run(
+    check: &RegistryConnectivityCheck,
+    spec: &ValidSpec,
+    ctx: &Context,
+    now: Timestamp,
+) -> Requeue {
     // The status just written is what the next decision starts from; until the watch
     // delivers it, decide on a copy.
-    match decide::decide(check, &[], now, &ctx.config.decide()).action {
+    match decide::decide(check, spec.interval, &[], now, &ctx.config.decide()).action {
         Action::Idle {
             requeue_after: Some(d),
         } => Requeue::requeue(d),
@@ -1274,8 +1270,10 @@ fn after_run(check: &RegistryConnectivityCheck, ctx: &Context, now: Timestamp) -
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn collect(
     check: &RegistryConnectivityCheck,
+    spec: &ValidSpec,
     ctx: &Context,
     run: &str,
     jobs: &[Job],
@@ -1335,7 +1333,7 @@ async fn collect(
     if let Some(n) = decide::run_number(run) {
         ctx.note_collected(&uid, n);
     }
-    Ok(after_run(&with_status, ctx, now))
+    Ok(after_run(&with_status, spec, ctx, now))
 }
 
 /// Deletes the check's Jobs in every namespace; then the finalizer goes.

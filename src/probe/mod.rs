@@ -501,19 +501,7 @@ async fn probe_endpoint_sharing(
     evidence
 }
 
-/// `Host:` header value for `host:port`.
-pub fn host_header(host: &str, port: u16) -> String {
-    let h = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    };
-    if port == 443 {
-        h
-    } else {
-        format!("{h}:{port}")
-    }
-}
+pub use crate::target::host_header;
 
 /// Runs the whole check: every endpoint concurrently, and the pull (`--image`) beside them.
 pub async fn run(registry: &str, endpoints: &[Endpoint], config: &ProbeConfig) -> Evidence {

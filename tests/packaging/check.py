@@ -55,7 +55,6 @@ ALL_OPTIONS = {
         "probeImagePullPolicy": "Always",
         "probeNamespace": "regcheck-probes",
         "namespaces": ["team-a", "team-b"],
-        "defaultInterval": "10m",
         "maxConcurrentJobs": 20,
         "metricsPort": 9090,
         "leaderElection": True,
@@ -101,7 +100,6 @@ ALL_OPTIONS = {
 # Values that the schema must refuse (key path, value).
 BAD_VALUES = [
     ("image.pullPolicy", "Sometimes"),
-    ("controller.defaultInterval", "5 minutes"),
     ("controller.probeImagePullPolicy", "always"),
     ("controller.logFormat", "xml"),
     ("controller.metricsPort", 70000),
@@ -360,7 +358,6 @@ def check_all_options() -> list[dict]:
         "--probe-image-pull-policy=Always",
         "--probe-namespace=regcheck-probes",
         "--namespaces=team-a,team-b",
-        "--default-interval=10m",
         "--max-concurrent-jobs=20",
         "--metrics-addr=0.0.0.0:9090",
         "--leader-election=true",
