@@ -27,6 +27,8 @@ pub mod links {
     pub const K8S_JOBS: &str = "https://kubernetes.io/docs/concepts/workloads/controllers/job/";
     pub const K8S_MULTI_TENANCY: &str =
         "https://kubernetes.io/docs/concepts/security/multi-tenancy/";
+    pub const MULTI_ARCH: &str =
+        "https://learn.microsoft.com/azure/container-registry/push-multi-architecture-images";
 }
 
 use links::*;
@@ -75,6 +77,9 @@ impl Reason {
                 Cause::ProbeInfrastructure
             }
             TargetNotAllowed => Cause::OperatorPolicy,
+            // Runtime pull errors (`regcheck explain`).
+            StorageAccessDenied => Cause::PublicNetworkAccessRules,
+            ImagePlatformMismatch => Cause::RegistryAuthentication,
         }
     }
 
@@ -216,6 +221,13 @@ impl Reason {
             TargetNotAllowed => {
                 "The operator's target policy refuses this check (a host, port or node-context namespace the cluster administrator has not allowed), so no probe ran."
             }
+            // Runtime pull errors (`regcheck explain`).
+            StorageAccessDenied => {
+                "The storage account that serves the layers answers 403 (AuthorizationFailure: this request is not authorized): its firewall or a service endpoint policy refuses this client, not the registry's identity check."
+            }
+            ImagePlatformMismatch => {
+                "The image exists, but its manifest list has no entry for the node's OS/architecture (no match for platform in manifest)."
+            }
         }
     }
 
@@ -349,6 +361,13 @@ impl Reason {
             TargetNotAllowed => {
                 "Read the rule named in the message: change the spec (registry, dataEndpoints, regions, extraHosts, ports, or spec.contexts.node.enabled=false), or ask the cluster administrator to allow it in the controller's --allowed-registries, --allowed-ports or --node-context-namespaces settings (Helm values). Loopback, link-local/metadata and platform addresses are never allowed."
             }
+            // Runtime pull errors (`regcheck explain`).
+            StorageAccessDenied => {
+                "The layer download was refused by Azure Storage, not by the registry: check VNet service endpoint policies for Microsoft.Storage on the node subnet (they must allow the registry's storage), proxies or firewalls that rewrite the redirect, and the registry's network rules; enable dedicated data endpoints (`az acr update --data-endpoint-enabled`) so layers come from `<reg>.<region>.data.azurecr.io` instead of `*.blob.core.windows.net`."
+            }
+            ImagePlatformMismatch => {
+                "Push the image for the node's platform (`docker buildx build --platform linux/amd64,linux/arm64 ...` or `az acr build --platform`), check it with `docker manifest inspect <image>`, or schedule the pod on nodes of a matching OS/architecture (nodeSelector `kubernetes.io/arch`, `kubernetes.io/os`)."
+            }
         }
     }
 
@@ -389,6 +408,9 @@ impl Reason {
             ProbeCrashed => &[K8S_POD_FAILURE],
             ProbeTimedOut => &[K8S_JOBS],
             TargetNotAllowed => &[K8S_MULTI_TENANCY],
+            // Runtime pull errors (`regcheck explain`).
+            StorageAccessDenied => &[FIREWALL_RULES, SELECTED_NETWORKS],
+            ImagePlatformMismatch => &[MULTI_ARCH],
         }
     }
 }
@@ -462,7 +484,7 @@ mod tests {
             _ => 0,
         };
         assert_eq!(Reason::ALL.iter().map(|r| count(*r)).sum::<i32>(), 2);
-        assert_eq!(Reason::ALL.len(), 42);
+        assert_eq!(Reason::ALL.len(), 44);
         for r in Reason::OPERATOR {
             assert!(Reason::ALL.contains(r));
         }

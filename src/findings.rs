@@ -51,6 +51,9 @@ pub enum Reason {
     ImageNotFound,
     TooManyRedirects,
     PullFailed,
+    // Pull errors reported by the container runtime (`regcheck explain`)
+    StorageAccessDenied,
+    ImagePlatformMismatch,
     // Operator: comparing contexts, and failures of the probe itself (not of the registry).
     ContextsDisagree,
     ProbeUnschedulable,
@@ -101,6 +104,8 @@ impl Reason {
         Self::ImageNotFound,
         Self::TooManyRedirects,
         Self::PullFailed,
+        Self::StorageAccessDenied,
+        Self::ImagePlatformMismatch,
         Self::ContextsDisagree,
         Self::ProbeUnschedulable,
         Self::ProbeImagePullFailed,
@@ -170,6 +175,8 @@ impl Reason {
             Self::ImageNotFound => "ImageNotFound",
             Self::TooManyRedirects => "TooManyRedirects",
             Self::PullFailed => "PullFailed",
+            Self::StorageAccessDenied => "StorageAccessDenied",
+            Self::ImagePlatformMismatch => "ImagePlatformMismatch",
             Self::ContextsDisagree => "ContextsDisagree",
             Self::ProbeUnschedulable => "ProbeUnschedulable",
             Self::ProbeImagePullFailed => "ProbeImagePullFailed",

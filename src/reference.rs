@@ -58,6 +58,8 @@ pub fn phase(r: Reason) -> &'static str {
         | ProxyBypassMissing | ProxyUpstreamFailed => "Proxy",
         DataEndpointBlocked | AuthenticationFailed | AuthorizationFailed | ImageNotFound
         | TooManyRedirects | PullFailed => "Data path",
+        // Runtime pull errors (`regcheck explain`).
+        StorageAccessDenied | ImagePlatformMismatch => "Data path",
         ContextsDisagree => "Operator: node and pod contexts",
         TargetNotAllowed => "Operator: target policy",
         ProbeUnschedulable | ProbeImagePullFailed | ProbeCrashed | ProbeTimedOut => {
@@ -153,6 +155,13 @@ pub fn field_symptom(r: Reason) -> &'static str {
         TooManyRedirects => "`stopped after 10 redirects`.",
         PullFailed => {
             "`failed to pull and unpack image` with a digest mismatch or an unexpected media type."
+        }
+        // Runtime pull errors (`regcheck explain`).
+        StorageAccessDenied => {
+            "Manifests are fetched, layers fail with a `403` from `<account>.blob.core.windows.net` (or a data endpoint) and Azure Storage's `AuthorizationFailure` / `This request is not authorized to perform this operation`."
+        }
+        ImagePlatformMismatch => {
+            "`failed to pull and unpack image \"<ref>\": no match for platform in manifest: not found`, or Docker's `no matching manifest for linux/arm64/v8 in the manifest list entries`."
         }
         ContextsDisagree => {
             "Image pulls on a node work while pods on it cannot reach the registry (or the other way round): e.g. init containers that call the registry API fail, kubelet pulls succeed."
