@@ -19,5 +19,6 @@ pub mod policy;
 pub mod probe;
 pub mod probe_cmd;
 pub mod proxy;
+pub mod pullerror;
 pub mod reference;
 pub mod target;
