@@ -485,7 +485,7 @@ mod tests {
         };
         assert_eq!(Reason::ALL.iter().map(|r| count(*r)).sum::<i32>(), 2);
         assert_eq!(Reason::ALL.len(), 44);
-        for r in Reason::OPERATOR {
+        for r in Reason::OPERATOR.iter().chain(Reason::RUNTIME_MESSAGE) {
             assert!(Reason::ALL.contains(r));
         }
     }

@@ -125,6 +125,11 @@ impl Reason {
         Self::TargetNotAllowed,
     ];
 
+    /// Reasons that only `regcheck explain` produces, from the container runtime's own pull
+    /// error messages; the diagnosis of a probe's evidence never does.
+    pub const RUNTIME_MESSAGE: &'static [Reason] =
+        &[Self::StorageAccessDenied, Self::ImagePlatformMismatch];
+
     /// A failure of the probe itself, which says nothing about the registry.
     pub fn is_probe_failure(self) -> bool {
         matches!(

@@ -216,11 +216,17 @@ fn focus(text: &str) -> String {
 /// The text reports a pull that worked, and nothing that failed.
 fn focus_is_success(text: &str, focus_lower: &str) -> bool {
     let all = text.to_ascii_lowercase();
-    let ok = all.contains("successfully pulled image") || all.contains("already present on machine");
+    let ok =
+        all.contains("successfully pulled image") || all.contains("already present on machine");
     let failed = FAILURE_MARKERS.iter().any(|m| all.contains(m))
-        || ["errimagepull", "imagepullbackoff", "back-off pulling", "error:"]
-            .iter()
-            .any(|m| all.contains(m));
+        || [
+            "errimagepull",
+            "imagepullbackoff",
+            "back-off pulling",
+            "error:",
+        ]
+        .iter()
+        .any(|m| all.contains(m));
     ok && !failed && !focus_lower.is_empty()
 }
 
@@ -233,7 +239,10 @@ fn reason_of(m: &str) -> (Reason, &'static str) {
     let has = |s: &str| m.contains(s);
     let any = |xs: &[&str]| xs.iter().any(|s| m.contains(s));
 
-    if any(&["no match for platform in manifest", "no matching manifest for"]) {
+    if any(&[
+        "no match for platform in manifest",
+        "no matching manifest for",
+    ]) {
         return (
             ImagePlatformMismatch,
             "the image has no manifest for the node's platform",
@@ -473,7 +482,10 @@ fn reason_of(m: &str) -> (Reason, &'static str) {
             "the connection was closed before the answer (EOF)",
         );
     }
-    (PullFailed, "the runtime reports a pull failure this tool does not recognise")
+    (
+        PullFailed,
+        "the runtime reports a pull failure this tool does not recognise",
+    )
 }
 
 /// The first HTTP status (400-599) written as `<code> <Reason Phrase>` or `status: <code>`.
@@ -489,7 +501,10 @@ fn status_code(m: &str) -> Option<u16> {
         let after = &m[i + 3..];
         let before = &m[..i];
         let phrase_follows = after.starts_with(' ')
-            && after[1..].chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+            && after[1..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic());
         let status_before = before.ends_with("status: ")
             || before.ends_with("status code: ")
             || before.ends_with("status ");
@@ -600,9 +615,16 @@ fn request_url(orig: &str, lower: &str) -> Option<Url> {
             continue;
         }
         let before = lower[..i].trim_end_matches('"');
-        let verb = ["get ", "head ", "post ", "put ", "request to ", "status code "]
-            .iter()
-            .any(|v| before.ends_with(v));
+        let verb = [
+            "get ",
+            "head ",
+            "post ",
+            "put ",
+            "request to ",
+            "status code ",
+        ]
+        .iter()
+        .any(|v| before.ends_with(v));
         let u = Url {
             host,
             path: path.split('?').next().unwrap_or("").to_string(),
@@ -644,13 +666,13 @@ fn address_of(orig: &str, lower: &str) -> Option<String> {
             found = Some(addr.to_string());
         }
     }
-    if found.is_none() {
-        if let Some(i) = lower.rfind("read tcp ") {
-            let rest = &orig[i + "read tcp ".len()..];
-            let end = rest.find(": ").unwrap_or(rest.len());
-            if let Some((_, remote)) = rest[..end].split_once("->") {
-                found = Some(remote.trim().to_string());
-            }
+    if found.is_none()
+        && let Some(i) = lower.rfind("read tcp ")
+    {
+        let rest = &orig[i + "read tcp ".len()..];
+        let end = rest.find(": ").unwrap_or(rest.len());
+        if let Some((_, remote)) = rest[..end].split_once("->") {
+            found = Some(remote.trim().to_string());
         }
     }
     found

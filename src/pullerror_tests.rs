@@ -678,12 +678,14 @@ fn reports_render_like_check() {
     assert!(f.message.contains("172.214.169.102"), "{}", f.message);
     assert!(!f.remediation.is_empty() && !f.docs.is_empty());
     assert_eq!(r.verdict, crate::findings::Verdict::Unreachable);
-    let json: serde_json::Value =
-        serde_json::from_str(&crate::output::to_json(&r, false)).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&crate::output::to_json(&r, false)).unwrap();
     assert_eq!(json["findings"][0]["reason"], "RegistryDeniedClientIP");
     assert_eq!(json["schemaVersion"], 1);
     let table = crate::output::render_table(&r, false);
-    assert!(table.contains("Diagnosis: RegistryDeniedClientIP"), "{table}");
+    assert!(
+        table.contains("Diagnosis: RegistryDeniedClientIP"),
+        "{table}"
+    );
 
     let ok = to_report(&get("kubernetes/kubernetes#92326"));
     assert_eq!(ok.verdict, crate::findings::Verdict::Healthy);
