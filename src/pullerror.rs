@@ -44,7 +44,11 @@ pub struct Classified {
 /// Classifies one pasted message (a line, an event, or a whole `kubectl describe pod`).
 pub fn classify(text: &str) -> Classified {
     let text = unescape(text);
-    let focus = focus(&text);
+    let whole = focus(&text);
+    // kubelet joins the errors of its attempts: `[rpc error: ..., rpc error: ...]`. The first
+    // is read (later ones are often fallbacks, such as an anonymous token request); the whole
+    // text is kept as the message.
+    let focus = first_attempt(&whole).to_string();
     let lower = focus.to_ascii_lowercase();
     let image = image_ref(&focus);
     let success = focus_is_success(&text, &lower);
@@ -83,6 +87,29 @@ pub fn classify(text: &str) -> Classified {
         role_of(h, path, &lower)
     });
     let mut reason = reason;
+    let mut detail = detail;
+    // A blob download fails at the data endpoint after the manifest came from the login
+    // server: the login server is reachable, the data endpoint is not (as `check` concludes
+    // from the same evidence).
+    if role == Some(Role::DataEndpoint)
+        && matches!(
+            reason,
+            Reason::ConnectionTimedOut
+                | Reason::ConnectionRefused
+                | Reason::ConnectionClosed
+                | Reason::TLSResetAfterClientHello
+                | Reason::TLSHandshakeTimeout
+                | Reason::HeadersTimeout
+        )
+    {
+        reason = Reason::DataEndpointBlocked;
+        detail = match detail {
+            d if d.contains("timed out") || d.contains("time") => {
+                "the layer download from the data endpoint timed out"
+            }
+            _ => "the data endpoint that serves the layers cut the connection or refused it",
+        };
+    }
     let address = address_of(&focus, &lower);
     // A registry name that leads to loopback, link-local or unspecified addresses: a hosts
     // entry or a DNS sinkhole (an IP or `localhost` registry may live there legitimately).
@@ -112,7 +139,7 @@ pub fn classify(text: &str) -> Classified {
         } else {
             detail
         },
-        message: truncate(focus.trim(), MAX_MESSAGE_CHARS),
+        message: truncate(whole.trim(), MAX_MESSAGE_CHARS),
     }
 }
 
@@ -211,6 +238,18 @@ fn focus(text: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The first of the errors kubelet joined (`[rpc error: A, rpc error: B]`), else all of it.
+fn first_attempt(focus: &str) -> &str {
+    let lower = focus.to_ascii_lowercase();
+    match lower.find("[rpc error") {
+        Some(start) => match lower[start..].find(", rpc error") {
+            Some(end) => &focus[..start + end],
+            None => focus,
+        },
+        None => focus,
+    }
 }
 
 /// The text reports a pull that worked, and nothing that failed.

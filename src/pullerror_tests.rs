@@ -326,7 +326,7 @@ const CASES: &[Case] = &[
     case(
         "Azure/kubernetes-keyvault-flexvol#167",
         "Failed to pull image \"mcr.microsoft.com/k8s/aad-pod-identity/nmi:1.5.2\":\nrpc error: code = Unknown desc =error pulling image configuration:\nGet https://mcreus0.cdn.mscr.io/<some maskedvalue>//docker/registry/v2/blobs/sha256/cd/cd3e1d35806b542085d4b9d0e8f830eec1229185/data?P1=6876786&P2=1&P3=1&P4=qxH0VXk6%2BvJBk7BliR9oDxkrYPN%2FfS01-09T20%3A43%3A11Z&sig=BHsYWp8RKTIVseBJDU1saheHyrpxWCbw%3D&sp=r&sr=b&sv=2016-05-31&regid=aba285c624a04409823bhfjkghfdkj945749: \ndial tcp 204.79.197.219:443: i/o timeout",
-        ConnectionTimedOut,
+        DataEndpointBlocked,
         Some("mcreus0.cdn.mscr.io"),
         Some(DataEndpoint),
     ),
@@ -432,7 +432,7 @@ const CASES: &[Case] = &[
     case(
         "nextcloud/docker#2409",
         r#"docker: failed to copy: httpReadSeeker: failed open: failed to do request: Get "https://production.cloudflare.docker.com/registry-v2/docker/registry/v2/blobs/sha256/3b/3b667f40b766daa8e6d7cd749704b9a1c2bed0ad0bdff0861c3150c45fa3b8ae/data?expires=1741780216&signature=CJ6rVYoagouWe1ErVFlNMklXdk8%3D&version=2": EOF"#,
-        ConnectionClosed,
+        DataEndpointBlocked,
         Some("production.cloudflare.docker.com"),
         Some(DataEndpoint),
     ),
@@ -453,6 +453,15 @@ const CASES: &[Case] = &[
         Some(LoginServer),
     ),
     // --- Azure Storage --------------------------------------------------------------------------
+    // MicrosoftDocs/azure-docs#116188: ACR layers from its storage account, blocked by a
+    // firewall rule with a typo; kubelet joined two attempts, the second a token 401.
+    case(
+        "MicrosoftDocs/azure-docs#116188",
+        r#"Failed to pull image "myregistry.azurecr.io/myimage:16102023": [rpc error: code = Unknown desc = failed to pull and unpack image "myregistry.azurecr.io/myimage:16102023": failed to copy: httpReadSeeker: failed open: failed to do request: Get "https://weumanaged15.blob.core.windows.net/xxxx/docker/registry/v2/blobs/sha256/fd/xxxx/data?se=2023-10-19T13%3A03%3A46Z&sig=xxxx%3D&sp=r&spr=https&sr=b&sv=2018-03-28&regid=xxxx": EOF, rpc error: code = Unknown desc = failed to pull and unpack image "myregistry.azurecr.io/myimage:16102023": failed to resolve reference "myregistry.azurecr.io/myimage:16102023": failed to authorize: failed to fetch anonymous token: unexpected status from GET request to https://myregistry.azurecr.io/oauth2/token?scope=repository%3Amyimage%3Apull&service=myregistry.azurecr.io: 401 Unauthorized]"#,
+        DataEndpointBlocked,
+        Some("weumanaged15.blob.core.windows.net"),
+        Some(DataEndpoint),
+    ),
     // microsoft/AzureStorageExplorer#3594: the storage service's own 403 body. No public pull
     // error carrying it was found; this checks the storage signature, not a runtime's wording.
     case(
@@ -643,6 +652,16 @@ fn go_wordings_without_public_examples() {
     assert_eq!(
         classify(r#"Head "https://127.0.0.1:5000/v2/a/manifests/1": dial tcp 127.0.0.1:5000: connect: connection refused"#).reason,
         ConnectionRefused
+    );
+}
+
+#[test]
+fn joined_attempts_keep_the_whole_message() {
+    let c = get("MicrosoftDocs/azure-docs#116188");
+    assert!(c.message.ends_with("401 Unauthorized]"), "{}", c.message);
+    assert_eq!(
+        c.image.as_deref(),
+        Some("myregistry.azurecr.io/myimage:16102023")
     );
 }
 
