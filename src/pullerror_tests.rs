@@ -714,3 +714,25 @@ fn reports_render_like_check() {
     assert_eq!(data.findings[0].role, Some(DataEndpoint));
     assert_eq!(data.verdict, crate::findings::Verdict::Degraded);
 }
+
+proptest::proptest! {
+    /// Any text, including pieces of real messages cut anywhere and non-ASCII, gets a reason
+    /// and never a panic; non-blank text keeps a message.
+    #[test]
+    fn any_text_is_classified(
+        cut in 0usize..600,
+        pick in 0usize..CASES.len(),
+        noise in "\\PC{0,80}",
+    ) {
+        let m = CASES[pick].message;
+        let end = m.char_indices().map(|(i, _)| i).find(|&i| i >= cut).unwrap_or(m.len());
+        for text in [format!("{}{noise}", &m[..end]), format!("{noise}{}", &m[end..]), noise.clone()] {
+            let c = classify(&text);
+            if !text.trim().is_empty() {
+                proptest::prop_assert!(!c.message.is_empty());
+            }
+            let r = to_report(&c);
+            proptest::prop_assert_eq!(r.findings.len(), 1);
+        }
+    }
+}
