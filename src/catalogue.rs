@@ -31,6 +31,8 @@ pub mod links {
     pub const K8S_JOBS: &str = "https://kubernetes.io/docs/concepts/workloads/controllers/job/";
     pub const K8S_MULTI_TENANCY: &str =
         "https://kubernetes.io/docs/concepts/security/multi-tenancy/";
+    pub const MULTI_ARCH: &str =
+        "https://learn.microsoft.com/azure/container-registry/push-multi-architecture-images";
     pub const K8S_CRD_VALIDATION: &str = "https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#validation";
 }
 
@@ -612,6 +614,32 @@ catalogue! {
         remediation: "Retry the pull; if it keeps failing, inspect the manifest (`az acr manifest show`) and the proxy/firewall on the path for response rewriting.",
         docs: &[HEALTH_ERRORS, FIREWALL_RULES],
     },
+    /// Found in the container runtime's own pull errors (`regcheck explain`).
+    StorageAccessDenied => Entry {
+        phase: Phase::DataPath,
+        cause: Cause::PublicNetworkAccessRules,
+        code: None,
+        severity: Severity::Error,
+        condition: Some(StatusCondition::DataEndpointReachable),
+        blocks_api: false,
+        summary: "The storage account that serves the layers answers 403 (AuthorizationFailure: this request is not authorized): its firewall or a service endpoint policy refuses this client, not the registry's identity check.",
+        field_symptom: "Manifests are fetched, layers fail with a `403` from `<account>.blob.core.windows.net` (or a data endpoint) and Azure Storage's `AuthorizationFailure` / `This request is not authorized to perform this operation`.",
+        remediation: "The layer download was refused by Azure Storage, not by the registry: check VNet service endpoint policies for Microsoft.Storage on the node subnet (they must allow the registry's storage), proxies or firewalls that rewrite the redirect, and the registry's network rules; enable dedicated data endpoints (`az acr update --data-endpoint-enabled`) so layers come from `<reg>.<region>.data.azurecr.io` instead of `*.blob.core.windows.net`.",
+        docs: &[FIREWALL_RULES, SELECTED_NETWORKS],
+    },
+    /// Found in the container runtime's own pull errors (`regcheck explain`).
+    ImagePlatformMismatch => Entry {
+        phase: Phase::DataPath,
+        cause: Cause::RegistryAuthentication,
+        code: None,
+        severity: Severity::Error,
+        condition: Some(StatusCondition::RegistryApiReachable),
+        blocks_api: false,
+        summary: "The image exists, but its manifest list has no entry for the node's OS/architecture (no match for platform in manifest).",
+        field_symptom: "`failed to pull and unpack image \"<ref>\": no match for platform in manifest: not found`, or Docker's `no matching manifest for linux/arm64/v8 in the manifest list entries`.",
+        remediation: "Push the image for the node's platform (`docker buildx build --platform linux/amd64,linux/arm64 ...` or `az acr build --platform`), check it with `docker manifest inspect <image>`, or schedule the pod on nodes of a matching OS/architecture (nodeSelector `kubernetes.io/arch`, `kubernetes.io/os`).",
+        docs: &[MULTI_ARCH],
+    },
     ContextsDisagree => Entry {
         phase: Phase::OperatorContexts,
         cause: Cause::VirtualNetworkConfiguration,
@@ -829,7 +857,7 @@ mod tests {
             _ => 0,
         };
         assert_eq!(Reason::ALL.iter().map(|r| count(*r)).sum::<i32>(), 2);
-        assert_eq!(Reason::ALL.len(), 43);
+        assert_eq!(Reason::ALL.len(), 45);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod policy;
 pub mod probe;
 pub mod probe_cmd;
 pub mod proxy;
+pub mod pullerror;
 pub mod reference;
 pub mod spec;
 pub mod target;

@@ -25,6 +25,9 @@ enum Command {
     /// Probe the registry from inside the cluster (run by probe Jobs): writes the compact
     /// report to the termination log and stdout
     Probe(Box<ProbeArgs>),
+    /// Explain a pull error the container runtime reported (as `kubectl describe pod` shows
+    /// it): the reason, the failing host and the fix
+    Explain(ExplainArgs),
     /// Print the RegistryConnectivityCheck CRD as YAML
     Crdgen,
     /// Run the operator: reconcile RegistryConnectivityChecks into probe Jobs and status
@@ -94,6 +97,18 @@ struct CheckArgs {
     output: OutputFormat,
 }
 
+#[derive(clap::Args)]
+struct ExplainArgs {
+    /// The message (quote it); read from standard input when absent
+    message: Vec<String>,
+    /// Output format
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    output: OutputFormat,
+}
+
+/// Most of standard input `explain` reads (a long `kubectl describe pod` fits easily).
+const EXPLAIN_MAX_INPUT: u64 = 1 << 20;
+
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -118,6 +133,7 @@ fn main() {
         Command::Check(args) => run_check(*args),
         Command::Controller(args) => regcheck::controller::cli::main(*args),
         Command::Probe(args) => probe_cmd::execute(&args),
+        Command::Explain(args) => run_explain(args),
         Command::Crdgen => match regcheck::crd::crdgen(&mut std::io::stdout().lock()) {
             Ok(()) => 0,
             Err(e) => {
@@ -202,6 +218,37 @@ fn run_check(args: CheckArgs) -> i32 {
     };
     let mut out = std::io::stdout().lock();
     if writeln!(out, "{text}").is_err() {
+        return exit::INTERNAL;
+    }
+    check::exit_code(&report)
+}
+
+fn run_explain(args: ExplainArgs) -> i32 {
+    let text = if args.message.is_empty() {
+        let mut buf = Vec::new();
+        if let Err(e) = std::io::stdin()
+            .take(EXPLAIN_MAX_INPUT)
+            .read_to_end(&mut buf)
+        {
+            eprintln!("regcheck: explain: cannot read standard input: {e}");
+            return exit::BAD_INPUT;
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    } else {
+        args.message.join(" ")
+    };
+    if text.trim().is_empty() {
+        eprintln!(
+            "regcheck: explain: MESSAGE is empty: give the pull error as an argument or on standard input"
+        );
+        return exit::BAD_INPUT;
+    }
+    let report = regcheck::pullerror::to_report(&regcheck::pullerror::classify(&text));
+    let out = match args.output {
+        OutputFormat::Json => output::to_json(&report, true),
+        OutputFormat::Table => output::render_table(&report, std::io::stdout().is_terminal()),
+    };
+    if writeln!(std::io::stdout().lock(), "{out}").is_err() {
         return exit::INTERNAL;
     }
     check::exit_code(&report)
