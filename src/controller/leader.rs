@@ -1,16 +1,110 @@
 //! Leader election through a `coordination.k8s.io/v1` Lease: only the holder runs the
-//! controller, so two replicas never run the same check twice.
+//! controller, so two replicas never run the same check at once.
 //!
-//! [`lease_action`] decides (pure); [`Elector`] gets, creates and updates the Lease with its
-//! `resourceVersion`, so a concurrent writer gets 409 and tries again later.
+//! The semantics are client-go's:
+//! - A candidate never compares the holder's `renewTime` with its own wall clock. It records
+//!   the Lease it read (holder, `renewTime`, `resourceVersion`) and the local *monotonic*
+//!   instant at which it last saw that change ([`Observer`]); the Lease has expired only when
+//!   `leaseDurationSeconds` have passed on that clock since then. A candidate whose wall clock
+//!   runs fast therefore cannot take a Lease that is being renewed.
+//! - The holder renews every retry period; each attempt has its own short timeout and no
+//!   automatic retries. When no renewal succeeded within the renew deadline, counted from the
+//!   *start* of the last successful request, leadership is lost at that moment
+//!   ([`Leadership`] turns false) without waiting for requests in flight. Another candidate
+//!   counts the lease duration from when it *saw* that renewal, which is after its start:
+//!   the holder stops at least `lease duration - renew deadline` before anyone can take over.
+//! - Writes carry the `resourceVersion` read, so a concurrent writer gets 409.
 
+use crate::target::InputError;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, PostParams};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
+
+/// Lease duration, renew deadline and retry period (client-go's defaults: 15 s, 10 s, 2 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTimings {
+    /// How long a candidate waits, on its own clock, after the last change it saw of the
+    /// Lease before it takes the Lease over (`--lease-duration`).
+    pub lease_duration: Duration,
+    /// How long the holder keeps leading without a successful renewal (`--lease-renew-deadline`).
+    pub renew_deadline: Duration,
+    /// How often the holder renews and a candidate looks (`--lease-retry-period`).
+    pub retry_period: Duration,
+}
+
+impl Default for LeaseTimings {
+    fn default() -> Self {
+        Self {
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+        }
+    }
+}
+
+impl LeaseTimings {
+    /// Checks renew deadline < lease duration and retry period < renew deadline; the error
+    /// names the flag.
+    pub fn new(
+        lease_duration: Duration,
+        renew_deadline: Duration,
+        retry_period: Duration,
+    ) -> Result<Self, InputError> {
+        let show = |d: Duration| crate::target::format_duration(d);
+        if lease_duration < Duration::from_secs(1) || lease_duration.subsec_nanos() != 0 {
+            return Err(InputError::new(
+                "--lease-duration",
+                &show(lease_duration),
+                "must be a whole number of seconds, at least 1s (the Lease stores seconds)",
+            ));
+        }
+        if retry_period < Duration::from_millis(100) {
+            return Err(InputError::new(
+                "--lease-retry-period",
+                &show(retry_period),
+                "must be at least 100ms",
+            ));
+        }
+        if renew_deadline >= lease_duration {
+            return Err(InputError::new(
+                "--lease-renew-deadline",
+                &show(renew_deadline),
+                format!(
+                    "must be shorter than --lease-duration ({})",
+                    show(lease_duration)
+                ),
+            ));
+        }
+        if retry_period >= renew_deadline {
+            return Err(InputError::new(
+                "--lease-retry-period",
+                &show(retry_period),
+                format!(
+                    "must be shorter than --lease-renew-deadline ({})",
+                    show(renew_deadline)
+                ),
+            ));
+        }
+        Ok(Self {
+            lease_duration,
+            renew_deadline,
+            retry_period,
+        })
+    }
+
+    /// The timeout of one attempt (a read and a write of the Lease): half the renew deadline,
+    /// so that a hung request leaves room for another attempt before the deadline.
+    pub fn attempt_timeout(&self) -> Duration {
+        self.renew_deadline / 2
+    }
+}
 
 /// What to do about the Lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,48 +113,123 @@ pub enum LeaseAction {
     Acquire,
     /// We hold it: renew.
     Renew,
-    /// Someone else holds it; it expires in this long unless renewed.
+    /// Someone else holds it; it expires in this long (on our clock) unless it changes.
     Wait(Duration),
 }
 
-/// Decides about `lease` for identity `me` at `now`; `duration` is our lease duration, used when
-/// the Lease does not say its own.
-pub fn lease_action(
-    lease: Option<&Lease>,
-    me: &str,
-    now: Timestamp,
-    duration: Duration,
-) -> LeaseAction {
-    let Some(spec) = lease.and_then(|l| l.spec.as_ref()) else {
-        return LeaseAction::Acquire;
-    };
-    let holder = spec.holder_identity.as_deref().unwrap_or("");
-    if holder.is_empty() {
-        return LeaseAction::Acquire;
+/// What identifies one state of the Lease: any change restarts the expiry clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    holder: String,
+    renew_time: Option<Timestamp>,
+    acquire_time: Option<Timestamp>,
+    resource_version: Option<String>,
+    /// `leaseDurationSeconds` as the holder wrote it.
+    duration: Option<Duration>,
+}
+
+impl Record {
+    fn of(lease: &Lease) -> Self {
+        let spec = lease.spec.as_ref();
+        Self {
+            holder: spec
+                .and_then(|s| s.holder_identity.clone())
+                .unwrap_or_default(),
+            renew_time: spec.and_then(|s| s.renew_time.as_ref()).map(|t| t.0),
+            acquire_time: spec.and_then(|s| s.acquire_time.as_ref()).map(|t| t.0),
+            resource_version: lease.metadata.resource_version.clone(),
+            duration: spec
+                .and_then(|s| s.lease_duration_seconds)
+                .filter(|s| *s > 0)
+                .map(|s| Duration::from_secs(s as u64)),
+        }
     }
-    if holder == me {
-        return LeaseAction::Renew;
+}
+
+/// The last state of the Lease a candidate saw, and the local monotonic instant at which it
+/// last changed (client-go's `observedRecord` / `observedTime`). Pure: the caller passes the
+/// clock.
+#[derive(Debug, Default)]
+pub struct Observer {
+    /// `None`: nothing read yet, or the Lease does not exist.
+    seen: Option<(Record, Instant)>,
+}
+
+impl Observer {
+    /// Records the Lease as read at `now`. The expiry clock restarts only when the holder,
+    /// `renewTime`, `acquireTime`, `leaseDurationSeconds` or `resourceVersion` changed.
+    pub fn observe(&mut self, lease: Option<&Lease>, now: Instant) {
+        let Some(lease) = lease else {
+            self.seen = None;
+            return;
+        };
+        let rec = Record::of(lease);
+        match &self.seen {
+            Some((old, _)) if *old == rec => {}
+            _ => self.seen = Some((rec, now)),
+        }
     }
-    let secs = spec
-        .lease_duration_seconds
-        .filter(|s| *s > 0)
-        .map(|s| Duration::from_secs(s as u64))
-        .unwrap_or(duration);
-    let Some(last) = spec
-        .renew_time
-        .as_ref()
-        .or(spec.acquire_time.as_ref())
-        .map(|t| t.0)
-    else {
-        return LeaseAction::Acquire;
-    };
-    let expires = last
-        .checked_add(SignedDuration::try_from(secs).unwrap_or(SignedDuration::MAX))
-        .unwrap_or(Timestamp::MAX);
-    if expires <= now {
-        LeaseAction::Acquire
-    } else {
-        LeaseAction::Wait(now.duration_until(expires).unsigned_abs())
+
+    /// The current holder as last seen ("" when nobody).
+    pub fn holder(&self) -> &str {
+        self.seen.as_ref().map(|(r, _)| r.holder.as_str()).unwrap_or("")
+    }
+
+    /// What identity `me` should do at `now`; `duration` is used when the Lease does not say
+    /// its own.
+    pub fn action(&self, me: &str, now: Instant, duration: Duration) -> LeaseAction {
+        let Some((rec, at)) = &self.seen else {
+            return LeaseAction::Acquire;
+        };
+        if rec.holder.is_empty() {
+            return LeaseAction::Acquire;
+        }
+        if rec.holder == me {
+            return LeaseAction::Renew;
+        }
+        let expires = *at + rec.duration.unwrap_or(duration);
+        if expires <= now {
+            LeaseAction::Acquire
+        } else {
+            LeaseAction::Wait(expires - now)
+        }
+    }
+}
+
+/// Whether this replica leads, shared with the controller: every Job creation, status write
+/// and deletion checks it first, and is abandoned the moment it turns false.
+#[derive(Debug, Clone)]
+pub struct Leadership {
+    rx: watch::Receiver<bool>,
+    /// Keeps the channel of [`Leadership::always`] open.
+    _always: Option<Arc<watch::Sender<bool>>>,
+}
+
+impl Leadership {
+    /// A signal the elector sets: false until it sends true.
+    pub fn channel() -> (watch::Sender<bool>, Self) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Self { rx, _always: None })
+    }
+
+    /// Without leader election: always leading.
+    pub fn always() -> Self {
+        let (tx, rx) = watch::channel(true);
+        Self {
+            rx,
+            _always: Some(Arc::new(tx)),
+        }
+    }
+
+    /// Whether this replica leads now. A signal whose elector went away is not leading.
+    pub fn held(&self) -> bool {
+        *self.rx.borrow() && self.rx.has_changed().is_ok()
+    }
+
+    /// Resolves once this replica does not lead (at once if it does not now).
+    pub async fn lost(&self) {
+        let mut rx = self.rx.clone();
+        let _ = rx.wait_for(|held| !*held).await;
     }
 }
 
@@ -98,137 +267,244 @@ pub fn next_lease(
     lease
 }
 
+/// The result of one attempt to acquire or renew.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// We hold the Lease now (written just now).
+    Held,
+    /// Someone else holds it and it has not expired on our clock.
+    Standby { holder: String },
+    /// The read or write failed, conflicted or timed out: nothing is known.
+    Failed,
+}
+
+/// How [`Elector::hold`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldEnd {
+    /// Not renewed within the renew deadline, or taken by another replica: [`Leadership`]
+    /// was turned false at that moment.
+    Lost,
+    /// Told to stop (the work has stopped): still the holder, ready to release.
+    Stopped,
+}
+
 /// Takes part in the election for one Lease.
 pub struct Elector {
     api: Api<Lease>,
     name: String,
     namespace: String,
     me: String,
-    duration: Duration,
+    timings: LeaseTimings,
+    observer: std::sync::Mutex<Observer>,
+    /// Only for the `acquireTime`/`renewTime` written (for people and tools); never compared.
+    wall: fn() -> Timestamp,
 }
 
-/// How often the holder renews, as a fraction of the lease duration.
-const RENEW_DIVISOR: u32 = 3;
-
 impl Elector {
-    pub fn new(client: Client, namespace: &str, name: &str, me: &str, duration: Duration) -> Self {
+    /// `client` is used for the Lease only; build it without kube's retry layer
+    /// ([`lease_client_config`]): each attempt is bounded by [`LeaseTimings::attempt_timeout`].
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        name: &str,
+        me: &str,
+        timings: LeaseTimings,
+    ) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             name: name.into(),
             namespace: namespace.into(),
             me: me.into(),
-            duration,
+            timings,
+            observer: std::sync::Mutex::new(Observer::default()),
+            wall: Timestamp::now,
         }
     }
 
-    /// One round: reads the Lease and acquires or renews it when it should. Returns whether we
-    /// hold it now, and how long to wait before the next round.
-    pub async fn try_once(&self) -> (bool, Duration) {
-        let renew_every = self.duration / RENEW_DIVISOR;
+    /// Replaces the wall clock (tests: a clock that runs ahead).
+    #[cfg(test)]
+    fn with_wall_clock(mut self, wall: fn() -> Timestamp) -> Self {
+        self.wall = wall;
+        self
+    }
+
+    pub fn timings(&self) -> LeaseTimings {
+        self.timings
+    }
+
+    fn observe(&self, lease: Option<&Lease>, now: Instant) -> LeaseAction {
+        let mut o = self.observer.lock().unwrap_or_else(|e| e.into_inner());
+        o.observe(lease, now);
+        o.action(&self.me, now, self.timings.lease_duration)
+    }
+
+    /// One round without a time limit: reads the Lease and acquires or renews it when it
+    /// should.
+    async fn try_once(&self) -> Attempt {
         let current = match self.api.get_opt(&self.name).await {
             Ok(l) => l,
             Err(e) => {
                 warn!(error = %e, lease = %self.name, "reading the lease");
-                return (false, renew_every);
+                return Attempt::Failed;
             }
         };
-        let now = Timestamp::now();
-        match lease_action(current.as_ref(), &self.me, now, self.duration) {
-            LeaseAction::Wait(d) => {
-                debug!(holder = ?current.as_ref().and_then(|l| l.spec.as_ref()).and_then(|s| s.holder_identity.clone()), "standing by");
-                (false, d.min(renew_every).max(Duration::from_secs(1)))
-            }
-            action => {
-                let lease = next_lease(
-                    current.as_ref(),
-                    &self.name,
-                    &self.namespace,
-                    &self.me,
-                    now,
-                    self.duration,
-                );
-                let res = if current.is_some() {
-                    // Carries the resourceVersion read: a concurrent update gets 409.
-                    self.api
-                        .replace(&self.name, &PostParams::default(), &lease)
-                        .await
-                } else {
-                    self.api.create(&PostParams::default(), &lease).await
-                };
-                match res {
-                    Ok(_) => {
-                        if action == LeaseAction::Acquire {
-                            info!(lease = %self.name, identity = %self.me, "acquired leadership");
-                        }
-                        (true, renew_every)
-                    }
-                    Err(kube::Error::Api(s)) if s.code == 409 => {
-                        debug!("lease changed concurrently; trying again later");
-                        (false, Duration::from_secs(2))
-                    }
-                    Err(e) => {
-                        warn!(error = %e, lease = %self.name, "writing the lease");
-                        (false, renew_every)
-                    }
+        let action = self.observe(current.as_ref(), Instant::now());
+        if let LeaseAction::Wait(left) = action {
+            let holder = current
+                .as_ref()
+                .and_then(|l| l.spec.as_ref())
+                .and_then(|s| s.holder_identity.clone())
+                .unwrap_or_default();
+            debug!(%holder, ?left, "standing by");
+            return Attempt::Standby { holder };
+        }
+        let lease = next_lease(
+            current.as_ref(),
+            &self.name,
+            &self.namespace,
+            &self.me,
+            (self.wall)(),
+            self.timings.lease_duration,
+        );
+        let res = if current.is_some() {
+            // Carries the resourceVersion read: a concurrent update gets 409.
+            self.api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await
+        } else {
+            self.api.create(&PostParams::default(), &lease).await
+        };
+        match res {
+            Ok(written) => {
+                self.observe(Some(&written), Instant::now());
+                if action == LeaseAction::Acquire {
+                    info!(lease = %self.name, identity = %self.me, "acquired leadership");
                 }
+                Attempt::Held
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                debug!("lease changed concurrently; reading it again next round");
+                Attempt::Failed
+            }
+            Err(e) => {
+                warn!(error = %e, lease = %self.name, "writing the lease");
+                Attempt::Failed
             }
         }
     }
 
-    /// Waits until this replica holds the Lease.
-    pub async fn acquire(&self) {
+    /// One round, abandoned after `limit` (its requests are dropped, not retried).
+    pub async fn attempt(&self, limit: Duration) -> Attempt {
+        match tokio::time::timeout(limit, self.try_once()).await {
+            Ok(a) => a,
+            Err(_) => {
+                warn!(lease = %self.name, ?limit, "lease request timed out");
+                Attempt::Failed
+            }
+        }
+    }
+
+    /// Waits until this replica holds the Lease; returns the instant at which the successful
+    /// attempt started (the renew deadline counts from there).
+    pub async fn acquire(&self) -> Instant {
         loop {
-            let (held, wait) = self.try_once().await;
-            if held {
+            let start = Instant::now();
+            if self.attempt(self.timings.attempt_timeout()).await == Attempt::Held {
+                return start;
+            }
+            tokio::time::sleep(self.timings.retry_period).await;
+        }
+    }
+
+    /// Renews the Lease every retry period while it is held, from `since` (the start of the
+    /// attempt that acquired it), until `stop` resolves or leadership is lost. On loss,
+    /// `leading` is set to false at the very moment the renew deadline passes (or the Lease is
+    /// seen with another holder), without waiting for the request in flight.
+    pub async fn hold(
+        &self,
+        since: Instant,
+        leading: &watch::Sender<bool>,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> HoldEnd {
+        let t = self.timings;
+        let mut last_ok = since;
+        tokio::pin!(stop);
+        loop {
+            let deadline = last_ok + t.renew_deadline;
+            let renew = async {
+                tokio::time::sleep(t.retry_period).await;
+                let start = Instant::now();
+                let limit = t
+                    .attempt_timeout()
+                    .min(deadline.saturating_duration_since(start));
+                (start, self.attempt(limit).await)
+            };
+            tokio::select! {
+                biased;
+                _ = tokio::time::sleep_until(deadline) => {
+                    leading.send_replace(false);
+                    warn!(lease = %self.name, renew_deadline = ?t.renew_deadline,
+                          "lost leadership: not renewed within the renew deadline");
+                    return HoldEnd::Lost;
+                }
+                _ = &mut stop => return HoldEnd::Stopped,
+                (start, res) = renew => match res {
+                    Attempt::Held => last_ok = start,
+                    Attempt::Standby { holder } => {
+                        leading.send_replace(false);
+                        warn!(lease = %self.name, %holder, "lost leadership: the lease has another holder");
+                        return HoldEnd::Lost;
+                    }
+                    Attempt::Failed => {}
+                },
+            }
+        }
+    }
+
+    /// Gives the Lease up (on shutdown, after the work has stopped), so that another replica
+    /// takes over at once: the holder is cleared, conditionally on the `resourceVersion` read.
+    pub async fn release(&self) {
+        let release = async {
+            let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
+                return;
+            };
+            let Some(spec) = lease.spec.as_mut() else {
+                return;
+            };
+            if spec.holder_identity.as_deref() != Some(self.me.as_str()) {
                 return;
             }
-            tokio::time::sleep(wait).await;
-        }
-    }
-
-    /// Renews the Lease while it is held; returns when it is lost (not renewed within its
-    /// duration, or taken by someone else).
-    pub async fn hold(&self) {
-        let mut last_ok = tokio::time::Instant::now();
-        loop {
-            let (held, wait) = self.try_once().await;
-            if held {
-                last_ok = tokio::time::Instant::now();
-            } else {
-                // Taken by another replica, or not renewed for a whole lease duration.
-                let taken = matches!(
-                    self.api.get_opt(&self.name).await,
-                    Ok(Some(ref l)) if l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) != Some(self.me.as_str())
-                );
-                if taken || last_ok.elapsed() >= self.duration {
-                    warn!(lease = %self.name, "lost leadership");
-                    return;
-                }
+            spec.holder_identity = None;
+            spec.lease_duration_seconds = Some(1);
+            spec.renew_time = Some(MicroTime((self.wall)()));
+            match self
+                .api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await
+            {
+                Ok(_) => info!(lease = %self.name, "released leadership"),
+                Err(e) => warn!(error = %e, "releasing the lease"),
             }
-            tokio::time::sleep(wait).await;
-        }
-    }
-
-    /// Gives the Lease up (on shutdown), so that another replica takes over at once.
-    pub async fn release(&self) {
-        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
-            return;
         };
-        let Some(spec) = lease.spec.as_mut() else {
-            return;
-        };
-        if spec.holder_identity.as_deref() != Some(self.me.as_str()) {
-            return;
-        }
-        spec.holder_identity = None;
-        if let Err(e) = self
-            .api
-            .replace(&self.name, &PostParams::default(), &lease)
+        if tokio::time::timeout(self.timings.attempt_timeout(), release)
             .await
+            .is_err()
         {
-            warn!(error = %e, "releasing the lease");
+            warn!(lease = %self.name, "releasing the lease timed out");
         }
     }
+}
+
+/// The configuration of the Lease client: kube's default retry policy (429/503/504 retried up
+/// to 15 times with backoff) off, and read/write timeouts of one attempt, so that one renewal
+/// cannot block past the renew deadline.
+pub fn lease_client_config(mut cfg: kube::Config, timings: &LeaseTimings) -> kube::Config {
+    let limit = timings.attempt_timeout();
+    cfg.default_retry = false;
+    cfg.connect_timeout = Some(cfg.connect_timeout.map_or(limit, |c| c.min(limit)));
+    cfg.read_timeout = Some(limit);
+    cfg.write_timeout = Some(limit);
+    cfg
 }
 
 /// Our identity: the pod name (downward API `POD_NAME`), else the host name, plus the pid.
@@ -273,69 +549,169 @@ mod tests {
         }
     }
 
+    fn with_rv(mut l: Lease, rv: &str) -> Lease {
+        l.metadata.resource_version = Some(rv.into());
+        l
+    }
+
     #[test]
-    fn lease_action_table() {
+    fn observer_table() {
         let d = Duration::from_secs(15);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // (name, lease, seen at, asked at, want)
         let cases = [
-            ("no lease", None, 0, LeaseAction::Acquire),
+            ("no lease", None, 0, 0, LeaseAction::Acquire),
             (
                 "lease without spec",
                 Some(Lease::default()),
+                0,
                 0,
                 LeaseAction::Acquire,
             ),
             (
                 "released",
                 Some(lease(None, Some(0), Some(15))),
+                0,
                 1,
                 LeaseAction::Acquire,
             ),
             (
                 "empty holder",
                 Some(lease(Some(""), Some(0), Some(15))),
+                0,
                 1,
                 LeaseAction::Acquire,
             ),
             (
                 "mine",
                 Some(lease(Some("me"), Some(0), Some(15))),
+                0,
                 100,
                 LeaseAction::Renew,
             ),
             (
-                "other, fresh",
+                "other, seen 5s ago",
                 Some(lease(Some("other"), Some(0), Some(15))),
+                0,
                 5,
                 LeaseAction::Wait(Duration::from_secs(10)),
             ),
             (
-                "other, expired",
+                "other, unchanged for the whole duration",
                 Some(lease(Some("other"), Some(0), Some(15))),
+                0,
                 15,
                 LeaseAction::Acquire,
             ),
             (
                 "other, its own longer duration",
                 Some(lease(Some("other"), Some(0), Some(60))),
+                0,
                 30,
                 LeaseAction::Wait(Duration::from_secs(30)),
             ),
             (
                 "other, no duration: ours",
                 Some(lease(Some("other"), Some(0), None)),
+                0,
                 10,
                 LeaseAction::Wait(Duration::from_secs(5)),
             ),
             (
+                // No renewTime at all: still a holder; its expiry counts from when we saw it.
                 "other, never renewed",
                 Some(lease(Some("other"), None, Some(15))),
                 0,
-                LeaseAction::Acquire,
+                0,
+                LeaseAction::Wait(Duration::from_secs(15)),
             ),
         ];
-        for (name, l, now, want) in cases {
-            assert_eq!(lease_action(l.as_ref(), "me", ts(now), d), want, "{name}");
+        for (name, l, seen, asked, want) in cases {
+            let mut o = Observer::default();
+            o.observe(l.as_ref(), at(seen));
+            assert_eq!(o.action("me", at(asked), d), want, "{name}");
         }
+    }
+
+    /// The renewTime says nothing about expiry: a Lease renewed an hour ago by the holder's
+    /// clock (or one that looks 15 s old to a candidate whose clock runs 15 s fast) is
+    /// healthy until it stops changing for a whole duration on the candidate's own clock.
+    #[test]
+    fn expiry_is_judged_on_the_local_monotonic_clock_only() {
+        let d = Duration::from_secs(15);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut o = Observer::default();
+        // renewTime far in the past by any wall clock.
+        o.observe(Some(&with_rv(lease(Some("other"), Some(-3600), Some(15)), "1")), at(0));
+        assert_eq!(o.action("me", at(1), d), LeaseAction::Wait(Duration::from_secs(14)));
+        // Renewed every 2 s (new renewTime and resourceVersion): never expires.
+        for (i, s) in (2..=60).step_by(2).enumerate() {
+            let l = with_rv(lease(Some("other"), Some(s as i64), Some(15)), &format!("{}", i + 2));
+            o.observe(Some(&l), at(s));
+            assert_eq!(o.action("me", at(s + 1), d), LeaseAction::Wait(Duration::from_secs(14)));
+        }
+        // Read again unchanged: the clock does not restart; 15 s after the last change it
+        // has expired.
+        let last = with_rv(lease(Some("other"), Some(60), Some(15)), "31");
+        o.observe(Some(&last), at(70));
+        assert_eq!(o.action("me", at(74), d), LeaseAction::Wait(Duration::from_secs(1)));
+        assert_eq!(o.action("me", at(75), d), LeaseAction::Acquire);
+        // Only the resourceVersion changed (e.g. a label): that is a change too.
+        o.observe(Some(&with_rv(last, "32")), at(76));
+        assert_eq!(o.action("me", at(77), d), LeaseAction::Wait(Duration::from_secs(14)));
+        // Another holder: a change.
+        o.observe(
+            Some(&with_rv(lease(Some("third"), Some(60), Some(15)), "32")),
+            at(80),
+        );
+        assert_eq!(o.holder(), "third");
+        assert_eq!(o.action("me", at(94), d), LeaseAction::Wait(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn timings_are_validated_with_the_flag_named() {
+        let s = Duration::from_secs;
+        assert_eq!(LeaseTimings::new(s(15), s(10), s(2)).unwrap(), LeaseTimings::default());
+        assert_eq!(LeaseTimings::default().attempt_timeout(), s(5));
+        let cases = [
+            ((s(15), s(15), s(2)), "--lease-renew-deadline: '15s'"),
+            ((s(15), s(20), s(2)), "--lease-renew-deadline: '20s'"),
+            ((s(15), s(10), s(10)), "--lease-retry-period: '10s'"),
+            ((s(15), s(10), Duration::ZERO), "--lease-retry-period"),
+            ((Duration::ZERO, s(10), s(2)), "--lease-duration"),
+            ((Duration::from_millis(15_500), s(10), s(2)), "--lease-duration"),
+        ];
+        for ((l, r, p), want) in cases {
+            let e = LeaseTimings::new(l, r, p).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{l:?} {r:?} {p:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn lease_client_has_no_retries_and_short_timeouts() {
+        let cfg = kube::Config::new("https://127.0.0.1:6443".parse().unwrap());
+        assert!(cfg.default_retry, "kube retries by default");
+        let c = lease_client_config(cfg, &LeaseTimings::default());
+        assert!(!c.default_retry);
+        assert_eq!(c.read_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(c.write_timeout, Some(Duration::from_secs(5)));
+        assert!(c.connect_timeout.is_some_and(|t| t <= Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn leadership_signal() {
+        let (tx, l) = Leadership::channel();
+        assert!(!l.held());
+        tx.send_replace(true);
+        assert!(l.held());
+        tx.send_replace(false);
+        assert!(!l.held());
+        tx.send_replace(true);
+        drop(tx);
+        assert!(!l.held(), "an elector that went away does not lead");
+        assert!(Leadership::always().held());
     }
 
     #[test]
