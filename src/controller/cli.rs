@@ -3,7 +3,7 @@
 
 use super::api_count::ApiCountLayer;
 use super::http::{self, Health};
-use super::leader::{Elector, HoldEnd, LeaseTimings, Leadership, identity, lease_client_config};
+use super::leader::{Elector, HoldEnd, Leadership, LeaseTimings, identity, lease_client_config};
 use super::metrics::Metrics;
 use super::{Config, Context};
 use crate::policy::{self, PolicyConfig};

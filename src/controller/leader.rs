@@ -172,7 +172,10 @@ impl Observer {
 
     /// The current holder as last seen ("" when nobody).
     pub fn holder(&self) -> &str {
-        self.seen.as_ref().map(|(r, _)| r.holder.as_str()).unwrap_or("")
+        self.seen
+            .as_ref()
+            .map(|(r, _)| r.holder.as_str())
+            .unwrap_or("")
     }
 
     /// What identity `me` should do at `now`; `duration` is used when the Lease does not say
@@ -644,36 +647,60 @@ mod tests {
         let at = |s: u64| t0 + Duration::from_secs(s);
         let mut o = Observer::default();
         // renewTime far in the past by any wall clock.
-        o.observe(Some(&with_rv(lease(Some("other"), Some(-3600), Some(15)), "1")), at(0));
-        assert_eq!(o.action("me", at(1), d), LeaseAction::Wait(Duration::from_secs(14)));
+        o.observe(
+            Some(&with_rv(lease(Some("other"), Some(-3600), Some(15)), "1")),
+            at(0),
+        );
+        assert_eq!(
+            o.action("me", at(1), d),
+            LeaseAction::Wait(Duration::from_secs(14))
+        );
         // Renewed every 2 s (new renewTime and resourceVersion): never expires.
         for (i, s) in (2..=60).step_by(2).enumerate() {
-            let l = with_rv(lease(Some("other"), Some(s as i64), Some(15)), &format!("{}", i + 2));
+            let l = with_rv(
+                lease(Some("other"), Some(s as i64), Some(15)),
+                &format!("{}", i + 2),
+            );
             o.observe(Some(&l), at(s));
-            assert_eq!(o.action("me", at(s + 1), d), LeaseAction::Wait(Duration::from_secs(14)));
+            assert_eq!(
+                o.action("me", at(s + 1), d),
+                LeaseAction::Wait(Duration::from_secs(14))
+            );
         }
         // Read again unchanged: the clock does not restart; 15 s after the last change it
         // has expired.
         let last = with_rv(lease(Some("other"), Some(60), Some(15)), "31");
         o.observe(Some(&last), at(70));
-        assert_eq!(o.action("me", at(74), d), LeaseAction::Wait(Duration::from_secs(1)));
+        assert_eq!(
+            o.action("me", at(74), d),
+            LeaseAction::Wait(Duration::from_secs(1))
+        );
         assert_eq!(o.action("me", at(75), d), LeaseAction::Acquire);
         // Only the resourceVersion changed (e.g. a label): that is a change too.
         o.observe(Some(&with_rv(last, "32")), at(76));
-        assert_eq!(o.action("me", at(77), d), LeaseAction::Wait(Duration::from_secs(14)));
+        assert_eq!(
+            o.action("me", at(77), d),
+            LeaseAction::Wait(Duration::from_secs(14))
+        );
         // Another holder: a change.
         o.observe(
             Some(&with_rv(lease(Some("third"), Some(60), Some(15)), "32")),
             at(80),
         );
         assert_eq!(o.holder(), "third");
-        assert_eq!(o.action("me", at(94), d), LeaseAction::Wait(Duration::from_secs(1)));
+        assert_eq!(
+            o.action("me", at(94), d),
+            LeaseAction::Wait(Duration::from_secs(1))
+        );
     }
 
     #[test]
     fn timings_are_validated_with_the_flag_named() {
         let s = Duration::from_secs;
-        assert_eq!(LeaseTimings::new(s(15), s(10), s(2)).unwrap(), LeaseTimings::default());
+        assert_eq!(
+            LeaseTimings::new(s(15), s(10), s(2)).unwrap(),
+            LeaseTimings::default()
+        );
         assert_eq!(LeaseTimings::default().attempt_timeout(), s(5));
         let cases = [
             ((s(15), s(15), s(2)), "--lease-renew-deadline: '15s'"),
@@ -681,7 +708,10 @@ mod tests {
             ((s(15), s(10), s(10)), "--lease-retry-period: '10s'"),
             ((s(15), s(10), Duration::ZERO), "--lease-retry-period"),
             ((Duration::ZERO, s(10), s(2)), "--lease-duration"),
-            ((Duration::from_millis(15_500), s(10), s(2)), "--lease-duration"),
+            (
+                (Duration::from_millis(15_500), s(10), s(2)),
+                "--lease-duration",
+            ),
         ];
         for ((l, r, p), want) in cases {
             let e = LeaseTimings::new(l, r, p).unwrap_err().to_string();
@@ -697,7 +727,10 @@ mod tests {
         assert!(!c.default_retry);
         assert_eq!(c.read_timeout, Some(Duration::from_secs(5)));
         assert_eq!(c.write_timeout, Some(Duration::from_secs(5)));
-        assert!(c.connect_timeout.is_some_and(|t| t <= Duration::from_secs(5)));
+        assert!(
+            c.connect_timeout
+                .is_some_and(|t| t <= Duration::from_secs(5))
+        );
     }
 
     #[test]
@@ -751,5 +784,423 @@ mod tests {
         assert_eq!(identity(env), "regcheck-controller-abc");
         let env = |k: &str| (k == "HOSTNAME").then(|| "box".to_string());
         assert!(identity(env).starts_with("box-"));
+    }
+}
+
+/// Elections against a mocked API server that stores one Lease (conditional writes, 409 on a
+/// stale `resourceVersion`) and delays or throttles the writes of chosen candidates. Time is
+/// tokio's paused clock: deadlines are exact and the tests cannot be timing-flaky.
+#[cfg(test)]
+mod mock_tests {
+    use super::*;
+    use ::http::{Method, Request, Response};
+    use k8s_openapi::jiff::SignedDuration;
+    use kube::client::Body;
+    use serde_json::{Value, json};
+    use std::sync::Mutex;
+
+    const NS: &str = "ops";
+    const NAME: &str = "regcheck-controller";
+
+    /// A request as the server received it.
+    #[derive(Debug, Clone)]
+    struct Seen {
+        at: Instant,
+        who: String,
+        method: Method,
+    }
+
+    /// A write the server applied.
+    #[derive(Debug, Clone)]
+    struct Applied {
+        at: Instant,
+        who: String,
+        holder: Option<String>,
+    }
+
+    #[derive(Default)]
+    struct Server {
+        lease: Option<Value>,
+        rv: u64,
+        seen: Vec<Seen>,
+        applied: Vec<Applied>,
+    }
+
+    /// How the server answers the `n`-th write (0-based) of candidate `who`: after this
+    /// delay, with this error code (`None`: the write is applied when answered).
+    type Policy = Arc<dyn Fn(&str, &Method, usize) -> (Duration, Option<u16>) + Send + Sync>;
+
+    fn prompt() -> Policy {
+        Arc::new(|_, _, _| (Duration::ZERO, None))
+    }
+
+    fn status(code: u16) -> Value {
+        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+        "message": format!("mock {code}"), "code": code,
+        "reason": match code {
+            404 => "NotFound",
+            409 => "Conflict",
+            429 => "TooManyRequests",
+            _ => "ServiceUnavailable",
+        }})
+    }
+
+    impl Server {
+        fn answer(
+            &mut self,
+            who: &str,
+            method: &Method,
+            mut body: Value,
+            code: Option<u16>,
+        ) -> (u16, Value) {
+            if *method == Method::GET {
+                return match &self.lease {
+                    Some(l) => (200, l.clone()),
+                    None => (404, status(404)),
+                };
+            }
+            if let Some(c) = code {
+                return (c, status(c));
+            }
+            let stored_rv = self
+                .lease
+                .as_ref()
+                .map(|l| l["metadata"]["resourceVersion"].clone());
+            match (method.as_str(), stored_rv) {
+                ("POST", Some(_)) => return (409, status(409)),
+                ("PUT", None) => return (404, status(404)),
+                ("PUT", Some(rv)) if body["metadata"]["resourceVersion"] != rv => {
+                    return (409, status(409));
+                }
+                _ => {}
+            }
+            self.rv += 1;
+            body["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+            self.applied.push(Applied {
+                at: Instant::now(),
+                who: who.into(),
+                holder: body["spec"]["holderIdentity"].as_str().map(String::from),
+            });
+            self.lease = Some(body.clone());
+            (if *method == Method::POST { 201 } else { 200 }, body)
+        }
+
+        fn writes_of(&self, who: &str) -> Vec<Instant> {
+            self.seen
+                .iter()
+                .filter(|s| s.who == who && s.method != Method::GET)
+                .map(|s| s.at)
+                .collect()
+        }
+    }
+
+    /// A candidate `who` whose Lease requests the shared `server` answers under `policy`.
+    fn candidate(server: &Arc<Mutex<Server>>, who: &str, policy: Policy) -> Elector {
+        let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let (server, name) = (server.clone(), who.to_string());
+        tokio::spawn(async move {
+            while let Some((req, send)) = handle.next_request().await {
+                let method = req.method().clone();
+                assert!(
+                    req.uri().path().starts_with(&format!(
+                        "/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"
+                    )),
+                    "{}",
+                    req.uri()
+                );
+                let bytes = req.into_body().collect_bytes().await.unwrap();
+                let body: Value = if bytes.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(&bytes).unwrap()
+                };
+                let (delay, code) = {
+                    let mut s = server.lock().unwrap();
+                    let n = s.writes_of(&name).len();
+                    s.seen.push(Seen {
+                        at: Instant::now(),
+                        who: name.clone(),
+                        method: method.clone(),
+                    });
+                    if method == Method::GET {
+                        (Duration::ZERO, None)
+                    } else {
+                        policy(&name, &method, n)
+                    }
+                };
+                let (server, name) = (server.clone(), name.clone());
+                // Each answer on its own: a delayed one does not hold up the next request.
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    // Applied when answered, even if the client gave up waiting.
+                    let (code, reply) = server.lock().unwrap().answer(&name, &method, body, code);
+                    send.send_response(
+                        Response::builder()
+                            .status(code)
+                            .header("content-type", "application/json")
+                            .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                            .unwrap(),
+                    );
+                });
+            }
+        });
+        Elector::new(
+            Client::new(svc, "default"),
+            NS,
+            NAME,
+            who,
+            LeaseTimings::default(),
+        )
+    }
+
+    fn fast_clock() -> Timestamp {
+        Timestamp::now() + SignedDuration::from_secs(15)
+    }
+
+    /// Acquires within 10 minutes of (paused) time.
+    async fn acquire(el: &Elector) -> Instant {
+        tokio::time::timeout(Duration::from_secs(600), el.acquire())
+            .await
+            .expect("never acquired")
+    }
+
+    /// Holds as the controller does: `leading` turns true, `hold` renews until `stop`.
+    async fn lead(
+        el: &Elector,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> (Instant, HoldEnd, Leadership, Instant) {
+        let since = acquire(el).await;
+        let (tx, leadership) = Leadership::channel();
+        tx.send_replace(true);
+        let end = el.hold(since, &tx, stop).await;
+        (since, end, leadership, Instant::now())
+    }
+
+    /// (a) The leader's renewals hang (answered after 60 s, longer than the renew deadline):
+    /// it stops leading exactly at the renew deadline after the start of its last successful
+    /// write, and a standby takes over only after that, so they never lead at once.
+    #[tokio::test(start_paused = true)]
+    async fn hung_renewals_lose_at_the_renew_deadline_before_a_standby_takes_over() {
+        let t = LeaseTimings::default();
+        let server = Arc::new(Mutex::new(Server::default()));
+        let slow: Policy = Arc::new(|who, m, _| {
+            if who == "a" && *m == Method::PUT {
+                (Duration::from_secs(60), None)
+            } else {
+                (Duration::ZERO, None)
+            }
+        });
+        let a = candidate(&server, "a", slow.clone());
+        let b = Arc::new(candidate(&server, "b", slow));
+        let since = acquire(&a).await;
+        let (tx, leadership) = Leadership::channel();
+        tx.send_replace(true);
+        let standby = tokio::spawn({
+            let b = b.clone();
+            async move {
+                let start = b.acquire().await;
+                (start, Instant::now())
+            }
+        });
+        let watcher = tokio::spawn({
+            let l = leadership.clone();
+            async move {
+                l.lost().await;
+                Instant::now()
+            }
+        });
+        assert_eq!(
+            a.hold(since, &tx, std::future::pending()).await,
+            HoldEnd::Lost
+        );
+        let lost_at = watcher.await.unwrap();
+        assert!(!leadership.held());
+        let after = lost_at - since;
+        assert!(
+            after >= t.renew_deadline && after <= t.renew_deadline + Duration::from_millis(10),
+            "lost {after:?} after the last successful renewal started"
+        );
+        let (b_start, b_leads) = standby.await.unwrap();
+        assert!(
+            b_start >= lost_at + (t.lease_duration - t.renew_deadline),
+            "b started taking over {:?} after a stopped",
+            b_start - lost_at
+        );
+        assert!(b_leads - since >= t.lease_duration);
+        // Let a's hung renewals arrive at the server (60 s late): they conflict.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        let s = server.lock().unwrap();
+        let a_applied: Vec<_> = s.applied.iter().filter(|w| w.who == "a").collect();
+        assert_eq!(
+            a_applied.len(),
+            1,
+            "only the acquiring write of a applied: {a_applied:?}"
+        );
+        assert!(
+            s.seen.iter().all(|r| r.who != "a" || r.at <= lost_at),
+            "a asked after losing"
+        );
+        assert_eq!(
+            s.lease.as_ref().unwrap()["spec"]["holderIdentity"],
+            "b",
+            "b holds the lease"
+        );
+    }
+
+    /// (b) Renewals answered 429 and 503: one write per retry period (no retry storm), and
+    /// leadership is lost at the renew deadline.
+    #[tokio::test(start_paused = true)]
+    async fn throttled_renewals_are_not_retried_and_lose_at_the_deadline() {
+        let t = LeaseTimings::default();
+        let server = Arc::new(Mutex::new(Server::default()));
+        let throttled: Policy = Arc::new(|_, m, n| {
+            if *m == Method::PUT {
+                (Duration::ZERO, Some(if n % 2 == 0 { 429 } else { 503 }))
+            } else {
+                (Duration::ZERO, None)
+            }
+        });
+        let a = candidate(&server, "a", throttled);
+        let (since, end, leadership, lost_at) = lead(&a, std::future::pending()).await;
+        assert_eq!(end, HoldEnd::Lost);
+        assert!(!leadership.held());
+        let after = lost_at - since;
+        assert!(
+            after >= t.renew_deadline && after <= t.renew_deadline + Duration::from_millis(10),
+            "lost {after:?} after the acquiring write started"
+        );
+        let s = server.lock().unwrap();
+        let puts: Vec<Instant> = s
+            .seen
+            .iter()
+            .filter(|r| r.method == Method::PUT)
+            .map(|r| r.at)
+            .collect();
+        // Renewals at 2, 4, 6, 8 s (and perhaps one at the deadline, cut off at once).
+        assert!(
+            (4..=5).contains(&puts.len()),
+            "{} renewals: {puts:?}",
+            puts.len()
+        );
+        for w in puts.windows(2) {
+            assert!(
+                w[1] - w[0] >= t.retry_period,
+                "renewals {:?} apart",
+                w[1] - w[0]
+            );
+        }
+        assert_eq!(
+            s.seen.len(),
+            2 + 2 * puts.len(),
+            "GET+POST, then GET+PUT per attempt"
+        );
+    }
+
+    /// (c) A standby whose wall clock runs 15 s ahead does not take a Lease that keeps being
+    /// renewed (the holder's renewTime looks a whole duration old to it).
+    #[tokio::test(start_paused = true)]
+    async fn standby_with_a_fast_clock_does_not_take_a_renewed_lease() {
+        let server = Arc::new(Mutex::new(Server::default()));
+        let a = candidate(&server, "a", prompt());
+        let b = Arc::new(candidate(&server, "b", prompt()).with_wall_clock(fast_clock));
+        let since = acquire(&a).await;
+        let standby = tokio::spawn({
+            let b = b.clone();
+            async move { tokio::time::timeout(Duration::from_secs(60), b.acquire()).await }
+        });
+        let (tx, leadership) = Leadership::channel();
+        tx.send_replace(true);
+        let end = a
+            .hold(since, &tx, tokio::time::sleep(Duration::from_secs(60)))
+            .await;
+        assert_eq!(end, HoldEnd::Stopped);
+        assert!(leadership.held());
+        assert!(standby.await.unwrap().is_err(), "b took a healthy lease");
+        let s = server.lock().unwrap();
+        assert!(s.writes_of("b").is_empty(), "b wrote the lease");
+        assert!(s.writes_of("a").len() >= 29, "a renewed every 2 s");
+    }
+
+    /// (d) A Lease that stopped changing is taken over only after the full duration (its own
+    /// leaseDurationSeconds) on the standby's monotonic clock since it saw it, however old
+    /// its renewTime is.
+    #[tokio::test(start_paused = true)]
+    async fn expired_lease_is_taken_after_the_full_duration_since_observed() {
+        for secs in [15u64, 30] {
+            let server = Arc::new(Mutex::new(Server::default()));
+            {
+                let mut s = server.lock().unwrap();
+                s.rv = 1;
+                s.lease = Some(json!({
+                    "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": NAME, "namespace": NS, "resourceVersion": "1"},
+                    "spec": {"holderIdentity": "gone", "leaseDurationSeconds": secs,
+                             "renewTime": (Timestamp::now() - SignedDuration::from_hours(1))
+                                 .strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()}
+                }));
+            }
+            let b = candidate(&server, "b", prompt()).with_wall_clock(fast_clock);
+            let t0 = Instant::now();
+            let start = b.acquire().await;
+            let waited = start - t0;
+            let d = Duration::from_secs(secs);
+            assert!(
+                waited >= d && waited <= d + LeaseTimings::default().retry_period,
+                "lease of {secs}s taken after {waited:?}"
+            );
+            let s = server.lock().unwrap();
+            assert_eq!(s.writes_of("b").len(), 1, "one write, the takeover");
+            let l = s.lease.as_ref().unwrap();
+            assert_eq!(l["spec"]["holderIdentity"], "b");
+            assert_eq!(l["spec"]["leaseTransitions"], 1);
+        }
+    }
+
+    /// On SIGTERM the leader keeps renewing while the work drains, and releases the Lease
+    /// only after; a standby then takes over at its next look.
+    #[tokio::test(start_paused = true)]
+    async fn renews_while_draining_and_releases_after() {
+        let t = LeaseTimings::default();
+        let server = Arc::new(Mutex::new(Server::default()));
+        let a = candidate(&server, "a", prompt());
+        let b = Arc::new(candidate(&server, "b", prompt()));
+        let since = acquire(&a).await;
+        let standby = tokio::spawn({
+            let b = b.clone();
+            async move {
+                b.acquire().await;
+                Instant::now()
+            }
+        });
+        let (tx, leadership) = Leadership::channel();
+        tx.send_replace(true);
+        // The drain lasts 30 s, twice the lease duration.
+        let drained = since + Duration::from_secs(30);
+        let end = a.hold(since, &tx, tokio::time::sleep_until(drained)).await;
+        assert_eq!(end, HoldEnd::Stopped);
+        assert!(leadership.held(), "still leading at the end of the drain");
+        {
+            let s = server.lock().unwrap();
+            let renewals: Vec<_> = s.applied.iter().filter(|w| w.who == "a").collect();
+            assert!(
+                renewals.len() >= 15,
+                "{} writes during the drain",
+                renewals.len()
+            );
+            assert!(renewals.last().unwrap().at >= drained - t.retry_period);
+            assert!(s.writes_of("b").is_empty());
+        }
+        drop(tx);
+        a.release().await;
+        let released = Instant::now();
+        let b_leads = standby.await.unwrap();
+        assert!(
+            b_leads - released <= t.retry_period,
+            "b took over {:?} after",
+            b_leads - released
+        );
+        let s = server.lock().unwrap();
+        let last_a = s.applied.iter().rfind(|w| w.who == "a").unwrap();
+        assert_eq!(last_a.holder, None, "a's last write clears the holder");
     }
 }

@@ -407,7 +407,10 @@ impl Context {
 
 /// Runs `write` (a request that changes the cluster) only while this replica leads, and
 /// abandons it the moment leadership is lost, without waiting for its answer.
-async fn leading<T>(ctx: &Context, write: impl std::future::Future<Output = T>) -> Result<T, Error> {
+async fn leading<T>(
+    ctx: &Context,
+    write: impl std::future::Future<Output = T>,
+) -> Result<T, Error> {
     if !ctx.leadership.held() {
         return Err(Error::NotLeader);
     }
@@ -430,29 +433,32 @@ pub async fn reconcile(check: Arc<StoredCheck>, ctx: Arc<Context>) -> Result<Req
     // The whole reconciliation (with the finalizer's own patches) stops when leadership is
     // lost; each write below checks again.
     let lead = ctx.leadership.clone();
-    leading(&ctx, finalizer(&api, FINALIZER, check, |event| async {
-        match event {
-            Finalizer::Apply(c) => {
-                let d = stored::decode(&c);
-                if let Some(e) = &d.status_error {
-                    warn!(error = %e, "the stored status cannot be read; it will be replaced");
-                }
-                match &d.spec_error {
-                    None => apply(&d.check, &ctx).await,
-                    Some(msg) => {
-                        let st = invalid_status(
-                            &d.check.status.clone().unwrap_or_default(),
-                            d.check.metadata.generation,
-                            msg,
-                            &Time(Timestamp::now()),
-                        );
-                        refuse(&d.check, &ctx, st, msg, Requeue::await_change()).await
+    leading(
+        &ctx,
+        finalizer(&api, FINALIZER, check, |event| async {
+            match event {
+                Finalizer::Apply(c) => {
+                    let d = stored::decode(&c);
+                    if let Some(e) = &d.status_error {
+                        warn!(error = %e, "the stored status cannot be read; it will be replaced");
+                    }
+                    match &d.spec_error {
+                        None => apply(&d.check, &ctx).await,
+                        Some(msg) => {
+                            let st = invalid_status(
+                                &d.check.status.clone().unwrap_or_default(),
+                                d.check.metadata.generation,
+                                msg,
+                                &Time(Timestamp::now()),
+                            );
+                            refuse(&d.check, &ctx, st, msg, Requeue::await_change()).await
+                        }
                     }
                 }
+                Finalizer::Cleanup(c) => cleanup(&stored::decode(&c).check, &ctx).await,
             }
-            Finalizer::Cleanup(c) => cleanup(&stored::decode(&c).check, &ctx).await,
-        }
-    }))
+        }),
+    )
     .instrument(span)
     .await?
     .map_err(|e| match e {
