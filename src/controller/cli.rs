@@ -585,7 +585,15 @@ mod tests {
             parse(&["--probe-image", "i", "--node-no-proxy", "x"]).is_err()
                 || std::env::var_os("REGCHECK_NODE_PROXY").is_some()
         );
-        let cases: [(&[&str], &str); 9] = [
+        let cases: [(&[&str], &str); 11] = [
+            (
+                &["--probe-image", "i", "--lease-renew-deadline", "15s"],
+                "--lease-renew-deadline: '15s'",
+            ),
+            (
+                &["--probe-image", "i", "--lease-retry-period", "1m"],
+                "--lease-retry-period: '1m'",
+            ),
             (
                 &["--probe-image", "i", "--node-context-namespaces", "Team_A"],
                 "--node-context-namespaces: 'Team_A'",
