@@ -3,7 +3,7 @@
 
 use super::api_count::ApiCountLayer;
 use super::http::{self, Health};
-use super::leader::{Elector, identity};
+use super::leader::{Elector, HoldEnd, Leadership, LeaseTimings, identity, lease_client_config};
 use super::metrics::Metrics;
 use super::{Config, Context};
 use crate::policy::{self, PolicyConfig};
@@ -24,8 +24,9 @@ pub mod exit {
     pub const INTERNAL: i32 = 3;
 }
 
-/// Default lease duration; the holder renews every third of it.
-pub const LEASE_DURATION: Duration = Duration::from_secs(15);
+/// How long SIGTERM waits for reconciliations in flight (the Lease is renewed meanwhile);
+/// below the Deployment's terminationGracePeriodSeconds (30).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PullPolicy {
@@ -109,6 +110,32 @@ pub struct ControllerArgs {
         default_value = "regcheck-controller"
     )]
     pub lease_name: String,
+    /// How long a standby waits, on its own clock, after the Lease last changed before it
+    /// takes over (whole seconds)
+    #[arg(
+        long,
+        env = "REGCHECK_LEASE_DURATION",
+        value_name = "DURATION",
+        default_value = "15s"
+    )]
+    pub lease_duration: String,
+    /// How long the leader keeps working without a successful renewal; shorter than
+    /// --lease-duration
+    #[arg(
+        long,
+        env = "REGCHECK_LEASE_RENEW_DEADLINE",
+        value_name = "DURATION",
+        default_value = "10s"
+    )]
+    pub lease_renew_deadline: String,
+    /// How often the leader renews and a standby looks; shorter than --lease-renew-deadline
+    #[arg(
+        long,
+        env = "REGCHECK_LEASE_RETRY_PERIOD",
+        value_name = "DURATION",
+        default_value = "2s"
+    )]
+    pub lease_retry_period: String,
     /// The proxy the nodes use, given to node-context probes of checks with proxy mode Inherit
     #[arg(long, env = "REGCHECK_NODE_PROXY", value_name = "URL")]
     pub node_proxy: Option<String>,
@@ -154,6 +181,18 @@ fn dns_label(field: &str, s: &str) -> Result<(), InputError> {
     } else {
         Err(InputError::new(field, s, "is not a valid namespace name"))
     }
+}
+
+/// The lease timings of the flags, validated (renew deadline < lease duration, retry period <
+/// renew deadline).
+pub fn lease_timings(args: &ControllerArgs) -> Result<LeaseTimings, InputError> {
+    let max = Duration::from_secs(3600);
+    let d = |field: &str, s: &str| crate::target::parse_duration(field, s, max);
+    LeaseTimings::new(
+        d("--lease-duration", &args.lease_duration)?,
+        d("--lease-renew-deadline", &args.lease_renew_deadline)?,
+        d("--lease-retry-period", &args.lease_retry_period)?,
+    )
 }
 
 /// Turns the flags into the controller's settings; `env` supplies `POD_NAMESPACE`.
@@ -206,6 +245,7 @@ pub fn config(
             "is not a valid name",
         ));
     }
+    lease_timings(args)?;
     let policy = PolicyConfig::parse(
         &args.node_context_namespaces,
         &args.allowed_registries,
@@ -280,22 +320,37 @@ pub fn main(args: ControllerArgs) -> i32 {
             return exit::INTERNAL;
         }
     };
-    runtime.block_on(run(args, cfg))
+    let timings = match lease_timings(&args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("regcheck: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    runtime.block_on(run(args, cfg, timings))
 }
 
-async fn run(args: ControllerArgs, cfg: Config) -> i32 {
+async fn run(args: ControllerArgs, cfg: Config, timings: LeaseTimings) -> i32 {
     let metrics = Arc::new(Metrics::new());
-    // Every request to the API server is counted (regcheck_api_requests_total).
-    let client = match kube::Config::infer()
-        .await
-        .map_err(kube::Error::InferConfig)
-        .and_then(|c| {
-            kube::client::ClientBuilder::try_from(c)
-                .map(|b| b.with_layer(&ApiCountLayer::new(metrics.clone())).build())
-        }) {
+    let kube_config = match kube::Config::infer().await {
         Ok(c) => c,
         Err(e) => {
-            error!(error = %e, "no Kubernetes configuration (in-cluster or KUBECONFIG)");
+            error!(error = %kube::Error::InferConfig(e), "no Kubernetes configuration (in-cluster or KUBECONFIG)");
+            return exit::FAILED;
+        }
+    };
+    // Every request to the API server is counted (regcheck_api_requests_total).
+    let build = |c: kube::Config| {
+        kube::client::ClientBuilder::try_from(c)
+            .map(|b| b.with_layer(&ApiCountLayer::new(metrics.clone())).build())
+    };
+    // The Lease has its own client: no automatic retries, short timeouts.
+    let clients = build(kube_config.clone())
+        .and_then(|c| Ok((c, build(lease_client_config(kube_config, &timings))?)));
+    let (client, lease_client) = match clients {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %e, "cannot build the Kubernetes client");
             return exit::FAILED;
         }
     };
@@ -322,55 +377,86 @@ async fn run(args: ControllerArgs, cfg: Config) -> i32 {
 
     let mut term = Box::pin(terminated());
     let elector = args.leader_election.then(|| {
-        Elector::new(
-            client.clone(),
+        Arc::new(Elector::new(
+            lease_client,
             &cfg.probe_namespace,
             &args.lease_name,
             &identity(|k| std::env::var(k).ok()),
-            LEASE_DURATION,
-        )
+            timings,
+        ))
     });
-    if let Some(el) = &elector {
-        health
-            .standing_by
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        tokio::select! {
-            _ = el.acquire() => {}
-            _ = &mut term => {
-                info!("terminated while standing by");
-                server.abort();
-                return exit::OK;
-            }
+    // The renewing task, and how to tell it that the work has stopped.
+    let mut holding = None;
+    let leadership = match &elector {
+        None => Leadership::always(),
+        Some(el) => {
+            let (leading, leadership) = Leadership::channel();
+            health
+                .standing_by
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let since = tokio::select! {
+                since = el.acquire() => since,
+                _ = &mut term => {
+                    info!("terminated while standing by");
+                    server.abort();
+                    return exit::OK;
+                }
+            };
+            leading.send_replace(true);
+            health
+                .standing_by
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let el = el.clone();
+            let task = tokio::spawn(async move {
+                el.hold(since, &leading, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+            });
+            holding = Some((task, stop_tx));
+            leadership
         }
-        health
-            .standing_by
-            .store(false, std::sync::atomic::Ordering::SeqCst);
-    }
+    };
 
-    let ctx = Arc::new(Context::new(client, cfg, metrics));
+    let ctx = Arc::new(Context::new(client, cfg, metrics).with_leadership(leadership.clone()));
     let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
     let watching = health.watching.clone();
     let mut controller = tokio::spawn(super::run(ctx, watching, async move {
         let _ = stop_rx.await;
     }));
-    let lost = async {
-        match &elector {
-            Some(el) => el.hold().await,
-            None => std::future::pending().await,
-        }
-    };
     let code = tokio::select! {
         _ = &mut term => {
-            info!("terminating: finishing reconciliations in flight");
+            info!("terminating: finishing reconciliations in flight (the lease is renewed meanwhile)");
             let _ = stop_tx.send(());
-            let _ = tokio::time::timeout(Duration::from_secs(20), &mut controller).await;
-            if let Some(el) = &elector {
-                el.release().await;
+            tokio::select! {
+                res = tokio::time::timeout(DRAIN_TIMEOUT, &mut controller) => {
+                    if res.is_err() {
+                        info!(timeout = ?DRAIN_TIMEOUT, "reconciliations still in flight: abandoning them");
+                        controller.abort();
+                        let _ = (&mut controller).await;
+                    }
+                    // The work has stopped: only now stop renewing and give the Lease up.
+                    if let (Some((task, stop)), Some(el)) = (holding.take(), &elector) {
+                        let _ = stop.send(());
+                        match task.await {
+                            Ok(HoldEnd::Stopped) => el.release().await,
+                            _ => info!("leadership was lost while stopping: nothing to release"),
+                        }
+                    }
+                    exit::OK
+                }
+                _ = leadership.lost() => {
+                    error!("lost leadership while finishing reconciliations: exiting");
+                    controller.abort();
+                    exit::FAILED
+                }
             }
-            exit::OK
         }
-        _ = lost => {
+        _ = leadership.lost() => {
+            // Every write of the controller checks the signal and is abandoned when it turns.
             error!("lost leadership: exiting so that the Deployment restarts this replica");
+            controller.abort();
             exit::FAILED
         }
         res = &mut controller => {
@@ -479,7 +565,15 @@ mod tests {
             parse(&["--probe-image", "i", "--node-no-proxy", "x"]).is_err()
                 || std::env::var_os("REGCHECK_NODE_PROXY").is_some()
         );
-        let cases: [(&[&str], &str); 8] = [
+        let cases: [(&[&str], &str); 10] = [
+            (
+                &["--probe-image", "i", "--lease-renew-deadline", "15s"],
+                "--lease-renew-deadline: '15s'",
+            ),
+            (
+                &["--probe-image", "i", "--lease-retry-period", "1m"],
+                "--lease-retry-period: '1m'",
+            ),
             (
                 &["--probe-image", "i", "--node-context-namespaces", "Team_A"],
                 "--node-context-namespaces: 'Team_A'",

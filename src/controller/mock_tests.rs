@@ -1479,3 +1479,64 @@ fn operator_built_diagnoses_have_the_catalogue_cause() {
         check(&crate::aggregate::diagnosis(&summary).unwrap());
     }
 }
+
+/// Leadership lost while a run's first Job is being created: that request is abandoned at
+/// once, no further Job is created and no status written; a reconcile after the loss makes
+/// no request at all.
+#[tokio::test]
+async fn no_write_after_leadership_is_lost() {
+    let (leading, leadership) = leader::Leadership::channel();
+    leading.send_replace(true);
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = Arc::new(
+        Context::new(
+            Client::new(svc, "default"),
+            config(),
+            Arc::new(metrics::Metrics::new()),
+        )
+        .with_leadership(leadership),
+    );
+    ctx.caches.set_ready();
+    let c = check(1, json!({}));
+    let task = tokio::spawn({
+        let (ctx, c) = (ctx.clone(), c.clone());
+        async move { reconcile(Arc::new(StoredCheck::from(&c)), ctx).await }
+    });
+    let (req, send) = handle.next_request().await.unwrap();
+    assert_eq!(req.uri().path(), "/api/v1/nodes");
+    send.send_response(
+        Response::builder()
+            .status(200)
+            .body(Body::from(
+                serde_json::to_vec(&list("NodeList", "v1", nodes())).unwrap(),
+            ))
+            .unwrap(),
+    );
+    // The first create is in flight (never answered) when leadership goes.
+    let (req, _pending) = handle.next_request().await.unwrap();
+    assert_eq!(req.method(), Method::POST);
+    assert_eq!(
+        req.uri().path(),
+        format!("/apis/batch/v1/namespaces/{PROBE_NS}/jobs")
+    );
+    leading.send_replace(false);
+    let res = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("reconcile waited for the request in flight")
+        .unwrap();
+    assert_eq!(res.unwrap_err().metric_label(), "not_leader");
+    // Nothing else was sent, and a new reconcile sends nothing.
+    let res = tokio::time::timeout(
+        Duration::from_secs(5),
+        reconcile(Arc::new(StoredCheck::from(&c)), ctx.clone()),
+    )
+    .await
+    .expect("reconcile hung");
+    assert_eq!(res.unwrap_err().metric_label(), "not_leader");
+    drop(ctx);
+    if let Ok(Some((req, _))) =
+        tokio::time::timeout(Duration::from_secs(1), handle.next_request()).await
+    {
+        panic!("{} {} after leadership was lost", req.method(), req.uri());
+    }
+}

@@ -92,6 +92,9 @@ pub enum Error {
     },
     #[error("the check has no {0}")]
     MissingField(&'static str),
+    /// Leadership was lost: no Job is created, no status written, nothing deleted.
+    #[error("not the leader (the lease was lost): writes stopped")]
+    NotLeader,
     #[error(transparent)]
     Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -107,6 +110,7 @@ impl Error {
             Self::DeleteJobs { .. } => "delete_jobs",
             Self::PatchStatus { .. } => "patch_status",
             Self::MissingField(_) => "missing_field",
+            Self::NotLeader => "not_leader",
             Self::Finalizer(f) => match f.as_ref() {
                 F::ApplyFailed(e) | F::CleanupFailed(e) => e.metric_label(),
                 F::AddFinalizer(_) => "add_finalizer",
@@ -325,6 +329,8 @@ pub struct Context {
     /// Per check uid: the Jobs this process created (or found existing) lately, and when the
     /// last one was. The cache can lack them for a moment; they are not created again.
     created: std::sync::Mutex<HashMap<String, (std::collections::BTreeSet<String>, Instant)>>,
+    /// Whether this replica leads: every write checks it ([`leading`]).
+    pub leadership: leader::Leadership,
 }
 
 impl Context {
@@ -342,7 +348,14 @@ impl Context {
             nodes: std::sync::Mutex::new(None),
             collected: std::sync::Mutex::new(HashMap::new()),
             created: std::sync::Mutex::new(HashMap::new()),
+            leadership: leader::Leadership::always(),
         }
+    }
+
+    /// Writes only while `leadership` is held (leader election).
+    pub fn with_leadership(mut self, leadership: leader::Leadership) -> Self {
+        self.leadership = leadership;
+        self
     }
 
     /// Remembers that run `run` of check `uid` was collected.
@@ -391,6 +404,22 @@ impl Context {
     }
 }
 
+/// Runs `write` (a request that changes the cluster) only while this replica leads, and
+/// abandons it the moment leadership is lost, without waiting for its answer.
+async fn leading<T>(
+    ctx: &Context,
+    write: impl std::future::Future<Output = T>,
+) -> Result<T, Error> {
+    if !ctx.leadership.held() {
+        return Err(Error::NotLeader);
+    }
+    tokio::select! {
+        biased;
+        _ = ctx.leadership.lost() => Err(Error::NotLeader),
+        res = write => Ok(res),
+    }
+}
+
 /// Reconciles one check through the finalizer. The check arrives undecoded
 /// ([`stored::StoredCheck`]); [`apply`] gets it typed, or a check whose spec does not decode
 /// gets `InvalidSpec` without ever being planned.
@@ -400,32 +429,46 @@ pub async fn reconcile(check: Arc<StoredCheck>, ctx: Arc<Context>) -> Result<Req
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let span = info_span!("reconcile", namespace = %ns, name = %check.name_any());
     let api: Api<StoredCheck> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, check, |event| async {
-        match event {
-            Finalizer::Apply(c) => {
-                let d = stored::decode(&c);
-                if let Some(e) = &d.status_error {
-                    warn!(error = %e, "the stored status cannot be read; it will be replaced");
-                }
-                match &d.spec_error {
-                    None => apply(&d.check, &ctx).await,
-                    Some(msg) => {
-                        let st = invalid_status(
-                            &d.check.status.clone().unwrap_or_default(),
-                            d.check.metadata.generation,
-                            msg,
-                            &Time(Timestamp::now()),
-                        );
-                        refuse(&d.check, &ctx, st, msg, Requeue::await_change()).await
+    // The whole reconciliation (with the finalizer's own patches) stops when leadership is
+    // lost; each write below checks again.
+    let lead = ctx.leadership.clone();
+    leading(
+        &ctx,
+        finalizer(&api, FINALIZER, check, |event| async {
+            match event {
+                Finalizer::Apply(c) => {
+                    let d = stored::decode(&c);
+                    if let Some(e) = &d.status_error {
+                        warn!(error = %e, "the stored status cannot be read; it will be replaced");
+                    }
+                    match &d.spec_error {
+                        None => apply(&d.check, &ctx).await,
+                        Some(msg) => {
+                            let st = invalid_status(
+                                &d.check.status.clone().unwrap_or_default(),
+                                d.check.metadata.generation,
+                                msg,
+                                &Time(Timestamp::now()),
+                            );
+                            refuse(&d.check, &ctx, st, msg, Requeue::await_change()).await
+                        }
                     }
                 }
+                Finalizer::Cleanup(c) => cleanup(&stored::decode(&c).check, &ctx).await,
             }
-            Finalizer::Cleanup(c) => cleanup(&stored::decode(&c).check, &ctx).await,
-        }
-    })
+        }),
+    )
     .instrument(span)
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    .await?
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(Error::NotLeader)
+        | kube::runtime::finalizer::Error::CleanupFailed(Error::NotLeader) => Error::NotLeader,
+        e if !lead.held() => {
+            debug!(error = %error_chain(&e), "failed after leadership was lost");
+            Error::NotLeader
+        }
+        e => Error::Finalizer(Box::new(e)),
+    })
 }
 
 /// Logs, counts and requeues a failed reconciliation (backoff by the error's kind: API
@@ -513,10 +556,7 @@ async fn delete_jobs(
     let lp = ListParams::default().labels(&sel);
     for ns in namespaces {
         let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-        match api
-            .delete_collection(&DeleteParams::background(), &lp)
-            .await
-        {
+        match leading(ctx, api.delete_collection(&DeleteParams::background(), &lp)).await? {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.is_not_found() => {}
             Err(source) => {
@@ -724,7 +764,7 @@ async fn create_jobs(
             .cloned()
             .unwrap_or_default();
         let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-        match api.create(&PostParams::default(), &job).await {
+        match leading(ctx, api.create(&PostParams::default(), &job)).await? {
             Ok(_) => {
                 ctx.metrics.job_created(context);
                 ctx.note_created(&uid, &name);
@@ -833,12 +873,15 @@ async fn write_status(
         "kind": RegistryConnectivityCheck::kind(&()),
         "status": new,
     });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
+    leading(
+        ctx,
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        ),
     )
-    .await
+    .await?
     .map_err(|source| Error::PatchStatus {
         namespace: ns,
         name,
@@ -924,7 +967,7 @@ pub fn transition_event(
 
 async fn publish(ctx: &Context, check: &RegistryConnectivityCheck, ev: Option<Event>) {
     if let Some(ev) = ev
-        && let Err(e) = ctx.recorder.publish(&ev, &check.object_ref(&())).await
+        && let Ok(Err(e)) = leading(ctx, ctx.recorder.publish(&ev, &check.object_ref(&()))).await
     {
         // Events are best effort: the status says the same.
         warn!(error = %e, reason = %ev.reason, "cannot publish event");
