@@ -16,14 +16,14 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use regcheck::aggregate::{self, ProbeOutcome, ProbeRecord};
-use regcheck::crd::{
+use regcheck::engine::findings::Report;
+use regcheck::operator::aggregate::{self, ProbeOutcome, ProbeRecord};
+use regcheck::operator::crd::{
     ProbeContext, RegistryConnectivityCheck, RegistryConnectivityCheckSpec,
     RegistryConnectivityCheckStatus, RunInfo, Strategy,
 };
-use regcheck::findings::Report;
-use regcheck::jobs::{self, ProbeJob};
-use regcheck::plan::{self, NodeInfo, NodeInventory, Target};
+use regcheck::operator::jobs::{self, ProbeJob};
+use regcheck::operator::nodes::{self, NodeInfo, NodeInventory, Target};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -195,7 +195,7 @@ fn aks_labels(name: &str, pool: &str, zone: &str) -> BTreeMap<String, String> {
         ),
         ("storageprofile", "managed".into()),
         ("topology.kubernetes.io/region", "westeurope".into()),
-        (plan::ZONE_LABEL, zone.into()),
+        (nodes::ZONE_LABEL, zone.into()),
     ];
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
@@ -346,13 +346,13 @@ fn checks() -> Vec<RegistryConnectivityCheck> {
 fn healthy_message() -> String {
     let full = include_str!("data/healthy-report.json");
     let report: Report = serde_json::from_str(full).expect("fixture is a report");
-    regcheck::output::to_compact_json(&report)
+    regcheck::engine::report::to_compact_json(&report)
 }
 
 fn failing_message() -> String {
     let full = include_str!("data/data-drop-report.json");
     let report: Report = serde_json::from_str(full).expect("fixture is a report");
-    regcheck::output::to_compact_json(&report)
+    regcheck::engine::report::to_compact_json(&report)
 }
 
 fn now() -> Time {
@@ -441,7 +441,7 @@ fn main() {
             .iter()
             .zip(&plans)
             .step_by(97)
-            .all(|(c, p)| *p == plan::plan_targets(&infos, &ctx_of(c), 7)),
+            .all(|(c, p)| *p == nodes::plan_targets(&infos, &ctx_of(c), 7)),
         "the inventory plans what plan_targets plans"
     );
     let per_node_pool = plans
@@ -479,9 +479,9 @@ fn main() {
     // ---- job building
     println!();
     let image = "regcheck.example/regcheck:0.1.0";
-    let valid: Vec<regcheck::spec::ValidSpec> = checks
+    let valid: Vec<regcheck::operator::spec::ValidSpec> = checks
         .iter()
-        .map(|c| regcheck::spec::ValidSpec::parse(&c.spec).expect("a valid bench spec"))
+        .map(|c| regcheck::operator::spec::ValidSpec::parse(&c.spec).expect("a valid bench spec"))
         .collect();
     let build_all = |limit: usize| {
         let mut n = 0usize;

@@ -1,9 +1,9 @@
 //! The `regcheck` binary: parses arguments and wires the library together.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use regcheck::check::{self, CheckInput, exit};
-use regcheck::output;
-use regcheck::probe_cmd::{self, ProbeArgs};
+use regcheck::cli::probe::{self, ProbeArgs};
+use regcheck::engine::check::{self, CheckInput, exit};
+use regcheck::engine::report;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 
@@ -31,7 +31,7 @@ enum Command {
     /// Print the RegistryConnectivityCheck CRD as YAML
     Crdgen,
     /// Run the operator: reconcile RegistryConnectivityChecks into probe Jobs and status
-    Controller(Box<regcheck::controller::cli::ControllerArgs>),
+    Controller(Box<regcheck::cli::controller::ControllerArgs>),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -131,10 +131,10 @@ fn main() {
     }
     let code = match cli.command {
         Command::Check(args) => run_check(*args),
-        Command::Controller(args) => regcheck::controller::cli::main(*args),
-        Command::Probe(args) => probe_cmd::execute(&args),
+        Command::Controller(args) => regcheck::cli::controller::main(*args),
+        Command::Probe(args) => probe::execute(&args),
         Command::Explain(args) => run_explain(args),
-        Command::Crdgen => match regcheck::crd::crdgen(&mut std::io::stdout().lock()) {
+        Command::Crdgen => match regcheck::operator::crd::crdgen(&mut std::io::stdout().lock()) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("regcheck: crdgen: {e}");
@@ -213,8 +213,8 @@ fn run_check(args: CheckArgs) -> i32 {
         report
     });
     let text = match args.output {
-        OutputFormat::Json => output::to_json(&report, true),
-        OutputFormat::Table => output::render_table(&report, std::io::stdout().is_terminal()),
+        OutputFormat::Json => report::to_json(&report, true),
+        OutputFormat::Table => report::render_table(&report, std::io::stdout().is_terminal()),
     };
     let mut out = std::io::stdout().lock();
     if writeln!(out, "{text}").is_err() {
@@ -243,10 +243,11 @@ fn run_explain(args: ExplainArgs) -> i32 {
         );
         return exit::BAD_INPUT;
     }
-    let report = regcheck::pullerror::to_report(&regcheck::pullerror::classify(&text));
+    let report =
+        regcheck::engine::pullerror::to_report(&regcheck::engine::pullerror::classify(&text));
     let out = match args.output {
-        OutputFormat::Json => output::to_json(&report, true),
-        OutputFormat::Table => output::render_table(&report, std::io::stdout().is_terminal()),
+        OutputFormat::Json => report::to_json(&report, true),
+        OutputFormat::Table => report::render_table(&report, std::io::stdout().is_terminal()),
     };
     if writeln!(std::io::stdout().lock(), "{out}").is_err() {
         return exit::INTERNAL;

@@ -1732,7 +1732,7 @@ fn prometheus_alert_fires_for_a_broken_registry_and_resolves() {
         .replace("PrivateEndpointResolvesPublic", "RegistryDeniedClientIP")
         .replace("default/myregistry", &format!("{n}/broken"));
     assert_eq!(ann["summary"], summary.as_str(), "{firing:#}");
-    let remediation = regcheck::findings::Reason::RegistryDeniedClientIP.remediation();
+    let remediation = regcheck::engine::findings::Reason::RegistryDeniedClientIP.remediation();
     assert_eq!(
         ann["remediation"].as_str().map(str::trim),
         Some(remediation),
@@ -1745,7 +1745,7 @@ fn prometheus_alert_fires_for_a_broken_registry_and_resolves() {
     );
     // The README abbreviates a real remediation text.
     let readme_remediation = line("remediation:");
-    let real = regcheck::findings::Reason::PrivateEndpointResolvesPublic.remediation();
+    let real = regcheck::engine::findings::Reason::PrivateEndpointResolvesPublic.remediation();
     for part in readme_remediation
         .split("...")
         .map(str::trim)

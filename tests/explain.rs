@@ -1,5 +1,5 @@
 //! `regcheck explain`: the binary, run on real pull messages (sources in
-//! src/pullerror_tests.rs). Nothing here touches the network.
+//! src/engine/pullerror/tests.rs). Nothing here touches the network.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

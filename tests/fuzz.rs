@@ -13,12 +13,12 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
-use regcheck::aggregate::{self, MAX_TERMINATION_MESSAGE};
-use regcheck::authparse::{denied_client_ip, parse_registry_error, parse_www_authenticate};
-use regcheck::policy::{self, HostPattern, NamespaceRule};
-use regcheck::probe::dns::{candidate_names, parse_hosts, parse_resolv_conf};
-use regcheck::proxy::{NoProxy, ProxyConfig, ProxyUrl};
-use regcheck::target::{self, InputError};
+use regcheck::engine::authparse::{denied_client_ip, parse_registry_error, parse_www_authenticate};
+use regcheck::engine::inputs::{self, InputError};
+use regcheck::engine::probe::dns::{candidate_names, parse_hosts, parse_resolv_conf};
+use regcheck::engine::proxy::{NoProxy, ProxyConfig, ProxyUrl};
+use regcheck::operator::aggregate::{self, MAX_TERMINATION_MESSAGE};
+use regcheck::operator::policy::{self, HostPattern, NamespaceRule};
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -140,7 +140,7 @@ fn termination(b: &[u8]) {
             assert!(!r.findings.is_empty());
             assert!(s.len() <= MAX_TERMINATION_MESSAGE);
             // What the controller does next with it must not panic either.
-            let _ = regcheck::output::to_compact_json(&r);
+            let _ = regcheck::engine::report::to_compact_json(&r);
             let _ = aggregate::timings(&r);
         }
         Err(e) => assert!(e.to_string().len() < 400, "{e}"),
@@ -218,10 +218,10 @@ fn no_proxy(b: &[u8]) {
 
 fn host(b: &[u8]) {
     let s = text(b);
-    match target::validate_host("--registry", &s) {
+    match inputs::validate_host("--registry", &s) {
         Ok(h) => {
             assert_eq!(
-                target::validate_host("--registry", &h).as_deref(),
+                inputs::validate_host("--registry", &h).as_deref(),
                 Ok(h.as_str()),
                 "not canonical"
             );
@@ -229,20 +229,20 @@ fn host(b: &[u8]) {
         }
         Err(e) => check_error(&e, "--registry"),
     }
-    match target::parse_host_port("--data-endpoint", &s, 443) {
+    match inputs::parse_host_port("--data-endpoint", &s, 443) {
         Ok((h, p)) => {
             assert!(p >= 1);
-            assert!(target::validate_host("--data-endpoint", &h).is_ok(), "{h}");
+            assert!(inputs::validate_host("--data-endpoint", &h).is_ok(), "{h}");
         }
         Err(e) => check_error(&e, "--data-endpoint"),
     }
-    if let Err(e) = target::parse_dns_server(&s) {
+    if let Err(e) = inputs::parse_dns_server(&s) {
         check_error(&e, "--dns-server");
     }
-    if let Err(e) = target::parse_duration("--timeout", &s, std::time::Duration::from_secs(300)) {
+    if let Err(e) = inputs::parse_duration("--timeout", &s, std::time::Duration::from_secs(300)) {
         check_error(&e, "--timeout");
     }
-    if let Err(e) = target::azure_data_endpoint("myreg.azurecr.io", &s) {
+    if let Err(e) = inputs::azure_data_endpoint("myreg.azurecr.io", &s) {
         check_error(&e, "--region");
     }
     // The controller's policy parsers take the same kind of input.
@@ -258,7 +258,7 @@ fn host(b: &[u8]) {
 
 fn image(b: &[u8]) {
     let s = text(b);
-    match target::parse_image("--image", &s, ("myreg.azurecr.io", 443)) {
+    match inputs::parse_image("--image", &s, ("myreg.azurecr.io", 443)) {
         Ok(i) => assert!(!i.repository.is_empty()),
         Err(e) => check_error(&e, "--image"),
     }
@@ -350,8 +350,8 @@ fn corpus_seeds_parse() {
     let np = NoProxy::parse(&read("no_proxy", "aks.txt"));
     assert!(np.matches("myreg.azurecr.io", 443).is_some());
     assert!(ProxyUrl::parse("--proxy", &read("proxy_url", "plain.txt")).is_ok());
-    assert!(target::validate_host("--registry", &read("host", "acr.txt")).is_ok());
-    assert!(target::validate_host("--registry", &read("host", "ctrl.txt")).is_err());
+    assert!(inputs::validate_host("--registry", &read("host", "acr.txt")).is_ok());
+    assert!(inputs::validate_host("--registry", &read("host", "ctrl.txt")).is_err());
     let conf = parse_resolv_conf(&read("resolv_conf", "pod.conf"));
     assert_eq!(conf.ndots, 5);
     let h = parse_hosts(&read("hosts", "etc_hosts"));
@@ -367,10 +367,10 @@ fn corpus_seeds_parse() {
 
 #[test]
 fn status_stays_small_with_5000_failing_nodes() {
-    use regcheck::aggregate::{ProbeOutcome, ProbeRecord, aggregate, next_status};
-    use regcheck::crd::{ProbeContext, RegistryConnectivityCheckSpec, RunInfo};
-    use regcheck::findings::Reason;
-    use regcheck::plan::Target;
+    use regcheck::engine::findings::Reason;
+    use regcheck::operator::aggregate::{ProbeOutcome, ProbeRecord, aggregate, next_status};
+    use regcheck::operator::crd::{ProbeContext, RegistryConnectivityCheckSpec, RunInfo};
+    use regcheck::operator::nodes::Target;
 
     let seed = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/termination/timeout.json"),

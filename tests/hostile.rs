@@ -584,8 +584,9 @@ fn password_stdin_never_appears_in_trace_logs() {
         let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
         assert_no_secret(&run, &refs);
         // The compact form written to the termination log by probes.
-        let report: regcheck::findings::Report = serde_json::from_str(&run.stdout).expect("report");
-        let compact = regcheck::output::to_compact_json(&report);
+        let report: regcheck::engine::findings::Report =
+            serde_json::from_str(&run.stdout).expect("report");
+        let compact = regcheck::engine::report::to_compact_json(&report);
         for s in &refs {
             assert!(
                 !compact.contains(s),

@@ -6,7 +6,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
-use regcheck::crd::RegistryConnectivityCheck;
+use regcheck::operator::crd::RegistryConnectivityCheck;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -118,7 +118,7 @@ fn deploy_kustomization_lists_existing_files_and_leaves_the_crd_to_crds() {
         .collect();
     assert_eq!(
         listed,
-        [Path::new(regcheck::crd::CRD_PATH)
+        [Path::new(regcheck::operator::crd::CRD_PATH)
             .file_name()
             .unwrap()
             .to_str()
@@ -335,10 +335,10 @@ fn deployment_runs_the_controller_hardened_with_the_contract_env() {
 
 // ---------------------------------------------------------------------------------------------
 // Examples against the CRD schema (the structural OpenAPI subset the API server checks; CEL
-// rules are tested in src/crd.rs).
+// rules are tested in src/operator/crd.rs).
 
 fn crd_schema() -> Value {
-    let docs = documents(&Path::new(ROOT).join(regcheck::crd::CRD_PATH));
+    let docs = documents(&Path::new(ROOT).join(regcheck::operator::crd::CRD_PATH));
     docs[0]["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
 }
 

@@ -38,7 +38,7 @@ fn chart_copies_are_identical() -> Result<(), String> {
             "charts/regcheck/crds/regcheck.dev_registryconnectivitychecks.yaml",
         ),
         (
-            regcheck::reference::RULES_PATH,
+            regcheck::generate::RULES_PATH,
             "charts/regcheck/files/regcheck-rules.yaml",
         ),
         (
@@ -51,8 +51,10 @@ fn chart_copies_are_identical() -> Result<(), String> {
             return Err(format!("{copy} differs from {src}: run `cp {src} {copy}`"));
         }
     }
-    // The generated CRD itself is kept in sync with the types by a unit test (src/crd.rs).
-    if read("crds/regcheck.dev_registryconnectivitychecks.yaml") != regcheck::crd::crd_yaml() {
+    // The generated CRD itself is kept in sync with the types by a unit test (src/operator/crd.rs).
+    if read("crds/regcheck.dev_registryconnectivitychecks.yaml")
+        != regcheck::operator::crd::crd_yaml()
+    {
         return Err("crds/ differs from `regcheck crdgen`".into());
     }
     Ok(())
@@ -225,14 +227,14 @@ fn promtool_rules() -> Result<(), String> {
     let out = run(
         Command::new(&promtool)
             .args(["check", "rules"])
-            .arg(root().join(regcheck::reference::RULES_PATH)),
+            .arg(root().join(regcheck::generate::RULES_PATH)),
         "promtool check rules",
     )?;
     eprintln!("{}", out.trim());
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
     std::fs::create_dir(scratch.path().join("tests")).map_err(|e| e.to_string())?;
     std::fs::copy(
-        root().join(regcheck::reference::RULES_PATH),
+        root().join(regcheck::generate::RULES_PATH),
         scratch.path().join("regcheck-rules.yaml"),
     )
     .map_err(|e| e.to_string())?;
@@ -267,19 +269,20 @@ fn promtool_rules() -> Result<(), String> {
 fn fill_remediations(text: &str) -> Result<String, String> {
     let re = regex::Regex::new(r"\$\{remediation:(\w+)\}").unwrap();
     let mut err = None;
-    let out = re.replace_all(
-        text,
-        |c: &regex::Captures| match regcheck::findings::Reason::ALL
-            .iter()
-            .find(|r| r.as_str() == &c[1])
-        {
-            Some(r) => serde_json::to_string(r.remediation()).unwrap(),
-            None => {
-                err = Some(format!("unknown reason {} in a promtool test", &c[1]));
-                String::new()
-            }
-        },
-    );
+    let out =
+        re.replace_all(
+            text,
+            |c: &regex::Captures| match regcheck::engine::findings::Reason::ALL
+                .iter()
+                .find(|r| r.as_str() == &c[1])
+            {
+                Some(r) => serde_json::to_string(r.remediation()).unwrap(),
+                None => {
+                    err = Some(format!("unknown reason {} in a promtool test", &c[1]));
+                    String::new()
+                }
+            },
+        );
     match err {
         Some(e) => Err(e),
         None => Ok(out.into_owned()),

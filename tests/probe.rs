@@ -9,11 +9,11 @@ mod support;
 
 use base64::Engine as _;
 use clap::Parser;
-use regcheck::aggregate::{MAX_TERMINATION_MESSAGE, parse_termination_message};
-use regcheck::crd::ProbeContext;
-use regcheck::findings::{Reason, Verdict};
-use regcheck::probe::TargetPolicy;
-use regcheck::probe_cmd::{self, NODE_IPS_ENV, ProbeArgs};
+use regcheck::cli::probe::{self, NODE_IPS_ENV, ProbeArgs};
+use regcheck::engine::findings::{Reason, Verdict};
+use regcheck::engine::probe::TargetPolicy;
+use regcheck::operator::aggregate::{MAX_TERMINATION_MESSAGE, parse_termination_message};
+use regcheck::operator::crd::ProbeContext;
 use serde_json::Value;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -218,15 +218,15 @@ fn node_address_from_environment_is_blocked() {
     let log = lab.dir().join("termination-log");
     let args = ProbeArgs::try_parse_from(probe_argv(REGISTRY, &resolv, &log, &[])).unwrap();
     let env = |k: &str| (k == NODE_IPS_ENV).then(|| node_ip.to_string());
-    let prepared = probe_cmd::prepare(&args, env).unwrap();
-    let report = lab.block_on(probe_cmd::run(&prepared));
+    let prepared = probe::prepare(&args, env).unwrap();
+    let report = lab.block_on(probe::run(&prepared));
     let f = &report.findings[0];
     assert_eq!(f.reason, Reason::TargetAddressBlocked, "{report:?}");
     assert!(f.message.contains("10.88.0.5"), "{}", f.message);
     let tcp = &report.evidence.endpoints[0].tcp;
     assert!(!tcp.is_empty() && tcp.iter().all(|t| t.ms == 0), "{tcp:?}");
     // Without the node address, the same target is allowed by the policy.
-    let prepared = probe_cmd::prepare(&args, |_| None).unwrap();
+    let prepared = probe::prepare(&args, |_| None).unwrap();
     assert!(prepared.check.config.policy.check(node_ip.into()).is_ok());
 }
 
@@ -364,13 +364,13 @@ fn password_used_for_a_pull_is_not_in_the_termination_message() {
             ],
         ))
         .unwrap();
-        let mut prepared = probe_cmd::prepare(&args, |_| None).unwrap();
+        let mut prepared = probe::prepare(&args, |_| None).unwrap();
         assert_eq!(
             prepared.check.config.policy,
             TargetPolicy::in_cluster(vec![])
         );
         prepared.check.config.policy = TargetPolicy::cli();
-        let report = lab.block_on(probe_cmd::run(&prepared));
+        let report = lab.block_on(probe::run(&prepared));
 
         let sent: Vec<(String, String)> = reg
             .requests
@@ -383,7 +383,7 @@ fn password_used_for_a_pull_is_not_in_the_termination_message() {
             sent.contains(&(USER.to_string(), configured.to_string())),
             "the registry received the configured credentials: {sent:?}"
         );
-        let msg = probe_cmd::fit_termination_message(&report);
+        let msg = probe::fit_termination_message(&report);
         let parsed = parse_termination_message(&msg).unwrap();
         if healthy {
             assert_eq!(parsed.verdict, Verdict::Healthy, "{msg}");
@@ -395,7 +395,10 @@ fn password_used_for_a_pull_is_not_in_the_termination_message() {
             );
         }
         assert_secret_absent(&msg, configured);
-        assert_secret_absent(&regcheck::output::to_json(&report, true), configured);
+        assert_secret_absent(
+            &regcheck::engine::report::to_json(&report, true),
+            configured,
+        );
         assert_secret_absent(&format!("{report:?}"), configured);
     }
 }

@@ -1,0 +1,619 @@
+//! `regcheck controller`: flags (each also an environment variable), logging, the HTTP
+//! endpoints, leader election and graceful shutdown around [`crate::operator::controller::run`].
+
+use crate::engine::inputs::InputError;
+use crate::operator::controller::api_count::ApiCountLayer;
+use crate::operator::controller::http::{self, Health};
+use crate::operator::controller::leader::{
+    Elector, HoldEnd, Leadership, LeaseTimings, identity, lease_client_config,
+};
+use crate::operator::controller::metrics::Metrics;
+use crate::operator::controller::{Config, Context};
+use crate::operator::policy::{self, PolicyConfig};
+use clap::{ArgAction, ValueEnum};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{error, info};
+
+/// Exit codes of `regcheck controller`.
+pub mod exit {
+    /// Stopped on SIGTERM / Ctrl-C.
+    pub const OK: i32 = 0;
+    /// Lost the Kubernetes API or leadership: the Deployment restarts the process.
+    pub const FAILED: i32 = 1;
+    pub const BAD_INPUT: i32 = 2;
+    pub const INTERNAL: i32 = 3;
+}
+
+/// How long SIGTERM waits for reconciliations in flight (the Lease is renewed meanwhile);
+/// below the Deployment's terminationGracePeriodSeconds (30).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PullPolicy {
+    #[value(name = "IfNotPresent")]
+    IfNotPresent,
+    #[value(name = "Always")]
+    Always,
+    #[value(name = "Never")]
+    Never,
+}
+
+impl PullPolicy {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Always => "Always",
+            Self::Never => "Never",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Flags of `regcheck controller`.
+#[derive(clap::Args, Debug)]
+pub struct ControllerArgs {
+    /// Image of the probe Jobs (the controller's own image, which carries `regcheck probe`)
+    #[arg(long, env = "REGCHECK_PROBE_IMAGE", value_name = "IMAGE")]
+    pub probe_image: String,
+    /// Pull policy of the probe image
+    #[arg(
+        long,
+        env = "REGCHECK_PROBE_IMAGE_PULL_POLICY",
+        value_enum,
+        value_name = "POLICY",
+        default_value = "IfNotPresent",
+        ignore_case = true
+    )]
+    pub probe_image_pull_policy: PullPolicy,
+    /// Namespace of node-context probe Jobs and of the Lease (default: $POD_NAMESPACE, else
+    /// regcheck-system)
+    #[arg(long, env = "REGCHECK_PROBE_NAMESPACE", value_name = "NS")]
+    pub probe_namespace: Option<String>,
+    /// Namespaces whose checks are watched, comma separated (default: all)
+    #[arg(
+        long,
+        env = "REGCHECK_NAMESPACES",
+        value_name = "NS,...",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// Deprecated and ignored: every check has its own interval (the CRD defaults
+    /// spec.interval to 5m). Accepted so that older manifests keep working.
+    #[arg(long, hide = true, value_name = "DURATION")]
+    pub default_interval: Option<String>,
+    /// Most unfinished probe Jobs of one run at a time
+    #[arg(long, env = "REGCHECK_MAX_CONCURRENT_JOBS", value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_concurrent_jobs: u32,
+    /// Address of /metrics, /healthz and /readyz
+    #[arg(
+        long,
+        env = "REGCHECK_METRICS_ADDR",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub metrics_addr: SocketAddr,
+    /// Run only while holding the Lease (true|false)
+    #[arg(long, env = "REGCHECK_LEADER_ELECTION", value_name = "BOOL", default_value_t = true,
+          action = ArgAction::Set)]
+    pub leader_election: bool,
+    /// Name of the Lease, in the probe namespace
+    #[arg(
+        long,
+        env = "REGCHECK_LEASE_NAME",
+        value_name = "NAME",
+        default_value = "regcheck-controller"
+    )]
+    pub lease_name: String,
+    /// How long a standby waits, on its own clock, after the Lease last changed before it
+    /// takes over (whole seconds)
+    #[arg(
+        long,
+        env = "REGCHECK_LEASE_DURATION",
+        value_name = "DURATION",
+        default_value = "15s"
+    )]
+    pub lease_duration: String,
+    /// How long the leader keeps working without a successful renewal; shorter than
+    /// --lease-duration
+    #[arg(
+        long,
+        env = "REGCHECK_LEASE_RENEW_DEADLINE",
+        value_name = "DURATION",
+        default_value = "10s"
+    )]
+    pub lease_renew_deadline: String,
+    /// How often the leader renews and a standby looks; shorter than --lease-renew-deadline
+    #[arg(
+        long,
+        env = "REGCHECK_LEASE_RETRY_PERIOD",
+        value_name = "DURATION",
+        default_value = "2s"
+    )]
+    pub lease_retry_period: String,
+    /// The proxy the nodes use, given to node-context probes of checks with proxy mode Inherit
+    #[arg(long, env = "REGCHECK_NODE_PROXY", value_name = "URL")]
+    pub node_proxy: Option<String>,
+    /// NO_PROXY list of the nodes, with --node-proxy
+    #[arg(
+        long,
+        env = "REGCHECK_NODE_NO_PROXY",
+        value_name = "LIST",
+        requires = "node_proxy"
+    )]
+    pub node_no_proxy: Option<String>,
+    /// Namespaces whose checks may run node-network probes: '*' (all), a comma list of
+    /// namespaces, or one namespace label key=value
+    #[arg(long, env = policy::ENV_NODE_CONTEXT_NAMESPACES, value_name = "*|NS,...|KEY=VALUE",
+          default_value = "*")]
+    pub node_context_namespaces: String,
+    /// Registry hosts checks may name: '*' (any) or a comma list of host patterns
+    /// (myreg.azurecr.io, *.azurecr.io, IP addresses)
+    #[arg(long, env = policy::ENV_ALLOWED_REGISTRIES, value_name = "*|PATTERN,...",
+          default_value = "*")]
+    pub allowed_registries: String,
+    /// Ports checks may name, comma separated
+    #[arg(long, env = policy::ENV_ALLOWED_PORTS, value_name = "PORT,...", default_value = "443")]
+    pub allowed_ports: String,
+    /// Hosts an Explicit spec.proxy.url may name: '*' (any) or a comma list of host patterns
+    #[arg(long, env = policy::ENV_ALLOWED_PROXIES, value_name = "*|PATTERN,...",
+          default_value = "*")]
+    pub allowed_proxies: String,
+    /// Log format (level from RUST_LOG, default info)
+    #[arg(long, env = "REGCHECK_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+fn dns_label(field: &str, s: &str) -> Result<(), InputError> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(InputError::new(field, s, "is not a valid namespace name"))
+    }
+}
+
+/// The lease timings of the flags, validated (renew deadline < lease duration, retry period <
+/// renew deadline).
+pub fn lease_timings(args: &ControllerArgs) -> Result<LeaseTimings, InputError> {
+    let max = Duration::from_secs(3600);
+    let d = |field: &str, s: &str| crate::engine::inputs::parse_duration(field, s, max);
+    LeaseTimings::new(
+        d("--lease-duration", &args.lease_duration)?,
+        d("--lease-renew-deadline", &args.lease_renew_deadline)?,
+        d("--lease-retry-period", &args.lease_retry_period)?,
+    )
+}
+
+/// Turns the flags into the controller's settings; `env` supplies `POD_NAMESPACE`.
+pub fn config(
+    args: &ControllerArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Config, InputError> {
+    if args.probe_image.trim().is_empty() || args.probe_image.chars().any(char::is_whitespace) {
+        return Err(InputError::new(
+            "--probe-image",
+            &args.probe_image,
+            "is not an image reference",
+        ));
+    }
+    let probe_namespace = args
+        .probe_namespace
+        .clone()
+        .filter(|s| !s.is_empty())
+        .or_else(|| env("POD_NAMESPACE").filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "regcheck-system".into());
+    dns_label("--probe-namespace", &probe_namespace)?;
+    let mut namespaces = Vec::new();
+    for ns in args
+        .namespaces
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
+        dns_label("--namespaces", ns)?;
+        if !namespaces.iter().any(|n| n == ns) {
+            namespaces.push(ns.to_string());
+        }
+    }
+    if let Some(p) = &args.node_proxy {
+        crate::engine::proxy::ProxyUrl::parse("--node-proxy", p)?;
+    }
+    if let Some(np) = &args.node_no_proxy
+        && (np.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(InputError::new(
+            "--node-no-proxy",
+            np,
+            "must be a comma-separated list without spaces",
+        ));
+    }
+    if args.lease_name.is_empty() || args.lease_name.len() > 253 {
+        return Err(InputError::new(
+            "--lease-name",
+            &args.lease_name,
+            "is not a valid name",
+        ));
+    }
+    lease_timings(args)?;
+    let policy = PolicyConfig::parse(
+        &args.node_context_namespaces,
+        &args.allowed_registries,
+        &args.allowed_ports,
+        &args.allowed_proxies,
+    )?;
+    Ok(Config {
+        probe_image: args.probe_image.clone(),
+        probe_image_pull_policy: args.probe_image_pull_policy.as_str().into(),
+        probe_namespace,
+        namespaces,
+        max_concurrent_jobs: args.max_concurrent_jobs as usize,
+        node_proxy: args.node_proxy.clone(),
+        node_no_proxy: args.node_no_proxy.clone(),
+        policy,
+        node_cache_ttl: crate::operator::controller::NODE_CACHE_TTL,
+    })
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Body of `regcheck controller`; returns the exit code.
+pub fn main(args: ControllerArgs) -> i32 {
+    let cfg = match config(&args, |k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("regcheck: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    init_tracing(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("regcheck: cannot start the runtime: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    let timings = match lease_timings(&args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("regcheck: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    runtime.block_on(run(args, cfg, timings))
+}
+
+async fn run(args: ControllerArgs, cfg: Config, timings: LeaseTimings) -> i32 {
+    let metrics = Arc::new(Metrics::new());
+    let kube_config = match kube::Config::infer().await {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %kube::Error::InferConfig(e), "no Kubernetes configuration (in-cluster or KUBECONFIG)");
+            return exit::FAILED;
+        }
+    };
+    // Every request to the API server is counted (regcheck_api_requests_total).
+    let build = |c: kube::Config| {
+        kube::client::ClientBuilder::try_from(c)
+            .map(|b| b.with_layer(&ApiCountLayer::new(metrics.clone())).build())
+    };
+    // The Lease has its own client: no automatic retries, short timeouts.
+    let clients = build(kube_config.clone())
+        .and_then(|c| Ok((c, build(lease_client_config(kube_config, &timings))?)));
+    let (client, lease_client) = match clients {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %e, "cannot build the Kubernetes client");
+            return exit::FAILED;
+        }
+    };
+    let health = Arc::new(Health::default());
+    let listener = match http::bind(args.metrics_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!(addr = %args.metrics_addr, error = %e, "cannot listen for /metrics");
+            return exit::FAILED;
+        }
+    };
+    let server = tokio::spawn(http::serve(listener, metrics.clone(), health.clone()));
+    info!(
+        probe_namespace = %cfg.probe_namespace,
+        namespaces = ?cfg.namespaces,
+        node_context_namespaces = %args.node_context_namespaces,
+        allowed_registries = %args.allowed_registries,
+        allowed_ports = %args.allowed_ports,
+        allowed_proxies = %args.allowed_proxies,
+        addr = %args.metrics_addr,
+        leader_election = args.leader_election,
+        "starting"
+    );
+
+    let mut term = Box::pin(terminated());
+    let elector = args.leader_election.then(|| {
+        Arc::new(Elector::new(
+            lease_client,
+            &cfg.probe_namespace,
+            &args.lease_name,
+            &identity(|k| std::env::var(k).ok()),
+            timings,
+        ))
+    });
+    // The renewing task, and how to tell it that the work has stopped.
+    let mut holding = None;
+    let leadership = match &elector {
+        None => Leadership::always(),
+        Some(el) => {
+            let (leading, leadership) = Leadership::channel();
+            health
+                .standing_by
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let since = tokio::select! {
+                since = el.acquire() => since,
+                _ = &mut term => {
+                    info!("terminated while standing by");
+                    server.abort();
+                    return exit::OK;
+                }
+            };
+            leading.send_replace(true);
+            health
+                .standing_by
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let el = el.clone();
+            let task = tokio::spawn(async move {
+                el.hold(since, &leading, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+            });
+            holding = Some((task, stop_tx));
+            leadership
+        }
+    };
+
+    let ctx = Arc::new(Context::new(client, cfg, metrics).with_leadership(leadership.clone()));
+    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
+    let watching = health.watching.clone();
+    let mut controller = tokio::spawn(crate::operator::controller::run(
+        ctx,
+        watching,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let code = tokio::select! {
+        _ = &mut term => {
+            info!("terminating: finishing reconciliations in flight (the lease is renewed meanwhile)");
+            let _ = stop_tx.send(());
+            tokio::select! {
+                res = tokio::time::timeout(DRAIN_TIMEOUT, &mut controller) => {
+                    if res.is_err() {
+                        info!(timeout = ?DRAIN_TIMEOUT, "reconciliations still in flight: abandoning them");
+                        controller.abort();
+                        let _ = (&mut controller).await;
+                    }
+                    // The work has stopped: only now stop renewing and give the Lease up.
+                    if let (Some((task, stop)), Some(el)) = (holding.take(), &elector) {
+                        let _ = stop.send(());
+                        match task.await {
+                            Ok(HoldEnd::Stopped) => el.release().await,
+                            _ => info!("leadership was lost while stopping: nothing to release"),
+                        }
+                    }
+                    exit::OK
+                }
+                _ = leadership.lost() => {
+                    error!("lost leadership while finishing reconciliations: exiting");
+                    controller.abort();
+                    exit::FAILED
+                }
+            }
+        }
+        _ = leadership.lost() => {
+            // Every write of the controller checks the signal and is abandoned when it turns.
+            error!("lost leadership: exiting so that the Deployment restarts this replica");
+            controller.abort();
+            exit::FAILED
+        }
+        res = &mut controller => {
+            error!(?res, "the controller stopped");
+            exit::FAILED
+        }
+    };
+    server.abort();
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: ControllerArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ControllerArgs, clap::Error> {
+        let mut v = vec!["x"];
+        v.extend_from_slice(args);
+        T::try_parse_from(v).map(|t| t.a)
+    }
+
+    #[test]
+    fn flags_and_defaults() {
+        // The environment of the test process could set REGCHECK_* variables: only
+        // flags given here are asserted on when they have an env twin set.
+        let a = parse(&[
+            "--probe-image",
+            "ghcr.io/x/regcheck:1",
+            "--namespaces",
+            "team-a,team-b,team-a",
+            "--leader-election",
+            "false",
+            "--probe-image-pull-policy",
+            "Always",
+            "--node-proxy",
+            "http://10.0.0.9:3128",
+            "--node-no-proxy",
+            ".svc,10.0.0.0/8",
+            "--max-concurrent-jobs",
+            "7",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert!(!a.leader_election);
+        assert_eq!(a.log_format, LogFormat::Json);
+        let c = config(&a, |k| (k == "POD_NAMESPACE").then(|| "ops".to_string())).unwrap();
+        assert_eq!(c.namespaces, ["team-a", "team-b"]);
+        assert_eq!(c.probe_image_pull_policy, "Always");
+        assert_eq!(c.max_concurrent_jobs, 7);
+        assert_eq!(c.node_no_proxy.as_deref(), Some(".svc,10.0.0.0/8"));
+        if std::env::var_os("REGCHECK_PROBE_NAMESPACE").is_none() {
+            assert_eq!(c.probe_namespace, "ops");
+            assert_eq!(
+                config(&a, |_| None).unwrap().probe_namespace,
+                "regcheck-system"
+            );
+        }
+        let policy_env = [
+            policy::ENV_NODE_CONTEXT_NAMESPACES,
+            policy::ENV_ALLOWED_REGISTRIES,
+            policy::ENV_ALLOWED_PORTS,
+            policy::ENV_ALLOWED_PROXIES,
+        ];
+        if policy_env.iter().all(|k| std::env::var_os(k).is_none()) {
+            assert_eq!(c.policy, PolicyConfig::default());
+        }
+        let a = parse(&[
+            "--probe-image",
+            "i",
+            "--node-context-namespaces",
+            "regcheck.dev/node-probes=true",
+            "--allowed-registries",
+            "*.azurecr.io,mcr.microsoft.com",
+            "--allowed-ports",
+            "443,5000",
+            "--allowed-proxies",
+            "proxy.corp.example",
+        ])
+        .unwrap();
+        assert_eq!(
+            config(&a, |_| None).unwrap().policy,
+            PolicyConfig::parse(
+                "regcheck.dev/node-probes=true",
+                "*.azurecr.io,mcr.microsoft.com",
+                "443,5000",
+                "proxy.corp.example"
+            )
+            .unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        assert!(parse(&[]).is_err() || std::env::var_os("REGCHECK_PROBE_IMAGE").is_some());
+        assert!(parse(&["--probe-image", "i", "--max-concurrent-jobs", "0"]).is_err());
+        assert!(parse(&["--probe-image", "i", "--leader-election", "maybe"]).is_err());
+        assert!(
+            parse(&["--probe-image", "i", "--node-no-proxy", "x"]).is_err()
+                || std::env::var_os("REGCHECK_NODE_PROXY").is_some()
+        );
+        let cases: [(&[&str], &str); 10] = [
+            (
+                &["--probe-image", "i", "--lease-renew-deadline", "15s"],
+                "--lease-renew-deadline: '15s'",
+            ),
+            (
+                &["--probe-image", "i", "--lease-retry-period", "1m"],
+                "--lease-retry-period: '1m'",
+            ),
+            (
+                &["--probe-image", "i", "--node-context-namespaces", "Team_A"],
+                "--node-context-namespaces: 'Team_A'",
+            ),
+            (
+                &["--probe-image", "i", "--allowed-registries", "*.io"],
+                "--allowed-registries: '*.io'",
+            ),
+            (
+                &["--probe-image", "i", "--allowed-ports", "https"],
+                "--allowed-ports: 'https'",
+            ),
+            (
+                &["--probe-image", "i", "--allowed-proxies", "proxy.corp:3128"],
+                "--allowed-proxies: 'proxy.corp:3128'",
+            ),
+            (&["--probe-image", "a b"], "--probe-image: 'a b'"),
+            (
+                &["--probe-image", "i", "--namespaces", "Team_A"],
+                "--namespaces: 'Team_A'",
+            ),
+            (
+                &["--probe-image", "i", "--probe-namespace=-x"],
+                "--probe-namespace: '-x'",
+            ),
+            (
+                &["--probe-image", "i", "--node-proxy", "socks5://p:1"],
+                "--node-proxy",
+            ),
+        ];
+        for (args, want) in cases {
+            let a = parse(args).unwrap();
+            let e = config(&a, |_| None).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{args:?}: {e}");
+        }
+    }
+}

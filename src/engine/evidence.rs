@@ -1,0 +1,530 @@
+//! Evidence: what a probe saw on the network, phase by phase, with no interpretation.
+//!
+//! This is the contract between the I/O edge (`crate::engine::probe`) and the pure diagnosis core
+//! (`crate::engine::diagnosis`). Every type here serialises to the versioned JSON report
+//! (`schemaVersion` 1); optional and empty fields are left out so that the compact form of a
+//! typical report fits into a container termination message (4096 bytes).
+
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+
+/// What part an endpoint plays in a pull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+pub enum Role {
+    /// The registry's login server (`/v2/`, tokens, manifests).
+    LoginServer,
+    /// A data endpoint that layer blobs are redirected to.
+    DataEndpoint,
+    /// Another host the user asked about (e.g. `mcr.microsoft.com`), probed like a registry.
+    Extra,
+}
+
+/// Kind of address, from the point of view of private endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AddrClass {
+    /// RFC 1918, 100.64.0.0/10 (shared address space), fc00::/7.
+    Private,
+    Public,
+    Loopback,
+    /// 169.254.0.0/16, fe80::/10.
+    LinkLocal,
+    /// Unspecified, multicast, broadcast, reserved.
+    Special,
+}
+
+impl AddrClass {
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                if v4.is_loopback() {
+                    Self::Loopback
+                } else if v4.is_link_local() {
+                    Self::LinkLocal
+                } else if v4.is_unspecified()
+                    || v4.is_multicast()
+                    || v4.is_broadcast()
+                    || o[0] >= 240
+                {
+                    Self::Special
+                } else if v4.is_private() || (o[0] == 100 && (o[1] & 0xc0) == 64) {
+                    Self::Private
+                } else {
+                    Self::Public
+                }
+            }
+            IpAddr::V6(v6) => {
+                if let Some(v4) = v6.to_ipv4_mapped() {
+                    return Self::of(IpAddr::V4(v4));
+                }
+                let s = v6.segments();
+                if v6.is_loopback() {
+                    Self::Loopback
+                } else if v6.is_unspecified() || v6.is_multicast() {
+                    Self::Special
+                } else if (s[0] & 0xffc0) == 0xfe80 {
+                    Self::LinkLocal
+                } else if (s[0] & 0xfe00) == 0xfc00 {
+                    Self::Private
+                } else {
+                    Self::Public
+                }
+            }
+        }
+    }
+}
+
+/// One resolved address and its class.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub ip: IpAddr,
+    pub class: AddrClass,
+}
+
+impl Address {
+    pub fn new(ip: IpAddr) -> Self {
+        Self {
+            ip,
+            class: AddrClass::of(ip),
+        }
+    }
+}
+
+/// How one DNS lookup ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DnsOutcome {
+    /// At least one A/AAAA address.
+    Resolved,
+    /// NXDOMAIN: the name does not exist (on this server's view).
+    NameNotFound,
+    /// NOERROR but no A/AAAA record (possibly a CNAME chain ending nowhere).
+    NoAddresses,
+    /// SERVFAIL.
+    ServerFailure,
+    /// REFUSED.
+    Refused,
+    /// No answer before the deadline (UDP and TCP dropped, or a server that never replies).
+    Timeout,
+    /// The server could not be reached at all (ICMP unreachable, connection refused, no route).
+    Unreachable,
+    /// A CNAME chain that loops or is longer than we follow.
+    CnameLoop,
+    /// Any other failure (malformed answer, FORMERR, NOTIMP, local error); see `error`.
+    Error,
+}
+
+/// The answer of one resolver (the system resolver, or one nameserver asked directly).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsAnswer {
+    /// `system` for the system resolver as a client sees it, `hosts` when the hosts file answered,
+    /// otherwise the nameserver's `ip:port`.
+    pub server: String,
+    pub outcome: DnsOutcome,
+    /// CNAME targets in order, without trailing dots: `a.azurecr.io -> [a.privatelink.azurecr.io, ...]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cnames: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<Address>,
+    /// For the system resolver: the nameserver whose answer was used (first that replied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub ms: u64,
+}
+
+impl DnsAnswer {
+    /// True when a CNAME in the chain is a `*.privatelink.*` name.
+    pub fn has_privatelink(&self) -> bool {
+        self.cnames.iter().any(|c| is_privatelink(c))
+    }
+    pub fn has_private_address(&self) -> bool {
+        self.addresses.iter().any(|a| a.class == AddrClass::Private)
+    }
+    pub fn has_public_address(&self) -> bool {
+        self.addresses.iter().any(|a| a.class == AddrClass::Public)
+    }
+}
+
+/// `x.privatelink.azurecr.io`, `x.privatelink.blob.core.windows.net`, ...
+pub fn is_privatelink(name: &str) -> bool {
+    name.to_ascii_lowercase()
+        .trim_end_matches('.')
+        .split('.')
+        .any(|label| label == "privatelink")
+}
+
+/// DNS evidence of one endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsEvidence {
+    /// What the system resolver (hosts file, then resolv.conf nameservers in order) answered:
+    /// this is what a client on this machine uses.
+    pub system: DnsAnswer,
+    /// Each nameserver asked on its own (from resolv.conf and `--dns-server`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<DnsAnswer>,
+}
+
+/// How a TCP connect ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TcpOutcome {
+    Connected,
+    /// No answer at all (packets dropped): the classic firewall/NSG symptom.
+    Timeout,
+    /// RST: nothing listens or a firewall rejects with reset.
+    Refused,
+    /// ICMP unreachable / no route to host / network unreachable.
+    Unreachable,
+    /// The address is forbidden by the target policy and was not dialled.
+    Blocked,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpEvidence {
+    /// The address dialled (the proxy's address when going through a proxy).
+    pub address: SocketAddr,
+    pub outcome: TcpOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub ms: u64,
+}
+
+/// How the TLS handshake with the endpoint ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TlsOutcome {
+    Verified,
+    /// Connection reset or closed right after our ClientHello, before any server bytes:
+    /// the signature of an SNI/FQDN-filtering firewall.
+    ResetAfterClientHello,
+    /// No handshake completed before the deadline.
+    Timeout,
+    /// The certificate chain does not lead to a trusted root: TLS inspection, or a private CA.
+    UntrustedIssuer,
+    /// The certificate is not valid for the host name.
+    NameMismatch,
+    /// Expired or not yet valid.
+    Expired,
+    /// Any other handshake failure (protocol error, alert from the server, not TLS at all).
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsEvidence {
+    pub outcome: TlsOutcome,
+    /// Subject of the end-entity certificate presented (also when verification failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Issuer of the end-entity certificate presented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub ms: u64,
+}
+
+/// How the `GET /v2/` exchange ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HttpOutcome {
+    /// A response with a status line and headers.
+    Response,
+    /// The request was sent but no response headers arrived before the deadline.
+    HeadersTimeout,
+    /// The server closed or reset the connection before sending headers.
+    Closed,
+    /// Something that is not HTTP/1.x (or headers too large).
+    Malformed,
+}
+
+/// A parsed `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Challenge {
+    /// `Bearer` or `Basic` (as sent).
+    pub scheme: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+/// The first entry of a registry error body `{"errors":[{"code":..,"message":..}]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryError {
+    pub code: String,
+    /// Truncated to a few hundred characters.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpEvidence {
+    pub outcome: HttpOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The challenge, when a `WWW-Authenticate` header was present and parsed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<Challenge>,
+    /// A `WWW-Authenticate` header was present but could not be parsed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub challenge_malformed: bool,
+    /// The `Docker-Distribution-API-Version` header was present.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub distribution_api: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_error: Option<RegistryError>,
+    /// From Azure's network-rule denial: `client with IP '<ip>' is not allowed access`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    /// `Content-Type` of the response, when not JSON (helps say "this is a web page, not a registry").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub ms: u64,
+}
+
+/// How the proxy handled our `CONNECT host:port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProxyOutcome {
+    /// 2xx: the tunnel is open.
+    Connected,
+    /// 403 (or another 4xx except 407): the proxy's policy refuses this destination.
+    Denied,
+    /// 407: the proxy wants credentials (or rejected the ones given).
+    AuthRequired,
+    /// The proxy closed the connection without answering the CONNECT (`proxyconnect tcp: EOF`).
+    Eof,
+    /// The proxy itself could not be reached (DNS, TCP refused/timeout/unreachable).
+    Unreachable,
+    /// No answer to the CONNECT before the deadline.
+    Timeout,
+    /// 5xx: the proxy could not reach the destination (502/503/504).
+    UpstreamFailed,
+    /// Anything else (garbage, a TLS proxy spoken to in plain text, ...).
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyEvidence {
+    /// The proxy URL with any credentials removed.
+    pub url: String,
+    pub outcome: ProxyOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub ms: u64,
+}
+
+/// Which path a connection to an endpoint takes, decided like Go's `net/http` (containerd,
+/// kubelet) decides from `HTTPS_PROXY`/`NO_PROXY`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// `None` for a direct connection; otherwise the proxy URL without credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// The `NO_PROXY` entry that exempted the host, when direct because of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_proxy_match: Option<String>,
+    /// `NO_PROXY` CIDR entries that contain one of the host's resolved addresses but do not
+    /// apply, because CIDR entries only match hosts written as IP literals.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cidr_not_applied: Vec<String>,
+}
+
+impl Route {
+    pub fn direct() -> Self {
+        Self {
+            proxy: None,
+            no_proxy_match: None,
+            cidr_not_applied: Vec::new(),
+        }
+    }
+    pub fn is_proxied(&self) -> bool {
+        self.proxy.is_some()
+    }
+}
+
+/// Everything seen about one endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointEvidence {
+    pub host: String,
+    pub port: u16,
+    pub role: Role,
+    pub dns: DnsEvidence,
+    pub route: Route,
+    /// CONNECT through the proxy, when the route uses one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyEvidence>,
+    /// TCP connects: to every resolved address when direct (capped), or to the proxy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp: Vec<TcpEvidence>,
+    /// TLS over the first connection that worked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsEvidence>,
+    /// `GET /v2/` over that connection (not done for data endpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpEvidence>,
+    /// The overall deadline passed before this endpoint's probe finished.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deadline_exceeded: bool,
+}
+
+impl EndpointEvidence {
+    /// True when TCP (direct or via the proxy tunnel) reached the endpoint.
+    pub fn connected(&self) -> bool {
+        match &self.proxy {
+            Some(p) => p.outcome == ProxyOutcome::Connected,
+            None => self.tcp.iter().any(|t| t.outcome == TcpOutcome::Connected),
+        }
+    }
+}
+
+/// How one step of the image pull (`--image`) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PullOutcome {
+    Ok,
+    /// 401 with credentials (or none where they are required).
+    Unauthorized,
+    /// 403 / `DENIED` / insufficient scope.
+    Forbidden,
+    /// 404 / `MANIFEST_UNKNOWN` / `NAME_UNKNOWN` / `BLOB_UNKNOWN`.
+    NotFound,
+    /// 429.
+    Throttled,
+    /// 5xx.
+    ServerError,
+    /// The host of this step could not be reached (see `hostEvidence`).
+    Unreachable,
+    /// Redirects went on too long.
+    TooManyRedirects,
+    /// Unexpected answer (bad JSON, digest mismatch, unsupported manifest).
+    Invalid,
+    /// Not attempted because an earlier step failed.
+    Skipped,
+}
+
+/// One HTTP step of the pull.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullStep {
+    pub outcome: PullOutcome,
+    /// Host that answered (or that could not be reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_error: Option<RegistryError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub ms: u64,
+}
+
+/// The data path of `--image`: token, manifest, smallest blob (following the redirect).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullEvidence {
+    /// `repo:tag` or `repo@digest` as given.
+    pub image: String,
+    pub credentials: bool,
+    pub token: PullStep,
+    pub manifest: PullStep,
+    pub blob: PullStep,
+    /// Digest and size of the blob fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob_size: Option<u64>,
+    /// Hosts the blob request was redirected to, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirects: Vec<String>,
+    /// Evidence of the host that failed during the pull (e.g. the data endpoint a 307 pointed
+    /// at), when it is not one of the probed endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_host: Option<Box<EndpointEvidence>>,
+}
+
+/// All evidence of one check run from one vantage point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evidence {
+    pub registry: String,
+    /// `Any`, `Public` or `Private`.
+    pub expect: Expect,
+    pub endpoints: Vec<EndpointEvidence>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullEvidence>,
+    pub ms: u64,
+}
+
+/// What kind of addresses the registry should resolve to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Expect {
+    #[default]
+    Any,
+    Public,
+    Private,
+}
+
+impl std::str::FromStr for Expect {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "any" => Ok(Self::Any),
+            "public" => Ok(Self::Public),
+            "private" => Ok(Self::Private),
+            _ => Err(format!("expect: '{s}' is not one of any, public, private")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_classes() {
+        let cases = [
+            ("10.1.2.3", AddrClass::Private),
+            ("172.16.0.1", AddrClass::Private),
+            ("172.32.0.1", AddrClass::Public),
+            ("192.168.1.1", AddrClass::Private),
+            ("100.64.0.1", AddrClass::Private),
+            ("100.128.0.1", AddrClass::Public),
+            ("20.1.2.3", AddrClass::Public),
+            ("203.0.113.5", AddrClass::Public),
+            ("127.0.0.1", AddrClass::Loopback),
+            ("169.254.169.254", AddrClass::LinkLocal),
+            ("0.0.0.0", AddrClass::Special),
+            ("224.0.0.1", AddrClass::Special),
+            ("255.255.255.255", AddrClass::Special),
+            ("::1", AddrClass::Loopback),
+            ("fd00::1", AddrClass::Private),
+            ("fe80::1", AddrClass::LinkLocal),
+            ("2001:db8::1", AddrClass::Public),
+            ("::ffff:10.0.0.1", AddrClass::Private),
+            ("ff02::1", AddrClass::Special),
+        ];
+        for (ip, class) in cases {
+            assert_eq!(AddrClass::of(ip.parse().unwrap()), class, "{ip}");
+        }
+    }
+
+    #[test]
+    fn privatelink_names() {
+        assert!(is_privatelink("reg.privatelink.azurecr.io"));
+        assert!(is_privatelink("REG.PrivateLink.azurecr.io."));
+        assert!(!is_privatelink("privatelinkx.azurecr.io"));
+        assert!(!is_privatelink("reg.azurecr.io"));
+    }
+}

@@ -1,0 +1,1542 @@
+//! Reconcile tests against a mocked API server (kube's `tower_test::mock::pair`): each
+//! [`Scenario`] is an exact sequence of requests (method, path, query and the body fields that
+//! matter) that a verifier task expects and answers like the API server would; a timeout on
+//! the verifier proves that every expected call happened.
+
+use super::*;
+use crate::operator::crd::RegistryConnectivityCheckSpec;
+use crate::operator::spec::ValidSpec;
+use ::http::{Method, Request, Response};
+use kube::client::Body;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+const NS: &str = "team-a";
+const PROBE_NS: &str = "regcheck-system";
+const UID: &str = "0f0e0d0c-0000-4000-8000-00000000abcd";
+const CHECKS: &str = "/apis/regcheck.dev/v1alpha1/namespaces/team-a/registryconnectivitychecks/acr";
+const HEALTHY: &str = include_str!("testdata/healthy-report.json");
+const TIMEOUT: &str = include_str!("testdata/timeout-report.json");
+
+fn config() -> Config {
+    Config {
+        probe_image: "ghcr.io/regcheck/regcheck:test".into(),
+        probe_image_pull_policy: "IfNotPresent".into(),
+        probe_namespace: PROBE_NS.into(),
+        namespaces: vec![],
+        max_concurrent_jobs: 50,
+        node_proxy: None,
+        node_no_proxy: None,
+        policy: PolicyConfig::default(),
+        // Every run lists the nodes (the cache has its own test).
+        node_cache_ttl: Duration::ZERO,
+    }
+}
+
+fn check(generation: i64, spec: Value) -> RegistryConnectivityCheck {
+    let mut base = json!({"registry": "r.azurecr.io", "failureThreshold": 1});
+    if let (Some(b), Some(s)) = (base.as_object_mut(), spec.as_object()) {
+        b.extend(s.clone());
+    }
+    let spec: RegistryConnectivityCheckSpec = serde_json::from_value(base).unwrap();
+    let mut c = RegistryConnectivityCheck::new("acr", spec);
+    c.metadata.namespace = Some(NS.into());
+    c.metadata.uid = Some(UID.into());
+    c.metadata.generation = Some(generation);
+    c.metadata.resource_version = Some("100".into());
+    c.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    c
+}
+
+fn node(name: &str, pool: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {
+            "kubernetes.io/os": "linux",
+            "kubernetes.azure.com/agentpool": pool,
+            "topology.kubernetes.io/zone": "z1"}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+    })
+}
+
+fn nodes() -> Vec<Value> {
+    vec![node("aks-sys-0", "sys"), node("aks-user-0", "user")]
+}
+
+fn node_infos() -> NodeInventory {
+    NodeInventory::new(
+        nodes()
+            .into_iter()
+            .map(|n| NodeInfo::from_node(&serde_json::from_value(n).unwrap()))
+            .collect(),
+    )
+}
+
+fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items})
+}
+
+fn status_error(code: u16, reason: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+           "message": format!("mock {reason}"), "reason": reason, "code": code})
+}
+
+/// The Jobs of run `run` as the API server returns them: created, with a state.
+fn jobs_of(c: &RegistryConnectivityCheck, run: u64, state: &str) -> Vec<Job> {
+    plan_jobs(
+        c,
+        &ValidSpec::parse(&c.spec).unwrap(),
+        &node_infos(),
+        run,
+        &config(),
+    )
+    .into_iter()
+    .map(|(_, mut j)| {
+        j.metadata.uid = Some(format!("job-{}", j.name_any()));
+        j.metadata.creation_timestamp = Some(Time("2024-01-01T00:00:00Z".parse().unwrap()));
+        j.status = Some(
+            serde_json::from_value(match state {
+                "complete" => json!({"succeeded": 1, "completionTime": "2024-01-01T00:00:20Z",
+                    "conditions": [{"type": "Complete", "status": "True",
+                                    "lastTransitionTime": "2024-01-01T00:00:20Z"}]}),
+                _ => json!({"active": 1}),
+            })
+            .unwrap(),
+        );
+        j
+    })
+    .collect()
+}
+
+/// The pod of a Job: `message` is the termination message of a finished probe, `None` a pod
+/// that is still pending, unschedulable.
+fn pod_of_job(j: &Job, message: Option<&str>) -> Value {
+    let labels = j
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .clone();
+    let status = match message {
+        Some(m) => json!({"phase": "Succeeded", "containerStatuses": [{
+            "name": "probe", "image": "x", "imageID": "x", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": m}}}]}),
+        None => json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
+            "status": "False", "reason": "Unschedulable", "message": "0/2 nodes are available"}]}),
+    };
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{}-x1", j.name_any()), "namespace": j.namespace(),
+            "labels": labels,
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": j.name_any(),
+                                 "uid": j.metadata.uid, "controller": true}]},
+        "status": status
+    })
+}
+
+type BodyCheck = Box<dyn Fn(&Value) + Send>;
+
+/// One request the API server expects, and its answer.
+struct Step {
+    method: Method,
+    path: String,
+    /// `key=value` pairs that the (decoded) query must contain.
+    query: Vec<String>,
+    check: BodyCheck,
+    code: u16,
+    /// `None`: answer with the request body (create, apply).
+    reply: Option<Value>,
+    /// Applied to the reply (e.g. to merge an applied status into the object).
+    shape: Option<Box<dyn Fn(Value) -> Value + Send>>,
+}
+
+fn step(method: Method, path: impl Into<String>, code: u16, reply: Option<Value>) -> Step {
+    Step {
+        method,
+        path: path.into(),
+        query: vec![],
+        check: Box::new(|_| {}),
+        code,
+        reply,
+        shape: None,
+    }
+}
+
+impl Step {
+    fn query(mut self, q: &str) -> Self {
+        self.query.push(q.to_string());
+        self
+    }
+    fn body(mut self, f: impl Fn(&Value) + Send + 'static) -> Self {
+        self.check = Box::new(f);
+        self
+    }
+}
+
+fn sel_uid() -> String {
+    format!("labelSelector=regcheck.dev/check-uid={UID}")
+}
+fn sel_run(run: &str) -> String {
+    format!("labelSelector=regcheck.dev/check-uid={UID},regcheck.dev/run={run}")
+}
+
+/// Puts Jobs and pods (as JSON) into the controller's watch caches.
+fn cache(ctx: &Context, jobs: &[Job], pods: &[Value]) {
+    let pods: Vec<Pod> = pods
+        .iter()
+        .map(|p| serde_json::from_value(p.clone()).unwrap())
+        .collect();
+    ctx.caches.fill(jobs, &pods);
+}
+
+fn list_nodes() -> Step {
+    step(
+        Method::GET,
+        "/api/v1/nodes",
+        200,
+        Some(list("NodeList", "v1", nodes())),
+    )
+}
+
+fn create_job(ns: &str, run: &str, context: &str, code: u16) -> Step {
+    let (run, context, ns_owned) = (run.to_string(), context.to_string(), ns.to_string());
+    let reply = (code >= 300).then(|| {
+        status_error(
+            code,
+            match code {
+                409 => "AlreadyExists",
+                429 => "TooManyRequests",
+                _ => "InternalError",
+            },
+        )
+    });
+    step(
+        Method::POST,
+        format!("/apis/batch/v1/namespaces/{ns}/jobs"),
+        code,
+        reply,
+    )
+    .body(move |b| {
+        assert_eq!(b["metadata"]["namespace"], ns_owned.as_str());
+        assert_eq!(b["metadata"]["labels"]["regcheck.dev/run"], run.as_str());
+        assert_eq!(
+            b["metadata"]["labels"]["regcheck.dev/context"],
+            context.as_str()
+        );
+        assert_eq!(b["metadata"]["labels"]["regcheck.dev/check-uid"], UID);
+        let pod = &b["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["hostNetwork"].as_bool(),
+            (context == "node").then_some(true)
+        );
+    })
+}
+
+fn delete_jobs(ns: &str, selector: String) -> Step {
+    step(
+        Method::DELETE,
+        format!("/apis/batch/v1/namespaces/{ns}/jobs"),
+        200,
+        Some(list("JobList", "batch/v1", vec![])),
+    )
+    .query(&selector)
+    .body(|b| assert_eq!(b["propagationPolicy"], "Background"))
+}
+
+fn patch_status(check: impl Fn(&Value) + Send + 'static) -> Step {
+    let mut s = step(Method::PATCH, format!("{CHECKS}/status"), 200, None);
+    // The server answers with the whole object.
+    s.shape = Some(Box::new(|applied| {
+        let mut obj = serde_json::to_value(self::check(1, json!({}))).unwrap();
+        obj["status"] = applied["status"].clone();
+        obj
+    }));
+    s.query("fieldManager=regcheck-controller")
+        .query("force=true")
+        .body(move |b| {
+            assert_eq!(b["kind"], "RegistryConnectivityCheck");
+            assert_eq!(b["apiVersion"], "regcheck.dev/v1alpha1");
+            check(&b["status"])
+        })
+}
+
+fn event(type_: &'static str, reason: &'static str) -> Step {
+    step(
+        Method::POST,
+        format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"),
+        201,
+        None,
+    )
+    .body(move |b| {
+        assert_eq!(b["type"], type_);
+        assert_eq!(b["reason"], reason);
+        assert_eq!(b["regarding"]["name"], "acr");
+        assert_eq!(b["regarding"]["kind"], "RegistryConnectivityCheck");
+    })
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no condition {type_} in {status}"))
+}
+
+/// Answers the requests of `steps` in order, checking each; returns after the last one.
+async fn verify(handle: &mut Handle, steps: Vec<Step>) {
+    for (i, s) in steps.into_iter().enumerate() {
+        let (req, send) = handle.next_request().await.unwrap_or_else(|| {
+            panic!(
+                "step {i}: the client went away before {} {}",
+                s.method, s.path
+            )
+        });
+        let what = format!("step {i}: {} {}", req.method(), req.uri());
+        assert_eq!(req.method(), s.method, "{what}");
+        assert_eq!(req.uri().path(), s.path, "{what}");
+        let query: Vec<String> =
+            url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+        for q in &s.query {
+            assert!(query.contains(q), "{what}: query lacks {q}: {query:?}");
+        }
+        let bytes = req.into_body().collect_bytes().await.unwrap();
+        let body: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{what}: body: {e}"))
+        };
+        (s.check)(&body);
+        let mut reply = s.reply.unwrap_or_else(|| body.clone());
+        if let Some(shape) = &s.shape {
+            reply = shape(reply);
+        }
+        if s.code < 300 && reply["metadata"].is_object() && reply["metadata"]["uid"].is_null() {
+            reply["metadata"]["uid"] = json!(format!("uid-{i}"));
+        }
+        send.send_response(
+            Response::builder()
+                .status(s.code)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                .unwrap(),
+        );
+    }
+}
+
+/// The cases of the issue, each an exact request sequence.
+enum Scenario {
+    /// No finalizer yet: it is added; then the run starts (list Jobs, Nodes, create Jobs).
+    FirstRun,
+    /// Every probe of r1 finished: pods read, status written, Event, Jobs deleted.
+    ResultsArrive,
+    /// The only probe's pod cannot be scheduled.
+    ProbeUnschedulable,
+    /// Generation 2 while r2 of generation 1 runs: r2's Jobs go, r3 starts.
+    SpecChangeMidRun,
+    /// Deleted: Jobs in both namespaces go, then the finalizer.
+    Deletion,
+    /// The controller restarted while r1 runs: nothing is created again.
+    RestartMidRun,
+    /// A Job of the run exists already (409): fine.
+    CreateConflict,
+}
+
+struct Setup {
+    ctx: Arc<Context>,
+    handle: Handle,
+}
+
+fn setup(cfg: Config) -> Setup {
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "default");
+    let ctx = Arc::new(Context::new(client, cfg, Arc::new(metrics::Metrics::new())));
+    // As after the watches' first lists (an empty cluster unless a test fills the caches).
+    ctx.caches.set_ready();
+    Setup { ctx, handle }
+}
+
+/// Runs `reconcile` on `obj` while the verifier answers `steps`. A request beyond `steps`
+/// gets no answer, so reconcile times out; a missing one times the verifier out.
+async fn run_steps(
+    ctx: &Arc<Context>,
+    handle: Handle,
+    obj: RegistryConnectivityCheck,
+    steps: Vec<Step>,
+) -> (Result<Requeue, Error>, Handle) {
+    let verifier = tokio::spawn(async move {
+        let mut handle = handle;
+        verify(&mut handle, steps).await;
+        handle
+    });
+    let res = tokio::time::timeout(
+        Duration::from_secs(10),
+        reconcile(Arc::new(StoredCheck::from(&obj)), ctx.clone()),
+    )
+    .await
+    .expect("reconcile hung: it made a request that was not expected");
+    let handle = tokio::time::timeout(Duration::from_secs(10), verifier)
+        .await
+        .expect("timeout: not every expected request was made")
+        .expect("the verifier failed");
+    (res, handle)
+}
+
+fn sorted_contexts(jobs: &[Job]) -> Vec<(String, String)> {
+    jobs.iter()
+        .map(|j| (j.namespace().unwrap(), j.labels()[labels::CONTEXT].clone()))
+        .collect()
+}
+
+impl Scenario {
+    async fn run(self) {
+        match self {
+            Scenario::FirstRun => {
+                let Setup { ctx, handle } = setup(config());
+                let mut fresh = check(1, json!({}));
+                fresh.metadata.finalizers = None;
+                let with_finalizer = check(1, json!({}));
+                let reply = serde_json::to_value(&with_finalizer).unwrap();
+                let steps = vec![step(Method::PATCH, CHECKS, 200, Some(reply)).body(|b| {
+                    let ops = b.as_array().expect("a JSON patch");
+                    assert!(
+                        ops.iter().any(|o| o["op"] == "add"
+                            && o["path"] == "/metadata/finalizers"
+                            && o["value"] == json!([FINALIZER])),
+                        "{b}"
+                    );
+                })];
+                let (res, handle) = run_steps(&ctx, handle, fresh, steps).await;
+                res.unwrap();
+                let steps = vec![
+                    list_nodes(),
+                    create_job(PROBE_NS, "r1", "node", 201),
+                    create_job(PROBE_NS, "r1", "node", 201),
+                    create_job(NS, "r1", "pod", 201),
+                    create_job(NS, "r1", "pod", 201),
+                ];
+                let (res, handle) = run_steps(&ctx, handle, with_finalizer.clone(), steps).await;
+                assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+                assert!(
+                    ctx.metrics
+                        .render()
+                        .contains(r#"regcheck_probe_jobs_created_total{context="pod"} 2"#)
+                );
+                // Triggered again before the watch shows any of the new Jobs: nothing is
+                // created again (planning the run needs the nodes).
+                let (res, handle) =
+                    run_steps(&ctx, handle, with_finalizer.clone(), vec![list_nodes()]).await;
+                assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+                // The watch shows one of them: the run is topped up with none of the others
+                // (planning it needs the nodes).
+                let first: Vec<Job> = jobs_of(&with_finalizer, 1, "active")
+                    .into_iter()
+                    .take(1)
+                    .collect();
+                cache(&ctx, &first, &[]);
+                let (res, _) = run_steps(&ctx, handle, with_finalizer, vec![list_nodes()]).await;
+                assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+            }
+            Scenario::ResultsArrive => {
+                let Setup { ctx, handle } = setup(config());
+                let c = check(1, json!({}));
+                let jobs = jobs_of(&c, 1, "complete");
+                assert_eq!(
+                    sorted_contexts(&jobs),
+                    [
+                        (PROBE_NS.into(), "node".into()),
+                        (PROBE_NS.into(), "node".into()),
+                        (NS.into(), "pod".into()),
+                        (NS.into(), "pod".into())
+                    ]
+                );
+                // Node network healthy everywhere; the pod network of aks-user-0 times out.
+                let pods: Vec<Value> = jobs
+                    .iter()
+                    .map(|j| {
+                        let bad = j.labels()[labels::CONTEXT] == "pod"
+                            && j.labels()[labels::NODE] == "aks-user-0";
+                        pod_of_job(j, Some(if bad { TIMEOUT } else { HEALTHY }))
+                    })
+                    .collect();
+                // The pods of another run and another check are not this run's.
+                let mut others = pods.clone();
+                for p in &mut others {
+                    p["metadata"]["name"] = json!(format!("{}-r9", p["metadata"]["name"]));
+                    p["metadata"]["labels"]["regcheck.dev/run"] = json!("r9");
+                }
+                let mut foreign = pods.clone();
+                for p in &mut foreign {
+                    p["metadata"]["name"] = json!(format!("{}-other", p["metadata"]["name"]));
+                    p["metadata"]["labels"]["regcheck.dev/check-uid"] = json!("other");
+                    p["status"] = json!({"phase": "Running"});
+                }
+                cache(&ctx, &jobs, &[pods.clone(), others, foreign].concat());
+                let steps = vec![
+                    patch_status(|s| {
+                        let ready = condition(s, "Ready");
+                        assert_eq!(ready["status"], "False", "{s}");
+                        assert_eq!(ready["reason"], "ConnectionTimedOut");
+                        assert_eq!(s["diagnosis"]["reason"], "ConnectionTimedOut");
+                        assert_eq!(s["diagnosis"]["context"], "Pod");
+                        assert_eq!(s["diagnosis"]["node"], "aks-user-0");
+                        assert_eq!(condition(s, "ContextsConsistent")["status"], "False");
+                        assert_eq!(
+                            condition(s, "ContextsConsistent")["reason"],
+                            "ContextsDisagree"
+                        );
+                        assert_eq!(condition(s, "ProbesHealthy")["status"], "True");
+                        assert_eq!(condition(s, "RegistryReachable")["status"], "False");
+                        assert_eq!(s["lastRun"]["id"], "r1");
+                        assert_eq!(s["lastRun"]["durationMs"], 20_000);
+                        assert_eq!(s["observedGeneration"], 1);
+                        assert_eq!(s["consecutiveFailures"], 1);
+                        assert_eq!(s["counts"]["nodesChecked"], 2);
+                        assert_eq!(s["counts"]["nodesFailing"], 1);
+                        assert_eq!(s["counts"]["probes"], 4);
+                        assert_eq!(s["results"].as_array().unwrap().len(), 4);
+                        assert_eq!(s["results"][0]["nodePool"], "user");
+                    }),
+                    event("Warning", "ConnectionTimedOut"),
+                    delete_jobs(PROBE_NS, sel_run("r1")),
+                    delete_jobs(NS, sel_run("r1")),
+                ];
+                let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+                let requeue = res.unwrap();
+                // The watches have not delivered the status nor the deletions yet: the cached
+                // check and Jobs predate the collected run, which is neither collected nor
+                // started again.
+                let (res, _) = run_steps(&ctx, handle, c, vec![]).await;
+                assert_eq!(res.unwrap(), Requeue::requeue(Duration::from_secs(1)));
+                // The next run is due an interval (plus jitter) after this one started, which
+                // is long past: it starts at once.
+                assert_eq!(requeue, Requeue::requeue(Duration::from_secs(1)));
+                let m = ctx.metrics.render();
+                for want in [
+                    r#"regcheck_runs_total{result="unreachable"} 1"#,
+                    r#"regcheck_check_ready{namespace="team-a",name="acr"} 0"#,
+                    r#"regcheck_check_failing_nodes{namespace="team-a",name="acr"} 1"#,
+                    r#"regcheck_probe_phase_duration_seconds_count{context="node",phase="tls"} 2"#,
+                ] {
+                    assert!(m.lines().any(|l| l == want), "{want} in\n{m}");
+                }
+            }
+            Scenario::ProbeUnschedulable => {
+                let Setup { ctx, handle } = setup(config());
+                let c = check(
+                    1,
+                    json!({"contexts": {"pod": {"enabled": false}},
+                    "interval": "1h"}),
+                );
+                let jobs: Vec<Job> = jobs_of(&c, 1, "active").into_iter().take(1).collect();
+                let mut j = jobs[0].clone();
+                // Planned with one node only.
+                j.annotations_mut()
+                    .insert(run_ann::RUN_SIZE.into(), "1".into());
+                cache(&ctx, std::slice::from_ref(&j), &[pod_of_job(&j, None)]);
+                let steps = vec![
+                    patch_status(|s| {
+                        let probes = condition(s, "ProbesHealthy");
+                        assert_eq!(probes["status"], "False", "{s}");
+                        assert_eq!(probes["reason"], "ProbeUnschedulable");
+                        assert_eq!(condition(s, "Ready")["status"], "Unknown");
+                        assert_eq!(s["diagnosis"]["reason"], "ProbeUnschedulable");
+                        assert_eq!(s["consecutiveFailures"], 0);
+                    }),
+                    event("Warning", "ProbeUnschedulable"),
+                    delete_jobs(PROBE_NS, sel_run("r1")),
+                ];
+                let (res, _) = run_steps(&ctx, handle, c, steps).await;
+                assert!(matches!(res.unwrap(), r if r != Requeue::await_change()));
+                let m = ctx.metrics.render();
+                assert!(
+                    m.contains(r#"regcheck_check_ready{namespace="team-a",name="acr"} -1"#),
+                    "{m}"
+                );
+                assert!(
+                    m.contains(r#"regcheck_runs_total{result="probe_failed"} 1"#),
+                    "{m}"
+                );
+            }
+            Scenario::SpecChangeMidRun => {
+                let Setup { ctx, handle } = setup(config());
+                let old = check(1, json!({}));
+                let mut c = check(2, json!({"timeoutSeconds": 20}));
+                c.status = Some(RegistryConnectivityCheckStatus {
+                    observed_generation: Some(1),
+                    last_run: Some(RunInfo {
+                        id: "r1".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+                let running = jobs_of(&old, 2, "active");
+                cache(&ctx, &running, &[]);
+                let steps = vec![
+                    delete_jobs(PROBE_NS, sel_run("r2")),
+                    delete_jobs(NS, sel_run("r2")),
+                    list_nodes(),
+                    create_job(PROBE_NS, "r3", "node", 201).body(|b| {
+                        assert_eq!(b["metadata"]["annotations"]["regcheck.dev/generation"], "2");
+                        let args =
+                            b["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+                        assert!(args.contains(r#""--timeout","20s""#), "{args}");
+                    }),
+                    create_job(PROBE_NS, "r3", "node", 201),
+                    create_job(NS, "r3", "pod", 201),
+                    create_job(NS, "r3", "pod", 201),
+                ];
+                let (res, _) = run_steps(&ctx, handle, c, steps).await;
+                res.unwrap();
+            }
+            Scenario::Deletion => {
+                let Setup { ctx, handle } = setup(config());
+                let mut c = check(1, json!({}));
+                c.metadata.deletion_timestamp = Some(Time("2024-01-01T00:00:00Z".parse().unwrap()));
+                let mut gone = c.clone();
+                gone.metadata.finalizers = None;
+                let steps = vec![
+                    delete_jobs(PROBE_NS, sel_uid()),
+                    delete_jobs(NS, sel_uid()),
+                    step(
+                        Method::PATCH,
+                        CHECKS,
+                        200,
+                        Some(serde_json::to_value(&gone).unwrap()),
+                    )
+                    .body(|b| {
+                        let ops = b.as_array().expect("a JSON patch");
+                        assert!(
+                            ops.iter()
+                                .any(|o| o["op"] == "remove"
+                                    && o["path"] == "/metadata/finalizers/0"),
+                            "{b}"
+                        );
+                    }),
+                ];
+                let (res, _) = run_steps(&ctx, handle, c, steps).await;
+                assert_eq!(res.unwrap(), Requeue::await_change());
+            }
+            Scenario::RestartMidRun => {
+                let Setup { ctx, handle } = setup(config());
+                let c = check(1, json!({}));
+                let jobs = jobs_of(&c, 1, "active");
+                let pods: Vec<Value> = jobs
+                    .iter()
+                    .map(|j| {
+                        let mut p = pod_of_job(j, None);
+                        p["status"] = json!({"phase": "Running", "containerStatuses": [{
+                            "name": "probe", "image": "x", "imageID": "x", "ready": true,
+                            "restartCount": 0, "state": {"running": {}}}]});
+                        p
+                    })
+                    .collect();
+                cache(&ctx, &jobs, &pods);
+                // All from the caches: not one request.
+                let (res, _) = run_steps(&ctx, handle, c, vec![]).await;
+                assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+                assert!(!ctx.metrics.render().contains("probe_jobs_created_total{"));
+            }
+            Scenario::CreateConflict => {
+                let Setup { ctx, handle } = setup(config());
+                let steps = vec![
+                    list_nodes(),
+                    create_job(PROBE_NS, "r1", "node", 409),
+                    create_job(PROBE_NS, "r1", "node", 201),
+                    create_job(NS, "r1", "pod", 201),
+                    create_job(NS, "r1", "pod", 201),
+                ];
+                let (res, _) = run_steps(&ctx, handle, check(1, json!({})), steps).await;
+                assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+                let m = ctx.metrics.render();
+                assert!(
+                    m.contains(r#"regcheck_probe_jobs_created_total{context="node"} 1"#),
+                    "{m}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn first_run() {
+    Scenario::FirstRun.run().await;
+}
+
+#[tokio::test]
+async fn results_arrive() {
+    Scenario::ResultsArrive.run().await;
+}
+
+#[tokio::test]
+async fn probe_unschedulable() {
+    Scenario::ProbeUnschedulable.run().await;
+}
+
+#[tokio::test]
+async fn spec_change_mid_run() {
+    Scenario::SpecChangeMidRun.run().await;
+}
+
+#[tokio::test]
+async fn deletion() {
+    Scenario::Deletion.run().await;
+}
+
+#[tokio::test]
+async fn restart_mid_run() {
+    Scenario::RestartMidRun.run().await;
+}
+
+#[tokio::test]
+async fn conflict_on_create_is_treated_as_exists() {
+    Scenario::CreateConflict.run().await;
+}
+
+/// 429 on listing the nodes: reconcile fails, the error policy counts it and retries soon;
+/// the retry does the whole first run.
+#[tokio::test]
+async fn throttled_is_retried() {
+    let Setup { ctx, handle } = setup(config());
+    let c = check(1, json!({}));
+    let steps = vec![step(
+        Method::GET,
+        "/api/v1/nodes",
+        429,
+        Some(status_error(429, "TooManyRequests")),
+    )];
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+    let err = res.unwrap_err();
+    assert_eq!(err.metric_label(), "list_nodes");
+    let requeue = error_policy(Arc::new(StoredCheck::from(&c)), &err, ctx.clone());
+    assert_eq!(requeue, Requeue::requeue(Duration::from_secs(5)));
+    assert!(
+        ctx.metrics
+            .render()
+            .contains(r#"regcheck_reconcile_errors_total{error="list_nodes"} 1"#)
+    );
+    let steps = vec![
+        list_nodes(),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(NS, "r1", "pod", 201),
+        create_job(NS, "r1", "pod", 201),
+    ];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    res.unwrap();
+}
+
+/// 500 in the middle of creating a run's Jobs: reconcile fails and is retried; the retry finds
+/// the Job that was created, and creates only the missing ones of the same run.
+#[tokio::test]
+async fn server_error_mid_run_resumes_without_duplicates() {
+    let Setup { ctx, handle } = setup(config());
+    let c = check(1, json!({}));
+    let steps = vec![
+        list_nodes(),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(PROBE_NS, "r1", "node", 500),
+    ];
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+    let err = res.unwrap_err();
+    assert_eq!(err.metric_label(), "create_job");
+    assert_eq!(
+        error_policy(Arc::new(StoredCheck::from(&c)), &err, ctx.clone()),
+        Requeue::requeue(Duration::from_secs(15))
+    );
+    assert!(
+        ctx.metrics
+            .render()
+            .contains(r#"regcheck_reconcile_errors_total{error="create_job"} 1"#)
+    );
+
+    let first: Vec<Job> = jobs_of(&c, 1, "active").into_iter().take(1).collect();
+    // The watch has delivered the one Job that was created (its pod not yet).
+    cache(&ctx, &first, &[]);
+    let steps = vec![
+        list_nodes(),
+        create_job(PROBE_NS, "r1", "node", 201).body(|b| {
+            assert_eq!(b["metadata"]["labels"]["regcheck.dev/node"], "aks-user-0");
+        }),
+        create_job(NS, "r1", "pod", 201),
+        create_job(NS, "r1", "pod", 201),
+    ];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+}
+
+/// An invalid spec: no Jobs, `Ready=False` with `InvalidSpec`, an Event; the same spec again
+/// writes nothing.
+#[tokio::test]
+async fn invalid_spec_is_reported_not_retried() {
+    let Setup { ctx, handle } = setup(config());
+    let c = check(1, json!({"interval": "10s"}));
+    let steps = vec![
+        patch_status(|s| {
+            let ready = condition(s, "Ready");
+            assert_eq!(ready["status"], "False");
+            assert_eq!(ready["reason"], "InvalidSpec");
+            assert!(
+                ready["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("spec.interval: '10s'")
+            );
+        }),
+        event("Warning", "InvalidSpec"),
+    ];
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+    assert_eq!(res.unwrap(), Requeue::await_change());
+    // With that status in place, nothing is requested.
+    let mut again = c;
+    let now = Time(Timestamp::now());
+    again.status = Some(invalid_status(
+        &Default::default(),
+        Some(1),
+        &crate::operator::spec::ValidSpec::parse(&again.spec)
+            .unwrap_err()
+            .to_string(),
+        &now,
+    ));
+    let steps = vec![];
+    let (res, _) = run_steps(&ctx, handle, again, steps).await;
+    assert_eq!(res.unwrap(), Requeue::await_change());
+    assert!(
+        ctx.metrics
+            .render()
+            .contains(r#"regcheck_runs_total{result="invalid_spec"} 1"#)
+    );
+}
+
+#[test]
+fn node_proxy_is_passed_to_inherit_node_probes_only() {
+    let mut cfg = config();
+    cfg.node_proxy = Some("http://10.0.0.9:3128".into());
+    cfg.node_no_proxy = Some(".svc,10.0.0.0/8".into());
+    cfg.probe_image_pull_policy = "Always".into();
+    let c = check(1, json!({}));
+    let jobs = plan_jobs(
+        &c,
+        &ValidSpec::parse(&c.spec).unwrap(),
+        &node_infos(),
+        1,
+        &cfg,
+    );
+    for (ctx, j) in &jobs {
+        let container = &j
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0];
+        assert_eq!(container.image_pull_policy.as_deref(), Some("Always"));
+        let args = container.args.as_ref().unwrap().join(" ");
+        let has = args.contains("--proxy http://10.0.0.9:3128 --proxy-bypass .svc,10.0.0.0/8");
+        assert_eq!(has, *ctx == ProbeContext::Node, "{args}");
+        let ann = j.annotations();
+        assert_eq!(ann[run_ann::RUN_SIZE], "4");
+        assert_eq!(ann[run_ann::GENERATION], "1");
+        assert_eq!(ann[run_ann_extra::ZONE], "z1");
+    }
+    let mut explicit = c.clone();
+    explicit.spec.proxy.mode = ProxyMode::None;
+    for (_, j) in plan_jobs(
+        &explicit,
+        &ValidSpec::parse(&explicit.spec).unwrap(),
+        &node_infos(),
+        1,
+        &cfg,
+    ) {
+        let args = j.spec.unwrap().template.spec.unwrap().containers[0]
+            .args
+            .clone()
+            .unwrap();
+        assert!(!args.contains(&"http://10.0.0.9:3128".to_string()));
+    }
+}
+
+#[test]
+fn jobs_map_back_to_their_check() {
+    let c = check(1, json!({}));
+    let (_, j) = plan_jobs(
+        &c,
+        &ValidSpec::parse(&c.spec).unwrap(),
+        &node_infos(),
+        1,
+        &config(),
+    )
+    .remove(0);
+    let r = check_of_job(&j).unwrap();
+    assert_eq!(r.name, "acr");
+    assert_eq!(r.namespace.as_deref(), Some(NS));
+    let mut labels_only = j.clone();
+    labels_only.metadata.annotations = None;
+    assert_eq!(check_of_job(&labels_only), Some(r));
+    let mut none = j;
+    none.metadata.annotations = None;
+    none.metadata.labels = Some(BTreeMap::new());
+    assert_eq!(check_of_job(&none), None);
+}
+
+#[test]
+fn status_equality_ignores_timestamps_only() {
+    let t = |s: i64| Time(Timestamp::from_second(1_700_000_000 + s).unwrap());
+    let a = invalid_status(&Default::default(), Some(1), "spec.interval: bad", &t(0));
+    let b = invalid_status(&Default::default(), Some(1), "spec.interval: bad", &t(50));
+    assert!(same_except_timestamps(&a, &b));
+    let c = invalid_status(&Default::default(), Some(2), "spec.interval: bad", &t(0));
+    assert!(!same_except_timestamps(&a, &c));
+    // lastTransitionTime stays while the status does not change.
+    let again = invalid_status(&a, Some(1), "spec.interval: worse", &t(100));
+    assert_eq!(again.conditions[0].last_transition_time, t(0));
+}
+
+#[test]
+fn events_only_on_transitions() {
+    let t = Time(Timestamp::from_second(1_700_000_000).unwrap());
+    let cond = |status: &str, reason: &str| Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: "m".into(),
+        observed_generation: Some(1),
+        last_transition_time: t.clone(),
+    };
+    let st = |status: &str, reason: &str| RegistryConnectivityCheckStatus {
+        conditions: vec![cond(status, reason)],
+        diagnosis: Some(crate::operator::crd::Diagnosis {
+            reason: reason.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let none = RegistryConnectivityCheckStatus::default();
+    let ev = transition_event(&none, &st("True", "Healthy")).unwrap();
+    assert_eq!((ev.reason.as_str(), ev.type_), ("Ready", EventType::Normal));
+    let ev = transition_event(&st("True", "Healthy"), &st("False", "DNSNameNotFound")).unwrap();
+    assert_eq!(
+        (ev.reason.as_str(), ev.type_),
+        ("DNSNameNotFound", EventType::Warning)
+    );
+    let ev = transition_event(
+        &st("False", "DNSNameNotFound"),
+        &st("False", "ConnectionTimedOut"),
+    )
+    .unwrap();
+    assert_eq!(ev.reason, "DiagnosisChanged");
+    assert!(transition_event(&st("False", "X"), &st("False", "X")).is_none());
+    // A failure below failureThreshold is announced, but not as a warning.
+    let ev = transition_event(&none, &st("Unknown", "AwaitingThreshold")).unwrap();
+    assert_eq!(
+        (ev.reason.as_str(), ev.type_),
+        ("AwaitingThreshold", EventType::Normal)
+    );
+    // A broken probe is a warning named after the probe's failure.
+    let ev =
+        transition_event(&st("True", "Healthy"), &st("Unknown", "ProbeUnschedulable")).unwrap();
+    assert_eq!(
+        (ev.reason.as_str(), ev.type_),
+        ("ProbeUnschedulable", EventType::Warning)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Target policy
+
+fn with_policy(ns: &str, registries: &str, ports: &str, proxies: &str) -> Config {
+    Config {
+        policy: PolicyConfig::parse(ns, registries, ports, proxies).unwrap(),
+        ..config()
+    }
+}
+
+/// A registry outside `--allowed-registries`: the Jobs the check had go, `Ready=False
+/// TargetNotAllowed` names the rule, one Event, counted as `invalid_spec`, and the check is
+/// looked at again after its interval; the same refusal again writes nothing.
+#[tokio::test]
+async fn policy_refusal_deletes_jobs_and_reports_the_rule() {
+    let Setup { ctx, handle } = setup(with_policy("*", "*.example.com", "443", "*"));
+    let c = check(1, json!({"interval": "7m"}));
+    let running = jobs_of(&c, 1, "active");
+    cache(&ctx, &running, &[]);
+    let steps = vec![
+        delete_jobs(PROBE_NS, sel_uid()),
+        delete_jobs(NS, sel_uid()),
+        patch_status(|s| {
+            let ready = condition(s, "Ready");
+            assert_eq!(ready["status"], "False");
+            assert_eq!(ready["reason"], "TargetNotAllowed");
+            let m = ready["message"].as_str().unwrap();
+            assert!(m.starts_with("allowed-registries: "), "{m}");
+            assert!(m.contains("r.azurecr.io"), "{m}");
+            assert!(m.contains("--allowed-registries=*.example.com"), "{m}");
+            assert_eq!(s["diagnosis"]["reason"], "TargetNotAllowed");
+            assert_eq!(s["observedGeneration"], 1);
+        }),
+        event("Warning", "TargetNotAllowed"),
+    ];
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(Duration::from_secs(420)));
+    assert!(
+        ctx.metrics
+            .render()
+            .contains(r#"regcheck_runs_total{result="invalid_spec"} 1"#)
+    );
+    // The refusal is in the status now, and the watch has seen the Jobs go: nothing is
+    // requested.
+    ctx.caches.forget_jobs(&running);
+    let v = policy::evaluate(
+        &ValidSpec::parse(&c.spec).unwrap(),
+        NS,
+        &BTreeMap::new(),
+        &ctx.config.policy,
+    )
+    .unwrap_err();
+    let mut again = c;
+    again.status = Some(refused_status(
+        &Default::default(),
+        Some(1),
+        &v,
+        &Time(Timestamp::now()),
+    ));
+    let steps = vec![];
+    let (res, _) = run_steps(&ctx, handle, again, steps).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(Duration::from_secs(420)));
+}
+
+/// An Explicit proxy outside `--allowed-proxies` is refused before any Job exists.
+#[tokio::test]
+async fn proxy_outside_the_allowed_list_is_refused() {
+    let Setup { ctx, handle } = setup(with_policy("*", "*", "443", "proxy.corp.example"));
+    let c = check(
+        1,
+        json!({"proxy": {"mode": "Explicit", "url": "http://10.9.9.9:22"}}),
+    );
+    let steps = vec![
+        patch_status(|s| {
+            let ready = condition(s, "Ready");
+            assert_eq!(ready["reason"], "TargetNotAllowed");
+            assert!(
+                ready["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("allowed-proxies: proxy 10.9.9.9"),
+                "{ready}"
+            );
+        }),
+        event("Warning", "TargetNotAllowed"),
+    ];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    res.unwrap();
+}
+
+fn get_namespace(labels: Value) -> Step {
+    step(
+        Method::GET,
+        format!("/api/v1/namespaces/{NS}"),
+        200,
+        Some(json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": NS, "labels": labels}})),
+    )
+}
+
+/// With a label rule the Namespace is read (and only then): without the label, node probes
+/// are refused; with it, the run starts; a pod-context-only check does not read it at all.
+#[tokio::test]
+async fn namespace_label_rule_reads_the_namespace() {
+    let cfg = with_policy("regcheck.dev/node-probes=true", "*", "443", "*");
+    let Setup { ctx, handle } = setup(cfg.clone());
+    let steps = vec![
+        get_namespace(json!({"kubernetes.io/metadata.name": NS})),
+        patch_status(|s| {
+            let m = condition(s, "Ready")["message"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(m.starts_with("node-context-namespaces: "), "{m}");
+            assert!(m.contains("regcheck.dev/node-probes=true"), "{m}");
+        }),
+        event("Warning", "TargetNotAllowed"),
+    ];
+    let (res, handle) = run_steps(&ctx, handle, check(1, json!({})), steps).await;
+    res.unwrap();
+
+    let steps = vec![
+        get_namespace(json!({"regcheck.dev/node-probes": "true"})),
+        list_nodes(),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(NS, "r1", "pod", 201),
+        create_job(NS, "r1", "pod", 201),
+    ];
+    let (res, handle) = run_steps(&ctx, handle, check(1, json!({})), steps).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+
+    let pod_only = check(1, json!({"contexts": {"node": {"enabled": false}}}));
+    // As a check of its own (the memory of the Jobs just created dropped).
+    ctx.forget(UID);
+    let steps = vec![
+        list_nodes(),
+        create_job(NS, "r1", "pod", 201),
+        create_job(NS, "r1", "pod", 201),
+    ];
+    let (res, _) = run_steps(&ctx, handle, pod_only, steps).await;
+    res.unwrap();
+}
+
+/// Checks that start within the inventory TTL share one LIST of the nodes.
+#[tokio::test]
+async fn node_inventory_is_reused_within_its_ttl() {
+    let Setup { ctx, handle } = setup(Config {
+        node_cache_ttl: Duration::from_secs(60),
+        ..config()
+    });
+    let first_run = |with_nodes: bool| {
+        let mut v = vec![];
+        if with_nodes {
+            v.push(list_nodes());
+        }
+        v.extend([
+            create_job(PROBE_NS, "r1", "node", 201),
+            create_job(PROBE_NS, "r1", "node", 201),
+            create_job(NS, "r1", "pod", 201),
+            create_job(NS, "r1", "pod", 201),
+        ]);
+        v
+    };
+    let (res, handle) = run_steps(&ctx, handle, check(1, json!({})), first_run(true)).await;
+    res.unwrap();
+    // As for another check starting within the TTL (this one's memory of its Jobs dropped).
+    ctx.forget(UID);
+    let (res, _) = run_steps(&ctx, handle, check(1, json!({})), first_run(false)).await;
+    res.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Objects that bypassed the CRD schema
+
+/// Like [`run_steps`], for an object as stored (spec and status any JSON).
+async fn run_stored(
+    ctx: &Arc<Context>,
+    handle: Handle,
+    spec: Value,
+    status: Option<Value>,
+    steps: Vec<Step>,
+) -> (Result<Requeue, Error>, Handle) {
+    let mut obj = serde_json::to_value(check(1, json!({}))).unwrap();
+    obj["spec"] = spec;
+    obj["status"] = status.unwrap_or(Value::Null);
+    let stored: StoredCheck = serde_json::from_value(obj).unwrap();
+    let verifier = tokio::spawn(async move {
+        let mut handle = handle;
+        verify(&mut handle, steps).await;
+        handle
+    });
+    let res = tokio::time::timeout(
+        Duration::from_secs(10),
+        reconcile(Arc::new(stored), ctx.clone()),
+    )
+    .await
+    .expect("reconcile hung: it made a request that was not expected (a Job?)");
+    let handle = tokio::time::timeout(Duration::from_secs(10), verifier)
+        .await
+        .expect("timeout: not every expected request was made")
+        .expect("the verifier failed");
+    (res, handle)
+}
+
+/// Each malformed spec gets `Ready=False InvalidSpec` naming the field; no Job is created (an
+/// unexpected request would hang reconcile), nothing panics, and the error is not retried.
+#[tokio::test]
+async fn malformed_objects_get_invalid_spec_and_no_jobs() {
+    let many: Vec<String> = (0..200).map(|i| format!("d{i}.example.com")).collect();
+    let cases: Vec<(&str, Value, Option<Value>, &str)> = vec![
+        (
+            "bad host",
+            json!({"registry": "bad host!"}),
+            None,
+            "spec.registry: 'bad host!'",
+        ),
+        (
+            "zero interval",
+            json!({"registry": "r.azurecr.io", "interval": "0s"}),
+            None,
+            "spec.interval: '0s'",
+        ),
+        (
+            "zero threshold",
+            json!({"registry": "r.azurecr.io", "failureThreshold": 0}),
+            None,
+            "spec.failureThreshold: '0'",
+        ),
+        (
+            "200 data endpoints",
+            json!({"registry": "r.azurecr.io", "dataEndpoints": many}),
+            None,
+            "spec.dataEndpoints",
+        ),
+        (
+            "unknown proxy mode",
+            json!({"registry": "r.azurecr.io", "proxy": {"mode": "Sometimes"}}),
+            None,
+            "spec.proxy: cannot be read: unknown variant `Sometimes`",
+        ),
+        (
+            "negative threshold",
+            json!({"registry": "r.azurecr.io", "successThreshold": -3}),
+            None,
+            "spec.successThreshold: cannot be read",
+        ),
+        (
+            "spec not an object",
+            json!(["r.azurecr.io"]),
+            None,
+            "spec: cannot be read: expected an object",
+        ),
+        ("no spec at all", Value::Null, None, "spec: cannot be read"),
+        (
+            "garbage status too",
+            json!({"registry": "r.azurecr.io", "timeoutSeconds": "x"}),
+            Some(json!({"conditions": 7, "results": "lots"})),
+            "spec.timeoutSeconds: cannot be read",
+        ),
+    ];
+    for (name, spec, status, want) in cases {
+        let Setup { ctx, handle } = setup(config());
+        let want_owned = want.to_string();
+        let steps = vec![
+            patch_status(move |s| {
+                let ready = condition(s, "Ready");
+                assert_eq!(ready["status"], "False", "{s}");
+                assert_eq!(ready["reason"], "InvalidSpec", "{s}");
+                let m = ready["message"].as_str().unwrap();
+                assert!(m.contains(&want_owned), "{m}");
+                assert!(m.len() <= 1024);
+            }),
+            event("Warning", "InvalidSpec"),
+        ];
+        let (res, _) = run_stored(&ctx, handle, spec, status, steps).await;
+        assert_eq!(res.unwrap(), Requeue::await_change(), "{name}");
+        let m = ctx.metrics.render();
+        assert!(
+            m.contains(r#"regcheck_runs_total{result="invalid_spec"} 1"#),
+            "{name}: {m}"
+        );
+        assert!(!m.contains("regcheck_probe_jobs_created_total{"), "{name}");
+    }
+}
+
+/// A valid spec with a garbage status runs as if there were no status.
+#[tokio::test]
+async fn garbage_status_with_a_valid_spec_runs() {
+    let Setup { ctx, handle } = setup(config());
+    let steps = vec![
+        list_nodes(),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(NS, "r1", "pod", 201),
+        create_job(NS, "r1", "pod", 201),
+    ];
+    let spec = serde_json::to_value(check(1, json!({})).spec).unwrap();
+    let (res, _) = run_stored(
+        &ctx,
+        handle,
+        spec,
+        Some(json!({"lastRun": {"id": 5}, "conditions": [{"type": 1}]})),
+        steps,
+    )
+    .await;
+    assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+}
+
+/// The whole controller (watches included) against a mocked API server whose LIST of checks
+/// holds an object that the typed check cannot decode next to a good one: the watch does not
+/// fail, the bad check gets `InvalidSpec`, the good one's run starts.
+#[tokio::test]
+async fn watch_survives_an_undecodable_object() {
+    let good = serde_json::to_value(check(1, json!({}))).unwrap();
+    let mut bad = good.clone();
+    bad["metadata"]["name"] = json!("broken");
+    bad["metadata"]["uid"] = json!("0f0e0d0c-0000-4000-8000-00000000beef");
+    bad["spec"]["proxy"] = json!({"mode": "Sometimes"});
+    bad["status"] = json!({"conditions": "garbage"});
+    let checks = list(
+        "RegistryConnectivityCheckList",
+        "regcheck.dev/v1alpha1",
+        vec![bad, good],
+    );
+    // This is what the typed watch would have choked on.
+    assert!(
+        serde_json::from_value::<kube::core::ObjectList<RegistryConnectivityCheck>>(checks.clone())
+            .is_err()
+    );
+
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "default");
+    let ctx = Arc::new(Context::new(
+        client,
+        config(),
+        Arc::new(metrics::Metrics::new()),
+    ));
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
+    let controller = tokio::spawn(run(ctx.clone(), ready.clone(), async move {
+        let _ = stop_rx.await;
+    }));
+    let server = async move {
+        let mut held = Vec::new(); // watch requests: left open, like a quiet watch
+        let (mut invalid_written, mut jobs_created) = (None, 0);
+        while invalid_written.is_none() || jobs_created < 4 {
+            let (req, send) = handle.next_request().await.expect("client alive");
+            let (method, path) = (req.method().clone(), req.uri().path().to_string());
+            let query = req.uri().query().unwrap_or("").to_string();
+            let body = req.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let reply = |code: u16, v: &Value| {
+                Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::to_vec(v).unwrap()))
+                    .unwrap()
+            };
+            if query.contains("watch=true") {
+                held.push(send);
+                continue;
+            }
+            let answer = match (method.as_str(), path.as_str()) {
+                ("GET", "/apis/regcheck.dev/v1alpha1/registryconnectivitychecks") => checks.clone(),
+                ("GET", "/apis/batch/v1/jobs") => list("JobList", "batch/v1", vec![]),
+                ("GET", p) if p.ends_with("/jobs") => list("JobList", "batch/v1", vec![]),
+                ("GET", p) if p.ends_with("/pods") => list("PodList", "v1", vec![]),
+                ("GET", "/api/v1/nodes") => list("NodeList", "v1", nodes()),
+                ("POST", p) if p.ends_with("/jobs") => {
+                    assert!(
+                        body["metadata"]["annotations"]["regcheck.dev/check"]
+                            .as_str()
+                            .unwrap_or("")
+                            .ends_with("/acr"),
+                        "a Job for the broken check: {body}"
+                    );
+                    jobs_created += 1;
+                    body
+                }
+                ("PATCH", p) if p.ends_with("/broken/status") => {
+                    invalid_written = Some(body["status"].clone());
+                    body
+                }
+                ("POST", p) if p.ends_with("/events") => body,
+                other => panic!("unexpected request {other:?} {query}"),
+            };
+            send.send_response(reply(200, &answer));
+        }
+        (invalid_written.unwrap(), held)
+    };
+    let (status, _held) = tokio::time::timeout(Duration::from_secs(20), server)
+        .await
+        .expect("the controller neither refused the broken check nor ran the good one");
+    let ready_cond = condition(&status, "Ready");
+    assert_eq!(ready_cond["reason"], "InvalidSpec");
+    assert!(
+        ready_cond["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.proxy: cannot be read: unknown variant `Sometimes`"),
+        "{ready_cond}"
+    );
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), controller).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watch caches of probe Jobs and pods
+
+#[test]
+fn watch_scopes_cover_the_probe_namespace_per_watched_namespace() {
+    let all = watch_scopes(&config());
+    assert_eq!(
+        all,
+        [WatchScope {
+            controller: 0,
+            namespace: None,
+            selector: MANAGED_BY_SELECTOR.into()
+        }]
+    );
+    let some = watch_scopes(&Config {
+        namespaces: vec![NS.into(), PROBE_NS.into()],
+        ..config()
+    });
+    let got: Vec<(usize, Option<&str>, &str)> = some
+        .iter()
+        .map(|s| (s.controller, s.namespace.as_deref(), s.selector.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0, Some(NS), MANAGED_BY_SELECTOR),
+            (
+                0,
+                Some(PROBE_NS),
+                "app.kubernetes.io/managed-by=regcheck,regcheck.dev/check-namespace=team-a"
+            ),
+            (1, Some(PROBE_NS), MANAGED_BY_SELECTOR),
+        ]
+    );
+}
+
+/// A check's Jobs from the caches: only its own, only in its namespaces, each once, in the
+/// order a LIST per namespace would give.
+#[tokio::test]
+async fn cached_jobs_are_the_checks_own_once_each() {
+    let Setup { ctx, .. } = setup(config());
+    let c = check(1, json!({}));
+    let jobs = jobs_of(&c, 1, "active");
+    let mut other = jobs[0].clone();
+    other.metadata.name = Some("other-check".into());
+    other
+        .labels_mut()
+        .insert(labels::CHECK_UID.into(), "another-uid".into());
+    let mut elsewhere = jobs[0].clone();
+    elsewhere.metadata.name = Some("elsewhere".into());
+    elsewhere.metadata.namespace = Some("team-b".into());
+    // Reversed, and twice: the order and duplicates come from the watches, not from here.
+    let mut input: Vec<Job> = jobs.iter().rev().cloned().collect();
+    input.extend(jobs.iter().cloned());
+    input.extend([other, elsewhere]);
+    cache(&ctx, &input, &[]);
+    let got = cached_jobs(&ctx, NS, UID);
+    let names = |js: &[Job]| js.iter().map(|j| j.name_any()).collect::<Vec<_>>();
+    let mut want = jobs.clone();
+    want.sort_by_key(|j| (j.namespace() != Some(PROBE_NS.into()), j.name_any()));
+    assert_eq!(names(&got), names(&want));
+    assert_eq!(sorted_contexts(&got).len(), 4);
+}
+
+/// Before the watches have listed, a reconcile decides nothing and asks the API nothing.
+#[tokio::test]
+async fn nothing_is_decided_before_the_caches_are_filled() {
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = Arc::new(Context::new(
+        Client::new(svc, "default"),
+        config(),
+        Arc::new(metrics::Metrics::new()),
+    ));
+    let (res, _) = run_steps(&ctx, handle, check(1, json!({})), vec![]).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(Duration::from_secs(1)));
+}
+
+/// Every diagnosis the operator builds itself (invalid spec, refused by the policy, probe
+/// failures) names the cause the catalogue gives its reason.
+#[test]
+fn operator_built_diagnoses_have_the_catalogue_cause() {
+    use crate::engine::findings::{Cause, Reason};
+    let now = Time(Timestamp::from_second(1_700_000_000).unwrap());
+    let check = |d: &crate::operator::crd::Diagnosis| {
+        let cause: Cause = serde_json::from_value(serde_json::Value::String(d.cause.clone()))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: cause {:?} is no catalogue cause: {e}",
+                    d.reason, d.cause
+                )
+            });
+        if let Ok(reason) =
+            serde_json::from_value::<Reason>(serde_json::Value::String(d.reason.clone()))
+        {
+            assert_eq!(cause, reason.cause(), "{}", d.reason);
+            assert_eq!(d.remediation, reason.remediation(), "{}", d.reason);
+        }
+    };
+    let invalid = invalid_status(&Default::default(), Some(1), "spec.interval: bad", &now);
+    check(invalid.diagnosis.as_ref().unwrap());
+    let v = policy::Violation {
+        rule: policy::rules::ALLOWED_PORTS,
+        message: "registry r uses port 8443".into(),
+    };
+    let refused = refused_status(&Default::default(), Some(1), &v, &now);
+    check(refused.diagnosis.as_ref().unwrap());
+    for &r in Reason::ALL.iter().filter(|r| r.is_probe_failure()) {
+        let summary = crate::operator::aggregate::RunSummary {
+            verdict: crate::operator::aggregate::RunVerdict::Unknown,
+            primary: None,
+            probe_failure: Some((r, "the probe pod failed".into())),
+            disagreements: vec![],
+            compared: false,
+            errors: vec![],
+            results: vec![],
+            counts: Default::default(),
+        };
+        check(&crate::operator::aggregate::diagnosis(&summary).unwrap());
+    }
+}
+
+/// Leadership lost while a run's first Job is being created: that request is abandoned at
+/// once, no further Job is created and no status written; a reconcile after the loss makes
+/// no request at all.
+#[tokio::test]
+async fn no_write_after_leadership_is_lost() {
+    let (leading, leadership) = leader::Leadership::channel();
+    leading.send_replace(true);
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = Arc::new(
+        Context::new(
+            Client::new(svc, "default"),
+            config(),
+            Arc::new(metrics::Metrics::new()),
+        )
+        .with_leadership(leadership),
+    );
+    ctx.caches.set_ready();
+    let c = check(1, json!({}));
+    let task = tokio::spawn({
+        let (ctx, c) = (ctx.clone(), c.clone());
+        async move { reconcile(Arc::new(StoredCheck::from(&c)), ctx).await }
+    });
+    let (req, send) = handle.next_request().await.unwrap();
+    assert_eq!(req.uri().path(), "/api/v1/nodes");
+    send.send_response(
+        Response::builder()
+            .status(200)
+            .body(Body::from(
+                serde_json::to_vec(&list("NodeList", "v1", nodes())).unwrap(),
+            ))
+            .unwrap(),
+    );
+    // The first create is in flight (never answered) when leadership goes.
+    let (req, _pending) = handle.next_request().await.unwrap();
+    assert_eq!(req.method(), Method::POST);
+    assert_eq!(
+        req.uri().path(),
+        format!("/apis/batch/v1/namespaces/{PROBE_NS}/jobs")
+    );
+    leading.send_replace(false);
+    let res = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("reconcile waited for the request in flight")
+        .unwrap();
+    assert_eq!(res.unwrap_err().metric_label(), "not_leader");
+    // Nothing else was sent, and a new reconcile sends nothing.
+    let res = tokio::time::timeout(
+        Duration::from_secs(5),
+        reconcile(Arc::new(StoredCheck::from(&c)), ctx.clone()),
+    )
+    .await
+    .expect("reconcile hung");
+    assert_eq!(res.unwrap_err().metric_label(), "not_leader");
+    drop(ctx);
+    if let Ok(Some((req, _))) =
+        tokio::time::timeout(Duration::from_secs(1), handle.next_request()).await
+    {
+        panic!("{} {} after leadership was lost", req.method(), req.uri());
+    }
+}

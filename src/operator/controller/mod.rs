@@ -1,0 +1,1520 @@
+//! The operator: reconciles `RegistryConnectivityCheck`s into runs of probe Jobs and folds the
+//! probes' reports into the status.
+//!
+//! [`reconcile`] is thin: kube's `finalizer` helper dispatches to [`apply`] and [`cleanup`].
+//! `apply` reads the check's Jobs (and, for a run in progress, their pods) from the
+//! controller's watch caches ([`Caches`]: no LIST per reconcile), asks the pure
+//! [`decide::decide`] what to do, and carries it out. Everything else that can be pure is:
+//! planning ([`crate::operator::nodes`]), building Jobs ([`crate::operator::jobs`]), aggregating results and
+//! computing conditions ([`crate::operator::aggregate`]).
+
+pub mod api_count;
+pub mod decide;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+#[cfg(test)]
+mod mock_tests;
+pub mod stored;
+
+use crate::engine::findings::Reason;
+use crate::operator::aggregate::{self, ProbeOutcome, ProbeRecord, conditions};
+use crate::operator::crd::{
+    ProbeContext, ProxyMode, RegistryConnectivityCheck, RegistryConnectivityCheckStatus, RunInfo,
+};
+use crate::operator::jobs::{self, ProbeJob, labels};
+use crate::operator::nodes::{NodeInfo, NodeInventory, Target};
+use crate::operator::policy::{self, PolicyConfig};
+use crate::operator::spec::ValidSpec;
+use decide::{Action, DecideConfig, Decision, RunJob, annotations as run_ann};
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use stored::StoredCheck;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// Finalizer that removes the check's Jobs in every namespace.
+pub const FINALIZER: &str = "regcheck.dev/cleanup";
+/// The one field manager of the status.
+pub const FIELD_MANAGER: &str = "regcheck-controller";
+/// Condition reason of a spec the controller cannot use.
+pub const INVALID_SPEC: &str = Reason::InvalidSpec.as_str();
+/// Selector of every probe Job.
+pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=regcheck";
+
+/// Errors of a reconciliation. Each has a fixed metric label.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("listing nodes")]
+    ListNodes {
+        #[source]
+        source: kube::Error,
+    },
+    #[error("reading namespace {namespace} (for its labels: --node-context-namespaces)")]
+    GetNamespace {
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("creating probe job {namespace}/{name}")]
+    CreateJob {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("deleting probe jobs in {namespace}")]
+    DeleteJobs {
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing status of {namespace}/{name}")]
+    PatchStatus {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the check has no {0}")]
+    MissingField(&'static str),
+    /// Leadership was lost: no Job is created, no status written, nothing deleted.
+    #[error("not the leader (the lease was lost): writes stopped")]
+    NotLeader,
+    #[error(transparent)]
+    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// Fixed label for metrics: never error text.
+    pub fn metric_label(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Self::ListNodes { .. } => "list_nodes",
+            Self::GetNamespace { .. } => "get_namespace",
+            Self::CreateJob { .. } => "create_job",
+            Self::DeleteJobs { .. } => "delete_jobs",
+            Self::PatchStatus { .. } => "patch_status",
+            Self::MissingField(_) => "missing_field",
+            Self::NotLeader => "not_leader",
+            Self::Finalizer(f) => match f.as_ref() {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.metric_label(),
+                F::AddFinalizer(_) => "add_finalizer",
+                F::RemoveFinalizer(_) => "remove_finalizer",
+                _ => "finalizer",
+            },
+        }
+    }
+}
+
+/// Settings of the controller (from flags).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub probe_image: String,
+    pub probe_image_pull_policy: String,
+    /// Where node-context Jobs run, and the Lease lives.
+    pub probe_namespace: String,
+    /// Watched namespaces (empty: all).
+    pub namespaces: Vec<String>,
+    pub max_concurrent_jobs: usize,
+    /// The nodes' proxy, for node-context probes of checks with proxy mode `Inherit`.
+    pub node_proxy: Option<String>,
+    pub node_no_proxy: Option<String>,
+    /// What users may ask probes to reach ([`crate::operator::policy`]).
+    pub policy: PolicyConfig,
+    /// How long a listed node inventory is reused for planning (zero: list for every run).
+    pub node_cache_ttl: Duration,
+}
+
+/// Default of [`Config::node_cache_ttl`]: checks that start within this long of each other
+/// share one LIST of the nodes and one grouping per distinct node selector/tolerations.
+pub const NODE_CACHE_TTL: Duration = Duration::from_secs(10);
+
+impl Config {
+    fn decide(&self) -> DecideConfig {
+        DecideConfig {
+            max_concurrent_jobs: self.max_concurrent_jobs.max(1),
+        }
+    }
+}
+
+/// One watch of probe Jobs or pods: a namespace (`None`: all) and a label selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchScope {
+    /// Index of the controller (one per watched namespace, or one for all) it triggers.
+    pub controller: usize,
+    pub namespace: Option<String>,
+    pub selector: String,
+}
+
+/// The watches of probe Jobs (and the same ones of their pods): every managed object when all
+/// namespaces are watched; else, per watched namespace, the managed objects in it and those of
+/// its checks in the probe namespace.
+pub fn watch_scopes(cfg: &Config) -> Vec<WatchScope> {
+    if cfg.namespaces.is_empty() {
+        return vec![WatchScope {
+            controller: 0,
+            namespace: None,
+            selector: MANAGED_BY_SELECTOR.into(),
+        }];
+    }
+    let mut out = Vec::new();
+    for (i, ns) in cfg.namespaces.iter().enumerate() {
+        out.push(WatchScope {
+            controller: i,
+            namespace: Some(ns.clone()),
+            selector: MANAGED_BY_SELECTOR.into(),
+        });
+        if *ns != cfg.probe_namespace {
+            out.push(WatchScope {
+                controller: i,
+                namespace: Some(cfg.probe_namespace.clone()),
+                selector: format!("{MANAGED_BY_SELECTOR},{}={ns}", labels::CHECK_NAMESPACE),
+            });
+        }
+    }
+    out
+}
+
+/// The writers of [`Caches`]' stores, one per [`WatchScope`] and kind.
+pub type CacheWriters = (Vec<Writer<Job>>, Vec<Writer<Pod>>);
+
+/// The reflector stores of probe Jobs and pods, one per [`WatchScope`] (a store holds one
+/// watch's objects: two watches cannot share one). Reconciles read these instead of LISTing.
+/// They can lag behind what this controller just did; see [`Context::note_collected`],
+/// [`Context::note_created`] and `create_jobs` (409 AlreadyExists) for why that is safe.
+pub struct Caches {
+    pub scopes: Vec<WatchScope>,
+    jobs: Vec<Store<Job>>,
+    pods: Vec<Store<Pod>>,
+    /// Taken by [`run`] (or by tests, to fill the stores).
+    writers: std::sync::Mutex<Option<CacheWriters>>,
+    /// Every store has its first full list.
+    ready: AtomicBool,
+}
+
+impl Caches {
+    fn new(scopes: Vec<WatchScope>) -> Self {
+        let (mut jobs, mut pods, mut jw, mut pw) = (vec![], vec![], vec![], vec![]);
+        for _ in &scopes {
+            let (r, w) = reflector::store::<Job>();
+            jobs.push(r);
+            jw.push(w);
+            let (r, w) = reflector::store::<Pod>();
+            pods.push(r);
+            pw.push(w);
+        }
+        Self {
+            scopes,
+            jobs,
+            pods,
+            writers: std::sync::Mutex::new(Some((jw, pw))),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The writers of the stores (once).
+    pub fn take_writers(&self) -> Option<CacheWriters> {
+        self.writers.lock().ok()?.take()
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Puts `jobs` and `pods` into the first store of each kind, as a watch would.
+    #[cfg(test)]
+    pub(crate) fn fill(&self, jobs: &[Job], pods: &[Pod]) {
+        let mut guard = self.writers.lock().unwrap();
+        let (jw, pw) = guard
+            .as_mut()
+            .expect("the writers are here until run() takes them");
+        for j in jobs {
+            jw[0].apply_watcher_event(&watcher::Event::Apply(j.clone()));
+        }
+        for p in pods {
+            pw[0].apply_watcher_event(&watcher::Event::Apply(p.clone()));
+        }
+    }
+
+    /// Removes `jobs` from the first Job store, as a watch would when they are deleted.
+    #[cfg(test)]
+    pub(crate) fn forget_jobs(&self, jobs: &[Job]) {
+        let mut guard = self.writers.lock().unwrap();
+        let (jw, _) = guard
+            .as_mut()
+            .expect("the writers are here until run() takes them");
+        for j in jobs {
+            jw[0].apply_watcher_event(&watcher::Event::Delete(j.clone()));
+        }
+    }
+
+    /// Cached objects in `namespaces` labelled `key=value`, once each, ordered by the
+    /// namespace's place in `namespaces`, then by name (the order a LIST per namespace gives).
+    fn select<K: Resource<DynamicType = ()> + Clone>(
+        stores: &[Store<K>],
+        namespaces: &[String],
+        key: &str,
+        value: &str,
+        extra: Option<(&str, &str)>,
+    ) -> Vec<K> {
+        let mut out: BTreeMap<(usize, String), K> = BTreeMap::new();
+        for s in stores {
+            for o in s.state_filter(|o| {
+                o.labels().get(key).map(String::as_str) == Some(value)
+                    && extra.is_none_or(|(k, v)| o.labels().get(k).map(String::as_str) == Some(v))
+            }) {
+                let ns = o.meta().namespace.clone().unwrap_or_default();
+                if let Some(i) = namespaces.iter().position(|n| *n == ns) {
+                    out.entry((i, o.name_any()))
+                        .or_insert_with(|| o.as_ref().clone());
+                }
+            }
+        }
+        out.into_values().collect()
+    }
+
+    /// The check's Jobs (label check-uid) in `namespaces`.
+    pub fn jobs(&self, namespaces: &[String], uid: &str) -> Vec<Job> {
+        Self::select(&self.jobs, namespaces, labels::CHECK_UID, uid, None)
+    }
+
+    /// The pods of run `run` of the check in `namespaces`.
+    pub fn pods(&self, namespaces: &[String], uid: &str, run: &str) -> Vec<Pod> {
+        Self::select(
+            &self.pods,
+            namespaces,
+            labels::CHECK_UID,
+            uid,
+            Some((labels::RUN, run)),
+        )
+    }
+}
+
+/// How long [`Context::note_collected`] outranks the cached check and Jobs: far longer than
+/// a watch takes to deliver a status write and the deletion of Jobs.
+pub const COLLECTED_MEMORY: Duration = Duration::from_secs(60);
+
+/// Shared state of reconciliations.
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    pub metrics: Arc<metrics::Metrics>,
+    pub recorder: Recorder,
+    /// Watch caches of probe Jobs and pods.
+    pub caches: Caches,
+    /// The last node inventory and when it was listed (see [`Config::node_cache_ttl`]).
+    nodes: std::sync::Mutex<Option<(Instant, Arc<NodeInventory>)>>,
+    /// Per check uid: the last run this process collected (status written, Jobs deleted), and
+    /// when. Until the watches show that, the cached check and Jobs are older than it.
+    collected: std::sync::Mutex<HashMap<String, (u64, Instant)>>,
+    /// Per check uid: the Jobs this process created (or found existing) lately, and when the
+    /// last one was. The cache can lack them for a moment; they are not created again.
+    created: std::sync::Mutex<HashMap<String, (std::collections::BTreeSet<String>, Instant)>>,
+    /// Whether this replica leads: every write checks it ([`leading`]).
+    pub leadership: leader::Leadership,
+}
+
+impl Context {
+    pub fn new(client: Client, config: Config, metrics: Arc<metrics::Metrics>) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            caches: Caches::new(watch_scopes(&config)),
+            config,
+            metrics,
+            nodes: std::sync::Mutex::new(None),
+            collected: std::sync::Mutex::new(HashMap::new()),
+            created: std::sync::Mutex::new(HashMap::new()),
+            leadership: leader::Leadership::always(),
+        }
+    }
+
+    /// Writes only while `leadership` is held (leader election).
+    pub fn with_leadership(mut self, leadership: leader::Leadership) -> Self {
+        self.leadership = leadership;
+        self
+    }
+
+    /// Remembers that run `run` of check `uid` was collected.
+    fn note_collected(&self, uid: &str, run: u64) {
+        if let Ok(mut m) = self.collected.lock() {
+            m.retain(|_, (_, at)| at.elapsed() < COLLECTED_MEMORY);
+            m.insert(uid.to_string(), (run, Instant::now()));
+        }
+    }
+
+    /// The run of check `uid` collected in the last [`COLLECTED_MEMORY`], if any.
+    fn recently_collected(&self, uid: &str) -> Option<u64> {
+        let m = self.collected.lock().ok()?;
+        m.get(uid)
+            .filter(|(_, at)| at.elapsed() < COLLECTED_MEMORY)
+            .map(|(n, _)| *n)
+    }
+
+    fn forget(&self, uid: &str) {
+        if let Ok(mut m) = self.collected.lock() {
+            m.remove(uid);
+        }
+        if let Ok(mut m) = self.created.lock() {
+            m.remove(uid);
+        }
+    }
+
+    /// Remembers that Job `name` of check `uid` exists (created now, or 409).
+    fn note_created(&self, uid: &str, name: &str) {
+        if let Ok(mut m) = self.created.lock() {
+            m.retain(|_, (_, at)| at.elapsed() < COLLECTED_MEMORY);
+            let e = m
+                .entry(uid.to_string())
+                .or_insert_with(|| (Default::default(), Instant::now()));
+            e.0.insert(name.to_string());
+            e.1 = Instant::now();
+        }
+    }
+
+    /// Whether Job `name` of check `uid` was created in the last [`COLLECTED_MEMORY`].
+    fn recently_created(&self, uid: &str, name: &str) -> bool {
+        self.created.lock().is_ok_and(|m| {
+            m.get(uid)
+                .is_some_and(|(names, at)| at.elapsed() < COLLECTED_MEMORY && names.contains(name))
+        })
+    }
+}
+
+/// Runs `write` (a request that changes the cluster) only while this replica leads, and
+/// abandons it the moment leadership is lost, without waiting for its answer.
+async fn leading<T>(
+    ctx: &Context,
+    write: impl std::future::Future<Output = T>,
+) -> Result<T, Error> {
+    if !ctx.leadership.held() {
+        return Err(Error::NotLeader);
+    }
+    tokio::select! {
+        biased;
+        _ = ctx.leadership.lost() => Err(Error::NotLeader),
+        res = write => Ok(res),
+    }
+}
+
+/// Reconciles one check through the finalizer. The check arrives undecoded
+/// ([`stored::StoredCheck`]); [`apply`] gets it typed, or a check whose spec does not decode
+/// gets `InvalidSpec` without ever being planned.
+pub async fn reconcile(check: Arc<StoredCheck>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let ns = check
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let span = info_span!("reconcile", namespace = %ns, name = %check.name_any());
+    let api: Api<StoredCheck> = Api::namespaced(ctx.client.clone(), &ns);
+    // The whole reconciliation (with the finalizer's own patches) stops when leadership is
+    // lost; each write below checks again.
+    let lead = ctx.leadership.clone();
+    leading(
+        &ctx,
+        finalizer(&api, FINALIZER, check, |event| async {
+            match event {
+                Finalizer::Apply(c) => {
+                    let d = stored::decode(&c);
+                    if let Some(e) = &d.status_error {
+                        warn!(error = %e, "the stored status cannot be read; it will be replaced");
+                    }
+                    match &d.spec_error {
+                        None => apply(&d.check, &ctx).await,
+                        Some(msg) => {
+                            let st = invalid_status(
+                                &d.check.status.clone().unwrap_or_default(),
+                                d.check.metadata.generation,
+                                msg,
+                                &Time(Timestamp::now()),
+                            );
+                            refuse(&d.check, &ctx, st, msg, Requeue::await_change()).await
+                        }
+                    }
+                }
+                Finalizer::Cleanup(c) => cleanup(&stored::decode(&c).check, &ctx).await,
+            }
+        }),
+    )
+    .instrument(span)
+    .await?
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(Error::NotLeader)
+        | kube::runtime::finalizer::Error::CleanupFailed(Error::NotLeader) => Error::NotLeader,
+        e if !lead.held() => {
+            debug!(error = %error_chain(&e), "failed after leadership was lost");
+            Error::NotLeader
+        }
+        e => Error::Finalizer(Box::new(e)),
+    })
+}
+
+/// Logs, counts and requeues a failed reconciliation (backoff by the error's kind: API
+/// throttling and conflicts are retried soon, everything else a little later).
+pub fn error_policy(check: Arc<StoredCheck>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    let label = error.metric_label();
+    warn!(
+        namespace = %check.namespace().unwrap_or_default(),
+        name = %check.name_any(),
+        error = %error_chain(error),
+        "reconcile failed"
+    );
+    ctx.metrics.reconcile_error(label);
+    Requeue::requeue(retry_after(error))
+}
+
+/// How long to wait before retrying after `error`.
+pub fn retry_after(error: &Error) -> Duration {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(kube::Error::Api(s)) = e.downcast_ref::<kube::Error>() {
+            return match s.code {
+                409 | 429 => Duration::from_secs(5),
+                500..=599 => Duration::from_secs(15),
+                _ => Duration::from_secs(60),
+            };
+        }
+        source = e.source();
+    }
+    Duration::from_secs(30)
+}
+
+/// The error and its sources on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn check_uid(check: &RegistryConnectivityCheck) -> Result<String, Error> {
+    check.uid().ok_or(Error::MissingField("metadata.uid"))
+}
+
+/// Namespaces that hold a check's Jobs: the probe namespace, then the check's own.
+fn job_namespaces(check_ns: &str, cfg: &Config) -> Vec<String> {
+    let mut v = vec![cfg.probe_namespace.clone()];
+    if check_ns != cfg.probe_namespace {
+        v.push(check_ns.to_string());
+    }
+    v
+}
+
+/// The check's Jobs from the cache, without those of a run this process collected already
+/// (the cache may still show them for a moment).
+fn cached_jobs(ctx: &Context, check_ns: &str, uid: &str) -> Vec<Job> {
+    let mut jobs = ctx.caches.jobs(&job_namespaces(check_ns, &ctx.config), uid);
+    if let Some(done) = ctx.recently_collected(uid) {
+        jobs.retain(|j| {
+            j.labels()
+                .get(labels::RUN)
+                .and_then(|r| decide::run_number(r))
+                .is_none_or(|n| n > done)
+        });
+    }
+    jobs
+}
+
+/// Deletes the Jobs (and through background propagation their pods) of `run`, or of every run
+/// of the check, in `namespaces`.
+async fn delete_jobs(
+    ctx: &Context,
+    namespaces: &[String],
+    uid: &str,
+    run: Option<&str>,
+) -> Result<(), Error> {
+    let mut sel = format!("{}={uid}", labels::CHECK_UID);
+    if let Some(r) = run {
+        sel.push_str(&format!(",{}={r}", labels::RUN));
+    }
+    let lp = ListParams::default().labels(&sel);
+    for ns in namespaces {
+        let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+        match leading(ctx, api.delete_collection(&DeleteParams::background(), &lp)).await? {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() => {}
+            Err(source) => {
+                return Err(Error::DeleteJobs {
+                    namespace: ns.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Namespaces (in [`job_namespaces`] order) holding Jobs of `run`.
+fn namespaces_of(jobs: &[Job], run: &str, order: &[String]) -> Vec<String> {
+    order
+        .iter()
+        .filter(|ns| {
+            jobs.iter().any(|j| {
+                j.namespace().as_deref() == Some(ns.as_str())
+                    && j.labels().get(labels::RUN).map(String::as_str) == Some(run)
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+fn job_finished(job: &Job) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        })
+}
+
+/// The pod of a Job: owned by it (or labelled with its name), the one with an outcome first.
+fn pod_of<'a>(job: &Job, pods: &'a [Pod]) -> Option<&'a Pod> {
+    let name = job.name_any();
+    let ns = job.namespace();
+    let mine: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| p.namespace() == ns)
+        .filter(|p| {
+            p.owner_references()
+                .iter()
+                .any(|o| o.kind == "Job" && o.name == name)
+                || p.labels().get("job-name") == Some(&name)
+                || p.labels().get("batch.kubernetes.io/job-name") == Some(&name)
+        })
+        .collect();
+    mine.iter()
+        .find(|p| aggregate::pod_outcome(p) != ProbeOutcome::Running)
+        .or(mine.first())
+        .copied()
+}
+
+/// How the probe of `job` ended: [`aggregate::outcome`], plus a Job that completed but whose
+/// pod (and so its report) is gone.
+pub fn probe_outcome(job: &Job, pod: Option<&Pod>) -> ProbeOutcome {
+    let o = aggregate::outcome(job, pod);
+    if o == ProbeOutcome::Running && pod.is_none() && job_finished(job) {
+        return ProbeOutcome::Failed {
+            reason: Reason::ProbeCrashed,
+            message: "the probe Job finished but its pod is gone, and with it the report".into(),
+        };
+    }
+    o
+}
+
+/// The target a Job probed, from its annotations.
+fn job_target(job: &Job) -> Option<Target> {
+    let ann = job.annotations();
+    let node = ann.get(jobs::annotations::NODE)?.clone();
+    Some(Target {
+        node,
+        node_pool: ann.get(run_ann_extra::NODE_POOL).cloned(),
+        zone: ann.get(run_ann_extra::ZONE).cloned(),
+    })
+}
+
+/// Where the node pool and zone of a target are kept on its Jobs.
+pub mod run_ann_extra {
+    pub const NODE_POOL: &str = "regcheck.dev/node-pool";
+    pub const ZONE: &str = "regcheck.dev/zone";
+}
+
+fn job_context(job: &Job) -> ProbeContext {
+    match job.labels().get(labels::CONTEXT).map(String::as_str) {
+        Some("pod") => ProbeContext::Pod,
+        _ => ProbeContext::Node,
+    }
+}
+
+/// The finished parts of a Job that the controller adds to [`jobs::build_job`]'s: run
+/// bookkeeping annotations, the image pull policy and, for node-context probes of a check
+/// with proxy mode `Inherit`, the nodes' proxy.
+pub fn stamp_job(
+    mut job: Job,
+    check: &RegistryConnectivityCheck,
+    context: ProbeContext,
+    target: Option<&Target>,
+    run_size: usize,
+    cfg: &Config,
+) -> Job {
+    let ann = job.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    if let Some(g) = check.metadata.generation {
+        ann.insert(run_ann::GENERATION.into(), g.to_string());
+    }
+    if let Some(t) = decide::run_now_token(
+        check
+            .annotations()
+            .get(decide::RUN_NOW_ANNOTATION)
+            .map(String::as_str),
+    ) {
+        ann.insert(run_ann::RUN_NOW.into(), t);
+    }
+    ann.insert(run_ann::RUN_SIZE.into(), run_size.to_string());
+    if let Some(t) = target {
+        if let Some(p) = &t.node_pool {
+            ann.insert(run_ann_extra::NODE_POOL.into(), p.clone());
+        }
+        if let Some(z) = &t.zone {
+            ann.insert(run_ann_extra::ZONE.into(), z.clone());
+        }
+    }
+    let inherit_node_proxy =
+        context == ProbeContext::Node && check.spec.proxy.mode == ProxyMode::Inherit;
+    if let Some(c) = job
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+        .and_then(|p| p.containers.first_mut())
+    {
+        c.image_pull_policy = Some(cfg.probe_image_pull_policy.clone());
+        if inherit_node_proxy && let Some(args) = c.args.as_mut() {
+            if let Some(p) = &cfg.node_proxy {
+                args.push("--proxy".into());
+                args.push(p.clone());
+            }
+            if let Some(np) = cfg
+                .node_no_proxy
+                .as_ref()
+                .filter(|_| cfg.node_proxy.is_some())
+            {
+                args.push("--proxy-bypass".into());
+                args.push(np.clone());
+            }
+        }
+    }
+    job
+}
+
+/// The Jobs of run `run`: node-context Jobs (one per target) first, then pod-context Jobs.
+pub fn plan_jobs(
+    check: &RegistryConnectivityCheck,
+    spec: &ValidSpec,
+    nodes: &NodeInventory,
+    run: u64,
+    cfg: &Config,
+) -> Vec<(ProbeContext, Job)> {
+    let targets = nodes.plan(&check.spec.contexts.node, run);
+    let run_id = decide::run_id(run);
+    let mut contexts = Vec::new();
+    if spec.node_enabled {
+        contexts.push(ProbeContext::Node);
+    }
+    if spec.pod_enabled {
+        contexts.push(ProbeContext::Pod);
+    }
+    let size = contexts.len() * targets.len();
+    let mut out = Vec::with_capacity(size);
+    for context in contexts {
+        for t in &targets {
+            let job = jobs::build_job(&ProbeJob {
+                check,
+                spec,
+                run_id: &run_id,
+                context,
+                target: Some(t),
+                image: &cfg.probe_image,
+                operator_namespace: &cfg.probe_namespace,
+            });
+            out.push((context, stamp_job(job, check, context, Some(t), size, cfg)));
+        }
+    }
+    out
+}
+
+/// Creates `jobs` (skipping those that exist), at most `room` of them. 409 AlreadyExists is
+/// fine: that is how a restarted controller resumes a run without duplicates.
+async fn create_jobs(
+    ctx: &Context,
+    jobs: Vec<(ProbeContext, Job)>,
+    room: usize,
+) -> Result<usize, Error> {
+    let mut created = 0;
+    for (context, job) in jobs.into_iter().take(room) {
+        let ns = job.namespace().unwrap_or_default();
+        let name = job.name_any();
+        let uid = job
+            .labels()
+            .get(labels::CHECK_UID)
+            .cloned()
+            .unwrap_or_default();
+        let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+        match leading(ctx, api.create(&PostParams::default(), &job)).await? {
+            Ok(_) => {
+                ctx.metrics.job_created(context);
+                ctx.note_created(&uid, &name);
+                created += 1;
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                ctx.note_created(&uid, &name);
+                debug!(%ns, %name, "probe job exists already");
+            }
+            Err(source) => {
+                return Err(Error::CreateJob {
+                    namespace: ns,
+                    name,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// The node inventory: listed again when the cached one is older than
+/// [`Config::node_cache_ttl`].
+async fn list_nodes(ctx: &Context) -> Result<Arc<NodeInventory>, Error> {
+    let ttl = ctx.config.node_cache_ttl;
+    if !ttl.is_zero()
+        && let Ok(cached) = ctx.nodes.lock()
+        && let Some((at, inv)) = cached.as_ref()
+        && at.elapsed() < ttl
+    {
+        return Ok(inv.clone());
+    }
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| Error::ListNodes { source })?;
+    let inv = Arc::new(NodeInventory::new(
+        list.items.iter().map(NodeInfo::from_node).collect(),
+    ));
+    if !ttl.is_zero()
+        && let Ok(mut cached) = ctx.nodes.lock()
+    {
+        *cached = Some((Instant::now(), inv.clone()));
+    }
+    Ok(inv)
+}
+
+/// The labels of namespace `ns`, read only when the policy's namespace rule is a label.
+async fn namespace_labels(
+    ctx: &Context,
+    spec: &ValidSpec,
+    ns: &str,
+) -> Result<BTreeMap<String, String>, Error> {
+    if !ctx.config.policy.needs_namespace_labels(spec) {
+        return Ok(BTreeMap::new());
+    }
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let namespace = api.get(ns).await.map_err(|source| Error::GetNamespace {
+        namespace: ns.to_string(),
+        source,
+    })?;
+    Ok(namespace.metadata.labels.unwrap_or_default())
+}
+
+/// The status, ignoring timestamps: equal ones are not written again.
+pub fn same_except_timestamps(
+    a: &RegistryConnectivityCheckStatus,
+    b: &RegistryConnectivityCheckStatus,
+) -> bool {
+    fn strip(s: &RegistryConnectivityCheckStatus) -> RegistryConnectivityCheckStatus {
+        let mut s = s.clone();
+        let epoch = Time(Timestamp::UNIX_EPOCH);
+        for c in &mut s.conditions {
+            c.last_transition_time = epoch.clone();
+        }
+        if let Some(r) = s.last_run.as_mut() {
+            r.start_time = None;
+            r.completion_time = None;
+            r.duration_ms = None;
+        }
+        s
+    }
+    strip(a) == strip(b)
+}
+
+/// Writes the status with server-side apply, unless only timestamps would change. Returns
+/// whether it wrote.
+async fn write_status(
+    ctx: &Context,
+    check: &RegistryConnectivityCheck,
+    new: &RegistryConnectivityCheckStatus,
+) -> Result<bool, Error> {
+    let old = check.status.clone().unwrap_or_default();
+    if check.status.is_some() && same_except_timestamps(&old, new) {
+        debug!("status unchanged");
+        return Ok(false);
+    }
+    let ns = check.namespace().unwrap_or_default();
+    let name = check.name_any();
+    // The server answers with the whole object, whose spec may not decode (that can be why
+    // this status is written): read the answer undecoded.
+    let api: Api<StoredCheck> = Api::namespaced(ctx.client.clone(), &ns);
+    let body = serde_json::json!({
+        "apiVersion": RegistryConnectivityCheck::api_version(&()),
+        "kind": RegistryConnectivityCheck::kind(&()),
+        "status": new,
+    });
+    leading(
+        ctx,
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        ),
+    )
+    .await?
+    .map_err(|source| Error::PatchStatus {
+        namespace: ns,
+        name,
+        source,
+    })?;
+    Ok(true)
+}
+
+fn ready_of(st: &RegistryConnectivityCheckStatus) -> Option<&Condition> {
+    st.conditions.iter().find(|c| c.type_ == conditions::READY)
+}
+
+/// The Event for a status change, if any: a transition of `Ready`, else a changed diagnosis.
+pub fn transition_event(
+    old: &RegistryConnectivityCheckStatus,
+    new: &RegistryConnectivityCheckStatus,
+) -> Option<Event> {
+    let (o, n) = (ready_of(old), ready_of(new)?);
+    let diag_reason =
+        |s: &RegistryConnectivityCheckStatus| s.diagnosis.as_ref().map(|d| d.reason.clone());
+    let note = |n: &Condition| {
+        Some(aggregate::truncate(
+            &format!("Ready={}: {}: {}", n.status, n.reason, n.message),
+            1024,
+        ))
+    };
+    if o.map(|c| c.status.as_str()) != Some(n.status.as_str()) {
+        let reason_or = |fallback: &str| {
+            Some(n.reason.clone())
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| fallback.into())
+        };
+        let (type_, reason) = match n.status.as_str() {
+            "True" => (EventType::Normal, "Ready".to_string()),
+            "False" => (
+                EventType::Warning,
+                Some(n.reason.clone())
+                    .filter(|r| !r.is_empty() && r != aggregate::reasons::AWAITING_THRESHOLD)
+                    .unwrap_or_else(|| "NotReady".into()),
+            ),
+            // Unknown is not "not ready": a failure still below failureThreshold is news, not
+            // an alarm; a broken probe is a warning about the probe, named by its reason.
+            _ if n.reason == aggregate::reasons::AWAITING_THRESHOLD => {
+                (EventType::Normal, reason_or("ReadyUnknown"))
+            }
+            _ => (EventType::Warning, reason_or("ReadyUnknown")),
+        };
+        return Some(Event {
+            type_,
+            reason,
+            note: note(n),
+            action: "Check".into(),
+            secondary: None,
+        });
+    }
+    if diag_reason(old) != diag_reason(new) {
+        let healthy = n.status == "True";
+        return Some(Event {
+            type_: if healthy {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: "DiagnosisChanged".into(),
+            note: Some(aggregate::truncate(
+                &format!(
+                    "{} → {}: {}",
+                    diag_reason(old).unwrap_or_else(|| "none".into()),
+                    diag_reason(new).unwrap_or_else(|| "none".into()),
+                    new.diagnosis
+                        .as_ref()
+                        .map(|d| d.message.as_str())
+                        .unwrap_or("")
+                ),
+                1024,
+            )),
+            action: "Check".into(),
+            secondary: None,
+        });
+    }
+    None
+}
+
+async fn publish(ctx: &Context, check: &RegistryConnectivityCheck, ev: Option<Event>) {
+    if let Some(ev) = ev
+        && let Ok(Err(e)) = leading(ctx, ctx.recorder.publish(&ev, &check.object_ref(&()))).await
+    {
+        // Events are best effort: the status says the same.
+        warn!(error = %e, reason = %ev.reason, "cannot publish event");
+    }
+}
+
+/// The status of a check whose spec is unusable.
+pub fn invalid_status(
+    prev: &RegistryConnectivityCheckStatus,
+    generation: Option<i64>,
+    message: &str,
+    now: &Time,
+) -> RegistryConnectivityCheckStatus {
+    let mut st = prev.clone();
+    st.observed_generation = generation;
+    aggregate::set_condition(
+        &mut st.conditions,
+        Condition {
+            type_: conditions::READY.into(),
+            status: "False".into(),
+            reason: INVALID_SPEC.into(),
+            message: aggregate::truncate(message, 1024),
+            observed_generation: generation,
+            last_transition_time: now.clone(),
+        },
+    );
+    st.diagnosis = Some(aggregate::operator_diagnosis(Reason::InvalidSpec, message));
+    st
+}
+
+/// The status of a check that the target policy refuses: `Ready=False`, reason
+/// `TargetNotAllowed`, the message naming the rule ([`policy::Violation::ready_condition`]).
+pub fn refused_status(
+    prev: &RegistryConnectivityCheckStatus,
+    generation: Option<i64>,
+    violation: &policy::Violation,
+    now: &Time,
+) -> RegistryConnectivityCheckStatus {
+    let mut st = prev.clone();
+    st.observed_generation = generation;
+    aggregate::set_condition(
+        &mut st.conditions,
+        violation.ready_condition(generation, now),
+    );
+    st.diagnosis = Some(aggregate::operator_diagnosis(
+        policy::Violation::REASON,
+        &violation.to_string(),
+    ));
+    st
+}
+
+/// A check that must not run (its spec is unusable, or the policy refuses it): its Jobs go,
+/// `st` is written (and, when that changes the status, counted as an `invalid_spec` run with
+/// an Event on the transition).
+async fn refuse(
+    check: &RegistryConnectivityCheck,
+    ctx: &Context,
+    st: RegistryConnectivityCheckStatus,
+    msg: &str,
+    requeue: Requeue,
+) -> Result<Requeue, Error> {
+    let ns = check
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let uid = check_uid(check)?;
+    if !ctx.caches.is_ready() {
+        return Ok(Requeue::requeue(Duration::from_secs(1)));
+    }
+    let order = job_namespaces(&ns, &ctx.config);
+    let jobs = cached_jobs(ctx, &ns, &uid);
+    if !jobs.is_empty() {
+        let holding: Vec<String> = order
+            .iter()
+            .filter(|n| {
+                jobs.iter()
+                    .any(|j| j.namespace().as_deref() == Some(n.as_str()))
+            })
+            .cloned()
+            .collect();
+        delete_jobs(ctx, &holding, &uid, None).await?;
+    }
+    let prev = check.status.clone().unwrap_or_default();
+    if write_status(ctx, check, &st).await? {
+        let reason = ready_of(&st).map(|c| c.reason.clone()).unwrap_or_default();
+        info!(%msg, %reason, "not running the check");
+        ctx.metrics.run(metrics::RunResult::InvalidSpec);
+        publish(ctx, check, transition_event(&prev, &st)).await;
+    }
+    set_metrics(ctx, check, &st);
+    Ok(requeue)
+}
+
+fn set_metrics(
+    ctx: &Context,
+    check: &RegistryConnectivityCheck,
+    st: &RegistryConnectivityCheckStatus,
+) {
+    ctx.metrics.set_check(
+        &check.namespace().unwrap_or_default(),
+        &check.name_any(),
+        &check.spec.registry,
+        st,
+    );
+}
+
+/// Brings a check forward one step.
+pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<Requeue, Error> {
+    let ns = check
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let uid = check_uid(check)?;
+    let now = Timestamp::now();
+    let order = job_namespaces(&ns, &ctx.config);
+    let prev = check.status.clone().unwrap_or_default();
+    if !ctx.caches.is_ready() {
+        debug!("the caches of probe jobs and pods are not filled yet");
+        return Ok(Requeue::requeue(Duration::from_secs(1)));
+    }
+
+    let spec = match ValidSpec::parse(&check.spec) {
+        Ok(spec) => spec,
+        Err(e) => {
+            let msg = e.to_string();
+            let st = invalid_status(&prev, check.metadata.generation, &msg, &Time(now));
+            return refuse(check, ctx, st, &msg, Requeue::await_change()).await;
+        }
+    };
+    // The target policy, before anything is planned or created. The namespace's labels can
+    // change without an event here, and the policy with a restart: look again each interval.
+    let labels = namespace_labels(ctx, &spec, &ns).await?;
+    if let Err(v) = policy::evaluate(&spec, &ns, &labels, &ctx.config.policy) {
+        let st = refused_status(&prev, check.metadata.generation, &v, &Time(now));
+        let again = Requeue::requeue(spec.interval);
+        return refuse(check, ctx, st, &v.to_string(), again).await;
+    }
+
+    // The cached check can predate the status this process wrote when it collected a run:
+    // deciding on it would collect or start that run again. Its watch event is on the way.
+    let last = prev
+        .last_run
+        .as_ref()
+        .and_then(|r| decide::run_number(&r.id))
+        .unwrap_or(0);
+    if ctx.recently_collected(&uid).is_some_and(|done| done > last) {
+        debug!("the cached check predates the last collected run");
+        return Ok(Requeue::requeue(Duration::from_secs(1)));
+    }
+    let jobs = cached_jobs(ctx, &ns, &uid);
+    let cfg = ctx.config.decide();
+    let by_job_status: Vec<RunJob> = jobs
+        .iter()
+        .map(|j| RunJob::from_job(j, job_finished(j)))
+        .collect();
+    let mut decision = decide::decide(check, spec.interval, &by_job_status, now, &cfg);
+    // A run in progress: its pods say more than its Jobs (a pod that cannot be scheduled or
+    // pulled leaves its Job running until the deadline), and hold the reports.
+    let mut pods = Vec::new();
+    if let Action::Wait { run, .. } | Action::Collect { run } = &decision.action {
+        pods = ctx
+            .caches
+            .pods(&namespaces_of(&jobs, run, &order), &uid, run);
+        let by_outcome: Vec<RunJob> = jobs
+            .iter()
+            .map(|j| {
+                let done = probe_outcome(j, pod_of(j, &pods)) != ProbeOutcome::Running;
+                RunJob::from_job(j, done)
+            })
+            .collect();
+        decision = decide::decide(check, spec.interval, &by_outcome, now, &cfg);
+    }
+    let Decision { action, leftovers } = decision;
+    debug!(?action, ?leftovers, "decided");
+    for run in &leftovers {
+        delete_jobs(ctx, &namespaces_of(&jobs, run, &order), &uid, Some(run)).await?;
+    }
+    set_metrics(ctx, check, &prev);
+
+    match action {
+        Action::Idle { requeue_after } => Ok(requeue_after
+            .map(Requeue::requeue)
+            .unwrap_or_else(Requeue::await_change)),
+        Action::Wait {
+            run,
+            top_up,
+            requeue_after,
+        } => {
+            if top_up {
+                let n = decide::run_number(&run).unwrap_or(1);
+                let nodes = list_nodes(ctx).await?;
+                let planned = plan_jobs(check, &spec, &nodes, n, &ctx.config);
+                let existing: Vec<String> = jobs.iter().map(|j| j.name_any()).collect();
+                let active = jobs
+                    .iter()
+                    .filter(|j| {
+                        j.labels().get(labels::RUN) == Some(&run)
+                            && probe_outcome(j, pod_of(j, &pods)) == ProbeOutcome::Running
+                    })
+                    .count();
+                let missing: Vec<(ProbeContext, Job)> = planned
+                    .into_iter()
+                    .filter(|(_, j)| !existing.contains(&j.name_any()))
+                    .collect();
+                if missing.is_empty() && active == 0 {
+                    // Nodes went away since the run was planned: what ran is the run.
+                    return collect(check, &spec, ctx, &run, &jobs, &pods, &order, now).await;
+                }
+                // Jobs created a moment ago that the cache does not show yet: running.
+                let (pending, missing): (Vec<_>, Vec<_>) = missing
+                    .into_iter()
+                    .partition(|(_, j)| ctx.recently_created(&uid, &j.name_any()));
+                let active = active + pending.len();
+                if missing.is_empty() {
+                    debug!(%run, pending = pending.len(), "waiting for the cache to show the jobs");
+                } else {
+                    let room = ctx.config.max_concurrent_jobs.max(1).saturating_sub(active);
+                    let created = create_jobs(ctx, missing, room).await?;
+                    info!(%run, created, "continued run");
+                }
+            }
+            Ok(Requeue::requeue(requeue_after))
+        }
+        Action::Collect { run } => {
+            collect(check, &spec, ctx, &run, &jobs, &pods, &order, now).await
+        }
+        Action::Start { run, reason } => {
+            info!(run = %decide::run_id(run), reason = reason.as_str(), "starting run");
+            start(check, &spec, ctx, run, now).await
+        }
+        Action::Supersede { stale, start: next } => {
+            for run in &stale {
+                info!(%run, "spec changed during the run: deleting its probe jobs");
+                delete_jobs(ctx, &namespaces_of(&jobs, run, &order), &uid, Some(run)).await?;
+            }
+            match next {
+                Some(n) => start(check, &spec, ctx, n, now).await,
+                None => Ok(Requeue::await_change()),
+            }
+        }
+    }
+}
+
+async fn start(
+    check: &RegistryConnectivityCheck,
+    spec: &ValidSpec,
+    ctx: &Context,
+    run: u64,
+    now: Timestamp,
+) -> Result<Requeue, Error> {
+    let nodes = list_nodes(ctx).await?;
+    let planned = plan_jobs(check, spec, &nodes, run, &ctx.config);
+    if planned.is_empty() {
+        // Nothing can run: the run ends at once with that as its result.
+        let run_id = decide::run_id(run);
+        let record = ProbeRecord {
+            context: ProbeContext::Node,
+            target: None,
+            outcome: ProbeOutcome::Failed {
+                reason: Reason::ProbeUnschedulable,
+                message: "no Linux node is Ready, schedulable, matches spec.contexts.node.nodeSelector and tolerates its taints (see spec.contexts.node.tolerations)".into(),
+            },
+        };
+        let info = RunInfo {
+            id: run_id,
+            start_time: Some(Time(now)),
+            completion_time: Some(Time(now)),
+            duration_ms: Some(0),
+        };
+        finish_run(check, ctx, &[record], info, check.metadata.generation, now).await?;
+        ctx.note_collected(&check_uid(check)?, run);
+        return Ok(after_run(check, spec, ctx, now));
+    }
+    // A cached check or Jobs older than this process's last start of this very run: its Jobs
+    // exist, the cache does not show them yet.
+    let uid = check_uid(check)?;
+    let planned: Vec<_> = planned
+        .into_iter()
+        .filter(|(_, j)| !ctx.recently_created(&uid, &j.name_any()))
+        .collect();
+    if planned.is_empty() {
+        debug!(run = %decide::run_id(run), "run started already; waiting for the cache");
+        return Ok(Requeue::requeue(decide::POLL_RUNNING));
+    }
+    let created = create_jobs(ctx, planned, ctx.config.max_concurrent_jobs.max(1)).await?;
+    info!(run = %decide::run_id(run), created, "run started");
+    Ok(Requeue::requeue(decide::POLL_RUNNING))
+}
+
+/// Writes the status, metrics and Events of a finished run.
+async fn finish_run(
+    check: &RegistryConnectivityCheck,
+    ctx: &Context,
+    records: &[ProbeRecord],
+    info: RunInfo,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Result<RegistryConnectivityCheckStatus, Error> {
+    let prev = check.status.clone().unwrap_or_default();
+    let summary = aggregate::aggregate(records);
+    let run_id = info.id.clone();
+    let mut st = aggregate::next_status(&prev, &check.spec, generation, &summary, info, &Time(now));
+    st.last_run_now = decide::run_now_token(
+        check
+            .annotations()
+            .get(decide::RUN_NOW_ANNOTATION)
+            .map(String::as_str),
+    );
+    write_status(ctx, check, &st).await?;
+    let result = metrics::run_result(&summary);
+    ctx.metrics.run(result);
+    for r in records {
+        if let ProbeOutcome::Report(rep) = &r.outcome {
+            ctx.metrics.observe_report(r.context, rep);
+        }
+    }
+    set_metrics(ctx, check, &st);
+    info!(
+        run = %run_id,
+        result = result.as_str(),
+        reason = st.diagnosis.as_ref().map(|d| d.reason.as_str()).unwrap_or(""),
+        "run finished"
+    );
+    publish(ctx, check, transition_event(&prev, &st)).await;
+    Ok(st)
+}
+
+/// When to look again after a run finished.
+fn after_run(
+    check: &RegistryConnectivityCheck,
+    spec: &ValidSpec,
+    ctx: &Context,
+    now: Timestamp,
+) -> Requeue {
+    // The status just written is what the next decision starts from; until the watch
+    // delivers it, decide on a copy.
+    match decide::decide(check, spec.interval, &[], now, &ctx.config.decide()).action {
+        Action::Idle {
+            requeue_after: Some(d),
+        } => Requeue::requeue(d),
+        Action::Idle {
+            requeue_after: None,
+        } => Requeue::await_change(),
+        _ => Requeue::requeue(Duration::from_secs(1)),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn collect(
+    check: &RegistryConnectivityCheck,
+    spec: &ValidSpec,
+    ctx: &Context,
+    run: &str,
+    jobs: &[Job],
+    pods: &[Pod],
+    order: &[String],
+    now: Timestamp,
+) -> Result<Requeue, Error> {
+    let uid = check_uid(check)?;
+    let mine: Vec<&Job> = jobs
+        .iter()
+        .filter(|j| j.labels().get(labels::RUN).map(String::as_str) == Some(run))
+        .collect();
+    let records: Vec<ProbeRecord> = mine
+        .iter()
+        .map(|j| ProbeRecord {
+            context: job_context(j),
+            target: job_target(j),
+            outcome: probe_outcome(j, pod_of(j, pods)),
+        })
+        .collect();
+    let start = mine
+        .iter()
+        .filter_map(|j| j.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        .min()
+        .unwrap_or(now);
+    let end = mine
+        .iter()
+        .filter_map(|j| {
+            let s = j.status.as_ref()?;
+            s.completion_time.as_ref().map(|t| t.0).or_else(|| {
+                s.conditions
+                    .as_ref()?
+                    .iter()
+                    .filter(|c| c.status == "True")
+                    .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0))
+                    .max()
+            })
+        })
+        .max()
+        .unwrap_or(now)
+        .max(start);
+    let generation = mine.iter().find_map(|j| {
+        j.annotations()
+            .get(run_ann::GENERATION)
+            .and_then(|g| g.parse().ok())
+    });
+    let info = RunInfo {
+        id: run.to_string(),
+        start_time: Some(Time(start)),
+        completion_time: Some(Time(end)),
+        duration_ms: Some(end.duration_since(start).as_millis().max(0) as u64),
+    };
+    let mut with_status = check.clone();
+    let st = finish_run(check, ctx, &records, info, generation, now).await?;
+    with_status.status = Some(st);
+    delete_jobs(ctx, &namespaces_of(jobs, run, order), &uid, Some(run)).await?;
+    if let Some(n) = decide::run_number(run) {
+        ctx.note_collected(&uid, n);
+    }
+    Ok(after_run(&with_status, spec, ctx, now))
+}
+
+/// Deletes the check's Jobs in every namespace; then the finalizer goes.
+pub async fn cleanup(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<Requeue, Error> {
+    let ns = check
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let uid = check_uid(check)?;
+    delete_jobs(ctx, &job_namespaces(&ns, &ctx.config), &uid, None).await?;
+    ctx.forget(&uid);
+    ctx.metrics.remove_check(&ns, &check.name_any());
+    info!("deleted; probe jobs removed");
+    Ok(Requeue::await_change())
+}
+
+/// The check a probe Job belongs to (owner references cannot cross namespaces, so the
+/// labels and the exact-name annotation say it).
+pub fn check_of_job(job: &Job) -> Option<ObjectRef<StoredCheck>> {
+    check_of(job)
+}
+
+/// The check a probe Job or its pod (whose template carries the same labels and
+/// annotations) belongs to.
+pub fn check_of<K: Resource>(job: &K) -> Option<ObjectRef<StoredCheck>> {
+    if let Some((ns, name)) = job
+        .annotations()
+        .get(jobs::annotations::CHECK)
+        .and_then(|v| v.split_once('/'))
+    {
+        return Some(ObjectRef::new(name).within(ns));
+    }
+    let l = job.labels();
+    let name = l.get(labels::CHECK)?;
+    let ns = l.get(labels::CHECK_NAMESPACE)?;
+    Some(ObjectRef::new(name).within(ns))
+}
+
+type ReadyFut = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
+/// Makes a future that resolves when a store has its first list (false: its writer is gone).
+type ReadyProbe = Box<dyn Fn() -> ReadyFut + Send>;
+
+fn ready_probe<K>(s: Store<K>) -> ReadyProbe
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    Box::new(move || {
+        let s = s.clone();
+        Box::pin(async move { s.wait_until_ready().await.is_ok() })
+    })
+}
+
+/// Runs the controller until `shutdown` resolves; sets `ready` once every watch has listed.
+pub async fn run(
+    ctx: Arc<Context>,
+    ready: Arc<AtomicBool>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let mut controllers = Vec::new();
+    if ctx.config.namespaces.is_empty() {
+        controllers.push(Controller::new(
+            Api::<StoredCheck>::all(client.clone()),
+            watcher::Config::default(),
+        ));
+    } else {
+        for ns in &ctx.config.namespaces {
+            controllers.push(Controller::new(
+                Api::<StoredCheck>::namespaced(client.clone(), ns),
+                watcher::Config::default(),
+            ));
+        }
+    }
+    // One watch per scope and kind feeds both a cache (read by reconciles) and the
+    // controller's triggers.
+    let Some((job_writers, pod_writers)) = ctx.caches.take_writers() else {
+        warn!("the controller runs once per context");
+        return;
+    };
+    let scopes = ctx.caches.scopes.clone();
+    for ((scope, jw), pw) in scopes.iter().zip(job_writers).zip(pod_writers) {
+        let wc = watcher::Config::default().labels(&scope.selector);
+        let jobs: Api<Job> = match &scope.namespace {
+            None => Api::all(client.clone()),
+            Some(ns) => Api::namespaced(client.clone(), ns),
+        };
+        let pods: Api<Pod> = match &scope.namespace {
+            None => Api::all(client.clone()),
+            Some(ns) => Api::namespaced(client.clone(), ns),
+        };
+        let job_stream =
+            reflector::reflector(jw, watcher(jobs, wc.clone()).default_backoff()).touched_objects();
+        let pod_stream =
+            reflector::reflector(pw, watcher(pods, wc).default_backoff()).touched_objects();
+        let i = scope.controller;
+        let c = controllers.remove(i);
+        let c = c
+            .watches_stream(job_stream, |j| check_of(&j))
+            .watches_stream(pod_stream, |p| check_of(&p));
+        controllers.insert(i, c);
+    }
+    let mut stores: Vec<ReadyProbe> = controllers.iter().map(|c| ready_probe(c.store())).collect();
+    stores.extend(ctx.caches.jobs.iter().map(|s| ready_probe(s.clone())));
+    stores.extend(ctx.caches.pods.iter().map(|s| ready_probe(s.clone())));
+    let rctx = ctx.clone();
+    let readiness = tokio::spawn(async move {
+        for s in stores {
+            // The store's readiness signal (a futures oneshot behind kube's DelayedInit) keeps
+            // only the most recent waker: the controller's own applier waits on it too, and
+            // this task would never be woken. Poll it again every second instead.
+            loop {
+                match tokio::time::timeout(Duration::from_secs(1), s()).await {
+                    Ok(true) => break,
+                    Ok(false) => return,
+                    Err(_) => continue,
+                }
+            }
+        }
+        rctx.caches.set_ready();
+        ready.store(true, Ordering::SeqCst);
+        info!("watches started");
+    });
+    let runs = controllers.into_iter().map(|c| {
+        c.graceful_shutdown_on(shutdown.clone())
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|res| async move {
+                use kube::runtime::controller::Error as C;
+                match res {
+                    Ok((o, _)) => debug!(object = %o, "reconciled"),
+                    // Logged and counted by error_policy.
+                    Err(C::ReconcilerFailed(..) | C::ObjectNotFound(_)) => {
+                        debug!("reconcile failed")
+                    }
+                    // A watch that cannot list or decode: the controller goes on (with
+                    // backoff), but it is blind until this stops.
+                    Err(e) => warn!(error = %error_chain(&e), "watch failed; retrying"),
+                }
+            })
+    });
+    futures::future::join_all(runs).await;
+    readiness.abort();
+}

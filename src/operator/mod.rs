@@ -1,0 +1,10 @@
+//! The Kubernetes operator: `RegistryConnectivityCheck`s become probe Jobs on the nodes' and
+//! pods' networks, and the probes' reports become status conditions, Events and metrics.
+
+pub mod aggregate;
+pub mod controller;
+pub mod crd;
+pub mod jobs;
+pub mod nodes;
+pub mod policy;
+pub mod spec;

@@ -1,0 +1,840 @@
+//! Run planning (pure): which nodes a run probes.
+//!
+//! Nodes are grouped by (node pool, zone): nodes of one pool share subnet, route table, NSG and
+//! DNS settings, so one probe per group is representative, and "only pool X fails" is a
+//! common real incident. Only Linux nodes that are Ready, schedulable, match the node selector
+//! and tolerate the node's taints are candidates.
+
+use crate::operator::crd::{NodeContext, Strategy};
+use k8s_openapi::api::core::v1::{Node, Taint, Toleration};
+use std::collections::BTreeMap;
+
+/// Node-pool labels, most specific first: AKS, older AKS, EKS, GKE.
+pub const POOL_LABELS: [&str; 4] = [
+    "kubernetes.azure.com/agentpool",
+    "agentpool",
+    "eks.amazonaws.com/nodegroup",
+    "cloud.google.com/gke-nodepool",
+];
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+pub const OS_LABEL: &str = "kubernetes.io/os";
+/// Still set by old kubelets.
+const BETA_OS_LABEL: &str = "beta.kubernetes.io/os";
+
+/// What planning needs to know about a node.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NodeInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub unschedulable: bool,
+    pub ready: bool,
+}
+
+impl NodeInfo {
+    /// From a Node object (a node without a Ready=True condition is not ready).
+    pub fn from_node(node: &Node) -> Self {
+        let spec = node.spec.as_ref();
+        let ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        Self {
+            name: node.metadata.name.clone().unwrap_or_default(),
+            labels: node.metadata.labels.clone().unwrap_or_default(),
+            taints: spec.and_then(|s| s.taints.clone()).unwrap_or_default(),
+            unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
+            ready,
+        }
+    }
+
+    /// The node pool, from the first pool label present.
+    pub fn pool(&self) -> Option<&str> {
+        POOL_LABELS
+            .iter()
+            .find_map(|l| self.labels.get(*l))
+            .map(String::as_str)
+    }
+
+    pub fn zone(&self) -> Option<&str> {
+        self.labels.get(ZONE_LABEL).map(String::as_str)
+    }
+
+    pub fn is_linux(&self) -> bool {
+        self.labels
+            .get(OS_LABEL)
+            .or_else(|| self.labels.get(BETA_OS_LABEL))
+            .is_some_and(|os| os == "linux")
+    }
+}
+
+/// Why a node is not a candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    NotLinux,
+    NotReady,
+    Unschedulable,
+    SelectorMismatch,
+    UntoleratedTaint,
+}
+
+/// One node to probe in this run.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Target {
+    pub node: String,
+    pub node_pool: Option<String>,
+    pub zone: Option<String>,
+}
+
+/// Whether `toleration` tolerates `taint` (Kubernetes' matching rules).
+pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
+    if let Some(effect) = toleration.effect.as_deref().filter(|e| !e.is_empty())
+        && effect != taint.effect
+    {
+        return false;
+    }
+    let key = toleration.key.as_deref().unwrap_or("");
+    match toleration.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => key.is_empty() || key == taint.key,
+        "Equal" => {
+            !key.is_empty()
+                && key == taint.key
+                && toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
+        _ => false,
+    }
+}
+
+/// Whether the node can take a probe, or why not.
+pub fn eligibility(node: &NodeInfo, ctx: &NodeContext) -> Result<(), Skip> {
+    if !node.is_linux() {
+        return Err(Skip::NotLinux);
+    }
+    if !node.ready {
+        return Err(Skip::NotReady);
+    }
+    if node.unschedulable {
+        return Err(Skip::Unschedulable);
+    }
+    if !ctx
+        .node_selector
+        .iter()
+        .all(|(k, v)| node.labels.get(k) == Some(v))
+    {
+        return Err(Skip::SelectorMismatch);
+    }
+    let blocking = node
+        .taints
+        .iter()
+        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute");
+    for taint in blocking {
+        if !ctx.tolerations.iter().any(|tol| tolerates(tol, taint)) {
+            return Err(Skip::UntoleratedTaint);
+        }
+    }
+    Ok(())
+}
+
+/// Candidates grouped by (pool, zone); groups and the nodes in them sorted by name, so that
+/// the plan depends only on the inventory, not on the order the API listed it in.
+pub fn groups<'a>(
+    nodes: &'a [NodeInfo],
+    ctx: &NodeContext,
+) -> BTreeMap<(Option<&'a str>, Option<&'a str>), Vec<&'a NodeInfo>> {
+    let mut g: BTreeMap<_, Vec<&NodeInfo>> = BTreeMap::new();
+    for n in nodes.iter().filter(|n| eligibility(n, ctx).is_ok()) {
+        g.entry((n.pool(), n.zone())).or_default().push(n);
+    }
+    for members in g.values_mut() {
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+        members.dedup_by(|a, b| a.name == b.name);
+    }
+    g
+}
+
+fn pick<'a>(members: &[&'a NodeInfo], k: u64) -> &'a NodeInfo {
+    members[(k % members.len() as u64) as usize]
+}
+
+fn target(n: &NodeInfo) -> Target {
+    Target {
+        node: n.name.clone(),
+        node_pool: n.pool().map(str::to_string),
+        zone: n.zone().map(str::to_string),
+    }
+}
+
+/// The node list prepared once for planning many checks.
+///
+/// Planning a check depends on the inventory and on the check's [`NodeContext`]; of the
+/// context, only `nodeSelector` and `tolerations` decide which nodes are candidates, and a
+/// cluster's checks have few distinct pairs of them. The inventory computes each node's pool,
+/// zone and fixed eligibility once, orders the nodes by (pool, zone, name) once, and keeps the
+/// candidate groups of every distinct selector/tolerations pair it has been asked for, so that
+/// planning one more check with a known pair only picks targets from the cached groups.
+///
+/// Results are those of [`plan_targets`] (which is this, for one check).
+#[derive(Debug)]
+pub struct NodeInventory {
+    nodes: Vec<Prepared>,
+    /// Indices into `nodes`, ordered by (pool, zone), then name, then input order.
+    order: Vec<usize>,
+    cache: std::sync::Mutex<std::collections::HashMap<String, Arc<Groups>>>,
+}
+
+/// Candidate groups: indices into [`NodeInventory::nodes`], one `Vec` per (pool, zone) in key
+/// order, members sorted by name.
+type Groups = Vec<Vec<usize>>;
+
+use std::sync::Arc;
+
+#[derive(Debug)]
+struct Prepared {
+    info: NodeInfo,
+    pool: Option<String>,
+    zone: Option<String>,
+    /// Linux, Ready and schedulable: what does not depend on the check.
+    base_ok: bool,
+}
+
+/// Most distinct selector/tolerations pairs kept; beyond that, groups are computed and not
+/// kept (a bound against checks that each invent their own).
+const MAX_CACHED_CONTEXTS: usize = 256;
+
+impl NodeInventory {
+    /// Prepares `nodes` (any order; the plan does not depend on it).
+    pub fn new(nodes: Vec<NodeInfo>) -> Self {
+        let nodes: Vec<Prepared> = nodes
+            .into_iter()
+            .map(|info| Prepared {
+                pool: info.pool().map(str::to_string),
+                zone: info.zone().map(str::to_string),
+                base_ok: info.is_linux() && info.ready && !info.unschedulable,
+                info,
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..nodes.len()).collect();
+        // Stable: nodes with equal keys keep their input order, as in [`groups`].
+        order.sort_by(|&a, &b| {
+            let (x, y) = (&nodes[a], &nodes[b]);
+            (&x.pool, &x.zone, &x.info.name).cmp(&(&y.pool, &y.zone, &y.info.name))
+        });
+        Self {
+            nodes,
+            order,
+            cache: Default::default(),
+        }
+    }
+
+    /// Number of nodes in the inventory.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Distinct selector/tolerations pairs whose groups are cached.
+    pub fn cached_contexts(&self) -> usize {
+        self.cache.lock().map_or(0, |c| c.len())
+    }
+
+    /// The candidate groups for `ctx`'s node selector and tolerations (cached).
+    fn groups_for(&self, ctx: &NodeContext) -> Arc<Groups> {
+        // Both are plain data; their JSON is a faithful key.
+        let key =
+            serde_json::to_string(&(&ctx.node_selector, &ctx.tolerations)).unwrap_or_default();
+        if let Ok(cache) = self.cache.lock()
+            && let Some(g) = cache.get(&key)
+        {
+            return g.clone();
+        }
+        let groups = Arc::new(self.compute_groups(ctx));
+        if let Ok(mut cache) = self.cache.lock()
+            && cache.len() < MAX_CACHED_CONTEXTS
+        {
+            cache.insert(key, groups.clone());
+        }
+        groups
+    }
+
+    fn compute_groups(&self, ctx: &NodeContext) -> Groups {
+        let mut out: Groups = Vec::new();
+        let mut last: Option<usize> = None;
+        for &i in &self.order {
+            let n = &self.nodes[i];
+            if !n.base_ok || eligibility(&n.info, ctx).is_err() {
+                continue;
+            }
+            match last.map(|l| &self.nodes[l]) {
+                Some(p) if p.pool == n.pool && p.zone == n.zone => {
+                    // Same group; a repeated name keeps its first entry (as in [`groups`]).
+                    if p.info.name != n.info.name
+                        && let Some(g) = out.last_mut()
+                    {
+                        g.push(i);
+                    }
+                }
+                _ => out.push(vec![i]),
+            }
+            last = Some(i);
+        }
+        out
+    }
+
+    /// The nodes to probe in run number `run` of a check with node context `ctx`; see
+    /// [`plan_targets`].
+    pub fn plan(&self, ctx: &NodeContext, run: u64) -> Vec<Target> {
+        let groups = self.groups_for(ctx);
+        let groups: Vec<Vec<&NodeInfo>> = groups
+            .iter()
+            .map(|g| g.iter().map(|&i| &self.nodes[i].info).collect())
+            .collect();
+        plan_groups(&groups, ctx, run)
+    }
+}
+
+/// The nodes to probe in run number `run` (a counter kept by the controller).
+///
+/// - `PerNodePool`: one node per (pool, zone), the `run`-th of the group modulo its size, so
+///   every node is covered over as many runs as the group has nodes.
+/// - `AllNodes`: every candidate.
+/// - `Sample`: `count` nodes, taken round-robin over the groups (one from each group before a
+///   second from any), starting at a group and node that move with `run`.
+///
+/// Targets are sorted by node name. For many checks over the same nodes, build a
+/// [`NodeInventory`] once and call [`NodeInventory::plan`].
+pub fn plan_targets(nodes: &[NodeInfo], ctx: &NodeContext, run: u64) -> Vec<Target> {
+    NodeInventory::new(nodes.to_vec()).plan(ctx, run)
+}
+
+/// [`plan_targets`] over candidate groups in (pool, zone) order, members sorted by name.
+fn plan_groups(groups: &[Vec<&NodeInfo>], ctx: &NodeContext, run: u64) -> Vec<Target> {
+    let mut out: Vec<Target> = match ctx.strategy {
+        Strategy::PerNodePool => groups.iter().map(|m| target(pick(m, run))).collect(),
+        Strategy::AllNodes => groups.iter().flatten().map(|n| target(n)).collect(),
+        Strategy::Sample => {
+            // An endless round-robin over the groups, each run taking the next `count`
+            // positions of it: position p visits group p % g for the (p / g)-th time, and
+            // consecutive visits of a group walk through its nodes.
+            let total: usize = groups.iter().map(Vec::len).sum();
+            let want = (ctx.count.unwrap_or(1) as usize).min(total);
+            let g = groups.len() as u64;
+            let longest = groups.iter().map(Vec::len).max().unwrap_or(0) as u64;
+            let mut picked: Vec<Target> = Vec::with_capacity(want);
+            let mut taken = std::collections::BTreeSet::new();
+            let mut p = run.wrapping_mul(want as u64);
+            // Within g * longest consecutive positions every node comes up.
+            for _ in 0..g.saturating_mul(longest) {
+                if picked.len() == want {
+                    break;
+                }
+                let m = &groups[(p % g) as usize];
+                let n = pick(m, p / g);
+                if taken.insert(n.name.as_str()) {
+                    picked.push(target(n));
+                }
+                p = p.wrapping_add(1);
+            }
+            picked
+        }
+    };
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn node(name: &str, labels: &[(&str, &str)]) -> NodeInfo {
+        let mut l: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        l.entry(OS_LABEL.into()).or_insert_with(|| "linux".into());
+        NodeInfo {
+            name: name.into(),
+            labels: l,
+            taints: vec![],
+            unschedulable: false,
+            ready: true,
+        }
+    }
+
+    fn pooled(name: &str, pool: &str, zone: &str) -> NodeInfo {
+        node(
+            name,
+            &[("kubernetes.azure.com/agentpool", pool), (ZONE_LABEL, zone)],
+        )
+    }
+
+    fn ctx(strategy: Strategy, count: Option<u32>) -> NodeContext {
+        NodeContext {
+            strategy,
+            count,
+            ..NodeContext::default()
+        }
+    }
+
+    fn names(t: &[Target]) -> Vec<&str> {
+        t.iter().map(|t| t.node.as_str()).collect()
+    }
+
+    #[test]
+    fn pool_label_precedence() {
+        type Labels<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Labels, Option<&str>)] = &[
+            (&[("kubernetes.azure.com/agentpool", "sys")], Some("sys")),
+            (&[("agentpool", "old")], Some("old")),
+            (
+                &[
+                    ("agentpool", "old"),
+                    ("kubernetes.azure.com/agentpool", "new"),
+                ],
+                Some("new"),
+            ),
+            (&[("eks.amazonaws.com/nodegroup", "ng-1")], Some("ng-1")),
+            (
+                &[("cloud.google.com/gke-nodepool", "default-pool")],
+                Some("default-pool"),
+            ),
+            (&[("other", "x")], None),
+        ];
+        for (labels, want) in cases {
+            assert_eq!(node("n", labels).pool(), *want, "{labels:?}");
+        }
+        assert_eq!(
+            pooled("n", "p", "westeurope-1").zone(),
+            Some("westeurope-1")
+        );
+    }
+
+    #[test]
+    fn eligibility_rules() {
+        let c = NodeContext {
+            node_selector: [("role".to_string(), "worker".to_string())].into(),
+            tolerations: vec![Toleration {
+                key: Some("dedicated".into()),
+                operator: Some("Equal".into()),
+                value: Some("gpu".into()),
+                effect: Some("NoSchedule".into()),
+                ..Default::default()
+            }],
+            ..NodeContext::default()
+        };
+        let base = node("n", &[("role", "worker")]);
+        let taint = |k: &str, v: &str, e: &str| Taint {
+            key: k.into(),
+            value: Some(v.into()),
+            effect: e.into(),
+            ..Default::default()
+        };
+        let cases: Vec<(&str, NodeInfo, Result<(), Skip>)> = vec![
+            ("plain", base.clone(), Ok(())),
+            (
+                "windows",
+                NodeInfo {
+                    labels: [
+                        (OS_LABEL.to_string(), "windows".to_string()),
+                        ("role".into(), "worker".into()),
+                    ]
+                    .into(),
+                    ..base.clone()
+                },
+                Err(Skip::NotLinux),
+            ),
+            (
+                "beta os label",
+                NodeInfo {
+                    labels: [
+                        (BETA_OS_LABEL.to_string(), "linux".to_string()),
+                        ("role".into(), "worker".into()),
+                    ]
+                    .into(),
+                    ..base.clone()
+                },
+                Ok(()),
+            ),
+            (
+                "no os label",
+                NodeInfo {
+                    labels: [("role".to_string(), "worker".to_string())].into(),
+                    ..base.clone()
+                },
+                Err(Skip::NotLinux),
+            ),
+            (
+                "not ready",
+                NodeInfo {
+                    ready: false,
+                    ..base.clone()
+                },
+                Err(Skip::NotReady),
+            ),
+            (
+                "cordoned",
+                NodeInfo {
+                    unschedulable: true,
+                    ..base.clone()
+                },
+                Err(Skip::Unschedulable),
+            ),
+            (
+                "selector",
+                node("n", &[("role", "infra")]),
+                Err(Skip::SelectorMismatch),
+            ),
+            (
+                "tolerated taint",
+                NodeInfo {
+                    taints: vec![taint("dedicated", "gpu", "NoSchedule")],
+                    ..base.clone()
+                },
+                Ok(()),
+            ),
+            (
+                "other value",
+                NodeInfo {
+                    taints: vec![taint("dedicated", "db", "NoSchedule")],
+                    ..base.clone()
+                },
+                Err(Skip::UntoleratedTaint),
+            ),
+            (
+                "NoExecute not tolerated",
+                NodeInfo {
+                    taints: vec![taint("dedicated", "gpu", "NoExecute")],
+                    ..base.clone()
+                },
+                Err(Skip::UntoleratedTaint),
+            ),
+            (
+                "PreferNoSchedule ignored",
+                NodeInfo {
+                    taints: vec![taint("x", "y", "PreferNoSchedule")],
+                    ..base.clone()
+                },
+                Ok(()),
+            ),
+        ];
+        for (name, n, want) in cases {
+            assert_eq!(eligibility(&n, &c), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn toleration_matching() {
+        let taint = Taint {
+            key: "k".into(),
+            value: Some("v".into()),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        };
+        let tol =
+            |k: Option<&str>, op: Option<&str>, v: Option<&str>, e: Option<&str>| Toleration {
+                key: k.map(Into::into),
+                operator: op.map(Into::into),
+                value: v.map(Into::into),
+                effect: e.map(Into::into),
+                ..Default::default()
+            };
+        let cases = [
+            (tol(None, Some("Exists"), None, None), true),
+            (tol(Some("k"), Some("Exists"), None, None), true),
+            (tol(Some("k"), None, Some("v"), None), true),
+            (tol(Some("k"), Some("Equal"), Some("w"), None), false),
+            (
+                tol(Some("k"), Some("Exists"), None, Some("NoExecute")),
+                false,
+            ),
+            (
+                tol(Some("k"), Some("Exists"), None, Some("NoSchedule")),
+                true,
+            ),
+            (tol(Some("j"), Some("Exists"), None, None), false),
+            (tol(None, Some("Equal"), Some("v"), None), false),
+            (tol(Some("k"), Some("Bogus"), Some("v"), None), false),
+        ];
+        for (i, (t, want)) in cases.iter().enumerate() {
+            assert_eq!(tolerates(t, &taint), *want, "case {i}: {t:?}");
+        }
+    }
+
+    #[test]
+    fn from_node_reads_status_and_spec() {
+        use k8s_openapi::api::core::v1::{NodeCondition, NodeSpec, NodeStatus};
+        let mut n = Node::default();
+        n.metadata.name = Some("aks-sys-1".into());
+        n.metadata.labels = Some([(OS_LABEL.to_string(), "linux".to_string())].into());
+        n.spec = Some(NodeSpec {
+            unschedulable: Some(true),
+            ..Default::default()
+        });
+        n.status = Some(NodeStatus {
+            conditions: Some(vec![NodeCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        let info = NodeInfo::from_node(&n);
+        assert_eq!(info.name, "aks-sys-1");
+        assert!(info.ready && info.unschedulable && info.is_linux());
+        assert!(!NodeInfo::from_node(&Node::default()).ready);
+    }
+
+    fn cluster() -> Vec<NodeInfo> {
+        vec![
+            pooled("sys-1a", "sys", "z1"),
+            pooled("sys-2a", "sys", "z1"),
+            pooled("sys-3b", "sys", "z2"),
+            pooled("usr-1a", "usr", "z1"),
+            pooled("usr-2a", "usr", "z1"),
+            pooled("usr-3a", "usr", "z1"),
+            node("bare", &[]),
+        ]
+    }
+
+    #[test]
+    fn strategies_table() {
+        let nodes = cluster();
+        let cases: &[(Strategy, Option<u32>, u64, &[&str])] = &[
+            (
+                Strategy::PerNodePool,
+                None,
+                0,
+                &["bare", "sys-1a", "sys-3b", "usr-1a"],
+            ),
+            (
+                Strategy::PerNodePool,
+                None,
+                1,
+                &["bare", "sys-2a", "sys-3b", "usr-2a"],
+            ),
+            (
+                Strategy::PerNodePool,
+                None,
+                2,
+                &["bare", "sys-1a", "sys-3b", "usr-3a"],
+            ),
+            (
+                Strategy::AllNodes,
+                None,
+                7,
+                &[
+                    "bare", "sys-1a", "sys-2a", "sys-3b", "usr-1a", "usr-2a", "usr-3a",
+                ],
+            ),
+            (
+                Strategy::Sample,
+                Some(100),
+                0,
+                &[
+                    "bare", "sys-1a", "sys-2a", "sys-3b", "usr-1a", "usr-2a", "usr-3a",
+                ],
+            ),
+        ];
+        for (strategy, count, run, want) in cases {
+            let got = plan_targets(&nodes, &ctx(*strategy, *count), *run);
+            assert_eq!(names(&got), *want, "{strategy:?} {count:?} run {run}");
+        }
+    }
+
+    #[test]
+    fn targets_carry_pool_and_zone() {
+        let t = plan_targets(
+            &[pooled("n1", "p", "z")],
+            &ctx(Strategy::PerNodePool, None),
+            0,
+        );
+        assert_eq!(
+            t,
+            vec![Target {
+                node: "n1".into(),
+                node_pool: Some("p".into()),
+                zone: Some("z".into())
+            }]
+        );
+    }
+
+    #[test]
+    fn rotation_covers_every_node_of_a_group() {
+        let nodes = cluster();
+        let c = ctx(Strategy::PerNodePool, None);
+        let mut seen = BTreeSet::new();
+        for run in 0..3 {
+            for t in plan_targets(&nodes, &c, run) {
+                seen.insert(t.node);
+            }
+        }
+        assert_eq!(seen.len(), nodes.len());
+        // Input order does not matter.
+        let mut rev = nodes.clone();
+        rev.reverse();
+        for run in 0..5 {
+            assert_eq!(plan_targets(&nodes, &c, run), plan_targets(&rev, &c, run));
+        }
+    }
+
+    #[test]
+    fn sample_spreads_over_groups_and_rotates() {
+        let nodes = cluster();
+        // 4 groups: (None,None) bare, (sys,z1), (sys,z2), (usr,z1).
+        for run in 0..12 {
+            let t = plan_targets(&nodes, &ctx(Strategy::Sample, Some(4)), run);
+            let groups: BTreeSet<_> = t
+                .iter()
+                .map(|t| (t.node_pool.clone(), t.zone.clone()))
+                .collect();
+            assert_eq!(groups.len(), 4, "run {run}: one per group first: {t:?}");
+        }
+        let mut seen = BTreeSet::new();
+        for run in 0..12 {
+            let t = plan_targets(&nodes, &ctx(Strategy::Sample, Some(2)), run);
+            assert_eq!(t.len(), 2);
+            let groups: BTreeSet<_> = t
+                .iter()
+                .map(|t| (t.node_pool.clone(), t.zone.clone()))
+                .collect();
+            assert_eq!(groups.len(), 2, "run {run}: {t:?}");
+            seen.extend(t.into_iter().map(|t| t.node));
+        }
+        assert_eq!(
+            seen.len(),
+            nodes.len(),
+            "every node sampled sooner or later"
+        );
+        assert!(plan_targets(&[], &ctx(Strategy::Sample, Some(3)), 0).is_empty());
+    }
+
+    #[test]
+    fn large_cluster_one_target_per_group() {
+        // 5,000 nodes in 150 (pool, zone) groups, listed in a scrambled order.
+        let mut nodes = Vec::with_capacity(5000);
+        for i in 0..5000u32 {
+            let g = (i * 7919) % 150;
+            nodes.push(pooled(
+                &format!("aks-pool{}-{i:05}", g / 3),
+                &format!("pool{}", g / 3),
+                &format!("zone-{}", g % 3),
+            ));
+        }
+        let c = ctx(Strategy::PerNodePool, None);
+        let t0 = plan_targets(&nodes, &c, 0);
+        assert_eq!(t0.len(), 150);
+        let groups: BTreeSet<_> = t0
+            .iter()
+            .map(|t| (t.node_pool.clone(), t.zone.clone()))
+            .collect();
+        assert_eq!(groups.len(), 150);
+        let t1 = plan_targets(&nodes, &c, 1);
+        assert_eq!(t1.len(), 150);
+        assert!(
+            t0.iter().zip(&t1).all(|(a, b)| a.node != b.node),
+            "rotation moves every group"
+        );
+        assert_eq!(
+            plan_targets(&nodes, &ctx(Strategy::AllNodes, None), 0).len(),
+            5000
+        );
+        assert_eq!(
+            plan_targets(&nodes, &ctx(Strategy::Sample, Some(300)), 0).len(),
+            300
+        );
+    }
+
+    /// The inventory's groups are those of [`groups`] (the plain definition), for contexts
+    /// with and without selectors and tolerations, with duplicate names, ineligible nodes and
+    /// nodes without pool or zone, in any input order; the cache is keyed by selector and
+    /// tolerations only.
+    #[test]
+    fn inventory_matches_the_plain_grouping_and_caches_per_context() {
+        let mut nodes = cluster();
+        nodes.push(NodeInfo {
+            ready: false,
+            ..pooled("usr-0-notready", "usr", "z1")
+        });
+        nodes.push(NodeInfo {
+            taints: vec![Taint {
+                key: "gpu".into(),
+                value: Some("yes".into()),
+                effect: "NoSchedule".into(),
+                ..Default::default()
+            }],
+            ..pooled("gpu-1a", "gpu", "z1")
+        });
+        nodes.push(pooled("sys-1a", "sys", "z1")); // a duplicate name
+        nodes.push(pooled("sys-1a", "usr", "z2")); // the same name in another group
+        nodes.push(node("zoneless", &[("agentpool", "old")]));
+        let tol = Toleration {
+            key: Some("gpu".into()),
+            operator: Some("Exists".into()),
+            ..Default::default()
+        };
+        let contexts = [
+            NodeContext::default(),
+            NodeContext {
+                node_selector: [(ZONE_LABEL.to_string(), "z1".to_string())].into(),
+                ..NodeContext::default()
+            },
+            NodeContext {
+                tolerations: vec![tol.clone()],
+                ..NodeContext::default()
+            },
+            NodeContext {
+                node_selector: [(
+                    "kubernetes.azure.com/agentpool".to_string(),
+                    "gpu".to_string(),
+                )]
+                .into(),
+                tolerations: vec![tol],
+                ..NodeContext::default()
+            },
+        ];
+        let mut rev = nodes.clone();
+        rev.reverse();
+        for input in [&nodes, &rev] {
+            let inv = NodeInventory::new(input.clone());
+            assert_eq!(inv.len(), input.len());
+            for c in &contexts {
+                let plain: Vec<Vec<&str>> = groups(input, c)
+                    .into_values()
+                    .map(|m| m.iter().map(|n| n.name.as_str()).collect())
+                    .collect();
+                let cached: Vec<Vec<&str>> = inv
+                    .groups_for(c)
+                    .iter()
+                    .map(|m| m.iter().map(|&i| inv.nodes[i].info.name.as_str()).collect())
+                    .collect();
+                assert_eq!(cached, plain, "{c:?}");
+                for strategy in [Strategy::PerNodePool, Strategy::AllNodes, Strategy::Sample] {
+                    for run in 0..4 {
+                        let c = NodeContext {
+                            strategy,
+                            count: (strategy == Strategy::Sample).then_some(3),
+                            ..c.clone()
+                        };
+                        let direct = plan_groups(
+                            &groups(input, &c).into_values().collect::<Vec<_>>(),
+                            &c,
+                            run,
+                        );
+                        assert_eq!(inv.plan(&c, run), direct, "{c:?} run {run}");
+                    }
+                }
+            }
+            // Strategy and count do not make a new cache entry; selector and tolerations do.
+            assert_eq!(inv.cached_contexts(), contexts.len());
+        }
+        assert!(
+            NodeInventory::new(vec![])
+                .plan(&ctx(Strategy::Sample, Some(2)), 0)
+                .is_empty()
+        );
+    }
+}
