@@ -119,10 +119,40 @@ pub struct Report {
     /// Network context of an in-cluster probe (`regcheck probe --context`); absent for
     /// `regcheck check`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<crate::operator::crd::ProbeContext>,
+    pub context: Option<ProbeContext>,
     /// Node an in-cluster probe ran on (`regcheck probe --node`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     #[serde(flatten)]
     pub evidence: Evidence,
+}
+
+/// Network context of a probe.
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    schemars::JsonSchema,
+)]
+pub enum ProbeContext {
+    /// Node network and node resolver (`hostNetwork`, `dnsPolicy: Default`).
+    Node,
+    /// Pod network and cluster DNS.
+    Pod,
+}
+
+impl ProbeContext {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Node => "node",
+            Self::Pod => "pod",
+        }
+    }
 }

@@ -431,25 +431,7 @@ pub struct RunInfo {
     pub duration_ms: Option<u64>,
 }
 
-/// Network context of a probe.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
-)]
-pub enum ProbeContext {
-    /// Node network and node resolver (`hostNetwork`, `dnsPolicy: Default`).
-    Node,
-    /// Pod network and cluster DNS.
-    Pod,
-}
-
-impl ProbeContext {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Node => "node",
-            Self::Pod => "pod",
-        }
-    }
-}
+pub use crate::engine::findings::ProbeContext;
 
 /// Outcome of one probe.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
