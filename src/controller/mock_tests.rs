@@ -1402,3 +1402,89 @@ async fn nothing_is_decided_before_the_caches_are_filled() {
     let (res, _) = run_steps(&ctx, handle, check(1, json!({})), vec![]).await;
     assert_eq!(res.unwrap(), Requeue::requeue(Duration::from_secs(1)));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 13
+
+/// A run-now request made while a run is in progress is not lost: the collected run records
+/// the token it started with (from its Jobs), not the check's current one, so the newer
+/// request starts another run afterwards.
+#[tokio::test]
+async fn run_now_during_a_run_starts_another_run() {
+    let Setup { ctx, handle } = setup(config());
+    let mut at_start = check(1, json!({"interval": "1h"}));
+    at_start
+        .annotations_mut()
+        .insert(decide::RUN_NOW_ANNOTATION.into(), "first".into());
+    let jobs = jobs_of(&at_start, 1, "complete");
+    let pods: Vec<Value> = jobs.iter().map(|j| pod_of_job(j, Some(HEALTHY))).collect();
+    cache(&ctx, &jobs, &pods);
+    // During the run, the user asks again.
+    let mut now = at_start.clone();
+    now.annotations_mut()
+        .insert(decide::RUN_NOW_ANNOTATION.into(), "second".into());
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let w = written.clone();
+    let steps = vec![
+        patch_status(move |s| {
+            assert_eq!(s["lastRunNow"], "first", "{s}");
+            *w.lock().unwrap() = s.clone();
+        }),
+        event("Normal", "Ready"),
+        delete_jobs(PROBE_NS, sel_run("r1")),
+        delete_jobs(NS, sel_run("r1")),
+    ];
+    let (res, _) = run_steps(&ctx, handle, now.clone(), steps).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(Duration::from_secs(1)));
+    // With the written status, the newer request starts run 2 at once (not after the hour).
+    let mut after = now;
+    after.status = Some(serde_json::from_value(written.lock().unwrap().clone()).unwrap());
+    let d = decide::decide(
+        &after,
+        &[],
+        "2024-01-01T00:01:00Z".parse().unwrap(),
+        &ctx.config.decide(),
+    );
+    assert_eq!(
+        d.action,
+        Action::Start {
+            run: 2,
+            reason: decide::StartReason::RunNow
+        }
+    );
+}
+
+/// Jobs added to a run in progress carry the run-now token the run started with (or none),
+/// not the check's current one: the run records one token.
+#[tokio::test]
+async fn topped_up_jobs_keep_the_runs_run_now_token() {
+    for started_with in [Some("first"), None] {
+        let Setup { ctx, handle } = setup(config());
+        let mut at_start = check(1, json!({}));
+        if let Some(t) = started_with {
+            at_start
+                .annotations_mut()
+                .insert(decide::RUN_NOW_ANNOTATION.into(), t.into());
+        }
+        let first: Vec<Job> = jobs_of(&at_start, 1, "active")
+            .into_iter()
+            .take(1)
+            .collect();
+        cache(&ctx, &first, &[]);
+        let mut now = at_start.clone();
+        now.annotations_mut()
+            .insert(decide::RUN_NOW_ANNOTATION.into(), "second".into());
+        let want = json!(started_with);
+        let token = move |b: &Value| {
+            assert_eq!(b["metadata"]["annotations"]["regcheck.dev/run-now"], want);
+        };
+        let steps = vec![
+            list_nodes(),
+            create_job(PROBE_NS, "r1", "node", 201).body(token.clone()),
+            create_job(NS, "r1", "pod", 201).body(token.clone()),
+            create_job(NS, "r1", "pod", 201).body(token),
+        ];
+        let (res, _) = run_steps(&ctx, handle, now, steps).await;
+        assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+    }
+}

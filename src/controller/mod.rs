@@ -628,12 +628,7 @@ pub fn stamp_job(
     if let Some(g) = check.metadata.generation {
         ann.insert(run_ann::GENERATION.into(), g.to_string());
     }
-    if let Some(t) = decide::run_now_token(
-        check
-            .annotations()
-            .get(decide::RUN_NOW_ANNOTATION)
-            .map(String::as_str),
-    ) {
+    if let Some(t) = current_run_now(check) {
         ann.insert(run_ann::RUN_NOW.into(), t);
     }
     ann.insert(run_ann::RUN_SIZE.into(), run_size.to_string());
@@ -1135,9 +1130,22 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
                             && probe_outcome(j, pod_of(j, &pods)) == ProbeOutcome::Running
                     })
                     .count();
+                // Jobs added to the run carry the run-now token the run started with.
+                let token = jobs
+                    .iter()
+                    .filter(|j| j.labels().get(labels::RUN) == Some(&run))
+                    .find_map(|j| j.annotations().get(run_ann::RUN_NOW).cloned());
                 let missing: Vec<(ProbeContext, Job)> = planned
                     .into_iter()
                     .filter(|(_, j)| !existing.contains(&j.name_any()))
+                    .map(|(c, mut j)| {
+                        let ann = j.annotations_mut();
+                        match &token {
+                            Some(t) => ann.insert(run_ann::RUN_NOW.into(), t.clone()),
+                            None => ann.remove(run_ann::RUN_NOW),
+                        };
+                        (c, j)
+                    })
                     .collect();
                 if missing.is_empty() && active == 0 {
                     // Nodes went away since the run was planned: what ran is the run.
@@ -1201,7 +1209,16 @@ async fn start(
             completion_time: Some(Time(now)),
             duration_ms: Some(0),
         };
-        finish_run(check, ctx, &[record], info, check.metadata.generation, now).await?;
+        finish_run(
+            check,
+            ctx,
+            &[record],
+            info,
+            check.metadata.generation,
+            current_run_now(check),
+            now,
+        )
+        .await?;
         ctx.note_collected(&check_uid(check)?, run);
         return Ok(after_run(check, ctx, now));
     }
@@ -1221,25 +1238,33 @@ async fn start(
     Ok(Requeue::requeue(decide::POLL_RUNNING))
 }
 
-/// Writes the status, metrics and Events of a finished run.
+/// The check's run-now token now (recorded on the Jobs of a run that starts now).
+fn current_run_now(check: &RegistryConnectivityCheck) -> Option<String> {
+    decide::run_now_token(
+        check
+            .annotations()
+            .get(decide::RUN_NOW_ANNOTATION)
+            .map(String::as_str),
+    )
+}
+
+/// Writes the status, metrics and Events of a finished run. `run_now` is the run-now token
+/// the run started with (from its Jobs), recorded as `status.lastRunNow`.
 async fn finish_run(
     check: &RegistryConnectivityCheck,
     ctx: &Context,
     records: &[ProbeRecord],
     info: RunInfo,
     generation: Option<i64>,
+    run_now: Option<String>,
     now: Timestamp,
 ) -> Result<RegistryConnectivityCheckStatus, Error> {
     let prev = check.status.clone().unwrap_or_default();
     let summary = aggregate::aggregate(records);
     let run_id = info.id.clone();
     let mut st = aggregate::next_status(&prev, &check.spec, generation, &summary, info, &Time(now));
-    st.last_run_now = decide::run_now_token(
-        check
-            .annotations()
-            .get(decide::RUN_NOW_ANNOTATION)
-            .map(String::as_str),
-    );
+    // The token the run started with: a request made during the run is still to be served.
+    st.last_run_now = run_now;
     write_status(ctx, check, &st).await?;
     let result = metrics::run_result(&summary);
     ctx.metrics.run(result);
@@ -1322,6 +1347,10 @@ async fn collect(
             .get(run_ann::GENERATION)
             .and_then(|g| g.parse().ok())
     });
+    // The token the run's Jobs were created with (none: the check had no annotation then).
+    let run_now = mine
+        .iter()
+        .find_map(|j| j.annotations().get(run_ann::RUN_NOW).cloned());
     let info = RunInfo {
         id: run.to_string(),
         start_time: Some(Time(start)),
@@ -1329,7 +1358,7 @@ async fn collect(
         duration_ms: Some(end.duration_since(start).as_millis().max(0) as u64),
     };
     let mut with_status = check.clone();
-    let st = finish_run(check, ctx, &records, info, generation, now).await?;
+    let st = finish_run(check, ctx, &records, info, generation, run_now, now).await?;
     with_status.status = Some(st);
     delete_jobs(ctx, &namespaces_of(jobs, run, order), &uid, Some(run)).await?;
     if let Some(n) = decide::run_number(run) {
