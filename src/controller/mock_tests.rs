@@ -124,12 +124,15 @@ fn pod_of_job(j: &Job, message: Option<&str>) -> Value {
         None => json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
             "status": "False", "reason": "Unschedulable", "message": "0/2 nodes are available"}]}),
     };
+    // The Job controller copies the template's spec into the pod.
+    let spec = &j.spec.as_ref().unwrap().template.spec;
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": format!("{}-x1", j.name_any()), "namespace": j.namespace(),
             "labels": labels,
             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": j.name_any(),
                                  "uid": j.metadata.uid, "controller": true}]},
+        "spec": spec,
         "status": status
     })
 }
@@ -1487,4 +1490,93 @@ async fn topped_up_jobs_keep_the_runs_run_now_token() {
         let (res, _) = run_steps(&ctx, handle, now, steps).await;
         assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
     }
+}
+
+/// Pods that only claim to be a probe's are never credited: a pod not controlled by the Job
+/// (by UID: a reused run number's old pod has the same Job name), one being deleted, or one
+/// whose image, command, arguments or node are not the Job template's. The run keeps waiting
+/// (no request: a collect would write the status); the probe's own pod is credited.
+#[tokio::test]
+async fn forged_and_stale_pods_are_not_credited() {
+    let c = check(
+        1,
+        json!({"contexts": {"pod": {"enabled": false}}, "interval": "1h"}),
+    );
+    let mut j = jobs_of(&c, 1, "active").remove(0);
+    j.annotations_mut()
+        .insert(run_ann::RUN_SIZE.into(), "1".into());
+    let genuine = pod_of_job(&j, Some(TIMEOUT));
+    let forged = |f: &dyn Fn(&mut Value)| {
+        let mut p = genuine.clone();
+        f(&mut p);
+        p
+    };
+    let cases: Vec<(&str, Value)> = vec![
+        (
+            "no owner",
+            forged(&|p| {
+                let name = p["metadata"]["ownerReferences"][0]["name"].clone();
+                p["metadata"]["ownerReferences"] = json!(null);
+                p["metadata"]["labels"]["job-name"] = name.clone();
+                p["metadata"]["labels"]["batch.kubernetes.io/job-name"] = name;
+            }),
+        ),
+        (
+            "the old Job of a reused run number",
+            forged(&|p| p["metadata"]["ownerReferences"][0]["uid"] = json!("old-job-uid")),
+        ),
+        (
+            "owner that is not the controller",
+            forged(&|p| p["metadata"]["ownerReferences"][0]["controller"] = json!(false)),
+        ),
+        (
+            "being deleted",
+            forged(&|p| p["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:10Z")),
+        ),
+        (
+            "another image",
+            forged(&|p| p["spec"]["containers"][0]["image"] = json!("evil/regcheck:1")),
+        ),
+        (
+            "other arguments",
+            forged(&|p| p["spec"]["containers"][0]["args"] = json!(["probe"])),
+        ),
+        (
+            "a command",
+            forged(&|p| p["spec"]["containers"][0]["command"] = json!(["/bin/sh", "-c"])),
+        ),
+        (
+            "another node",
+            forged(&|p| p["spec"]["nodeName"] = json!("aks-evil-0")),
+        ),
+    ];
+    for (name, pod) in cases {
+        let Setup { ctx, handle } = setup(config());
+        cache(&ctx, std::slice::from_ref(&j), &[pod.clone()]);
+        let (res, _) = run_steps(&ctx, handle, c.clone(), vec![]).await;
+        assert_eq!(
+            res.unwrap(),
+            Requeue::requeue(decide::POLL_RUNNING),
+            "{name}"
+        );
+        let p: Pod = serde_json::from_value(pod).unwrap();
+        let why = not_the_probe_pod(std::slice::from_ref(&j), &p).expect(name);
+        assert!(!why.is_empty(), "{name}");
+    }
+    // A forged pod next to the genuine one: the genuine report is the one collected.
+    let Setup { ctx, handle } = setup(config());
+    let mut fake = genuine.clone();
+    fake["metadata"]["name"] = json!("aaa-forged");
+    fake["metadata"]["ownerReferences"] = json!(null);
+    fake["status"]["containerStatuses"][0]["state"]["terminated"]["message"] = json!(HEALTHY);
+    cache(&ctx, std::slice::from_ref(&j), &[fake, genuine]);
+    let steps = vec![
+        patch_status(|s| {
+            assert_eq!(s["diagnosis"]["reason"], "ConnectionTimedOut", "{s}");
+        }),
+        event("Warning", "ConnectionTimedOut"),
+        delete_jobs(PROBE_NS, sel_run("r1")),
+    ];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    res.unwrap();
 }

@@ -555,20 +555,81 @@ fn job_finished(job: &Job) -> bool {
         })
 }
 
-/// The pod of a Job: owned by it (or labelled with its name), the one with an outcome first.
+/// The Job (of `jobs`) that controls `pod`: a controller owner reference with the Job's UID
+/// (not its name: a run number reused after a refusal or suspension names the same Job, whose
+/// old pod must not count for the new one).
+fn controlling_job<'a>(jobs: &'a [Job], pod: &Pod) -> Option<&'a Job> {
+    let owner = pod
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "Job")?;
+    jobs.iter().find(|j| {
+        j.metadata.uid.as_deref() == Some(owner.uid.as_str()) && j.namespace() == pod.namespace()
+    })
+}
+
+/// Why `pod` is not the probe pod of one of `jobs`, if it is not: not controlled by one of
+/// them (by UID), being deleted, or not running what its Job's template runs (image, command,
+/// arguments, node). Anyone who can create pods next to a probe can label one like it and
+/// give it a crafted termination message; such a pod must not be credited.
+pub fn not_the_probe_pod(jobs: &[Job], pod: &Pod) -> Option<String> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Some("it is being deleted".into());
+    }
+    let Some(job) = controlling_job(jobs, pod) else {
+        return Some(
+            "no probe Job of the run controls it (controller owner reference by UID)".into(),
+        );
+    };
+    let template = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+    let probe = |spec: Option<&k8s_openapi::api::core::v1::PodSpec>| {
+        spec.and_then(|s| s.containers.iter().find(|c| c.name == "probe"))
+            .map(|c| (c.image.clone(), c.command.clone(), c.args.clone()))
+    };
+    let node =
+        |spec: Option<&k8s_openapi::api::core::v1::PodSpec>| spec.and_then(|s| s.node_name.clone());
+    let spec = pod.spec.as_ref();
+    if probe(spec).is_none() || probe(spec) != probe(template) {
+        return Some(format!(
+            "its probe container's image, command or arguments are not those of Job {}",
+            job.name_any()
+        ));
+    }
+    if node(template).is_some() && node(spec) != node(template) {
+        return Some(format!(
+            "it is not on the node of Job {} ({})",
+            job.name_any(),
+            node(template).unwrap_or_default()
+        ));
+    }
+    None
+}
+
+/// The pods of `pods` that are the probe pods of `jobs` ([`not_the_probe_pod`]); the others
+/// are logged at warn and ignored.
+fn probe_pods(jobs: &[Job], pods: Vec<Pod>) -> Vec<Pod> {
+    pods.into_iter()
+        .filter(|p| match not_the_probe_pod(jobs, p) {
+            None => true,
+            Some(why) => {
+                warn!(
+                    pod = %p.name_any(),
+                    pod_namespace = %p.namespace().unwrap_or_default(),
+                    %why,
+                    "ignoring a pod labelled as a probe of this check"
+                );
+                false
+            }
+        })
+        .collect()
+}
+
+/// The pod of a Job (controlled by it, by UID), the one with an outcome first. `pods` are
+/// [`probe_pods`].
 fn pod_of<'a>(job: &Job, pods: &'a [Pod]) -> Option<&'a Pod> {
-    let name = job.name_any();
-    let ns = job.namespace();
     let mine: Vec<&Pod> = pods
         .iter()
-        .filter(|p| p.namespace() == ns)
-        .filter(|p| {
-            p.owner_references()
-                .iter()
-                .any(|o| o.kind == "Job" && o.name == name)
-                || p.labels().get("job-name") == Some(&name)
-                || p.labels().get("batch.kubernetes.io/job-name") == Some(&name)
-        })
+        .filter(|p| controlling_job(std::slice::from_ref(job), p).is_some())
         .collect();
     mine.iter()
         .find(|p| aggregate::pod_outcome(p) != ProbeOutcome::Running)
@@ -1090,9 +1151,11 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
     // pulled leaves its Job running until the deadline), and hold the reports.
     let mut pods = Vec::new();
     if let Action::Wait { run, .. } | Action::Collect { run } = &decision.action {
-        pods = ctx
-            .caches
-            .pods(&namespaces_of(&jobs, run, &order), &uid, run);
+        pods = probe_pods(
+            &jobs,
+            ctx.caches
+                .pods(&namespaces_of(&jobs, run, &order), &uid, run),
+        );
         let by_outcome: Vec<RunJob> = jobs
             .iter()
             .map(|j| {
