@@ -585,7 +585,22 @@ pub fn next_status(
 ) -> RegistryConnectivityCheckStatus {
     let mut st = prev.clone();
     st.observed_generation = generation;
-    match summary.verdict {
+    // A probe the API server refused to create left its context unprobed: healthy reports
+    // from the others do not make the run good (a registry problem found elsewhere still
+    // counts).
+    let not_created = (summary.verdict == RunVerdict::Healthy)
+        .then(|| {
+            summary
+                .results
+                .iter()
+                .find(|r| r.reason == Reason::ProbeNotCreated.as_str())
+        })
+        .flatten();
+    let verdict = match not_created {
+        Some(_) => RunVerdict::Unknown,
+        None => summary.verdict,
+    };
+    match verdict {
         RunVerdict::Failing => {
             st.consecutive_failures = st.consecutive_failures.saturating_add(1);
             st.consecutive_successes = 0;
@@ -596,7 +611,27 @@ pub fn next_status(
         }
         RunVerdict::Unknown => {}
     }
-    let diag = diagnosis(summary);
+    let diag = match not_created {
+        Some(r) => {
+            let reason = Reason::ProbeNotCreated;
+            let on = r
+                .node
+                .as_ref()
+                .map(|n| format!("{n}: "))
+                .unwrap_or_default();
+            Some(Diagnosis {
+                reason: reason.as_str().into(),
+                cause: reason.cause().as_str().into(),
+                code: None,
+                message: truncate(&format!("{on}{}", r.message), DIAGNOSIS_MESSAGE_CHARS),
+                remediation: reason.remediation().into(),
+                docs: reason.docs().iter().map(|d| d.to_string()).collect(),
+                context: Some(r.context),
+                node: r.node.clone(),
+            })
+        }
+        None => diagnosis(summary),
+    };
     let c = |t: &str, s: &str, r: &str, m: String| condition(t, s, r, m, generation, now);
     let conds = &mut st.conditions;
 
@@ -611,6 +646,14 @@ pub fn next_status(
         .iter()
         .find(|c| c.type_ == conditions::READY);
     let ready = match summary.verdict {
+        _ if not_created.is_some() => c(
+            conditions::READY,
+            "Unknown",
+            &reason,
+            format!(
+                "a probe could not be created, so the registry is not known to be reachable from every context: {message}"
+            ),
+        ),
         RunVerdict::Unknown => c(
             conditions::READY,
             "Unknown",
@@ -1287,6 +1330,56 @@ mod tests {
         let st = next_status(&prev, &sp, Some(1), &mixed, run("c"), &t(20));
         assert_eq!(ready(&st).status, "True");
         assert_eq!(cond(&st, conditions::PROBES_HEALTHY).status, "False");
+    }
+
+    /// A probe whose Job the API server refused leaves its context unprobed: healthy reports
+    /// from the others do not make the check Ready (Unknown, named ProbeNotCreated), and do
+    /// not count as a good run; a registry problem found elsewhere still decides Ready.
+    #[test]
+    fn a_probe_not_created_keeps_ready_unknown_unless_a_registry_problem_was_found() {
+        let sp = spec(1, 1);
+        let not_created = || ProbeOutcome::Failed {
+            reason: Reason::ProbeNotCreated,
+            message: "the API server refused to create probe job x: exceeded quota".into(),
+        };
+        let prev = RegistryConnectivityCheckStatus::default();
+        let mixed = aggregate(&[
+            rec(ProbeContext::Node, "n1", rep(healthy())),
+            rec(ProbeContext::Pod, "n1", not_created()),
+        ]);
+        let st = next_status(&prev, &sp, Some(1), &mixed, run("a"), &t(0));
+        assert_eq!(ready(&st).status, "Unknown");
+        assert_eq!(ready(&st).reason, "ProbeNotCreated");
+        assert!(
+            ready(&st).message.contains("exceeded quota"),
+            "{:?}",
+            ready(&st)
+        );
+        assert_eq!(st.consecutive_successes, 0);
+        let d = st.diagnosis.as_ref().unwrap();
+        assert_eq!(
+            (d.reason.as_str(), d.cause.as_str()),
+            ("ProbeNotCreated", "ProbeInfrastructure")
+        );
+        assert_eq!(
+            cond(&st, conditions::PROBES_HEALTHY).reason,
+            "ProbeNotCreated"
+        );
+        let failing = aggregate(&[
+            rec(
+                ProbeContext::Node,
+                "n1",
+                rep(report(
+                    Verdict::Unreachable,
+                    Reason::ConnectionTimedOut,
+                    Role::LoginServer,
+                )),
+            ),
+            rec(ProbeContext::Pod, "n1", not_created()),
+        ]);
+        let st = next_status(&prev, &sp, Some(1), &failing, run("b"), &t(0));
+        assert_eq!(ready(&st).status, "False");
+        assert_eq!(ready(&st).reason, "ConnectionTimedOut");
     }
 
     #[test]

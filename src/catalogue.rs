@@ -25,6 +25,7 @@ pub mod links {
     pub const K8S_POD_FAILURE: &str =
         "https://kubernetes.io/docs/tasks/debug/debug-application/determine-reason-pod-failure/";
     pub const K8S_JOBS: &str = "https://kubernetes.io/docs/concepts/workloads/controllers/job/";
+    pub const K8S_QUOTAS: &str = "https://kubernetes.io/docs/concepts/policy/resource-quotas/";
     pub const K8S_MULTI_TENANCY: &str =
         "https://kubernetes.io/docs/concepts/security/multi-tenancy/";
 }
@@ -71,9 +72,8 @@ impl Reason {
             }
             Throttled => Cause::RegistryThrottling,
             RegistryServerError | PullFailed => Cause::RegistryUnavailable,
-            ProbeUnschedulable | ProbeImagePullFailed | ProbeCrashed | ProbeTimedOut => {
-                Cause::ProbeInfrastructure
-            }
+            ProbeUnschedulable | ProbeImagePullFailed | ProbeCrashed | ProbeTimedOut
+            | ProbeNotCreated => Cause::ProbeInfrastructure,
             TargetNotAllowed => Cause::OperatorPolicy,
         }
     }
@@ -213,6 +213,9 @@ impl Reason {
                 "The probe exited without a readable report (crash, OOM kill, or a malformed or oversized termination message)."
             }
             ProbeTimedOut => "The probe did not finish before its Job deadline.",
+            ProbeNotCreated => {
+                "The API server refused to create the probe's Job (a ResourceQuota, an admission webhook or policy engine, or a missing namespace), so the probe never ran: nothing is known about the registry from there."
+            }
             TargetNotAllowed => {
                 "The operator's target policy refuses this check (a host, port or node-context namespace the cluster administrator has not allowed), so no probe ran."
             }
@@ -346,6 +349,9 @@ impl Reason {
             ProbeTimedOut => {
                 "Check the probe pod's events and logs: a probe stuck in Pending or image pull runs into the Job deadline; raise spec.timeoutSeconds if the network is slow."
             }
+            ProbeNotCreated => {
+                "Read the API server's answer in the message: raise or scope the ResourceQuota of the namespace (`kubectl describe resourcequota -n <namespace>`; count/jobs.batch, pods, cpu, memory), allow the probe Job in the admission webhook or policy engine that refused it, or create the namespace. The next run tries again."
+            }
             TargetNotAllowed => {
                 "Read the rule named in the message: change the spec (registry, dataEndpoints, regions, extraHosts, ports, or spec.contexts.node.enabled=false), or ask the cluster administrator to allow it in the controller's --allowed-registries, --allowed-ports or --node-context-namespaces settings (Helm values). Loopback, link-local/metadata and platform addresses are never allowed."
             }
@@ -388,6 +394,7 @@ impl Reason {
             ProbeImagePullFailed => &[K8S_IMAGES],
             ProbeCrashed => &[K8S_POD_FAILURE],
             ProbeTimedOut => &[K8S_JOBS],
+            ProbeNotCreated => &[K8S_QUOTAS],
             TargetNotAllowed => &[K8S_MULTI_TENANCY],
         }
     }
@@ -462,7 +469,7 @@ mod tests {
             _ => 0,
         };
         assert_eq!(Reason::ALL.iter().map(|r| count(*r)).sum::<i32>(), 2);
-        assert_eq!(Reason::ALL.len(), 42);
+        assert_eq!(Reason::ALL.len(), 43);
         for r in Reason::OPERATOR {
             assert!(Reason::ALL.contains(r));
         }

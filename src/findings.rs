@@ -57,6 +57,9 @@ pub enum Reason {
     ProbeImagePullFailed,
     ProbeCrashed,
     ProbeTimedOut,
+    /// The API server refused to create the probe's Job (resource quota, admission webhook or
+    /// policy engine, missing namespace): the probe never existed.
+    ProbeNotCreated,
     /// The controller's target policy refuses the check (host, port or namespace not allowed);
     /// no probe ran.
     TargetNotAllowed,
@@ -106,6 +109,7 @@ impl Reason {
         Self::ProbeImagePullFailed,
         Self::ProbeCrashed,
         Self::ProbeTimedOut,
+        Self::ProbeNotCreated,
         Self::TargetNotAllowed,
     ];
 
@@ -117,6 +121,7 @@ impl Reason {
         Self::ProbeImagePullFailed,
         Self::ProbeCrashed,
         Self::ProbeTimedOut,
+        Self::ProbeNotCreated,
         Self::TargetNotAllowed,
     ];
 
@@ -128,6 +133,7 @@ impl Reason {
                 | Self::ProbeImagePullFailed
                 | Self::ProbeCrashed
                 | Self::ProbeTimedOut
+                | Self::ProbeNotCreated
         )
     }
 
@@ -175,6 +181,7 @@ impl Reason {
             Self::ProbeImagePullFailed => "ProbeImagePullFailed",
             Self::ProbeCrashed => "ProbeCrashed",
             Self::ProbeTimedOut => "ProbeTimedOut",
+            Self::ProbeNotCreated => "ProbeNotCreated",
             Self::TargetNotAllowed => "TargetNotAllowed",
         }
     }

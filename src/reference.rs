@@ -60,9 +60,8 @@ pub fn phase(r: Reason) -> &'static str {
         | TooManyRedirects | PullFailed => "Data path",
         ContextsDisagree => "Operator: node and pod contexts",
         TargetNotAllowed => "Operator: target policy",
-        ProbeUnschedulable | ProbeImagePullFailed | ProbeCrashed | ProbeTimedOut => {
-            "Operator: the probe itself"
-        }
+        ProbeUnschedulable | ProbeImagePullFailed | ProbeCrashed | ProbeTimedOut
+        | ProbeNotCreated => "Operator: the probe itself",
     }
 }
 
@@ -163,6 +162,9 @@ pub fn field_symptom(r: Reason) -> &'static str {
         ProbeImagePullFailed => "The regcheck probe pod is in `ErrImagePull` / `ImagePullBackOff`.",
         ProbeCrashed => "The regcheck probe pod ends in `Error` or `OOMKilled` without a report.",
         ProbeTimedOut => "The regcheck probe Job fails with `DeadlineExceeded`.",
+        ProbeNotCreated => {
+            "No regcheck probe Job appears for a context; the controller logs `403 ... exceeded quota` (or a webhook's or policy engine's denial) when creating it."
+        }
         TargetNotAllowed => {
             "No probe runs for the check: its `Ready` condition is `False` with reason `TargetNotAllowed`, naming the operator policy rule (allowed registries, ports, or namespaces allowed to probe from the node network)."
         }
@@ -410,6 +412,7 @@ groups:
                 Reason::ProbeImagePullFailed,
                 Reason::ProbeCrashed,
                 Reason::ProbeTimedOut,
+                Reason::ProbeNotCreated,
             ]
         )
         .trim_end(),

@@ -1552,7 +1552,7 @@ async fn forged_and_stale_pods_are_not_credited() {
     ];
     for (name, pod) in cases {
         let Setup { ctx, handle } = setup(config());
-        cache(&ctx, std::slice::from_ref(&j), &[pod.clone()]);
+        cache(&ctx, std::slice::from_ref(&j), std::slice::from_ref(&pod));
         let (res, _) = run_steps(&ctx, handle, c.clone(), vec![]).await;
         assert_eq!(
             res.unwrap(),
@@ -1579,4 +1579,212 @@ async fn forged_and_stale_pods_are_not_credited() {
     ];
     let (res, _) = run_steps(&ctx, handle, c, steps).await;
     res.unwrap();
+}
+
+const QUOTA: &str = "jobs.batch \"rcc-acr\" is forbidden: exceeded quota: no-jobs, requested: count/jobs.batch=1, used: count/jobs.batch=0, limited: count/jobs.batch=0";
+
+/// A create refused for good (quota, webhook, policy, missing namespace): the API's answer.
+fn refused_job(ns: &str, run: &str, context: &str, code: u16, message: &str) -> Step {
+    let mut s = create_job(ns, run, context, code);
+    s.reply = Some(
+        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+        "message": message, "reason": if code == 403 { "Forbidden" } else { "BadRequest" },
+        "code": code}),
+    );
+    s
+}
+
+/// A ResourceQuota that allows no Jobs in the check's namespace: the pod-context probes become
+/// `ProbeNotCreated` results naming the API's message, the node-context ones run, and the run
+/// completes with `ProbesHealthy=False`, `Ready=Unknown` and an Event (instead of an empty
+/// status and a reconcile error every second). The refused Jobs are not asked for again
+/// within the run.
+#[tokio::test]
+async fn refused_probe_jobs_become_results_and_the_run_completes() {
+    let Setup { ctx, handle } = setup(config());
+    let c = check(1, json!({}));
+    let steps = vec![
+        list_nodes(),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(PROBE_NS, "r1", "node", 201),
+        refused_job(NS, "r1", "pod", 403, QUOTA),
+        refused_job(NS, "r1", "pod", 403, QUOTA),
+    ];
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+    // The node Jobs run: the refused ones are not created again (only the nodes are listed
+    // to plan the top-up).
+    let node_jobs: Vec<Job> = jobs_of(&c, 1, "active")
+        .into_iter()
+        .filter(|j| j.labels()[labels::CONTEXT] == "node")
+        .collect();
+    cache(&ctx, &node_jobs, &[]);
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), vec![]).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+    // They finish healthy: the run is collected.
+    let done: Vec<Job> = jobs_of(&c, 1, "complete")
+        .into_iter()
+        .filter(|j| j.labels()[labels::CONTEXT] == "node")
+        .collect();
+    let pods: Vec<Value> = done.iter().map(|j| pod_of_job(j, Some(HEALTHY))).collect();
+    cache(&ctx, &done, &pods);
+    let steps = vec![
+        patch_status(|s| {
+            let probes = condition(s, "ProbesHealthy");
+            assert_eq!(probes["status"], "False", "{s}");
+            assert_eq!(probes["reason"], "ProbeNotCreated", "{s}");
+            assert!(
+                probes["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("exceeded quota"),
+                "{probes}"
+            );
+            assert_eq!(condition(s, "Ready")["status"], "Unknown", "{s}");
+            assert_eq!(s["lastRun"]["id"], "r1");
+            assert_eq!(s["counts"]["probes"], 4, "{s}");
+            let refused: Vec<&Value> = s["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["reason"] == "ProbeNotCreated")
+                .collect();
+            assert_eq!(refused.len(), 2, "{s}");
+            for r in refused {
+                assert_eq!(r["context"], "Pod");
+                assert!(
+                    r["message"].as_str().unwrap().contains("exceeded quota"),
+                    "{r}"
+                );
+            }
+        }),
+        event("Warning", "ProbeNotCreated"),
+        delete_jobs(PROBE_NS, sel_run("r1")),
+    ];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    res.unwrap();
+    assert!(
+        !ctx.metrics
+            .render()
+            .contains("regcheck_reconcile_errors_total{"),
+        "a refusal is a result, not a reconcile error"
+    );
+}
+
+/// Every probe refused (a webhook denies them all): the run completes at once; another context
+/// that found a registry problem still decides `Ready`.
+#[tokio::test]
+async fn a_run_whose_probes_are_all_refused_completes_at_once() {
+    let Setup { ctx, handle } = setup(config());
+    let c = check(1, json!({"contexts": {"node": {"enabled": false}}}));
+    let denied =
+        "admission webhook \"validate.kyverno.svc\" denied the request: policy require-labels";
+    let steps = vec![
+        list_nodes(),
+        refused_job(NS, "r1", "pod", 400, denied),
+        refused_job(NS, "r1", "pod", 400, denied),
+        patch_status(|s| {
+            assert_eq!(
+                condition(s, "ProbesHealthy")["reason"],
+                "ProbeNotCreated",
+                "{s}"
+            );
+            assert_eq!(condition(s, "Ready")["status"], "Unknown", "{s}");
+            assert_eq!(s["diagnosis"]["reason"], "ProbeNotCreated", "{s}");
+            assert!(
+                s["diagnosis"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("denied the request"),
+                "{s}"
+            );
+            assert_eq!(s["lastRun"]["id"], "r1");
+        }),
+        event("Warning", "ProbeNotCreated"),
+    ];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    let requeue = res.unwrap();
+    assert_ne!(requeue, Requeue::requeue(decide::POLL_RUNNING));
+    assert_ne!(requeue, Requeue::requeue(Duration::from_secs(1)));
+
+    // Node probes time out while the pod probes are refused: Ready follows the registry
+    // problem.
+    let Setup { ctx, handle } = setup(config());
+    let c = check(1, json!({}));
+    let steps = vec![
+        list_nodes(),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(PROBE_NS, "r1", "node", 201),
+        refused_job(NS, "r1", "pod", 403, QUOTA),
+        refused_job(NS, "r1", "pod", 403, QUOTA),
+    ];
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+    res.unwrap();
+    let done: Vec<Job> = jobs_of(&c, 1, "complete")
+        .into_iter()
+        .filter(|j| j.labels()[labels::CONTEXT] == "node")
+        .collect();
+    let pods: Vec<Value> = done.iter().map(|j| pod_of_job(j, Some(TIMEOUT))).collect();
+    cache(&ctx, &done, &pods);
+    let steps = vec![
+        patch_status(|s| {
+            assert_eq!(condition(s, "Ready")["status"], "False", "{s}");
+            assert_eq!(condition(s, "Ready")["reason"], "ConnectionTimedOut", "{s}");
+            assert_eq!(condition(s, "ProbesHealthy")["status"], "False", "{s}");
+        }),
+        event("Warning", "ConnectionTimedOut"),
+        delete_jobs(PROBE_NS, sel_run("r1")),
+    ];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    res.unwrap();
+}
+
+/// 429 and 5xx on creating a Job stay transient: a reconcile error, retried.
+#[tokio::test]
+async fn throttled_job_creation_stays_transient() {
+    for code in [429, 503] {
+        let Setup { ctx, handle } = setup(config());
+        let steps = vec![list_nodes(), create_job(PROBE_NS, "r1", "node", code)];
+        let (res, _) = run_steps(&ctx, handle, check(1, json!({})), steps).await;
+        assert_eq!(res.unwrap_err().metric_label(), "create_job", "{code}");
+    }
+}
+
+/// Reconcile errors of one check back off exponentially (from the error kind's first delay,
+/// at most [`MAX_RETRY_AFTER`]); a successful reconcile starts over.
+#[tokio::test]
+async fn repeated_errors_back_off_exponentially() {
+    let Setup { ctx, handle } = setup(config());
+    let c = check(1, json!({}));
+    let obj = Arc::new(StoredCheck::from(&c));
+    let mut handle = handle;
+    let mut got = vec![];
+    for _ in 0..7 {
+        let steps = vec![list_nodes(), create_job(PROBE_NS, "r1", "node", 503)];
+        let (res, h) = run_steps(&ctx, handle, c.clone(), steps).await;
+        handle = h;
+        got.push(error_policy(obj.clone(), &res.unwrap_err(), ctx.clone()));
+    }
+    let want: Vec<Requeue> = [15, 30, 60, 120, 240, 300, 300]
+        .into_iter()
+        .map(|s| Requeue::requeue(Duration::from_secs(s)))
+        .collect();
+    assert_eq!(got, want);
+    // A reconcile that succeeds starts the backoff over.
+    let steps = vec![
+        list_nodes(),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(NS, "r1", "pod", 201),
+        create_job(NS, "r1", "pod", 201),
+    ];
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+    res.unwrap();
+    ctx.forget(UID);
+    let steps = vec![list_nodes(), create_job(PROBE_NS, "r1", "node", 503)];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    assert_eq!(
+        error_policy(obj, &res.unwrap_err(), ctx.clone()),
+        Requeue::requeue(Duration::from_secs(15))
+    );
 }

@@ -326,6 +326,65 @@ pub struct Context {
     /// Per check uid: the Jobs this process created (or found existing) lately, and when the
     /// last one was. The cache can lack them for a moment; they are not created again.
     created: std::sync::Mutex<HashMap<String, (std::collections::BTreeSet<String>, Instant)>>,
+    /// Per check uid: the Jobs of one run that the API server refused to create for good
+    /// ([`permanent_refusal`]), by name. They are results of that run, not created again in it.
+    refused: std::sync::Mutex<HashMap<String, RefusedRun>>,
+    /// Per check (`namespace/name`): reconcile errors in a row, for [`error_policy`]'s backoff.
+    errors_in_a_row: std::sync::Mutex<HashMap<String, u32>>,
+}
+
+/// Longest wait before retrying a check whose reconciles keep failing.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// A run number and its refused Jobs by name.
+type RefusedRun = (u64, BTreeMap<String, Refused>);
+
+/// A probe Job the API server refused to create for good, and its answer.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub context: ProbeContext,
+    /// The Job as planned (its annotations say the run, target, generation and run size).
+    pub job: Job,
+    pub message: String,
+}
+
+impl Refused {
+    fn record(&self) -> ProbeRecord {
+        ProbeRecord {
+            context: self.context,
+            target: job_target(&self.job),
+            outcome: ProbeOutcome::Failed {
+                reason: Reason::ProbeNotCreated,
+                message: aggregate::truncate(
+                    &format!(
+                        "the API server refused to create probe job {}/{}: {}",
+                        self.job.namespace().unwrap_or_default(),
+                        self.job.name_any(),
+                        self.message
+                    ),
+                    crate::crd::RESULT_MESSAGE_CHARS,
+                ),
+            },
+        }
+    }
+}
+
+/// The API's message when `e` refuses a create for good: a 4xx other than 401 (credentials),
+/// 408 (timeout), 409 (exists) and 429 (throttled): a ResourceQuota, an admission webhook or
+/// policy engine, a missing namespace. 5xx, 429 and transport errors are transient.
+pub fn permanent_refusal(e: &kube::Error) -> Option<String> {
+    match e {
+        kube::Error::Api(s)
+            if (400..500).contains(&s.code) && ![401, 408, 409, 429].contains(&s.code) =>
+        {
+            Some(if s.message.is_empty() {
+                format!("{} ({})", s.reason, s.code)
+            } else {
+                s.message.clone()
+            })
+        }
+        _ => None,
+    }
 }
 
 impl Context {
@@ -343,6 +402,40 @@ impl Context {
             nodes: std::sync::Mutex::new(None),
             collected: std::sync::Mutex::new(HashMap::new()),
             created: std::sync::Mutex::new(HashMap::new()),
+            refused: std::sync::Mutex::new(HashMap::new()),
+            errors_in_a_row: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Remembers that the API server refused Job `r.job` of run `run` of check `uid` for good.
+    fn note_refused(&self, uid: &str, run: u64, r: Refused) {
+        if let Ok(mut m) = self.refused.lock() {
+            let e = m
+                .entry(uid.to_string())
+                .or_insert_with(|| (run, BTreeMap::new()));
+            if e.0 != run {
+                *e = (run, BTreeMap::new());
+            }
+            e.1.insert(r.job.name_any(), r);
+        }
+    }
+
+    /// The Jobs of run `run` of check `uid` that were refused.
+    fn refused(&self, uid: &str, run: u64) -> Vec<Refused> {
+        self.refused
+            .lock()
+            .ok()
+            .and_then(|m| {
+                m.get(uid)
+                    .filter(|(n, _)| *n == run)
+                    .map(|(_, r)| r.values().cloned().collect())
+            })
+            .unwrap_or_default()
+    }
+
+    fn forget_refused(&self, uid: &str) {
+        if let Ok(mut m) = self.refused.lock() {
+            m.remove(uid);
         }
     }
 
@@ -369,6 +462,7 @@ impl Context {
         if let Ok(mut m) = self.created.lock() {
             m.remove(uid);
         }
+        self.forget_refused(uid);
     }
 
     /// Remembers that Job `name` of check `uid` exists (created now, or 409).
@@ -401,7 +495,8 @@ pub async fn reconcile(check: Arc<StoredCheck>, ctx: Arc<Context>) -> Result<Req
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let span = info_span!("reconcile", namespace = %ns, name = %check.name_any());
     let api: Api<StoredCheck> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, check, |event| async {
+    let key = format!("{ns}/{}", check.name_any());
+    let res = finalizer(&api, FINALIZER, check, |event| async {
         match event {
             Finalizer::Apply(c) => {
                 let d = stored::decode(&c);
@@ -426,7 +521,14 @@ pub async fn reconcile(check: Arc<StoredCheck>, ctx: Arc<Context>) -> Result<Req
     })
     .instrument(span)
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    if res.is_ok()
+        && let Ok(mut m) = ctx.errors_in_a_row.lock()
+    {
+        // The backoff of error_policy starts over.
+        m.remove(&key);
+    }
+    res
 }
 
 /// Logs, counts and requeues a failed reconciliation (backoff by the error's kind: API
@@ -440,7 +542,28 @@ pub fn error_policy(check: Arc<StoredCheck>, error: &Error, ctx: Arc<Context>) -
         "reconcile failed"
     );
     ctx.metrics.reconcile_error(label);
-    Requeue::requeue(retry_after(error))
+    let key = format!(
+        "{}/{}",
+        check.namespace().unwrap_or_default(),
+        check.name_any()
+    );
+    let n = ctx
+        .errors_in_a_row
+        .lock()
+        .map(|mut m| {
+            let n = m.entry(key).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        })
+        .unwrap_or(1);
+    Requeue::requeue(backoff(retry_after(error), n))
+}
+
+/// The wait before retry number `n` (1: the first) after errors whose first wait is `first`:
+/// doubled per error in a row, at most [`MAX_RETRY_AFTER`].
+pub fn backoff(first: Duration, n: u32) -> Duration {
+    let factor = 1u32 << n.saturating_sub(1).min(16);
+    first.saturating_mul(factor).min(MAX_RETRY_AFTER)
 }
 
 /// How long to wait before retrying after `error`.
@@ -497,6 +620,30 @@ fn cached_jobs(ctx: &Context, check_ns: &str, uid: &str) -> Vec<Job> {
         });
     }
     jobs
+}
+
+/// The refused Jobs ([`Context::note_refused`]) of a run of check `uid` after run `last` (the
+/// last collected), except those the cache shows after all.
+fn refused_members(ctx: &Context, uid: &str, last: u64, jobs: &[Job]) -> Vec<Refused> {
+    let Some(run) = ctx
+        .refused
+        .lock()
+        .ok()
+        .and_then(|m| m.get(uid).map(|(n, _)| *n))
+    else {
+        return vec![];
+    };
+    if run <= last {
+        return vec![];
+    }
+    ctx.refused(uid, run)
+        .into_iter()
+        .filter(|r| {
+            !jobs
+                .iter()
+                .any(|j| j.name_any() == r.job.name_any() && j.namespace() == r.job.namespace())
+        })
+        .collect()
 }
 
 /// Deletes the Jobs (and through background propagation their pods) of `run`, or of every run
@@ -763,15 +910,35 @@ pub fn plan_jobs(
     out
 }
 
-/// Creates `jobs` (skipping those that exist), at most `room` of them. 409 AlreadyExists is
-/// fine: that is how a restarted controller resumes a run without duplicates.
+/// What [`create_jobs`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Created {
+    /// Created now.
+    created: usize,
+    /// Created now or found existing (409).
+    exist: usize,
+    /// Refused for good ([`permanent_refusal`]); remembered with [`Context::note_refused`].
+    refused: usize,
+    /// Not tried: no room left.
+    untried: usize,
+}
+
+/// Creates `jobs` until `room` of them exist. 409 AlreadyExists is fine: that is how a
+/// restarted controller resumes a run without duplicates. A Job refused for good (quota,
+/// admission, policy, missing namespace) becomes a `ProbeNotCreated` result of its run and
+/// takes no room; a transient error (429, 5xx, transport) fails the reconcile.
 async fn create_jobs(
     ctx: &Context,
     jobs: Vec<(ProbeContext, Job)>,
     room: usize,
-) -> Result<usize, Error> {
-    let mut created = 0;
-    for (context, job) in jobs.into_iter().take(room) {
+) -> Result<Created, Error> {
+    let mut out = Created::default();
+    let total = jobs.len();
+    for (i, (context, job)) in jobs.into_iter().enumerate() {
+        if out.exist >= room {
+            out.untried = total - i;
+            break;
+        }
         let ns = job.namespace().unwrap_or_default();
         let name = job.name_any();
         let uid = job
@@ -784,22 +951,42 @@ async fn create_jobs(
             Ok(_) => {
                 ctx.metrics.job_created(context);
                 ctx.note_created(&uid, &name);
-                created += 1;
+                out.created += 1;
+                out.exist += 1;
             }
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 ctx.note_created(&uid, &name);
+                out.exist += 1;
                 debug!(%ns, %name, "probe job exists already");
             }
             Err(source) => {
-                return Err(Error::CreateJob {
-                    namespace: ns,
-                    name,
-                    source,
-                });
+                let Some(message) = permanent_refusal(&source) else {
+                    return Err(Error::CreateJob {
+                        namespace: ns,
+                        name,
+                        source,
+                    });
+                };
+                warn!(%ns, %name, %message, "the API server refused the probe job; it is a ProbeNotCreated result of its run");
+                let run = job
+                    .labels()
+                    .get(labels::RUN)
+                    .and_then(|r| decide::run_number(r))
+                    .unwrap_or(0);
+                ctx.note_refused(
+                    &uid,
+                    run,
+                    Refused {
+                        context,
+                        job,
+                        message,
+                    },
+                );
+                out.refused += 1;
             }
         }
     }
-    Ok(created)
+    Ok(out)
 }
 
 /// The node inventory: listed again when the cached one is older than
@@ -1066,6 +1253,7 @@ async fn refuse(
         return Ok(Requeue::requeue(Duration::from_secs(1)));
     }
     let order = job_namespaces(&ns, &ctx.config);
+    ctx.forget_refused(&uid);
     let jobs = cached_jobs(ctx, &ns, &uid);
     if !jobs.is_empty() {
         let holding: Vec<String> = order
@@ -1142,9 +1330,15 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
     }
     let jobs = cached_jobs(ctx, &ns, &uid);
     let cfg = ctx.config.decide();
+    // Jobs of a run in progress that the API server refused: members of their run, done.
+    let refused: Vec<RunJob> = refused_members(ctx, &uid, last, &jobs)
+        .iter()
+        .map(|r| RunJob::from_job(&r.job, true))
+        .collect();
     let by_job_status: Vec<RunJob> = jobs
         .iter()
         .map(|j| RunJob::from_job(j, job_finished(j)))
+        .chain(refused.iter().cloned())
         .collect();
     let mut decision = decide::decide(check, &by_job_status, now, &cfg);
     // A run in progress: its pods say more than its Jobs (a pod that cannot be scheduled or
@@ -1162,6 +1356,7 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
                 let done = probe_outcome(j, pod_of(j, &pods)) != ProbeOutcome::Running;
                 RunJob::from_job(j, done)
             })
+            .chain(refused.iter().cloned())
             .collect();
         decision = decide::decide(check, &by_outcome, now, &cfg);
     }
@@ -1185,7 +1380,12 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
                 let n = decide::run_number(&run).unwrap_or(1);
                 let nodes = list_nodes(ctx).await?;
                 let planned = plan_jobs(check, &nodes, n, &ctx.config);
-                let existing: Vec<String> = jobs.iter().map(|j| j.name_any()).collect();
+                // Refused Jobs are results of this run: not asked for again in it.
+                let existing: Vec<String> = jobs
+                    .iter()
+                    .map(|j| j.name_any())
+                    .chain(ctx.refused(&uid, n).iter().map(|r| r.job.name_any()))
+                    .collect();
                 let active = jobs
                     .iter()
                     .filter(|j| {
@@ -1223,8 +1423,8 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
                     debug!(%run, pending = pending.len(), "waiting for the cache to show the jobs");
                 } else {
                     let room = ctx.config.max_concurrent_jobs.max(1).saturating_sub(active);
-                    let created = create_jobs(ctx, missing, room).await?;
-                    info!(%run, created, "continued run");
+                    let c = create_jobs(ctx, missing, room).await?;
+                    info!(%run, created = c.created, refused = c.refused, "continued run");
                 }
             }
             Ok(Requeue::requeue(requeue_after))
@@ -1235,6 +1435,7 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
             start(check, ctx, run, now).await
         }
         Action::Supersede { stale, start: next } => {
+            ctx.forget_refused(&uid);
             for run in &stale {
                 info!(%run, "spec changed during the run: deleting its probe jobs");
                 delete_jobs(ctx, &namespaces_of(&jobs, run, &order), &uid, Some(run)).await?;
@@ -1288,16 +1489,47 @@ async fn start(
     // A cached check or Jobs older than this process's last start of this very run: its Jobs
     // exist, the cache does not show them yet.
     let uid = check_uid(check)?;
-    let planned: Vec<_> = planned
-        .into_iter()
-        .filter(|(_, j)| !ctx.recently_created(&uid, &j.name_any()))
+    let refused: Vec<String> = ctx
+        .refused(&uid, run)
+        .iter()
+        .map(|r| r.job.name_any())
         .collect();
-    if planned.is_empty() {
+    let (pending, planned): (Vec<_>, Vec<_>) = planned
+        .into_iter()
+        .filter(|(_, j)| !refused.contains(&j.name_any()))
+        .partition(|(_, j)| ctx.recently_created(&uid, &j.name_any()));
+    if planned.is_empty() && !pending.is_empty() {
         debug!(run = %decide::run_id(run), "run started already; waiting for the cache");
         return Ok(Requeue::requeue(decide::POLL_RUNNING));
     }
-    let created = create_jobs(ctx, planned, ctx.config.max_concurrent_jobs.max(1)).await?;
-    info!(run = %decide::run_id(run), created, "run started");
+    let c = create_jobs(ctx, planned, ctx.config.max_concurrent_jobs.max(1)).await?;
+    info!(run = %decide::run_id(run), created = c.created, refused = c.refused, "run started");
+    if pending.is_empty() && c.exist == 0 && c.untried == 0 {
+        // Every probe was refused: there is nothing to wait for, the run ends now.
+        let records: Vec<ProbeRecord> =
+            ctx.refused(&uid, run).iter().map(Refused::record).collect();
+        let info = RunInfo {
+            id: decide::run_id(run),
+            start_time: Some(Time(now)),
+            completion_time: Some(Time(now)),
+            duration_ms: Some(0),
+        };
+        let st = finish_run(
+            check,
+            ctx,
+            &records,
+            info,
+            check.metadata.generation,
+            current_run_now(check),
+            now,
+        )
+        .await?;
+        ctx.forget_refused(&uid);
+        ctx.note_collected(&uid, run);
+        let mut with_status = check.clone();
+        with_status.status = Some(st);
+        return Ok(after_run(&with_status, ctx, now));
+    }
     Ok(Requeue::requeue(decide::POLL_RUNNING))
 }
 
@@ -1376,6 +1608,12 @@ async fn collect(
         .iter()
         .filter(|j| j.labels().get(labels::RUN).map(String::as_str) == Some(run))
         .collect();
+    let refused: Vec<Refused> = decide::run_number(run)
+        .map(|n| ctx.refused(&uid, n))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| !mine.iter().any(|j| j.name_any() == r.job.name_any()))
+        .collect();
     let records: Vec<ProbeRecord> = mine
         .iter()
         .map(|j| ProbeRecord {
@@ -1383,6 +1621,7 @@ async fn collect(
             target: job_target(j),
             outcome: probe_outcome(j, pod_of(j, pods)),
         })
+        .chain(refused.iter().map(Refused::record))
         .collect();
     let start = mine
         .iter()
@@ -1405,14 +1644,20 @@ async fn collect(
         .max()
         .unwrap_or(now)
         .max(start);
-    let generation = mine.iter().find_map(|j| {
-        j.annotations()
-            .get(run_ann::GENERATION)
-            .and_then(|g| g.parse().ok())
-    });
+    let generation = mine
+        .iter()
+        .copied()
+        .chain(refused.iter().map(|r| &r.job))
+        .find_map(|j| {
+            j.annotations()
+                .get(run_ann::GENERATION)
+                .and_then(|g| g.parse().ok())
+        });
     // The token the run's Jobs were created with (none: the check had no annotation then).
     let run_now = mine
         .iter()
+        .copied()
+        .chain(refused.iter().map(|r| &r.job))
         .find_map(|j| j.annotations().get(run_ann::RUN_NOW).cloned());
     let info = RunInfo {
         id: run.to_string(),
@@ -1423,6 +1668,7 @@ async fn collect(
     let mut with_status = check.clone();
     let st = finish_run(check, ctx, &records, info, generation, run_now, now).await?;
     with_status.status = Some(st);
+    ctx.forget_refused(&uid);
     delete_jobs(ctx, &namespaces_of(jobs, run, order), &uid, Some(run)).await?;
     if let Some(n) = decide::run_number(run) {
         ctx.note_collected(&uid, n);
