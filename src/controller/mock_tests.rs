@@ -1788,3 +1788,34 @@ async fn repeated_errors_back_off_exponentially() {
         Requeue::requeue(Duration::from_secs(15))
     );
 }
+
+/// The status of a run is written, then deleting its Jobs fails: the retry (with the cached
+/// check and Jobs from before the status write) does not collect the run a second time.
+#[tokio::test]
+async fn a_failed_deletion_does_not_collect_the_run_twice() {
+    let Setup { ctx, handle } = setup(config());
+    let c = check(1, json!({"contexts": {"pod": {"enabled": false}}}));
+    let jobs = jobs_of(&c, 1, "complete");
+    let pods: Vec<Value> = jobs.iter().map(|j| pod_of_job(j, Some(HEALTHY))).collect();
+    cache(&ctx, &jobs, &pods);
+    let mut failing_delete = delete_jobs(PROBE_NS, sel_run("r1"));
+    failing_delete.code = 500;
+    failing_delete.reply = Some(status_error(500, "InternalError"));
+    let steps = vec![
+        patch_status(|s| assert_eq!(s["lastRun"]["id"], "r1")),
+        event("Normal", "Ready"),
+        failing_delete,
+    ];
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+    assert_eq!(res.unwrap_err().metric_label(), "delete_jobs");
+    // The retry: the watches have delivered neither the status nor a deletion.
+    let (res, _) = run_steps(&ctx, handle, c, vec![]).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(Duration::from_secs(1)));
+    assert!(
+        ctx.metrics
+            .render()
+            .contains(r#"regcheck_runs_total{result="healthy"} 1"#),
+        "{}",
+        ctx.metrics.render()
+    );
+}

@@ -1669,10 +1669,12 @@ async fn collect(
     let st = finish_run(check, ctx, &records, info, generation, run_now, now).await?;
     with_status.status = Some(st);
     ctx.forget_refused(&uid);
-    delete_jobs(ctx, &namespaces_of(jobs, run, order), &uid, Some(run)).await?;
+    // Collected once the status is written: a failed deletion must not collect it again
+    // while the watches still show the run (its Jobs go later, as leftovers).
     if let Some(n) = decide::run_number(run) {
         ctx.note_collected(&uid, n);
     }
+    delete_jobs(ctx, &namespaces_of(jobs, run, order), &uid, Some(run)).await?;
     Ok(after_run(&with_status, ctx, now))
 }
 
