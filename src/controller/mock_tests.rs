@@ -1819,3 +1819,34 @@ async fn a_failed_deletion_does_not_collect_the_run_twice() {
         ctx.metrics.render()
     );
 }
+
+/// With `--max-concurrent-jobs`, a second start of the same run before the watch shows its
+/// first Jobs creates none: the Jobs just created count against the limit.
+#[tokio::test]
+async fn start_respects_the_concurrency_limit_while_the_cache_lags() {
+    let Setup { ctx, handle } = setup(Config {
+        max_concurrent_jobs: 2,
+        ..config()
+    });
+    let c = check(1, json!({}));
+    let steps = vec![
+        list_nodes(),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(PROBE_NS, "r1", "node", 201),
+    ];
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+    // Triggered again; the cache shows nothing yet: two Jobs run, none more may start.
+    let (res, _) = run_steps(&ctx, handle, c, vec![list_nodes()]).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+    assert!(
+        ctx.metrics
+            .render()
+            .contains(r#"regcheck_probe_jobs_created_total{context="node"} 2"#)
+    );
+    assert!(
+        !ctx.metrics
+            .render()
+            .contains(r#"regcheck_probe_jobs_created_total{context="pod"}"#)
+    );
+}

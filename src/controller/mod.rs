@@ -1498,11 +1498,18 @@ async fn start(
         .into_iter()
         .filter(|(_, j)| !refused.contains(&j.name_any()))
         .partition(|(_, j)| ctx.recently_created(&uid, &j.name_any()));
-    if planned.is_empty() && !pending.is_empty() {
+    // Jobs created a moment ago that the cache does not show yet are running: they count
+    // against the concurrency limit.
+    let room = ctx
+        .config
+        .max_concurrent_jobs
+        .max(1)
+        .saturating_sub(pending.len());
+    if (planned.is_empty() || room == 0) && !pending.is_empty() {
         debug!(run = %decide::run_id(run), "run started already; waiting for the cache");
         return Ok(Requeue::requeue(decide::POLL_RUNNING));
     }
-    let c = create_jobs(ctx, planned, ctx.config.max_concurrent_jobs.max(1)).await?;
+    let c = create_jobs(ctx, planned, room).await?;
     info!(run = %decide::run_id(run), created = c.created, refused = c.refused, "run started");
     if pending.is_empty() && c.exist == 0 && c.untried == 0 {
         // Every probe was refused: there is nothing to wait for, the run ends now.
