@@ -1850,3 +1850,25 @@ async fn start_respects_the_concurrency_limit_while_the_cache_lags() {
             .contains(r#"regcheck_probe_jobs_created_total{context="pod"}"#)
     );
 }
+
+/// The error chain names each error once: kube's finalizer error and kube's API error print
+/// their source in their own text, which is not repeated; the API error reads as code,
+/// reason and message.
+#[test]
+fn error_chain_does_not_repeat_itself() {
+    let status: kube::core::Status = serde_json::from_value(json!({
+        "status": "Failure", "message": "exceeded quota: no-jobs", "reason": "Forbidden",
+        "code": 403}))
+    .unwrap();
+    let e = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(
+        Error::CreateJob {
+            namespace: NS.into(),
+            name: "rcc-acr-p-1".into(),
+            source: kube::Error::Api(Box::new(status)),
+        },
+    )));
+    assert_eq!(
+        error_chain(&e),
+        "failed to apply object: creating probe job team-a/rcc-acr-p-1: API error 403 Forbidden: exceeded quota: no-jobs"
+    );
+}

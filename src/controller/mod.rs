@@ -582,14 +582,31 @@ pub fn retry_after(error: &Error) -> Duration {
     Duration::from_secs(30)
 }
 
-/// The error and its sources on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
+/// The error and its sources on one line, each once: an error whose text already ends with
+/// its source's (kube's finalizer errors) does not get it again, and an API error reads as
+/// its code, reason and message (kube's own text repeats the message and dumps the Status).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = String::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let api = match err.downcast_ref::<kube::Error>() {
+            Some(kube::Error::Api(st)) => Some(format!(
+                "API error {} {}: {}",
+                st.code, st.reason, st.message
+            )),
+            _ => None,
+        };
+        let text = api.clone().unwrap_or_else(|| err.to_string());
+        if !s.ends_with(&text) {
+            if !s.is_empty() {
+                s.push_str(": ");
+            }
+            s.push_str(&text);
+        }
+        if api.is_some() {
+            break;
+        }
+        next = err.source();
     }
     s
 }
