@@ -1872,3 +1872,64 @@ fn error_chain_does_not_repeat_itself() {
         "failed to apply object: creating probe job team-a/rcc-acr-p-1: API error 403 Forbidden: exceeded quota: no-jobs"
     );
 }
+
+/// A check that becomes invalid or refused keeps no conditions from its last run: they say
+/// nothing now (an old `ProbesHealthy=False` would keep `ProbesFailing` firing), so they turn
+/// Unknown with the reason why no probe runs.
+#[test]
+fn invalid_and_refused_checks_keep_no_stale_conditions() {
+    let t = Time(Timestamp::from_second(1_700_000_000).unwrap());
+    let cond = |type_: &str, status: &str, reason: &str| Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: "from the last run".into(),
+        observed_generation: Some(1),
+        last_transition_time: t.clone(),
+    };
+    let prev = RegistryConnectivityCheckStatus {
+        conditions: vec![
+            cond("Ready", "True", "Healthy"),
+            cond("RegistryReachable", "False", "ConnectionTimedOut"),
+            cond("ProbesHealthy", "False", "ProbeUnschedulable"),
+            cond("ContextsConsistent", "True", "ContextsAgree"),
+        ],
+        ..Default::default()
+    };
+    let c = check(2, json!({"registry": "r.azurecr.io"}));
+    let violation = policy::evaluate(
+        &c.spec,
+        NS,
+        &BTreeMap::new(),
+        &PolicyConfig::parse("*", "*.example.com", "443", "*").unwrap(),
+    )
+    .unwrap_err();
+    for (st, why) in [
+        (
+            invalid_status(&prev, Some(2), "spec.interval: '1s' ...", &t),
+            INVALID_SPEC,
+        ),
+        (
+            refused_status(&prev, Some(2), &violation, &t),
+            "TargetNotAllowed",
+        ),
+    ] {
+        for c in &st.conditions {
+            if c.type_ == "Ready" {
+                assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", why));
+            } else {
+                assert_eq!(c.status, "Unknown", "{c:?}");
+                assert_eq!(c.reason, why, "{c:?}");
+                assert_eq!(c.observed_generation, Some(2), "{c:?}");
+            }
+        }
+        assert_eq!(st.conditions.len(), 4);
+        let m = metrics::Metrics::new();
+        m.set_check(NS, "acr", "r.azurecr.io", &st);
+        let text = m.render();
+        assert!(
+            text.contains(r#"regcheck_check_probes_healthy{namespace="team-a",name="acr"} -1"#),
+            "{text}"
+        );
+    }
+}

@@ -1191,6 +1191,35 @@ async fn publish(ctx: &Context, check: &RegistryConnectivityCheck, ev: Option<Ev
     }
 }
 
+/// The conditions other than `Ready` of a check on which no probe runs: Unknown, with `reason`
+/// (what they said came from an earlier run and says nothing now).
+fn no_probes_conditions(
+    st: &mut RegistryConnectivityCheckStatus,
+    generation: Option<i64>,
+    reason: &str,
+    now: &Time,
+) {
+    let types: Vec<String> = st
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != conditions::READY)
+        .map(|c| c.type_.clone())
+        .collect();
+    for type_ in types {
+        aggregate::set_condition(
+            &mut st.conditions,
+            Condition {
+                type_,
+                status: "Unknown".into(),
+                reason: reason.into(),
+                message: "no probe runs (see the Ready condition)".into(),
+                observed_generation: generation,
+                last_transition_time: now.clone(),
+            },
+        );
+    }
+}
+
 /// The status of a check whose spec is unusable.
 pub fn invalid_status(
     prev: &RegistryConnectivityCheckStatus,
@@ -1200,6 +1229,7 @@ pub fn invalid_status(
 ) -> RegistryConnectivityCheckStatus {
     let mut st = prev.clone();
     st.observed_generation = generation;
+    no_probes_conditions(&mut st, generation, INVALID_SPEC, now);
     aggregate::set_condition(
         &mut st.conditions,
         Condition {
@@ -1234,11 +1264,12 @@ pub fn refused_status(
 ) -> RegistryConnectivityCheckStatus {
     let mut st = prev.clone();
     st.observed_generation = generation;
+    let reason = policy::Violation::REASON;
+    no_probes_conditions(&mut st, generation, reason.as_str(), now);
     aggregate::set_condition(
         &mut st.conditions,
         violation.ready_condition(generation, now),
     );
-    let reason = policy::Violation::REASON;
     st.diagnosis = Some(crate::crd::Diagnosis {
         reason: reason.as_str().into(),
         cause: "Configuration".into(),
