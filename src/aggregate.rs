@@ -65,6 +65,18 @@ pub fn parse_termination_message(msg: &str) -> Result<Report, MessageError> {
         return Err(MessageError::TooLarge(msg.len()));
     }
     let msg = msg.trim();
+    // From the log tail (`FallbackToLogsOnError`, when the probe could not write its
+    // termination log): the report is the last line, after what the probe said on stderr.
+    if let Some((_, last)) = msg.rsplit_once('\n')
+        && last.trim_start().starts_with('{')
+        && let Ok(r) = parse_one(last.trim())
+    {
+        return Ok(r);
+    }
+    parse_one(msg)
+}
+
+fn parse_one(msg: &str) -> Result<Report, MessageError> {
     if msg.is_empty() {
         return Err(MessageError::Empty);
     }
