@@ -136,6 +136,12 @@ const IMAGE_PULL_REASONS: [&str; 5] = [
     "ErrImageNeverPull",
     "RegistryUnavailable",
 ];
+/// Those of them that the kubelet retries (with backoff): final only after
+/// [`PULL_RETRY_GRACE`] from the pod's start.
+const RETRIED_PULL_REASONS: [&str; 3] = ["ErrImagePull", "ImagePullBackOff", "RegistryUnavailable"];
+/// How long a probe pod may retry pulling its image before the failure is its outcome (the
+/// kubelet retries after 10s, 20s, 40s; the Job deadline is at least two minutes).
+pub const PULL_RETRY_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Pod failure reasons of a pod that the kubelet did not admit or lost.
 const UNSCHEDULABLE_POD_REASONS: [&str; 7] = [
     "OutOfcpu",
@@ -147,13 +153,37 @@ const UNSCHEDULABLE_POD_REASONS: [&str; 7] = [
     "Evicted",
 ];
 
-/// The outcome of a probe from its Job and (if it still exists) its pod.
+/// The outcome of a probe from its Job and (if it still exists) its pod, once nothing more
+/// will change (an image pull failure is final).
 pub fn outcome(job: &Job, pod: Option<&Pod>) -> ProbeOutcome {
+    outcome_at(job, pod, None)
+}
+
+/// The outcome of a probe from its Job and (if it still exists) its pod at `now` (`None`:
+/// once nothing more will change): an image pull that the kubelet retries is still running
+/// within [`PULL_RETRY_GRACE`] of the pod's start, unless the Job has failed.
+pub fn outcome_at(
+    job: &Job,
+    pod: Option<&Pod>,
+    now: Option<k8s_openapi::jiff::Timestamp>,
+) -> ProbeOutcome {
     if let Some(pod) = pod {
-        let o = pod_outcome(pod);
+        let o = pod_outcome_at(pod, now);
         if o != ProbeOutcome::Running {
             return o;
         }
+    }
+    let job_failed = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Failed" && c.status == "True"));
+    if job_failed
+        && now.is_some()
+        && let Some(pod) = pod
+        && let o @ ProbeOutcome::Failed { .. } = pod_outcome_at(pod, None)
+    {
+        return o;
     }
     let failed = job
         .status
@@ -179,8 +209,13 @@ pub fn outcome(job: &Job, pod: Option<&Pod>) -> ProbeOutcome {
     }
 }
 
-/// The outcome of a probe from its pod alone.
+/// The outcome of a probe from its pod alone, once nothing more will change.
 pub fn pod_outcome(pod: &Pod) -> ProbeOutcome {
+    pod_outcome_at(pod, None)
+}
+
+/// The outcome of a probe from its pod alone at `now` (see [`outcome_at`]).
+pub fn pod_outcome_at(pod: &Pod, now: Option<k8s_openapi::jiff::Timestamp>) -> ProbeOutcome {
     let Some(status) = pod.status.as_ref() else {
         return ProbeOutcome::Running;
     };
@@ -211,6 +246,16 @@ pub fn pod_outcome(pod: &Pod) -> ProbeOutcome {
             && let Some(r) = w.reason.as_deref()
             && IMAGE_PULL_REASONS.contains(&r)
         {
+            let retrying = RETRIED_PULL_REASONS.contains(&r)
+                && now.is_some_and(|now| {
+                    status.start_time.as_ref().is_none_or(|t| {
+                        t.0.checked_add(PULL_RETRY_GRACE)
+                            .is_ok_and(|until| now < until)
+                    })
+                });
+            if retrying {
+                return ProbeOutcome::Running;
+            }
             return ProbeOutcome::Failed {
                 reason: Reason::ProbeImagePullFailed,
                 message: format!(
@@ -1059,6 +1104,44 @@ mod tests {
             reason_of(pod_outcome(&pending)),
             Some(Reason::ProbeUnschedulable)
         );
+    }
+
+    /// Pull failures the kubelet retries are final after PULL_RETRY_GRACE, or once the Job
+    /// failed; without a time (`outcome`) they are final at once.
+    #[test]
+    fn retried_image_pulls_are_final_after_the_grace_or_the_job() {
+        let at = |s: i64| k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 + s).unwrap();
+        let mut p = pod_with(
+            ContainerState {
+                waiting: Some(k8s_openapi::api::core::v1::ContainerStateWaiting {
+                    reason: Some("ErrImagePull".into()),
+                    message: Some("rpc error".into()),
+                }),
+                ..Default::default()
+            },
+            "Pending",
+            None,
+        );
+        p.status.as_mut().unwrap().start_time = Some(Time(at(0)));
+        let running = Job::default();
+        let failed: Job = serde_json::from_value(serde_json::json!({"status": {"conditions": [
+            {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}}))
+        .unwrap();
+        let pull = Some(Reason::ProbeImagePullFailed);
+        let reason_of = |o: ProbeOutcome| match o {
+            ProbeOutcome::Failed { reason, .. } => Some(reason),
+            _ => None,
+        };
+        assert_eq!(
+            reason_of(outcome_at(&running, Some(&p), Some(at(59)))),
+            None
+        );
+        assert_eq!(
+            reason_of(outcome_at(&running, Some(&p), Some(at(60)))),
+            pull
+        );
+        assert_eq!(reason_of(outcome_at(&failed, Some(&p), Some(at(5)))), pull);
+        assert_eq!(reason_of(outcome(&running, Some(&p))), pull);
     }
 
     #[test]

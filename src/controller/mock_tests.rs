@@ -1933,3 +1933,99 @@ fn invalid_and_refused_checks_keep_no_stale_conditions() {
         );
     }
 }
+
+fn ago(secs: i64) -> String {
+    Timestamp::now()
+        .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(secs))
+        .unwrap()
+        .to_string()
+}
+
+/// The kubelet retries a failed image pull: a probe pod in ErrImagePull/ImagePullBackOff is
+/// given PULL_RETRY_GRACE from its start before it counts as ProbeImagePullFailed; an image
+/// name that cannot work (InvalidImageName) is final at once.
+#[tokio::test]
+async fn image_pull_failures_get_the_kubelets_retries() {
+    let c = check(
+        1,
+        json!({"contexts": {"pod": {"enabled": false}}, "interval": "1h"}),
+    );
+    let mut j = jobs_of(&c, 1, "active").remove(0);
+    j.annotations_mut()
+        .insert(run_ann::RUN_SIZE.into(), "1".into());
+    let pulling = |reason: &str, started: i64| {
+        let mut p = pod_of_job(&j, None);
+        p["status"] = json!({"phase": "Pending", "startTime": ago(started),
+            "containerStatuses": [{"name": "probe", "image": "x", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"waiting": {"reason": reason, "message": "rpc error"}}}]});
+        p
+    };
+    for reason in ["ErrImagePull", "ImagePullBackOff"] {
+        let Setup { ctx, handle } = setup(config());
+        cache(&ctx, std::slice::from_ref(&j), &[pulling(reason, 5)]);
+        let (res, _) = run_steps(&ctx, handle, c.clone(), vec![]).await;
+        assert_eq!(
+            res.unwrap(),
+            Requeue::requeue(decide::POLL_RUNNING),
+            "{reason}"
+        );
+    }
+    for (reason, started) in [("ErrImagePull", 120), ("InvalidImageName", 5)] {
+        let Setup { ctx, handle } = setup(config());
+        cache(&ctx, std::slice::from_ref(&j), &[pulling(reason, started)]);
+        let steps = vec![
+            patch_status(|s| {
+                assert_eq!(
+                    condition(s, "ProbesHealthy")["reason"],
+                    "ProbeImagePullFailed"
+                );
+            }),
+            event("Warning", "ProbeImagePullFailed"),
+            delete_jobs(PROBE_NS, sel_run("r1")),
+        ];
+        let (res, _) = run_steps(&ctx, handle, c.clone(), steps).await;
+        res.unwrap();
+    }
+}
+
+/// A Job that finished a moment ago whose pod the cache does not show yet is still running
+/// (the pod's watch event is on the way); only after POD_CACHE_GRACE is it ProbeCrashed.
+#[tokio::test]
+async fn a_finished_job_waits_for_its_pod_in_the_cache() {
+    let c = check(
+        1,
+        json!({"contexts": {"pod": {"enabled": false}}, "interval": "1h"}),
+    );
+    let finished = |secs: i64| {
+        let mut j = jobs_of(&c, 1, "complete").remove(0);
+        j.annotations_mut()
+            .insert(run_ann::RUN_SIZE.into(), "1".into());
+        j.status = Some(
+            serde_json::from_value(json!({"succeeded": 1, "completionTime": ago(secs),
+                "conditions": [{"type": "Complete", "status": "True",
+                                "lastTransitionTime": ago(secs)}]}))
+            .unwrap(),
+        );
+        j
+    };
+    let Setup { ctx, handle } = setup(config());
+    cache(&ctx, &[finished(2)], &[]);
+    let (res, _) = run_steps(&ctx, handle, c.clone(), vec![]).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+
+    let Setup { ctx, handle } = setup(config());
+    cache(&ctx, &[finished(120)], &[]);
+    let steps = vec![
+        patch_status(|s| {
+            assert_eq!(
+                condition(s, "ProbesHealthy")["reason"],
+                "ProbeCrashed",
+                "{s}"
+            );
+        }),
+        event("Warning", "ProbeCrashed"),
+        delete_jobs(PROBE_NS, sel_run("r1")),
+    ];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    res.unwrap();
+}

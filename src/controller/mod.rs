@@ -801,11 +801,36 @@ fn pod_of<'a>(job: &Job, pods: &'a [Pod]) -> Option<&'a Pod> {
         .copied()
 }
 
-/// How the probe of `job` ended: [`aggregate::outcome`], plus a Job that completed but whose
-/// pod (and so its report) is gone.
-pub fn probe_outcome(job: &Job, pod: Option<&Pod>) -> ProbeOutcome {
-    let o = aggregate::outcome(job, pod);
+/// How long a finished Job may lack its pod in the cache before the pod counts as gone: far
+/// longer than the pod's watch event takes.
+pub const POD_CACHE_GRACE: Duration = Duration::from_secs(30);
+
+/// When `job` finished: its completion time, else the time of its Complete or Failed
+/// condition.
+fn job_finished_at(job: &Job) -> Option<Timestamp> {
+    let s = job.status.as_ref()?;
+    s.completion_time.as_ref().map(|t| t.0).or_else(|| {
+        s.conditions
+            .as_ref()?
+            .iter()
+            .filter(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+            .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0))
+            .max()
+    })
+}
+
+/// How the probe of `job` ended at `now`: [`aggregate::outcome_at`], plus a Job that
+/// finished more than [`POD_CACHE_GRACE`] ago but whose pod (and so its report) is gone.
+pub fn probe_outcome(job: &Job, pod: Option<&Pod>, now: Timestamp) -> ProbeOutcome {
+    let o = aggregate::outcome_at(job, pod, Some(now));
     if o == ProbeOutcome::Running && pod.is_none() && job_finished(job) {
+        let settled = job_finished_at(job)
+            .and_then(|t| t.checked_add(POD_CACHE_GRACE).ok())
+            .is_none_or(|until| now >= until);
+        if !settled {
+            // The pod's watch event can trail the Job's.
+            return ProbeOutcome::Running;
+        }
         return ProbeOutcome::Failed {
             reason: Reason::ProbeCrashed,
             message: "the probe Job finished but its pod is gone, and with it the report".into(),
@@ -1401,7 +1426,7 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
         let by_outcome: Vec<RunJob> = jobs
             .iter()
             .map(|j| {
-                let done = probe_outcome(j, pod_of(j, &pods)) != ProbeOutcome::Running;
+                let done = probe_outcome(j, pod_of(j, &pods), now) != ProbeOutcome::Running;
                 RunJob::from_job(j, done)
             })
             .chain(refused.iter().cloned())
@@ -1438,7 +1463,7 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
                     .iter()
                     .filter(|j| {
                         j.labels().get(labels::RUN) == Some(&run)
-                            && probe_outcome(j, pod_of(j, &pods)) == ProbeOutcome::Running
+                            && probe_outcome(j, pod_of(j, &pods), now) == ProbeOutcome::Running
                     })
                     .count();
                 // Jobs added to the run carry the run-now token the run started with.
@@ -1674,7 +1699,7 @@ async fn collect(
         .map(|j| ProbeRecord {
             context: job_context(j),
             target: job_target(j),
-            outcome: probe_outcome(j, pod_of(j, pods)),
+            outcome: probe_outcome(j, pod_of(j, pods), now),
         })
         .chain(refused.iter().map(Refused::record))
         .collect();
