@@ -149,6 +149,11 @@ pub fn prometheus_rules() -> String {
         .join("|");
     let ind = "            ";
     let lookup = info_lookup();
+    let probe_failures: Vec<Reason> = Reason::ALL
+        .iter()
+        .copied()
+        .filter(|r| r.is_probe_failure())
+        .collect();
     let mut s = String::new();
     let _ = write!(
         s,
@@ -255,16 +260,7 @@ groups:
         pe = pe,
         chain_all = remediation_template(ind, &[]).trim_end(),
         chain_pe = remediation_template(ind, PRIVATE_DNS_REASONS).trim_end(),
-        chain_probe = remediation_template(
-            ind,
-            &[
-                Reason::ProbeUnschedulable,
-                Reason::ProbeImagePullFailed,
-                Reason::ProbeCrashed,
-                Reason::ProbeTimedOut,
-            ]
-        )
-        .trim_end(),
+        chain_probe = remediation_template(ind, &probe_failures).trim_end(),
         contexts_remediation = Reason::ContextsDisagree.remediation(),
     );
     s

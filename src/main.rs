@@ -150,6 +150,7 @@ fn init_tracing() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(regcheck::cli::log_colours())
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -230,6 +230,9 @@ fn node_address_from_environment_is_blocked() {
     assert!(prepared.check.config.policy.check(node_ip.into()).is_ok());
 }
 
+/// The termination log cannot be written: the report goes to stdout, fitted to what kubelet
+/// keeps of the logs, and the probe exits non-zero, so that `FallbackToLogsOnError` applies
+/// (it does only to a container that failed). The controller reads the log tail's last line.
 #[test]
 fn unwritable_termination_log_still_prints_the_report() {
     let lab = Lab::new();
@@ -237,13 +240,18 @@ fn unwritable_termination_log_still_prints_the_report() {
     let resolv = lab.resolv_conf(&dns);
     let log = lab.dir().join("no-such-dir").join("termination-log");
     let run = regcheck(&probe_argv(REGISTRY, &resolv, &log, &[]), None);
-    assert_eq!(run.code, 0, "{}", run.dump());
+    assert_eq!(run.code, 3, "{}", run.dump());
     assert!(
         run.stderr.contains("cannot write the termination log"),
         "{}",
         run.dump()
     );
+    assert!(run.stdout.trim().len() <= regcheck::cli::probe::MAX_LOG_FALLBACK);
     let report = parse_termination_message(run.stdout.trim()).unwrap();
+    assert_eq!(report.findings[0].reason, Reason::TargetAddressBlocked);
+    // What kubelet makes of it: the tail of stderr and stdout together.
+    let tail = format!("{}{}", run.stderr, run.stdout);
+    let report = parse_termination_message(&tail).unwrap();
     assert_eq!(report.findings[0].reason, Reason::TargetAddressBlocked);
     assert!(!log.exists());
 }

@@ -439,20 +439,31 @@ const STAGES: &[fn(&mut Report)] = &[
 /// parses with [`crate::operator::aggregate::parse_termination_message`] (reports without findings aside,
 /// which the diagnosis never produces).
 pub fn fit_termination_message(report: &Report) -> String {
-    let mut r = report::compact(report);
-    let mut json = report::to_json(&r, false);
-    for stage in STAGES {
-        if json.len() <= MAX_TERMINATION_MESSAGE {
-            break;
-        }
-        stage(&mut r);
-        json = report::to_json(&r, false);
-    }
+    let json = fit_message(report, MAX_TERMINATION_MESSAGE);
     // After `last_resort` only one finding and a handful of strings of at most 64 characters
     // (6 bytes each once escaped) are left, far below the limit.
     debug_assert!(json.len() <= MAX_TERMINATION_MESSAGE, "{json}");
     json
 }
+
+/// The compact JSON report, detail dropped stage by stage until it has at most `max` bytes
+/// (or every stage ran).
+pub fn fit_message(report: &Report, max: usize) -> String {
+    let mut r = report::compact(report);
+    let mut json = report::to_json(&r, false);
+    for stage in STAGES {
+        if json.len() <= max {
+            break;
+        }
+        stage(&mut r);
+        json = report::to_json(&r, false);
+    }
+    json
+}
+
+/// What kubelet keeps of a failed container's logs as its termination message with
+/// `FallbackToLogsOnError` (the last 2048 bytes, or 80 lines if fewer).
+pub const MAX_LOG_FALLBACK: usize = 2048;
 
 /// Writes the termination message (replacing what the file held).
 pub fn write_termination_log(path: &Path, message: &str) -> std::io::Result<()> {
@@ -460,9 +471,11 @@ pub fn write_termination_log(path: &Path, message: &str) -> std::io::Result<()> 
 }
 
 /// The whole `regcheck probe` command for the binary: prepare (bad input → exit 2), run, write
-/// the message to the termination log and to stdout. Exit 0 once the report was written to
-/// either (an unwritable termination log is reported on stderr: kubelet then falls back to the
-/// log, `FallbackToLogsOnError`), 3 when it could be written nowhere or the runtime failed.
+/// the message to the termination log and to stdout. Exit 0 once the report is in the
+/// termination log; 3 when it is not (or the runtime failed): an unwritable termination log is
+/// reported on stderr and the report printed last on stdout, fitted to what kubelet keeps of
+/// the logs ([`MAX_LOG_FALLBACK`]); the non-zero exit makes kubelet take it from there
+/// (`FallbackToLogsOnError` applies to failed containers only).
 pub fn execute(args: &ProbeArgs) -> i32 {
     let prepared = match prepare(args, |k| std::env::var(k).ok()) {
         Ok(p) => p,
@@ -494,11 +507,16 @@ pub fn execute(args: &ProbeArgs) -> i32 {
             false
         }
     };
-    let printed = {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{message}").and_then(|_| out.flush()).is_ok()
+    let message = if logged {
+        message
+    } else {
+        fit_message(&report, MAX_LOG_FALLBACK)
     };
-    if logged || printed {
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{message}").and_then(|_| out.flush());
+    }
+    if logged {
         exit::HEALTHY
     } else {
         exit::INTERNAL

@@ -33,6 +33,7 @@ pub mod links {
         "https://kubernetes.io/docs/concepts/security/multi-tenancy/";
     pub const MULTI_ARCH: &str =
         "https://learn.microsoft.com/azure/container-registry/push-multi-architecture-images";
+    pub const K8S_QUOTAS: &str = "https://kubernetes.io/docs/concepts/policy/resource-quotas/";
     pub const K8S_CRD_VALIDATION: &str = "https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#validation";
 }
 
@@ -700,6 +701,20 @@ catalogue! {
         remediation: "Check the probe pod's events and logs: a probe stuck in Pending or image pull runs into the Job deadline; raise spec.timeoutSeconds if the network is slow.",
         docs: &[K8S_JOBS],
     },
+    /// The API server refused to create the probe's Job (resource quota, admission webhook or
+    /// policy engine, missing namespace): the probe never existed.
+    ProbeNotCreated => Entry {
+        phase: Phase::OperatorProbe,
+        cause: Cause::ProbeInfrastructure,
+        code: None,
+        severity: Severity::Error,
+        condition: None,
+        blocks_api: false,
+        summary: "The API server refused to create the probe's Job (a ResourceQuota, an admission webhook or policy engine, or a missing namespace), so the probe never ran: nothing is known about the registry from there.",
+        field_symptom: "No regcheck probe Job appears for a context; the controller logs `403 ... exceeded quota` (or a webhook's or policy engine's denial) when creating it.",
+        remediation: "Read the API server's answer in the message: raise or scope the ResourceQuota of the namespace (`kubectl describe resourcequota -n <namespace>`; count/jobs.batch, pods, cpu, memory), allow the probe Job in the admission webhook or policy engine that refused it, or create the namespace. The next run tries again.",
+        docs: &[K8S_QUOTAS],
+    },
     /// The controller's target policy refuses the check (host, port or namespace not allowed);
     /// no probe ran.
     TargetNotAllowed => Entry {
@@ -857,7 +872,7 @@ mod tests {
             _ => 0,
         };
         assert_eq!(Reason::ALL.iter().map(|r| count(*r)).sum::<i32>(), 2);
-        assert_eq!(Reason::ALL.len(), 45);
+        assert_eq!(Reason::ALL.len(), 46);
     }
 
     #[test]

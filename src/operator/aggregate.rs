@@ -66,6 +66,18 @@ pub fn parse_termination_message(msg: &str) -> Result<Report, MessageError> {
         return Err(MessageError::TooLarge(msg.len()));
     }
     let msg = msg.trim();
+    // From the log tail (`FallbackToLogsOnError`, when the probe could not write its
+    // termination log): the report is the last line, after what the probe said on stderr.
+    if let Some((_, last)) = msg.rsplit_once('\n')
+        && last.trim_start().starts_with('{')
+        && let Ok(r) = parse_one(last.trim())
+    {
+        return Ok(r);
+    }
+    parse_one(msg)
+}
+
+fn parse_one(msg: &str) -> Result<Report, MessageError> {
     if msg.is_empty() {
         return Err(MessageError::Empty);
     }
@@ -125,6 +137,12 @@ const IMAGE_PULL_REASONS: [&str; 5] = [
     "ErrImageNeverPull",
     "RegistryUnavailable",
 ];
+/// Those of them that the kubelet retries (with backoff): final only after
+/// [`PULL_RETRY_GRACE`] from the pod's start.
+const RETRIED_PULL_REASONS: [&str; 3] = ["ErrImagePull", "ImagePullBackOff", "RegistryUnavailable"];
+/// How long a probe pod may retry pulling its image before the failure is its outcome (the
+/// kubelet retries after 10s, 20s, 40s; the Job deadline is at least two minutes).
+pub const PULL_RETRY_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Pod failure reasons of a pod that the kubelet did not admit or lost.
 const UNSCHEDULABLE_POD_REASONS: [&str; 7] = [
     "OutOfcpu",
@@ -136,13 +154,37 @@ const UNSCHEDULABLE_POD_REASONS: [&str; 7] = [
     "Evicted",
 ];
 
-/// The outcome of a probe from its Job and (if it still exists) its pod.
+/// The outcome of a probe from its Job and (if it still exists) its pod, once nothing more
+/// will change (an image pull failure is final).
 pub fn outcome(job: &Job, pod: Option<&Pod>) -> ProbeOutcome {
+    outcome_at(job, pod, None)
+}
+
+/// The outcome of a probe from its Job and (if it still exists) its pod at `now` (`None`:
+/// once nothing more will change): an image pull that the kubelet retries is still running
+/// within [`PULL_RETRY_GRACE`] of the pod's start, unless the Job has failed.
+pub fn outcome_at(
+    job: &Job,
+    pod: Option<&Pod>,
+    now: Option<k8s_openapi::jiff::Timestamp>,
+) -> ProbeOutcome {
     if let Some(pod) = pod {
-        let o = pod_outcome(pod);
+        let o = pod_outcome_at(pod, now);
         if o != ProbeOutcome::Running {
             return o;
         }
+    }
+    let job_failed = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Failed" && c.status == "True"));
+    if job_failed
+        && now.is_some()
+        && let Some(pod) = pod
+        && let o @ ProbeOutcome::Failed { .. } = pod_outcome_at(pod, None)
+    {
+        return o;
     }
     let failed = job
         .status
@@ -168,8 +210,13 @@ pub fn outcome(job: &Job, pod: Option<&Pod>) -> ProbeOutcome {
     }
 }
 
-/// The outcome of a probe from its pod alone.
+/// The outcome of a probe from its pod alone, once nothing more will change.
 pub fn pod_outcome(pod: &Pod) -> ProbeOutcome {
+    pod_outcome_at(pod, None)
+}
+
+/// The outcome of a probe from its pod alone at `now` (see [`outcome_at`]).
+pub fn pod_outcome_at(pod: &Pod, now: Option<k8s_openapi::jiff::Timestamp>) -> ProbeOutcome {
     let Some(status) = pod.status.as_ref() else {
         return ProbeOutcome::Running;
     };
@@ -200,6 +247,16 @@ pub fn pod_outcome(pod: &Pod) -> ProbeOutcome {
             && let Some(r) = w.reason.as_deref()
             && IMAGE_PULL_REASONS.contains(&r)
         {
+            let retrying = RETRIED_PULL_REASONS.contains(&r)
+                && now.is_some_and(|now| {
+                    status.start_time.as_ref().is_none_or(|t| {
+                        t.0.checked_add(PULL_RETRY_GRACE)
+                            .is_ok_and(|until| now < until)
+                    })
+                });
+            if retrying {
+                return ProbeOutcome::Running;
+            }
             return ProbeOutcome::Failed {
                 reason: Reason::ProbeImagePullFailed,
                 message: format!(
@@ -574,7 +631,22 @@ pub fn next_status(
 ) -> RegistryConnectivityCheckStatus {
     let mut st = prev.clone();
     st.observed_generation = generation;
-    match summary.verdict {
+    // A probe the API server refused to create left its context unprobed: healthy reports
+    // from the others do not make the run good (a registry problem found elsewhere still
+    // counts).
+    let not_created = (summary.verdict == RunVerdict::Healthy)
+        .then(|| {
+            summary
+                .results
+                .iter()
+                .find(|r| r.reason == Reason::ProbeNotCreated.as_str())
+        })
+        .flatten();
+    let verdict = match not_created {
+        Some(_) => RunVerdict::Unknown,
+        None => summary.verdict,
+    };
+    match verdict {
         RunVerdict::Failing => {
             st.consecutive_failures = st.consecutive_failures.saturating_add(1);
             st.consecutive_successes = 0;
@@ -585,7 +657,27 @@ pub fn next_status(
         }
         RunVerdict::Unknown => {}
     }
-    let diag = diagnosis(summary);
+    let diag = match not_created {
+        Some(r) => {
+            let reason = Reason::ProbeNotCreated;
+            let on = r
+                .node
+                .as_ref()
+                .map(|n| format!("{n}: "))
+                .unwrap_or_default();
+            Some(Diagnosis {
+                reason: reason.as_str().into(),
+                cause: reason.cause().as_str().into(),
+                code: None,
+                message: truncate(&format!("{on}{}", r.message), DIAGNOSIS_MESSAGE_CHARS),
+                remediation: reason.remediation().into(),
+                docs: reason.docs().iter().map(|d| d.to_string()).collect(),
+                context: Some(r.context),
+                node: r.node.clone(),
+            })
+        }
+        None => diagnosis(summary),
+    };
     let c = |t: &str, s: &str, r: &str, m: String| condition(t, s, r, m, generation, now);
     let conds = &mut st.conditions;
 
@@ -600,6 +692,14 @@ pub fn next_status(
         .iter()
         .find(|c| c.type_ == conditions::READY);
     let ready = match summary.verdict {
+        _ if not_created.is_some() => c(
+            conditions::READY,
+            "Unknown",
+            &reason,
+            format!(
+                "a probe could not be created, so the registry is not known to be reachable from every context: {message}"
+            ),
+        ),
         RunVerdict::Unknown => c(
             conditions::READY,
             "Unknown",
@@ -995,6 +1095,44 @@ mod tests {
         );
     }
 
+    /// Pull failures the kubelet retries are final after PULL_RETRY_GRACE, or once the Job
+    /// failed; without a time (`outcome`) they are final at once.
+    #[test]
+    fn retried_image_pulls_are_final_after_the_grace_or_the_job() {
+        let at = |s: i64| k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 + s).unwrap();
+        let mut p = pod_with(
+            ContainerState {
+                waiting: Some(k8s_openapi::api::core::v1::ContainerStateWaiting {
+                    reason: Some("ErrImagePull".into()),
+                    message: Some("rpc error".into()),
+                }),
+                ..Default::default()
+            },
+            "Pending",
+            None,
+        );
+        p.status.as_mut().unwrap().start_time = Some(Time(at(0)));
+        let running = Job::default();
+        let failed: Job = serde_json::from_value(serde_json::json!({"status": {"conditions": [
+            {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}}))
+        .unwrap();
+        let pull = Some(Reason::ProbeImagePullFailed);
+        let reason_of = |o: ProbeOutcome| match o {
+            ProbeOutcome::Failed { reason, .. } => Some(reason),
+            _ => None,
+        };
+        assert_eq!(
+            reason_of(outcome_at(&running, Some(&p), Some(at(59)))),
+            None
+        );
+        assert_eq!(
+            reason_of(outcome_at(&running, Some(&p), Some(at(60)))),
+            pull
+        );
+        assert_eq!(reason_of(outcome_at(&failed, Some(&p), Some(at(5)))), pull);
+        assert_eq!(reason_of(outcome(&running, Some(&p))), pull);
+    }
+
     #[test]
     fn job_deadline_without_pod_is_a_timeout() {
         let job = |reason: &str| Job {
@@ -1276,6 +1414,56 @@ mod tests {
         let st = next_status(&prev, &sp, Some(1), &mixed, run("c"), &t(20));
         assert_eq!(ready(&st).status, "True");
         assert_eq!(cond(&st, conditions::PROBES_HEALTHY).status, "False");
+    }
+
+    /// A probe whose Job the API server refused leaves its context unprobed: healthy reports
+    /// from the others do not make the check Ready (Unknown, named ProbeNotCreated), and do
+    /// not count as a good run; a registry problem found elsewhere still decides Ready.
+    #[test]
+    fn a_probe_not_created_keeps_ready_unknown_unless_a_registry_problem_was_found() {
+        let sp = spec(1, 1);
+        let not_created = || ProbeOutcome::Failed {
+            reason: Reason::ProbeNotCreated,
+            message: "the API server refused to create probe job x: exceeded quota".into(),
+        };
+        let prev = RegistryConnectivityCheckStatus::default();
+        let mixed = aggregate(&[
+            rec(ProbeContext::Node, "n1", rep(healthy())),
+            rec(ProbeContext::Pod, "n1", not_created()),
+        ]);
+        let st = next_status(&prev, &sp, Some(1), &mixed, run("a"), &t(0));
+        assert_eq!(ready(&st).status, "Unknown");
+        assert_eq!(ready(&st).reason, "ProbeNotCreated");
+        assert!(
+            ready(&st).message.contains("exceeded quota"),
+            "{:?}",
+            ready(&st)
+        );
+        assert_eq!(st.consecutive_successes, 0);
+        let d = st.diagnosis.as_ref().unwrap();
+        assert_eq!(
+            (d.reason.as_str(), d.cause.as_str()),
+            ("ProbeNotCreated", "ProbeInfrastructure")
+        );
+        assert_eq!(
+            cond(&st, conditions::PROBES_HEALTHY).reason,
+            "ProbeNotCreated"
+        );
+        let failing = aggregate(&[
+            rec(
+                ProbeContext::Node,
+                "n1",
+                rep(report(
+                    Verdict::Unreachable,
+                    Reason::ConnectionTimedOut,
+                    Role::LoginServer,
+                )),
+            ),
+            rec(ProbeContext::Pod, "n1", not_created()),
+        ]);
+        let st = next_status(&prev, &sp, Some(1), &failing, run("b"), &t(0));
+        assert_eq!(ready(&st).status, "False");
+        assert_eq!(ready(&st).reason, "ConnectionTimedOut");
     }
 
     #[test]

@@ -130,12 +130,15 @@ fn pod_of_job(j: &Job, message: Option<&str>) -> Value {
         None => json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
             "status": "False", "reason": "Unschedulable", "message": "0/2 nodes are available"}]}),
     };
+    // The Job controller copies the template's spec into the pod.
+    let spec = &j.spec.as_ref().unwrap().template.spec;
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": format!("{}-x1", j.name_any()), "namespace": j.namespace(),
             "labels": labels,
             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": j.name_any(),
                                  "uid": j.metadata.uid, "controller": true}]},
+        "spec": spec,
         "status": status
     })
 }
@@ -1539,4 +1542,629 @@ async fn no_write_after_leadership_is_lost() {
     {
         panic!("{} {} after leadership was lost", req.method(), req.uri());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 13
+
+/// A run-now request made while a run is in progress is not lost: the collected run records
+/// the token it started with (from its Jobs), not the check's current one, so the newer
+/// request starts another run afterwards.
+#[tokio::test]
+async fn run_now_during_a_run_starts_another_run() {
+    let Setup { ctx, handle } = setup(config());
+    let mut at_start = check(1, json!({"interval": "1h"}));
+    at_start
+        .annotations_mut()
+        .insert(decide::RUN_NOW_ANNOTATION.into(), "first".into());
+    let jobs = jobs_of(&at_start, 1, "complete");
+    let pods: Vec<Value> = jobs.iter().map(|j| pod_of_job(j, Some(HEALTHY))).collect();
+    cache(&ctx, &jobs, &pods);
+    // During the run, the user asks again.
+    let mut now = at_start.clone();
+    now.annotations_mut()
+        .insert(decide::RUN_NOW_ANNOTATION.into(), "second".into());
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let w = written.clone();
+    let steps = vec![
+        patch_status(move |s| {
+            assert_eq!(s["lastRunNow"], "first", "{s}");
+            *w.lock().unwrap() = s.clone();
+        }),
+        event("Normal", "Ready"),
+        delete_jobs(PROBE_NS, sel_run("r1")),
+        delete_jobs(NS, sel_run("r1")),
+    ];
+    let (res, _) = run_steps(&ctx, handle, now.clone(), steps).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(Duration::from_secs(1)));
+    // With the written status, the newer request starts run 2 at once (not after the hour).
+    let mut after = now;
+    after.status = Some(serde_json::from_value(written.lock().unwrap().clone()).unwrap());
+    let d = decide::decide(
+        &after,
+        ValidSpec::parse(&after.spec).unwrap().interval,
+        &[],
+        "2024-01-01T00:01:00Z".parse().unwrap(),
+        &ctx.config.decide(),
+    );
+    assert_eq!(
+        d.action,
+        Action::Start {
+            run: 2,
+            reason: decide::StartReason::RunNow
+        }
+    );
+}
+
+/// Jobs added to a run in progress carry the run-now token the run started with (or none),
+/// not the check's current one: the run records one token.
+#[tokio::test]
+async fn topped_up_jobs_keep_the_runs_run_now_token() {
+    for started_with in [Some("first"), None] {
+        let Setup { ctx, handle } = setup(config());
+        let mut at_start = check(1, json!({}));
+        if let Some(t) = started_with {
+            at_start
+                .annotations_mut()
+                .insert(decide::RUN_NOW_ANNOTATION.into(), t.into());
+        }
+        let first: Vec<Job> = jobs_of(&at_start, 1, "active")
+            .into_iter()
+            .take(1)
+            .collect();
+        cache(&ctx, &first, &[]);
+        let mut now = at_start.clone();
+        now.annotations_mut()
+            .insert(decide::RUN_NOW_ANNOTATION.into(), "second".into());
+        let want = json!(started_with);
+        let token = move |b: &Value| {
+            assert_eq!(b["metadata"]["annotations"]["regcheck.dev/run-now"], want);
+        };
+        let steps = vec![
+            list_nodes(),
+            create_job(PROBE_NS, "r1", "node", 201).body(token.clone()),
+            create_job(NS, "r1", "pod", 201).body(token.clone()),
+            create_job(NS, "r1", "pod", 201).body(token),
+        ];
+        let (res, _) = run_steps(&ctx, handle, now, steps).await;
+        assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+    }
+}
+
+/// Pods that only claim to be a probe's are never credited: a pod not controlled by the Job
+/// (by UID: a reused run number's old pod has the same Job name), one being deleted, or one
+/// whose image, command, arguments or node are not the Job template's. The run keeps waiting
+/// (no request: a collect would write the status); the probe's own pod is credited.
+#[tokio::test]
+async fn forged_and_stale_pods_are_not_credited() {
+    let c = check(
+        1,
+        json!({"contexts": {"pod": {"enabled": false}}, "interval": "1h"}),
+    );
+    let mut j = jobs_of(&c, 1, "active").remove(0);
+    j.annotations_mut()
+        .insert(run_ann::RUN_SIZE.into(), "1".into());
+    let genuine = pod_of_job(&j, Some(TIMEOUT));
+    let forged = |f: &dyn Fn(&mut Value)| {
+        let mut p = genuine.clone();
+        f(&mut p);
+        p
+    };
+    let cases: Vec<(&str, Value)> = vec![
+        (
+            "no owner",
+            forged(&|p| {
+                let name = p["metadata"]["ownerReferences"][0]["name"].clone();
+                p["metadata"]["ownerReferences"] = json!(null);
+                p["metadata"]["labels"]["job-name"] = name.clone();
+                p["metadata"]["labels"]["batch.kubernetes.io/job-name"] = name;
+            }),
+        ),
+        (
+            "the old Job of a reused run number",
+            forged(&|p| p["metadata"]["ownerReferences"][0]["uid"] = json!("old-job-uid")),
+        ),
+        (
+            "owner that is not the controller",
+            forged(&|p| p["metadata"]["ownerReferences"][0]["controller"] = json!(false)),
+        ),
+        (
+            "being deleted",
+            forged(&|p| p["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:10Z")),
+        ),
+        (
+            "another image",
+            forged(&|p| p["spec"]["containers"][0]["image"] = json!("evil/regcheck:1")),
+        ),
+        (
+            "other arguments",
+            forged(&|p| p["spec"]["containers"][0]["args"] = json!(["probe"])),
+        ),
+        (
+            "a command",
+            forged(&|p| p["spec"]["containers"][0]["command"] = json!(["/bin/sh", "-c"])),
+        ),
+        (
+            "another node",
+            forged(&|p| p["spec"]["nodeName"] = json!("aks-evil-0")),
+        ),
+    ];
+    for (name, pod) in cases {
+        let Setup { ctx, handle } = setup(config());
+        cache(&ctx, std::slice::from_ref(&j), std::slice::from_ref(&pod));
+        let (res, _) = run_steps(&ctx, handle, c.clone(), vec![]).await;
+        assert_eq!(
+            res.unwrap(),
+            Requeue::requeue(decide::POLL_RUNNING),
+            "{name}"
+        );
+        let p: Pod = serde_json::from_value(pod).unwrap();
+        let why = not_the_probe_pod(std::slice::from_ref(&j), &p).expect(name);
+        assert!(!why.is_empty(), "{name}");
+    }
+    // A forged pod next to the genuine one: the genuine report is the one collected.
+    let Setup { ctx, handle } = setup(config());
+    let mut fake = genuine.clone();
+    fake["metadata"]["name"] = json!("aaa-forged");
+    fake["metadata"]["ownerReferences"] = json!(null);
+    fake["status"]["containerStatuses"][0]["state"]["terminated"]["message"] = json!(HEALTHY);
+    cache(&ctx, std::slice::from_ref(&j), &[fake, genuine]);
+    let steps = vec![
+        patch_status(|s| {
+            assert_eq!(s["diagnosis"]["reason"], "ConnectionTimedOut", "{s}");
+        }),
+        event("Warning", "ConnectionTimedOut"),
+        delete_jobs(PROBE_NS, sel_run("r1")),
+    ];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    res.unwrap();
+}
+
+const QUOTA: &str = "jobs.batch \"rcc-acr\" is forbidden: exceeded quota: no-jobs, requested: count/jobs.batch=1, used: count/jobs.batch=0, limited: count/jobs.batch=0";
+
+/// A create refused for good (quota, webhook, policy, missing namespace): the API's answer.
+fn refused_job(ns: &str, run: &str, context: &str, code: u16, message: &str) -> Step {
+    let mut s = create_job(ns, run, context, code);
+    s.reply = Some(
+        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+        "message": message, "reason": if code == 403 { "Forbidden" } else { "BadRequest" },
+        "code": code}),
+    );
+    s
+}
+
+/// A ResourceQuota that allows no Jobs in the check's namespace: the pod-context probes become
+/// `ProbeNotCreated` results naming the API's message, the node-context ones run, and the run
+/// completes with `ProbesHealthy=False`, `Ready=Unknown` and an Event (instead of an empty
+/// status and a reconcile error every second). The refused Jobs are not asked for again
+/// within the run.
+#[tokio::test]
+async fn refused_probe_jobs_become_results_and_the_run_completes() {
+    let Setup { ctx, handle } = setup(config());
+    let c = check(1, json!({}));
+    let steps = vec![
+        list_nodes(),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(PROBE_NS, "r1", "node", 201),
+        refused_job(NS, "r1", "pod", 403, QUOTA),
+        refused_job(NS, "r1", "pod", 403, QUOTA),
+    ];
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+    // The node Jobs run: the refused ones are not created again (only the nodes are listed
+    // to plan the top-up).
+    let node_jobs: Vec<Job> = jobs_of(&c, 1, "active")
+        .into_iter()
+        .filter(|j| j.labels()[labels::CONTEXT] == "node")
+        .collect();
+    cache(&ctx, &node_jobs, &[]);
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), vec![]).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+    // They finish healthy: the run is collected.
+    let done: Vec<Job> = jobs_of(&c, 1, "complete")
+        .into_iter()
+        .filter(|j| j.labels()[labels::CONTEXT] == "node")
+        .collect();
+    let pods: Vec<Value> = done.iter().map(|j| pod_of_job(j, Some(HEALTHY))).collect();
+    cache(&ctx, &done, &pods);
+    let steps = vec![
+        patch_status(|s| {
+            let probes = condition(s, "ProbesHealthy");
+            assert_eq!(probes["status"], "False", "{s}");
+            assert_eq!(probes["reason"], "ProbeNotCreated", "{s}");
+            assert!(
+                probes["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("exceeded quota"),
+                "{probes}"
+            );
+            assert_eq!(condition(s, "Ready")["status"], "Unknown", "{s}");
+            assert_eq!(s["lastRun"]["id"], "r1");
+            assert_eq!(s["counts"]["probes"], 4, "{s}");
+            let refused: Vec<&Value> = s["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["reason"] == "ProbeNotCreated")
+                .collect();
+            assert_eq!(refused.len(), 2, "{s}");
+            for r in refused {
+                assert_eq!(r["context"], "Pod");
+                assert!(
+                    r["message"].as_str().unwrap().contains("exceeded quota"),
+                    "{r}"
+                );
+            }
+        }),
+        event("Warning", "ProbeNotCreated"),
+        delete_jobs(PROBE_NS, sel_run("r1")),
+    ];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    res.unwrap();
+    assert!(
+        !ctx.metrics
+            .render()
+            .contains("regcheck_reconcile_errors_total{"),
+        "a refusal is a result, not a reconcile error"
+    );
+}
+
+/// Every probe refused (a webhook denies them all): the run completes at once; another context
+/// that found a registry problem still decides `Ready`.
+#[tokio::test]
+async fn a_run_whose_probes_are_all_refused_completes_at_once() {
+    let Setup { ctx, handle } = setup(config());
+    let c = check(1, json!({"contexts": {"node": {"enabled": false}}}));
+    let denied =
+        "admission webhook \"validate.kyverno.svc\" denied the request: policy require-labels";
+    let steps = vec![
+        list_nodes(),
+        refused_job(NS, "r1", "pod", 400, denied),
+        refused_job(NS, "r1", "pod", 400, denied),
+        patch_status(|s| {
+            assert_eq!(
+                condition(s, "ProbesHealthy")["reason"],
+                "ProbeNotCreated",
+                "{s}"
+            );
+            assert_eq!(condition(s, "Ready")["status"], "Unknown", "{s}");
+            assert_eq!(s["diagnosis"]["reason"], "ProbeNotCreated", "{s}");
+            assert!(
+                s["diagnosis"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("denied the request"),
+                "{s}"
+            );
+            assert_eq!(s["lastRun"]["id"], "r1");
+        }),
+        event("Warning", "ProbeNotCreated"),
+    ];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    let requeue = res.unwrap();
+    assert_ne!(requeue, Requeue::requeue(decide::POLL_RUNNING));
+    assert_ne!(requeue, Requeue::requeue(Duration::from_secs(1)));
+
+    // Node probes time out while the pod probes are refused: Ready follows the registry
+    // problem.
+    let Setup { ctx, handle } = setup(config());
+    let c = check(1, json!({}));
+    let steps = vec![
+        list_nodes(),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(PROBE_NS, "r1", "node", 201),
+        refused_job(NS, "r1", "pod", 403, QUOTA),
+        refused_job(NS, "r1", "pod", 403, QUOTA),
+    ];
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+    res.unwrap();
+    let done: Vec<Job> = jobs_of(&c, 1, "complete")
+        .into_iter()
+        .filter(|j| j.labels()[labels::CONTEXT] == "node")
+        .collect();
+    let pods: Vec<Value> = done.iter().map(|j| pod_of_job(j, Some(TIMEOUT))).collect();
+    cache(&ctx, &done, &pods);
+    let steps = vec![
+        patch_status(|s| {
+            assert_eq!(condition(s, "Ready")["status"], "False", "{s}");
+            assert_eq!(condition(s, "Ready")["reason"], "ConnectionTimedOut", "{s}");
+            assert_eq!(condition(s, "ProbesHealthy")["status"], "False", "{s}");
+        }),
+        event("Warning", "ConnectionTimedOut"),
+        delete_jobs(PROBE_NS, sel_run("r1")),
+    ];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    res.unwrap();
+}
+
+/// 429 and 5xx on creating a Job stay transient: a reconcile error, retried.
+#[tokio::test]
+async fn throttled_job_creation_stays_transient() {
+    for code in [429, 503] {
+        let Setup { ctx, handle } = setup(config());
+        let steps = vec![list_nodes(), create_job(PROBE_NS, "r1", "node", code)];
+        let (res, _) = run_steps(&ctx, handle, check(1, json!({})), steps).await;
+        assert_eq!(res.unwrap_err().metric_label(), "create_job", "{code}");
+    }
+}
+
+/// Reconcile errors of one check back off exponentially (from the error kind's first delay,
+/// at most [`MAX_RETRY_AFTER`]); a successful reconcile starts over.
+#[tokio::test]
+async fn repeated_errors_back_off_exponentially() {
+    let Setup { ctx, handle } = setup(config());
+    let c = check(1, json!({}));
+    let obj = Arc::new(StoredCheck::from(&c));
+    let mut handle = handle;
+    let mut got = vec![];
+    for _ in 0..7 {
+        let steps = vec![list_nodes(), create_job(PROBE_NS, "r1", "node", 503)];
+        let (res, h) = run_steps(&ctx, handle, c.clone(), steps).await;
+        handle = h;
+        got.push(error_policy(obj.clone(), &res.unwrap_err(), ctx.clone()));
+    }
+    let want: Vec<Requeue> = [15, 30, 60, 120, 240, 300, 300]
+        .into_iter()
+        .map(|s| Requeue::requeue(Duration::from_secs(s)))
+        .collect();
+    assert_eq!(got, want);
+    // A reconcile that succeeds starts the backoff over.
+    let steps = vec![
+        list_nodes(),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(NS, "r1", "pod", 201),
+        create_job(NS, "r1", "pod", 201),
+    ];
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+    res.unwrap();
+    ctx.forget(UID);
+    let steps = vec![list_nodes(), create_job(PROBE_NS, "r1", "node", 503)];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    assert_eq!(
+        error_policy(obj, &res.unwrap_err(), ctx.clone()),
+        Requeue::requeue(Duration::from_secs(15))
+    );
+}
+
+/// The status of a run is written, then deleting its Jobs fails: the retry (with the cached
+/// check and Jobs from before the status write) does not collect the run a second time.
+#[tokio::test]
+async fn a_failed_deletion_does_not_collect_the_run_twice() {
+    let Setup { ctx, handle } = setup(config());
+    let c = check(1, json!({"contexts": {"pod": {"enabled": false}}}));
+    let jobs = jobs_of(&c, 1, "complete");
+    let pods: Vec<Value> = jobs.iter().map(|j| pod_of_job(j, Some(HEALTHY))).collect();
+    cache(&ctx, &jobs, &pods);
+    let mut failing_delete = delete_jobs(PROBE_NS, sel_run("r1"));
+    failing_delete.code = 500;
+    failing_delete.reply = Some(status_error(500, "InternalError"));
+    let steps = vec![
+        patch_status(|s| assert_eq!(s["lastRun"]["id"], "r1")),
+        event("Normal", "Ready"),
+        failing_delete,
+    ];
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+    assert_eq!(res.unwrap_err().metric_label(), "delete_jobs");
+    // The retry: the watches have delivered neither the status nor a deletion.
+    let (res, _) = run_steps(&ctx, handle, c, vec![]).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(Duration::from_secs(1)));
+    assert!(
+        ctx.metrics
+            .render()
+            .contains(r#"regcheck_runs_total{result="healthy"} 1"#),
+        "{}",
+        ctx.metrics.render()
+    );
+}
+
+/// With `--max-concurrent-jobs`, a second start of the same run before the watch shows its
+/// first Jobs creates none: the Jobs just created count against the limit.
+#[tokio::test]
+async fn start_respects_the_concurrency_limit_while_the_cache_lags() {
+    let Setup { ctx, handle } = setup(Config {
+        max_concurrent_jobs: 2,
+        ..config()
+    });
+    let c = check(1, json!({}));
+    let steps = vec![
+        list_nodes(),
+        create_job(PROBE_NS, "r1", "node", 201),
+        create_job(PROBE_NS, "r1", "node", 201),
+    ];
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+    // Triggered again; the cache shows nothing yet: two Jobs run, none more may start.
+    let (res, _) = run_steps(&ctx, handle, c, vec![list_nodes()]).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+    assert!(
+        ctx.metrics
+            .render()
+            .contains(r#"regcheck_probe_jobs_created_total{context="node"} 2"#)
+    );
+    assert!(
+        !ctx.metrics
+            .render()
+            .contains(r#"regcheck_probe_jobs_created_total{context="pod"}"#)
+    );
+}
+
+/// The error chain names each error once: kube's finalizer error and kube's API error print
+/// their source in their own text, which is not repeated; the API error reads as code,
+/// reason and message.
+#[test]
+fn error_chain_does_not_repeat_itself() {
+    let status: kube::core::Status = serde_json::from_value(json!({
+        "status": "Failure", "message": "exceeded quota: no-jobs", "reason": "Forbidden",
+        "code": 403}))
+    .unwrap();
+    let e = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(
+        Error::CreateJob {
+            namespace: NS.into(),
+            name: "rcc-acr-p-1".into(),
+            source: kube::Error::Api(Box::new(status)),
+        },
+    )));
+    assert_eq!(
+        error_chain(&e),
+        "failed to apply object: creating probe job team-a/rcc-acr-p-1: API error 403 Forbidden: exceeded quota: no-jobs"
+    );
+}
+
+/// A check that becomes invalid or refused keeps no conditions from its last run: they say
+/// nothing now (an old `ProbesHealthy=False` would keep `ProbesFailing` firing), so they turn
+/// Unknown with the reason why no probe runs.
+#[test]
+fn invalid_and_refused_checks_keep_no_stale_conditions() {
+    let t = Time(Timestamp::from_second(1_700_000_000).unwrap());
+    let cond = |type_: &str, status: &str, reason: &str| Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: "from the last run".into(),
+        observed_generation: Some(1),
+        last_transition_time: t.clone(),
+    };
+    let prev = RegistryConnectivityCheckStatus {
+        conditions: vec![
+            cond("Ready", "True", "Healthy"),
+            cond("RegistryReachable", "False", "ConnectionTimedOut"),
+            cond("ProbesHealthy", "False", "ProbeUnschedulable"),
+            cond("ContextsConsistent", "True", "ContextsAgree"),
+        ],
+        ..Default::default()
+    };
+    let c = check(2, json!({"registry": "r.azurecr.io"}));
+    let violation = policy::evaluate(
+        &ValidSpec::parse(&c.spec).unwrap(),
+        NS,
+        &BTreeMap::new(),
+        &PolicyConfig::parse("*", "*.example.com", "443", "*").unwrap(),
+    )
+    .unwrap_err();
+    for (st, why) in [
+        (
+            invalid_status(&prev, Some(2), "spec.interval: '1s' ...", &t),
+            INVALID_SPEC,
+        ),
+        (
+            refused_status(&prev, Some(2), &violation, &t),
+            "TargetNotAllowed",
+        ),
+    ] {
+        for c in &st.conditions {
+            if c.type_ == "Ready" {
+                assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", why));
+            } else {
+                assert_eq!(c.status, "Unknown", "{c:?}");
+                assert_eq!(c.reason, why, "{c:?}");
+                assert_eq!(c.observed_generation, Some(2), "{c:?}");
+            }
+        }
+        assert_eq!(st.conditions.len(), 4);
+        let m = metrics::Metrics::new();
+        m.set_check(NS, "acr", "r.azurecr.io", &st);
+        let text = m.render();
+        assert!(
+            text.contains(r#"regcheck_check_probes_healthy{namespace="team-a",name="acr"} -1"#),
+            "{text}"
+        );
+    }
+}
+
+fn ago(secs: i64) -> String {
+    Timestamp::now()
+        .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(secs))
+        .unwrap()
+        .to_string()
+}
+
+/// The kubelet retries a failed image pull: a probe pod in ErrImagePull/ImagePullBackOff is
+/// given PULL_RETRY_GRACE from its start before it counts as ProbeImagePullFailed; an image
+/// name that cannot work (InvalidImageName) is final at once.
+#[tokio::test]
+async fn image_pull_failures_get_the_kubelets_retries() {
+    let c = check(
+        1,
+        json!({"contexts": {"pod": {"enabled": false}}, "interval": "1h"}),
+    );
+    let mut j = jobs_of(&c, 1, "active").remove(0);
+    j.annotations_mut()
+        .insert(run_ann::RUN_SIZE.into(), "1".into());
+    let pulling = |reason: &str, started: i64| {
+        let mut p = pod_of_job(&j, None);
+        p["status"] = json!({"phase": "Pending", "startTime": ago(started),
+            "containerStatuses": [{"name": "probe", "image": "x", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"waiting": {"reason": reason, "message": "rpc error"}}}]});
+        p
+    };
+    for reason in ["ErrImagePull", "ImagePullBackOff"] {
+        let Setup { ctx, handle } = setup(config());
+        cache(&ctx, std::slice::from_ref(&j), &[pulling(reason, 5)]);
+        let (res, _) = run_steps(&ctx, handle, c.clone(), vec![]).await;
+        assert_eq!(
+            res.unwrap(),
+            Requeue::requeue(decide::POLL_RUNNING),
+            "{reason}"
+        );
+    }
+    for (reason, started) in [("ErrImagePull", 120), ("InvalidImageName", 5)] {
+        let Setup { ctx, handle } = setup(config());
+        cache(&ctx, std::slice::from_ref(&j), &[pulling(reason, started)]);
+        let steps = vec![
+            patch_status(|s| {
+                assert_eq!(
+                    condition(s, "ProbesHealthy")["reason"],
+                    "ProbeImagePullFailed"
+                );
+            }),
+            event("Warning", "ProbeImagePullFailed"),
+            delete_jobs(PROBE_NS, sel_run("r1")),
+        ];
+        let (res, _) = run_steps(&ctx, handle, c.clone(), steps).await;
+        res.unwrap();
+    }
+}
+
+/// A Job that finished a moment ago whose pod the cache does not show yet is still running
+/// (the pod's watch event is on the way); only after POD_CACHE_GRACE is it ProbeCrashed.
+#[tokio::test]
+async fn a_finished_job_waits_for_its_pod_in_the_cache() {
+    let c = check(
+        1,
+        json!({"contexts": {"pod": {"enabled": false}}, "interval": "1h"}),
+    );
+    let finished = |secs: i64| {
+        let mut j = jobs_of(&c, 1, "complete").remove(0);
+        j.annotations_mut()
+            .insert(run_ann::RUN_SIZE.into(), "1".into());
+        j.status = Some(
+            serde_json::from_value(json!({"succeeded": 1, "completionTime": ago(secs),
+                "conditions": [{"type": "Complete", "status": "True",
+                                "lastTransitionTime": ago(secs)}]}))
+            .unwrap(),
+        );
+        j
+    };
+    let Setup { ctx, handle } = setup(config());
+    cache(&ctx, &[finished(2)], &[]);
+    let (res, _) = run_steps(&ctx, handle, c.clone(), vec![]).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+
+    let Setup { ctx, handle } = setup(config());
+    cache(&ctx, &[finished(120)], &[]);
+    let steps = vec![
+        patch_status(|s| {
+            assert_eq!(
+                condition(s, "ProbesHealthy")["reason"],
+                "ProbeCrashed",
+                "{s}"
+            );
+        }),
+        event("Warning", "ProbeCrashed"),
+        delete_jobs(PROBE_NS, sel_run("r1")),
+    ];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    res.unwrap();
 }

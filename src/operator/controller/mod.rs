@@ -330,6 +330,65 @@ pub struct Context {
     created: std::sync::Mutex<HashMap<String, (std::collections::BTreeSet<String>, Instant)>>,
     /// Whether this replica leads: every write checks it ([`leading`]).
     pub leadership: leader::Leadership,
+    /// Per check uid: the Jobs of one run that the API server refused to create for good
+    /// ([`permanent_refusal`]), by name. They are results of that run, not created again in it.
+    refused: std::sync::Mutex<HashMap<String, RefusedRun>>,
+    /// Per check (`namespace/name`): reconcile errors in a row, for [`error_policy`]'s backoff.
+    errors_in_a_row: std::sync::Mutex<HashMap<String, u32>>,
+}
+
+/// Longest wait before retrying a check whose reconciles keep failing.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// A run number and its refused Jobs by name.
+type RefusedRun = (u64, BTreeMap<String, Refused>);
+
+/// A probe Job the API server refused to create for good, and its answer.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub context: ProbeContext,
+    /// The Job as planned (its annotations say the run, target, generation and run size).
+    pub job: Job,
+    pub message: String,
+}
+
+impl Refused {
+    fn record(&self) -> ProbeRecord {
+        ProbeRecord {
+            context: self.context,
+            target: job_target(&self.job),
+            outcome: ProbeOutcome::Failed {
+                reason: Reason::ProbeNotCreated,
+                message: aggregate::truncate(
+                    &format!(
+                        "the API server refused to create probe job {}/{}: {}",
+                        self.job.namespace().unwrap_or_default(),
+                        self.job.name_any(),
+                        self.message
+                    ),
+                    crate::operator::crd::RESULT_MESSAGE_CHARS,
+                ),
+            },
+        }
+    }
+}
+
+/// The API's message when `e` refuses a create for good: a 4xx other than 401 (credentials),
+/// 408 (timeout), 409 (exists) and 429 (throttled): a ResourceQuota, an admission webhook or
+/// policy engine, a missing namespace. 5xx, 429 and transport errors are transient.
+pub fn permanent_refusal(e: &kube::Error) -> Option<String> {
+    match e {
+        kube::Error::Api(s)
+            if (400..500).contains(&s.code) && ![401, 408, 409, 429].contains(&s.code) =>
+        {
+            Some(if s.message.is_empty() {
+                format!("{} ({})", s.reason, s.code)
+            } else {
+                s.message.clone()
+            })
+        }
+        _ => None,
+    }
 }
 
 impl Context {
@@ -348,6 +407,40 @@ impl Context {
             collected: std::sync::Mutex::new(HashMap::new()),
             created: std::sync::Mutex::new(HashMap::new()),
             leadership: leader::Leadership::always(),
+            refused: std::sync::Mutex::new(HashMap::new()),
+            errors_in_a_row: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Remembers that the API server refused Job `r.job` of run `run` of check `uid` for good.
+    fn note_refused(&self, uid: &str, run: u64, r: Refused) {
+        if let Ok(mut m) = self.refused.lock() {
+            let e = m
+                .entry(uid.to_string())
+                .or_insert_with(|| (run, BTreeMap::new()));
+            if e.0 != run {
+                *e = (run, BTreeMap::new());
+            }
+            e.1.insert(r.job.name_any(), r);
+        }
+    }
+
+    /// The Jobs of run `run` of check `uid` that were refused.
+    fn refused(&self, uid: &str, run: u64) -> Vec<Refused> {
+        self.refused
+            .lock()
+            .ok()
+            .and_then(|m| {
+                m.get(uid)
+                    .filter(|(n, _)| *n == run)
+                    .map(|(_, r)| r.values().cloned().collect())
+            })
+            .unwrap_or_default()
+    }
+
+    fn forget_refused(&self, uid: &str) {
+        if let Ok(mut m) = self.refused.lock() {
+            m.remove(uid);
         }
     }
 
@@ -380,6 +473,7 @@ impl Context {
         if let Ok(mut m) = self.created.lock() {
             m.remove(uid);
         }
+        self.forget_refused(uid);
     }
 
     /// Remembers that Job `name` of check `uid` exists (created now, or 409).
@@ -428,10 +522,11 @@ pub async fn reconcile(check: Arc<StoredCheck>, ctx: Arc<Context>) -> Result<Req
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let span = info_span!("reconcile", namespace = %ns, name = %check.name_any());
     let api: Api<StoredCheck> = Api::namespaced(ctx.client.clone(), &ns);
+    let key = format!("{ns}/{}", check.name_any());
     // The whole reconciliation (with the finalizer's own patches) stops when leadership is
     // lost; each write below checks again.
     let lead = ctx.leadership.clone();
-    leading(
+    let res = leading(
         &ctx,
         finalizer(&api, FINALIZER, check, |event| async {
             match event {
@@ -467,7 +562,14 @@ pub async fn reconcile(check: Arc<StoredCheck>, ctx: Arc<Context>) -> Result<Req
             Error::NotLeader
         }
         e => Error::Finalizer(Box::new(e)),
-    })
+    });
+    if res.is_ok()
+        && let Ok(mut m) = ctx.errors_in_a_row.lock()
+    {
+        // The backoff of error_policy starts over.
+        m.remove(&key);
+    }
+    res
 }
 
 /// Logs, counts and requeues a failed reconciliation (backoff by the error's kind: API
@@ -481,7 +583,28 @@ pub fn error_policy(check: Arc<StoredCheck>, error: &Error, ctx: Arc<Context>) -
         "reconcile failed"
     );
     ctx.metrics.reconcile_error(label);
-    Requeue::requeue(retry_after(error))
+    let key = format!(
+        "{}/{}",
+        check.namespace().unwrap_or_default(),
+        check.name_any()
+    );
+    let n = ctx
+        .errors_in_a_row
+        .lock()
+        .map(|mut m| {
+            let n = m.entry(key).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        })
+        .unwrap_or(1);
+    Requeue::requeue(backoff(retry_after(error), n))
+}
+
+/// The wait before retry number `n` (1: the first) after errors whose first wait is `first`:
+/// doubled per error in a row, at most [`MAX_RETRY_AFTER`].
+pub fn backoff(first: Duration, n: u32) -> Duration {
+    let factor = 1u32 << n.saturating_sub(1).min(16);
+    first.saturating_mul(factor).min(MAX_RETRY_AFTER)
 }
 
 /// How long to wait before retrying after `error`.
@@ -500,14 +623,31 @@ pub fn retry_after(error: &Error) -> Duration {
     Duration::from_secs(30)
 }
 
-/// The error and its sources on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
+/// The error and its sources on one line, each once: an error whose text already ends with
+/// its source's (kube's finalizer errors) does not get it again, and an API error reads as
+/// its code, reason and message (kube's own text repeats the message and dumps the Status).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = String::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let api = match err.downcast_ref::<kube::Error>() {
+            Some(kube::Error::Api(st)) => Some(format!(
+                "API error {} {}: {}",
+                st.code, st.reason, st.message
+            )),
+            _ => None,
+        };
+        let text = api.clone().unwrap_or_else(|| err.to_string());
+        if !s.ends_with(&text) {
+            if !s.is_empty() {
+                s.push_str(": ");
+            }
+            s.push_str(&text);
+        }
+        if api.is_some() {
+            break;
+        }
+        next = err.source();
     }
     s
 }
@@ -538,6 +678,30 @@ fn cached_jobs(ctx: &Context, check_ns: &str, uid: &str) -> Vec<Job> {
         });
     }
     jobs
+}
+
+/// The refused Jobs ([`Context::note_refused`]) of a run of check `uid` after run `last` (the
+/// last collected), except those the cache shows after all.
+fn refused_members(ctx: &Context, uid: &str, last: u64, jobs: &[Job]) -> Vec<Refused> {
+    let Some(run) = ctx
+        .refused
+        .lock()
+        .ok()
+        .and_then(|m| m.get(uid).map(|(n, _)| *n))
+    else {
+        return vec![];
+    };
+    if run <= last {
+        return vec![];
+    }
+    ctx.refused(uid, run)
+        .into_iter()
+        .filter(|r| {
+            !jobs
+                .iter()
+                .any(|j| j.name_any() == r.job.name_any() && j.namespace() == r.job.namespace())
+        })
+        .collect()
 }
 
 /// Deletes the Jobs (and through background propagation their pods) of `run`, or of every run
@@ -593,20 +757,81 @@ fn job_finished(job: &Job) -> bool {
         })
 }
 
-/// The pod of a Job: owned by it (or labelled with its name), the one with an outcome first.
+/// The Job (of `jobs`) that controls `pod`: a controller owner reference with the Job's UID
+/// (not its name: a run number reused after a refusal or suspension names the same Job, whose
+/// old pod must not count for the new one).
+fn controlling_job<'a>(jobs: &'a [Job], pod: &Pod) -> Option<&'a Job> {
+    let owner = pod
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "Job")?;
+    jobs.iter().find(|j| {
+        j.metadata.uid.as_deref() == Some(owner.uid.as_str()) && j.namespace() == pod.namespace()
+    })
+}
+
+/// Why `pod` is not the probe pod of one of `jobs`, if it is not: not controlled by one of
+/// them (by UID), being deleted, or not running what its Job's template runs (image, command,
+/// arguments, node). Anyone who can create pods next to a probe can label one like it and
+/// give it a crafted termination message; such a pod must not be credited.
+pub fn not_the_probe_pod(jobs: &[Job], pod: &Pod) -> Option<String> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Some("it is being deleted".into());
+    }
+    let Some(job) = controlling_job(jobs, pod) else {
+        return Some(
+            "no probe Job of the run controls it (controller owner reference by UID)".into(),
+        );
+    };
+    let template = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+    let probe = |spec: Option<&k8s_openapi::api::core::v1::PodSpec>| {
+        spec.and_then(|s| s.containers.iter().find(|c| c.name == "probe"))
+            .map(|c| (c.image.clone(), c.command.clone(), c.args.clone()))
+    };
+    let node =
+        |spec: Option<&k8s_openapi::api::core::v1::PodSpec>| spec.and_then(|s| s.node_name.clone());
+    let spec = pod.spec.as_ref();
+    if probe(spec).is_none() || probe(spec) != probe(template) {
+        return Some(format!(
+            "its probe container's image, command or arguments are not those of Job {}",
+            job.name_any()
+        ));
+    }
+    if node(template).is_some() && node(spec) != node(template) {
+        return Some(format!(
+            "it is not on the node of Job {} ({})",
+            job.name_any(),
+            node(template).unwrap_or_default()
+        ));
+    }
+    None
+}
+
+/// The pods of `pods` that are the probe pods of `jobs` ([`not_the_probe_pod`]); the others
+/// are logged at warn and ignored.
+fn probe_pods(jobs: &[Job], pods: Vec<Pod>) -> Vec<Pod> {
+    pods.into_iter()
+        .filter(|p| match not_the_probe_pod(jobs, p) {
+            None => true,
+            Some(why) => {
+                warn!(
+                    pod = %p.name_any(),
+                    pod_namespace = %p.namespace().unwrap_or_default(),
+                    %why,
+                    "ignoring a pod labelled as a probe of this check"
+                );
+                false
+            }
+        })
+        .collect()
+}
+
+/// The pod of a Job (controlled by it, by UID), the one with an outcome first. `pods` are
+/// [`probe_pods`].
 fn pod_of<'a>(job: &Job, pods: &'a [Pod]) -> Option<&'a Pod> {
-    let name = job.name_any();
-    let ns = job.namespace();
     let mine: Vec<&Pod> = pods
         .iter()
-        .filter(|p| p.namespace() == ns)
-        .filter(|p| {
-            p.owner_references()
-                .iter()
-                .any(|o| o.kind == "Job" && o.name == name)
-                || p.labels().get("job-name") == Some(&name)
-                || p.labels().get("batch.kubernetes.io/job-name") == Some(&name)
-        })
+        .filter(|p| controlling_job(std::slice::from_ref(job), p).is_some())
         .collect();
     mine.iter()
         .find(|p| aggregate::pod_outcome(p) != ProbeOutcome::Running)
@@ -614,11 +839,36 @@ fn pod_of<'a>(job: &Job, pods: &'a [Pod]) -> Option<&'a Pod> {
         .copied()
 }
 
-/// How the probe of `job` ended: [`aggregate::outcome`], plus a Job that completed but whose
-/// pod (and so its report) is gone.
-pub fn probe_outcome(job: &Job, pod: Option<&Pod>) -> ProbeOutcome {
-    let o = aggregate::outcome(job, pod);
+/// How long a finished Job may lack its pod in the cache before the pod counts as gone: far
+/// longer than the pod's watch event takes.
+pub const POD_CACHE_GRACE: Duration = Duration::from_secs(30);
+
+/// When `job` finished: its completion time, else the time of its Complete or Failed
+/// condition.
+fn job_finished_at(job: &Job) -> Option<Timestamp> {
+    let s = job.status.as_ref()?;
+    s.completion_time.as_ref().map(|t| t.0).or_else(|| {
+        s.conditions
+            .as_ref()?
+            .iter()
+            .filter(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+            .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0))
+            .max()
+    })
+}
+
+/// How the probe of `job` ended at `now`: [`aggregate::outcome_at`], plus a Job that
+/// finished more than [`POD_CACHE_GRACE`] ago but whose pod (and so its report) is gone.
+pub fn probe_outcome(job: &Job, pod: Option<&Pod>, now: Timestamp) -> ProbeOutcome {
+    let o = aggregate::outcome_at(job, pod, Some(now));
     if o == ProbeOutcome::Running && pod.is_none() && job_finished(job) {
+        let settled = job_finished_at(job)
+            .and_then(|t| t.checked_add(POD_CACHE_GRACE).ok())
+            .is_none_or(|until| now >= until);
+        if !settled {
+            // The pod's watch event can trail the Job's.
+            return ProbeOutcome::Running;
+        }
         return ProbeOutcome::Failed {
             reason: Reason::ProbeCrashed,
             message: "the probe Job finished but its pod is gone, and with it the report".into(),
@@ -666,12 +916,7 @@ pub fn stamp_job(
     if let Some(g) = check.metadata.generation {
         ann.insert(run_ann::GENERATION.into(), g.to_string());
     }
-    if let Some(t) = decide::run_now_token(
-        check
-            .annotations()
-            .get(decide::RUN_NOW_ANNOTATION)
-            .map(String::as_str),
-    ) {
+    if let Some(t) = current_run_now(check) {
         ann.insert(run_ann::RUN_NOW.into(), t);
     }
     ann.insert(run_ann::RUN_SIZE.into(), run_size.to_string());
@@ -746,15 +991,35 @@ pub fn plan_jobs(
     out
 }
 
-/// Creates `jobs` (skipping those that exist), at most `room` of them. 409 AlreadyExists is
-/// fine: that is how a restarted controller resumes a run without duplicates.
+/// What [`create_jobs`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Created {
+    /// Created now.
+    created: usize,
+    /// Created now or found existing (409).
+    exist: usize,
+    /// Refused for good ([`permanent_refusal`]); remembered with [`Context::note_refused`].
+    refused: usize,
+    /// Not tried: no room left.
+    untried: usize,
+}
+
+/// Creates `jobs` until `room` of them exist. 409 AlreadyExists is fine: that is how a
+/// restarted controller resumes a run without duplicates. A Job refused for good (quota,
+/// admission, policy, missing namespace) becomes a `ProbeNotCreated` result of its run and
+/// takes no room; a transient error (429, 5xx, transport) fails the reconcile.
 async fn create_jobs(
     ctx: &Context,
     jobs: Vec<(ProbeContext, Job)>,
     room: usize,
-) -> Result<usize, Error> {
-    let mut created = 0;
-    for (context, job) in jobs.into_iter().take(room) {
+) -> Result<Created, Error> {
+    let mut out = Created::default();
+    let total = jobs.len();
+    for (i, (context, job)) in jobs.into_iter().enumerate() {
+        if out.exist >= room {
+            out.untried = total - i;
+            break;
+        }
         let ns = job.namespace().unwrap_or_default();
         let name = job.name_any();
         let uid = job
@@ -767,22 +1032,42 @@ async fn create_jobs(
             Ok(_) => {
                 ctx.metrics.job_created(context);
                 ctx.note_created(&uid, &name);
-                created += 1;
+                out.created += 1;
+                out.exist += 1;
             }
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 ctx.note_created(&uid, &name);
+                out.exist += 1;
                 debug!(%ns, %name, "probe job exists already");
             }
             Err(source) => {
-                return Err(Error::CreateJob {
-                    namespace: ns,
-                    name,
-                    source,
-                });
+                let Some(message) = permanent_refusal(&source) else {
+                    return Err(Error::CreateJob {
+                        namespace: ns,
+                        name,
+                        source,
+                    });
+                };
+                warn!(%ns, %name, %message, "the API server refused the probe job; it is a ProbeNotCreated result of its run");
+                let run = job
+                    .labels()
+                    .get(labels::RUN)
+                    .and_then(|r| decide::run_number(r))
+                    .unwrap_or(0);
+                ctx.note_refused(
+                    &uid,
+                    run,
+                    Refused {
+                        context,
+                        job,
+                        message,
+                    },
+                );
+                out.refused += 1;
             }
         }
     }
-    Ok(created)
+    Ok(out)
 }
 
 /// The node inventory: listed again when the cached one is older than
@@ -973,6 +1258,35 @@ async fn publish(ctx: &Context, check: &RegistryConnectivityCheck, ev: Option<Ev
     }
 }
 
+/// The conditions other than `Ready` of a check on which no probe runs: Unknown, with `reason`
+/// (what they said came from an earlier run and says nothing now).
+fn no_probes_conditions(
+    st: &mut RegistryConnectivityCheckStatus,
+    generation: Option<i64>,
+    reason: &str,
+    now: &Time,
+) {
+    let types: Vec<String> = st
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != conditions::READY)
+        .map(|c| c.type_.clone())
+        .collect();
+    for type_ in types {
+        aggregate::set_condition(
+            &mut st.conditions,
+            Condition {
+                type_,
+                status: "Unknown".into(),
+                reason: reason.into(),
+                message: "no probe runs (see the Ready condition)".into(),
+                observed_generation: generation,
+                last_transition_time: now.clone(),
+            },
+        );
+    }
+}
+
 /// The status of a check whose spec is unusable.
 pub fn invalid_status(
     prev: &RegistryConnectivityCheckStatus,
@@ -982,6 +1296,7 @@ pub fn invalid_status(
 ) -> RegistryConnectivityCheckStatus {
     let mut st = prev.clone();
     st.observed_generation = generation;
+    no_probes_conditions(&mut st, generation, INVALID_SPEC, now);
     aggregate::set_condition(
         &mut st.conditions,
         Condition {
@@ -1007,6 +1322,8 @@ pub fn refused_status(
 ) -> RegistryConnectivityCheckStatus {
     let mut st = prev.clone();
     st.observed_generation = generation;
+    let reason = policy::Violation::REASON;
+    no_probes_conditions(&mut st, generation, reason.as_str(), now);
     aggregate::set_condition(
         &mut st.conditions,
         violation.ready_condition(generation, now),
@@ -1036,6 +1353,7 @@ async fn refuse(
         return Ok(Requeue::requeue(Duration::from_secs(1)));
     }
     let order = job_namespaces(&ns, &ctx.config);
+    ctx.forget_refused(&uid);
     let jobs = cached_jobs(ctx, &ns, &uid);
     if !jobs.is_empty() {
         let holding: Vec<String> = order
@@ -1116,24 +1434,33 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
     }
     let jobs = cached_jobs(ctx, &ns, &uid);
     let cfg = ctx.config.decide();
+    // Jobs of a run in progress that the API server refused: members of their run, done.
+    let refused: Vec<RunJob> = refused_members(ctx, &uid, last, &jobs)
+        .iter()
+        .map(|r| RunJob::from_job(&r.job, true))
+        .collect();
     let by_job_status: Vec<RunJob> = jobs
         .iter()
         .map(|j| RunJob::from_job(j, job_finished(j)))
+        .chain(refused.iter().cloned())
         .collect();
     let mut decision = decide::decide(check, spec.interval, &by_job_status, now, &cfg);
     // A run in progress: its pods say more than its Jobs (a pod that cannot be scheduled or
     // pulled leaves its Job running until the deadline), and hold the reports.
     let mut pods = Vec::new();
     if let Action::Wait { run, .. } | Action::Collect { run } = &decision.action {
-        pods = ctx
-            .caches
-            .pods(&namespaces_of(&jobs, run, &order), &uid, run);
+        pods = probe_pods(
+            &jobs,
+            ctx.caches
+                .pods(&namespaces_of(&jobs, run, &order), &uid, run),
+        );
         let by_outcome: Vec<RunJob> = jobs
             .iter()
             .map(|j| {
-                let done = probe_outcome(j, pod_of(j, &pods)) != ProbeOutcome::Running;
+                let done = probe_outcome(j, pod_of(j, &pods), now) != ProbeOutcome::Running;
                 RunJob::from_job(j, done)
             })
+            .chain(refused.iter().cloned())
             .collect();
         decision = decide::decide(check, spec.interval, &by_outcome, now, &cfg);
     }
@@ -1157,17 +1484,35 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
                 let n = decide::run_number(&run).unwrap_or(1);
                 let nodes = list_nodes(ctx).await?;
                 let planned = plan_jobs(check, &spec, &nodes, n, &ctx.config);
-                let existing: Vec<String> = jobs.iter().map(|j| j.name_any()).collect();
+                // Refused Jobs are results of this run: not asked for again in it.
+                let existing: Vec<String> = jobs
+                    .iter()
+                    .map(|j| j.name_any())
+                    .chain(ctx.refused(&uid, n).iter().map(|r| r.job.name_any()))
+                    .collect();
                 let active = jobs
                     .iter()
                     .filter(|j| {
                         j.labels().get(labels::RUN) == Some(&run)
-                            && probe_outcome(j, pod_of(j, &pods)) == ProbeOutcome::Running
+                            && probe_outcome(j, pod_of(j, &pods), now) == ProbeOutcome::Running
                     })
                     .count();
+                // Jobs added to the run carry the run-now token the run started with.
+                let token = jobs
+                    .iter()
+                    .filter(|j| j.labels().get(labels::RUN) == Some(&run))
+                    .find_map(|j| j.annotations().get(run_ann::RUN_NOW).cloned());
                 let missing: Vec<(ProbeContext, Job)> = planned
                     .into_iter()
                     .filter(|(_, j)| !existing.contains(&j.name_any()))
+                    .map(|(c, mut j)| {
+                        let ann = j.annotations_mut();
+                        match &token {
+                            Some(t) => ann.insert(run_ann::RUN_NOW.into(), t.clone()),
+                            None => ann.remove(run_ann::RUN_NOW),
+                        };
+                        (c, j)
+                    })
                     .collect();
                 if missing.is_empty() && active == 0 {
                     // Nodes went away since the run was planned: what ran is the run.
@@ -1182,8 +1527,8 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
                     debug!(%run, pending = pending.len(), "waiting for the cache to show the jobs");
                 } else {
                     let room = ctx.config.max_concurrent_jobs.max(1).saturating_sub(active);
-                    let created = create_jobs(ctx, missing, room).await?;
-                    info!(%run, created, "continued run");
+                    let c = create_jobs(ctx, missing, room).await?;
+                    info!(%run, created = c.created, refused = c.refused, "continued run");
                 }
             }
             Ok(Requeue::requeue(requeue_after))
@@ -1196,6 +1541,7 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
             start(check, &spec, ctx, run, now).await
         }
         Action::Supersede { stale, start: next } => {
+            ctx.forget_refused(&uid);
             for run in &stale {
                 info!(%run, "spec changed during the run: deleting its probe jobs");
                 delete_jobs(ctx, &namespaces_of(&jobs, run, &order), &uid, Some(run)).await?;
@@ -1234,45 +1580,100 @@ async fn start(
             completion_time: Some(Time(now)),
             duration_ms: Some(0),
         };
-        finish_run(check, ctx, &[record], info, check.metadata.generation, now).await?;
+        finish_run(
+            check,
+            ctx,
+            &[record],
+            info,
+            check.metadata.generation,
+            current_run_now(check),
+            now,
+        )
+        .await?;
         ctx.note_collected(&check_uid(check)?, run);
         return Ok(after_run(check, spec, ctx, now));
     }
     // A cached check or Jobs older than this process's last start of this very run: its Jobs
     // exist, the cache does not show them yet.
     let uid = check_uid(check)?;
-    let planned: Vec<_> = planned
-        .into_iter()
-        .filter(|(_, j)| !ctx.recently_created(&uid, &j.name_any()))
+    let refused: Vec<String> = ctx
+        .refused(&uid, run)
+        .iter()
+        .map(|r| r.job.name_any())
         .collect();
-    if planned.is_empty() {
+    let (pending, planned): (Vec<_>, Vec<_>) = planned
+        .into_iter()
+        .filter(|(_, j)| !refused.contains(&j.name_any()))
+        .partition(|(_, j)| ctx.recently_created(&uid, &j.name_any()));
+    // Jobs created a moment ago that the cache does not show yet are running: they count
+    // against the concurrency limit.
+    let room = ctx
+        .config
+        .max_concurrent_jobs
+        .max(1)
+        .saturating_sub(pending.len());
+    if (planned.is_empty() || room == 0) && !pending.is_empty() {
         debug!(run = %decide::run_id(run), "run started already; waiting for the cache");
         return Ok(Requeue::requeue(decide::POLL_RUNNING));
     }
-    let created = create_jobs(ctx, planned, ctx.config.max_concurrent_jobs.max(1)).await?;
-    info!(run = %decide::run_id(run), created, "run started");
+    let c = create_jobs(ctx, planned, room).await?;
+    info!(run = %decide::run_id(run), created = c.created, refused = c.refused, "run started");
+    if pending.is_empty() && c.exist == 0 && c.untried == 0 {
+        // Every probe was refused: there is nothing to wait for, the run ends now.
+        let records: Vec<ProbeRecord> =
+            ctx.refused(&uid, run).iter().map(Refused::record).collect();
+        let info = RunInfo {
+            id: decide::run_id(run),
+            start_time: Some(Time(now)),
+            completion_time: Some(Time(now)),
+            duration_ms: Some(0),
+        };
+        let st = finish_run(
+            check,
+            ctx,
+            &records,
+            info,
+            check.metadata.generation,
+            current_run_now(check),
+            now,
+        )
+        .await?;
+        ctx.forget_refused(&uid);
+        ctx.note_collected(&uid, run);
+        let mut with_status = check.clone();
+        with_status.status = Some(st);
+        return Ok(after_run(&with_status, spec, ctx, now));
+    }
     Ok(Requeue::requeue(decide::POLL_RUNNING))
 }
 
-/// Writes the status, metrics and Events of a finished run.
+/// The check's run-now token now (recorded on the Jobs of a run that starts now).
+fn current_run_now(check: &RegistryConnectivityCheck) -> Option<String> {
+    decide::run_now_token(
+        check
+            .annotations()
+            .get(decide::RUN_NOW_ANNOTATION)
+            .map(String::as_str),
+    )
+}
+
+/// Writes the status, metrics and Events of a finished run. `run_now` is the run-now token
+/// the run started with (from its Jobs), recorded as `status.lastRunNow`.
 async fn finish_run(
     check: &RegistryConnectivityCheck,
     ctx: &Context,
     records: &[ProbeRecord],
     info: RunInfo,
     generation: Option<i64>,
+    run_now: Option<String>,
     now: Timestamp,
 ) -> Result<RegistryConnectivityCheckStatus, Error> {
     let prev = check.status.clone().unwrap_or_default();
     let summary = aggregate::aggregate(records);
     let run_id = info.id.clone();
     let mut st = aggregate::next_status(&prev, &check.spec, generation, &summary, info, &Time(now));
-    st.last_run_now = decide::run_now_token(
-        check
-            .annotations()
-            .get(decide::RUN_NOW_ANNOTATION)
-            .map(String::as_str),
-    );
+    // The token the run started with: a request made during the run is still to be served.
+    st.last_run_now = run_now;
     write_status(ctx, check, &st).await?;
     let result = metrics::run_result(&summary);
     ctx.metrics.run(result);
@@ -1328,13 +1729,20 @@ async fn collect(
         .iter()
         .filter(|j| j.labels().get(labels::RUN).map(String::as_str) == Some(run))
         .collect();
+    let refused: Vec<Refused> = decide::run_number(run)
+        .map(|n| ctx.refused(&uid, n))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| !mine.iter().any(|j| j.name_any() == r.job.name_any()))
+        .collect();
     let records: Vec<ProbeRecord> = mine
         .iter()
         .map(|j| ProbeRecord {
             context: job_context(j),
             target: job_target(j),
-            outcome: probe_outcome(j, pod_of(j, pods)),
+            outcome: probe_outcome(j, pod_of(j, pods), now),
         })
+        .chain(refused.iter().map(Refused::record))
         .collect();
     let start = mine
         .iter()
@@ -1357,11 +1765,21 @@ async fn collect(
         .max()
         .unwrap_or(now)
         .max(start);
-    let generation = mine.iter().find_map(|j| {
-        j.annotations()
-            .get(run_ann::GENERATION)
-            .and_then(|g| g.parse().ok())
-    });
+    let generation = mine
+        .iter()
+        .copied()
+        .chain(refused.iter().map(|r| &r.job))
+        .find_map(|j| {
+            j.annotations()
+                .get(run_ann::GENERATION)
+                .and_then(|g| g.parse().ok())
+        });
+    // The token the run's Jobs were created with (none: the check had no annotation then).
+    let run_now = mine
+        .iter()
+        .copied()
+        .chain(refused.iter().map(|r| &r.job))
+        .find_map(|j| j.annotations().get(run_ann::RUN_NOW).cloned());
     let info = RunInfo {
         id: run.to_string(),
         start_time: Some(Time(start)),
@@ -1369,12 +1787,15 @@ async fn collect(
         duration_ms: Some(end.duration_since(start).as_millis().max(0) as u64),
     };
     let mut with_status = check.clone();
-    let st = finish_run(check, ctx, &records, info, generation, now).await?;
+    let st = finish_run(check, ctx, &records, info, generation, run_now, now).await?;
     with_status.status = Some(st);
-    delete_jobs(ctx, &namespaces_of(jobs, run, order), &uid, Some(run)).await?;
+    ctx.forget_refused(&uid);
+    // Collected once the status is written: a failed deletion must not collect it again
+    // while the watches still show the run (its Jobs go later, as leftovers).
     if let Some(n) = decide::run_number(run) {
         ctx.note_collected(&uid, n);
     }
+    delete_jobs(ctx, &namespaces_of(jobs, run, order), &uid, Some(run)).await?;
     Ok(after_run(&with_status, spec, ctx, now))
 }
 
