@@ -2,7 +2,8 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use regcheck::cli::probe::{self, ProbeArgs};
-use regcheck::engine::check::{self, CheckInput, exit};
+use regcheck::cli::{self, TargetArgs, exit};
+use regcheck::engine::check::{self, CheckInput};
 use regcheck::engine::report;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -44,39 +45,11 @@ enum OutputFormat {
 struct CheckArgs {
     /// Login server, e.g. myregistry.azurecr.io or registry.example.com:5000
     registry: String,
-    /// A data endpoint that blobs are redirected to (repeatable)
-    #[arg(long = "data-endpoint", value_name = "HOST")]
-    data_endpoints: Vec<String>,
-    /// Azure region of a replica: derives <name>.<region>.data.azurecr.io (repeatable)
-    #[arg(long = "region", value_name = "REGION")]
-    regions: Vec<String>,
-    /// Another registry host to probe too, e.g. mcr.microsoft.com (repeatable)
-    #[arg(long = "also", value_name = "HOST")]
-    also: Vec<String>,
+    #[command(flatten)]
+    target: TargetArgs,
     /// Also ask this nameserver on its own (repeatable)
     #[arg(long = "dns-server", value_name = "IP[:PORT]")]
     dns_servers: Vec<String>,
-    /// The resolver configuration a client on this machine uses
-    #[arg(long, value_name = "PATH", default_value = "/etc/resolv.conf")]
-    resolv_conf: PathBuf,
-    /// The hosts file consulted before DNS
-    #[arg(long, value_name = "PATH", default_value = "/etc/hosts")]
-    hosts_file: PathBuf,
-    /// What the registry should resolve to: any, public or private (private endpoint)
-    #[arg(long, value_name = "KIND", default_value = "any")]
-    expect: String,
-    /// Proxy for HTTPS (default: HTTPS_PROXY / https_proxy, with NO_PROXY)
-    #[arg(long, value_name = "URL", conflicts_with = "no_proxy")]
-    proxy: Option<String>,
-    /// Ignore proxy settings and connect directly
-    #[arg(long)]
-    no_proxy: bool,
-    /// Extra trusted CA certificates, PEM (repeatable)
-    #[arg(long = "ca-file", value_name = "PEM")]
-    ca_files: Vec<PathBuf>,
-    /// Pull the smallest blob of this image: REPO:TAG or REPO@sha256:...
-    #[arg(long, value_name = "REPO:TAG")]
-    image: Option<String>,
     /// User name for --image (password from standard input with --password-stdin)
     #[arg(long, requires = "password_stdin")]
     username: Option<String>,
@@ -86,9 +59,6 @@ struct CheckArgs {
     /// Docker config.json (or a .dockerconfigjson Secret's content) with credentials for --image
     #[arg(long, value_name = "PATH", conflicts_with = "username")]
     docker_config: Option<PathBuf>,
-    /// Deadline of the whole check, e.g. 10s or 500ms
-    #[arg(long, value_name = "DURATION", default_value = "10s")]
-    timeout: String,
     /// Refuse loopback targets too, as in-cluster probes do
     #[arg(long)]
     strict_targets: bool,
@@ -127,7 +97,7 @@ fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     // The controller sets up its own logging (level info, optional JSON).
     if !matches!(cli.command, Command::Controller(_)) {
-        init_tracing();
+        cli::init_tracing("warn", cli::LogFormat::Text);
     }
     let code = match cli.command {
         Command::Check(args) => run_check(*args),
@@ -145,16 +115,6 @@ fn main() {
     std::process::exit(code);
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(regcheck::cli::log_colours())
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 fn run_check(args: CheckArgs) -> i32 {
     let password = if args.password_stdin {
         let mut buf = String::new();
@@ -167,23 +127,12 @@ fn run_check(args: CheckArgs) -> i32 {
         None
     };
     let input = CheckInput {
-        registry: args.registry,
-        data_endpoints: args.data_endpoints,
-        regions: args.regions,
-        also: args.also,
         dns_servers: args.dns_servers,
-        resolv_conf: args.resolv_conf,
-        hosts_file: args.hosts_file,
-        expect: args.expect,
-        proxy: args.proxy,
-        no_proxy: args.no_proxy,
-        ca_files: args.ca_files,
-        image: args.image,
         username: args.username,
         password,
         docker_config: args.docker_config,
-        timeout: args.timeout,
         strict_targets: args.strict_targets,
+        ..args.target.check_input(args.registry)
     };
     let prepared = match check::prepare(&input, |k| std::env::var(k).ok()) {
         Ok(p) => p,
@@ -192,16 +141,9 @@ fn run_check(args: CheckArgs) -> i32 {
             return exit::BAD_INPUT;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .build()
-    {
+    let runtime = match cli::runtime(Some(2)) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("regcheck: cannot start the runtime: {e}");
-            return exit::INTERNAL;
-        }
+        Err(code) => return code,
     };
     let interactive = std::io::stderr().is_terminal() && matches!(args.output, OutputFormat::Table);
     let report = runtime.block_on(async {
@@ -221,7 +163,7 @@ fn run_check(args: CheckArgs) -> i32 {
     if writeln!(out, "{text}").is_err() {
         return exit::INTERNAL;
     }
-    check::exit_code(&report)
+    cli::exit_code(&report)
 }
 
 fn run_explain(args: ExplainArgs) -> i32 {
@@ -253,7 +195,7 @@ fn run_explain(args: ExplainArgs) -> i32 {
     if writeln!(std::io::stdout().lock(), "{out}").is_err() {
         return exit::INTERNAL;
     }
-    check::exit_code(&report)
+    cli::exit_code(&report)
 }
 
 async fn spin(registry: String) {

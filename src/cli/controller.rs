@@ -1,6 +1,7 @@
 //! `regcheck controller`: flags (each also an environment variable), logging, the HTTP
 //! endpoints, leader election and graceful shutdown around [`crate::operator::controller::run`].
 
+use crate::cli::exit;
 use crate::engine::inputs::InputError;
 use crate::operator::controller::api_count::ApiCountLayer;
 use crate::operator::controller::http::{self, Health};
@@ -15,16 +16,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{error, info};
-
-/// Exit codes of `regcheck controller`.
-pub mod exit {
-    /// Stopped on SIGTERM / Ctrl-C.
-    pub const OK: i32 = 0;
-    /// Lost the Kubernetes API or leadership: the Deployment restarts the process.
-    pub const FAILED: i32 = 1;
-    pub const BAD_INPUT: i32 = 2;
-    pub const INTERNAL: i32 = 3;
-}
 
 /// How long SIGTERM waits for reconciliations in flight (the Lease is renewed meanwhile);
 /// below the Deployment's terminationGracePeriodSeconds (30).
@@ -50,11 +41,7 @@ impl PullPolicy {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use crate::cli::LogFormat;
 
 /// Flags of `regcheck controller`.
 #[derive(clap::Args, Debug)]
@@ -267,19 +254,6 @@ pub fn config(
     })
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(crate::cli::log_colours())
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
 /// Resolves on SIGTERM or Ctrl-C.
 async fn terminated() {
     #[cfg(unix)]
@@ -312,16 +286,10 @@ pub fn main(args: ControllerArgs) -> i32 {
             return exit::BAD_INPUT;
         }
     };
-    init_tracing(args.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    crate::cli::init_tracing("info", args.log_format);
+    let runtime = match crate::cli::runtime(None) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("regcheck: cannot start the runtime: {e}");
-            return exit::INTERNAL;
-        }
+        Err(code) => return code,
     };
     let timings = match lease_timings(&args) {
         Ok(t) => t,
@@ -339,7 +307,7 @@ async fn run(args: ControllerArgs, cfg: Config, timings: LeaseTimings) -> i32 {
         Ok(c) => c,
         Err(e) => {
             error!(error = %kube::Error::InferConfig(e), "no Kubernetes configuration (in-cluster or KUBECONFIG)");
-            return exit::FAILED;
+            return exit::PROBLEM;
         }
     };
     // Every request to the API server is counted (regcheck_api_requests_total).
@@ -354,7 +322,7 @@ async fn run(args: ControllerArgs, cfg: Config, timings: LeaseTimings) -> i32 {
         Ok(c) => c,
         Err(e) => {
             error!(error = %e, "cannot build the Kubernetes client");
-            return exit::FAILED;
+            return exit::PROBLEM;
         }
     };
     let health = Arc::new(Health::default());
@@ -362,7 +330,7 @@ async fn run(args: ControllerArgs, cfg: Config, timings: LeaseTimings) -> i32 {
         Ok(l) => l,
         Err(e) => {
             error!(addr = %args.metrics_addr, error = %e, "cannot listen for /metrics");
-            return exit::FAILED;
+            return exit::PROBLEM;
         }
     };
     let server = tokio::spawn(http::serve(listener, metrics.clone(), health.clone()));
@@ -456,7 +424,7 @@ async fn run(args: ControllerArgs, cfg: Config, timings: LeaseTimings) -> i32 {
                 _ = leadership.lost() => {
                     error!("lost leadership while finishing reconciliations: exiting");
                     controller.abort();
-                    exit::FAILED
+                    exit::PROBLEM
                 }
             }
         }
@@ -464,11 +432,11 @@ async fn run(args: ControllerArgs, cfg: Config, timings: LeaseTimings) -> i32 {
             // Every write of the controller checks the signal and is abandoned when it turns.
             error!("lost leadership: exiting so that the Deployment restarts this replica");
             controller.abort();
-            exit::FAILED
+            exit::PROBLEM
         }
         res = &mut controller => {
             error!(?res, "the controller stopped");
-            exit::FAILED
+            exit::PROBLEM
         }
     };
     server.abort();

@@ -1,8 +1,110 @@
-//! The `regcheck` subcommands' own pieces: `probe` (the in-cluster probe a Job runs) and the
-//! controller's flags and start-up.
+//! The `regcheck` command line: what every subcommand shares (exit codes, the tokio runtime,
+//! logging, the flags that name what to probe) and the subcommands' own pieces: `probe` (the
+//! in-cluster probe a Job runs) and the controller's flags and start-up. `main.rs` only parses
+//! and dispatches.
 
 pub mod controller;
 pub mod probe;
+
+use std::path::PathBuf;
+
+/// Exit codes of every subcommand.
+pub mod exit {
+    /// `check`, `probe`: the registry is healthy; `explain`: the text reports a successful
+    /// pull; `controller`: stopped on SIGTERM / Ctrl-C.
+    pub const OK: i32 = 0;
+    /// `check`, `explain`: a problem was found; `controller`: lost the Kubernetes API or
+    /// leadership (the Deployment restarts the process).
+    pub const PROBLEM: i32 = 1;
+    /// Bad input: a flag, a file or an empty message; nothing was probed.
+    pub const BAD_INPUT: i32 = 2;
+    /// An internal error (a panic, the runtime could not start, the termination log could not
+    /// be written).
+    pub const INTERNAL: i32 = 3;
+}
+
+/// The exit code of a report: [`exit::OK`] when healthy, else [`exit::PROBLEM`].
+pub fn exit_code(report: &crate::engine::findings::Report) -> i32 {
+    match report.verdict {
+        crate::engine::findings::Verdict::Healthy => exit::OK,
+        _ => exit::PROBLEM,
+    }
+}
+
+/// The tokio runtime of a subcommand (`workers`: worker threads, all cores when `None`), or
+/// the exit code after saying why it cannot start.
+pub fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, i32> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all();
+    if let Some(n) = workers {
+        b.worker_threads(n);
+    }
+    b.build().map_err(|e| {
+        eprintln!("regcheck: cannot start the runtime: {e}");
+        exit::INTERNAL
+    })
+}
+
+/// Log format of the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logging to stderr: `RUST_LOG` or `default_level`, text (coloured only on a terminal) or
+/// JSON lines.
+pub fn init_tracing(default_level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(log_colours())
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// The flags `regcheck check` and `regcheck probe` share: what to probe besides the login
+/// server, and how.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
+    /// A data endpoint that blobs are redirected to (repeatable)
+    #[arg(long = "data-endpoint", value_name = "HOST")]
+    pub data_endpoints: Vec<String>,
+    /// Azure region of a replica: derives <name>.<region>.data.azurecr.io (repeatable)
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
+    /// Another registry host to probe too, e.g. mcr.microsoft.com (repeatable)
+    #[arg(long = "also", value_name = "HOST")]
+    pub also: Vec<String>,
+    /// What the registry should resolve to: any, public or private (private endpoint)
+    #[arg(long, value_name = "KIND", default_value = "any")]
+    pub expect: String,
+    /// Pull the smallest blob of this image: REPO:TAG or REPO@sha256:...
+    #[arg(long, value_name = "REPO:TAG")]
+    pub image: Option<String>,
+    /// Proxy for HTTPS (default: HTTPS_PROXY / https_proxy, with NO_PROXY)
+    #[arg(long, value_name = "URL", conflicts_with = "no_proxy")]
+    pub proxy: Option<String>,
+    /// Ignore proxy settings and connect directly
+    #[arg(long)]
+    pub no_proxy: bool,
+    /// Deadline of the whole check, e.g. 10s or 500ms
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub timeout: String,
+    /// The resolver configuration a client here uses
+    #[arg(long, value_name = "PATH", default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
+    /// The hosts file consulted before DNS
+    #[arg(long, value_name = "PATH", default_value = "/etc/hosts")]
+    pub hosts_file: PathBuf,
+    /// Extra trusted CA certificates, PEM (repeatable)
+    #[arg(long = "ca-file", value_name = "PEM")]
+    pub ca_files: Vec<PathBuf>,
+}
 
 /// Whether text logs get ANSI colours: only on a terminal, and not with `NO_COLOR` set
 /// (`kubectl logs`, files and pipes would show the escape codes as garbage).
@@ -30,5 +132,31 @@ mod log_tests {
         assert!(colours_for(true, Some(OsStr::new(""))));
         assert!(!colours_for(true, Some(OsStr::new("1"))));
         assert!(!colours_for(false, None));
+    }
+}
+
+impl TargetArgs {
+    /// The check these flags describe for `registry`; the subcommand fills in what is its own
+    /// (nameservers, credentials, the target policy).
+    pub fn check_input(&self, registry: String) -> crate::engine::check::CheckInput {
+        crate::engine::check::CheckInput {
+            registry,
+            data_endpoints: self.data_endpoints.clone(),
+            regions: self.regions.clone(),
+            also: self.also.clone(),
+            dns_servers: Vec::new(),
+            resolv_conf: self.resolv_conf.clone(),
+            hosts_file: self.hosts_file.clone(),
+            expect: self.expect.clone(),
+            proxy: self.proxy.clone(),
+            no_proxy: self.no_proxy,
+            ca_files: self.ca_files.clone(),
+            image: self.image.clone(),
+            username: None,
+            password: None,
+            docker_config: None,
+            timeout: self.timeout.clone(),
+            strict_targets: false,
+        }
     }
 }

@@ -10,7 +10,8 @@
 //! Credentials come only from a mounted docker config file (`--docker-config`); the probe has no
 //! Kubernetes API access at all.
 
-use crate::engine::check::{self, CheckInput, PreparedCheck, exit};
+use crate::cli::{TargetArgs, exit};
+use crate::engine::check::{self, CheckInput, PreparedCheck};
 use crate::engine::evidence::{DnsAnswer, EndpointEvidence, PullStep, Role, TcpOutcome};
 use crate::engine::findings::Report;
 use crate::engine::inputs::InputError;
@@ -47,36 +48,14 @@ pub struct ProbeArgs {
     /// Name of the node the probe runs on (recorded in the report)
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
-    /// A data endpoint that blobs are redirected to (repeatable)
-    #[arg(long = "data-endpoint", value_name = "HOST")]
-    pub data_endpoints: Vec<String>,
-    /// Azure region of a replica: derives <name>.<region>.data.azurecr.io (repeatable)
-    #[arg(long = "region", value_name = "REGION")]
-    pub regions: Vec<String>,
-    /// Another registry host to probe too (repeatable)
-    #[arg(long = "also", value_name = "HOST")]
-    pub also: Vec<String>,
-    /// What the registry should resolve to: any, public or private
-    #[arg(long, value_name = "KIND", default_value = "any")]
-    pub expect: String,
-    /// Pull the smallest blob of this image: REPO:TAG or REPO@sha256:...
-    #[arg(long, value_name = "REPO:TAG")]
-    pub image: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Mounted docker config.json with credentials for --image
     #[arg(long, value_name = "PATH")]
     pub docker_config: Option<PathBuf>,
-    /// Explicit HTTPS proxy (otherwise HTTPS_PROXY / NO_PROXY of the environment)
-    #[arg(long, value_name = "URL", conflicts_with = "no_proxy")]
-    pub proxy: Option<String>,
     /// NO_PROXY list (comma-separated) for the proxy; with --proxy it is the only bypass list
     #[arg(long, value_name = "LIST", conflicts_with = "no_proxy")]
     pub proxy_bypass: Option<String>,
-    /// Ignore proxy settings and connect directly
-    #[arg(long)]
-    pub no_proxy: bool,
-    /// Deadline of the whole probe, e.g. 10s
-    #[arg(long, value_name = "DURATION", default_value = "10s")]
-    pub timeout: String,
     /// File the compact report is written to (kubelet's terminationMessagePath)
     #[arg(long, value_name = "PATH", default_value = DEFAULT_TERMINATION_LOG)]
     pub termination_log: PathBuf,
@@ -84,15 +63,6 @@ pub struct ProbeArgs {
     /// a comma list)
     #[arg(long = "node-ip", value_name = "IP")]
     pub node_ips: Vec<String>,
-    /// The resolver configuration of this pod
-    #[arg(long, value_name = "PATH", default_value = "/etc/resolv.conf")]
-    pub resolv_conf: PathBuf,
-    /// The hosts file of this pod
-    #[arg(long, value_name = "PATH", default_value = "/etc/hosts")]
-    pub hosts_file: PathBuf,
-    /// Extra trusted CA certificates, PEM (repeatable)
-    #[arg(long = "ca-file", value_name = "PEM")]
-    pub ca_files: Vec<PathBuf>,
 }
 
 fn parse_context(s: &str) -> Result<ProbeContext, String> {
@@ -183,25 +153,11 @@ pub fn prepare(
     }
     let node_ips = node_ips(args, &env)?;
     let input = CheckInput {
-        registry: args.registry.clone(),
-        data_endpoints: args.data_endpoints.clone(),
-        regions: args.regions.clone(),
-        also: args.also.clone(),
-        dns_servers: Vec::new(),
-        resolv_conf: args.resolv_conf.clone(),
-        hosts_file: args.hosts_file.clone(),
-        expect: args.expect.clone(),
-        proxy: args.proxy.clone(),
-        no_proxy: args.no_proxy,
-        ca_files: args.ca_files.clone(),
-        image: args.image.clone(),
-        username: None,
-        password: None,
         docker_config: args.docker_config.clone(),
-        timeout: args.timeout.clone(),
         strict_targets: true,
+        ..args.target.check_input(args.registry.clone())
     };
-    let replace_no_proxy = args.proxy.is_some() || args.proxy_bypass.is_some();
+    let replace_no_proxy = args.target.proxy.is_some() || args.proxy_bypass.is_some();
     let bypass = args.proxy_bypass.clone();
     let proxy_env = |k: &str| match k {
         "NO_PROXY" if replace_no_proxy => bypass.clone(),
@@ -484,16 +440,9 @@ pub fn execute(args: &ProbeArgs) -> i32 {
             return exit::BAD_INPUT;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .build()
-    {
+    let runtime = match crate::cli::runtime(Some(2)) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("regcheck probe: cannot start the runtime: {e}");
-            return exit::INTERNAL;
-        }
+        Err(code) => return code,
     };
     let report = runtime.block_on(run(&prepared));
     let message = fit_termination_message(&report);
@@ -516,11 +465,7 @@ pub fn execute(args: &ProbeArgs) -> i32 {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{message}").and_then(|_| out.flush());
     }
-    if logged {
-        exit::HEALTHY
-    } else {
-        exit::INTERNAL
-    }
+    if logged { exit::OK } else { exit::INTERNAL }
 }
 
 #[cfg(test)]
@@ -590,8 +535,8 @@ mod tests {
         }
         /// Points the pod paths of `a` into the temp dir.
         fn apply(&self, a: &mut ProbeArgs) {
-            a.resolv_conf = self.dir.path().join("resolv.conf");
-            a.hosts_file = self.dir.path().join("no-hosts");
+            a.target.resolv_conf = self.dir.path().join("resolv.conf");
+            a.target.hosts_file = self.dir.path().join("no-hosts");
             if let Some(p) = &a.docker_config {
                 assert_eq!(
                     p,
@@ -654,18 +599,18 @@ mod tests {
                     assert_eq!(a.registry, s.registry);
                     assert_eq!(a.context, ctx);
                     assert_eq!(a.node.as_deref(), tgt.map(|t| t.node.as_str()));
-                    assert_eq!(a.data_endpoints, s.data_endpoints);
-                    assert_eq!(a.regions, s.regions);
-                    assert_eq!(a.also, s.extra_hosts);
-                    assert_eq!(a.image, s.image);
-                    assert_eq!(a.timeout, format!("{}s", s.timeout_seconds));
+                    assert_eq!(a.target.data_endpoints, s.data_endpoints);
+                    assert_eq!(a.target.regions, s.regions);
+                    assert_eq!(a.target.also, s.extra_hosts);
+                    assert_eq!(a.target.image, s.image);
+                    assert_eq!(a.target.timeout, format!("{}s", s.timeout_seconds));
                     assert_eq!(
                         a.docker_config.is_some(),
                         ctx == ProbeContext::Pod && s.credentials_secret_ref.is_some()
                     );
                     assert_eq!(a.termination_log, PathBuf::from(DEFAULT_TERMINATION_LOG));
-                    assert_eq!(a.no_proxy, s.proxy.mode == ProxyMode::None);
-                    assert_eq!(a.proxy, s.proxy.url);
+                    assert_eq!(a.target.no_proxy, s.proxy.mode == ProxyMode::None);
+                    assert_eq!(a.target.proxy, s.proxy.url);
                     assert_eq!(
                         a.proxy_bypass,
                         (!s.proxy.no_proxy.is_empty()).then(|| s.proxy.no_proxy.join(","))
@@ -754,8 +699,8 @@ mod tests {
         assert_eq!(a.termination_log, PathBuf::from("/tmp/x"));
         assert_eq!(a.node_ips, ["10.0.0.4", "fd00::4"]);
         assert_eq!(a.context, ProbeContext::Pod);
-        assert_eq!(a.resolv_conf, PathBuf::from("/etc/resolv.conf"));
-        assert_eq!(a.hosts_file, PathBuf::from("/etc/hosts"));
+        assert_eq!(a.target.resolv_conf, PathBuf::from("/etc/resolv.conf"));
+        assert_eq!(a.target.hosts_file, PathBuf::from("/etc/hosts"));
         for bad in [
             vec!["probe", "--context", "node"],
             vec!["probe", "--registry", "r", "--context", "host"],
@@ -880,14 +825,23 @@ mod tests {
             (Box::new(|a| a.node = Some("Node_1\n".into())), "--node"),
             (Box::new(|a| a.node = Some(String::new())), "--node"),
             (Box::new(|a| a.node = Some("n".repeat(254))), "--node"),
-            (Box::new(|a| a.timeout = "forever".into()), "--timeout"),
-            (Box::new(|a| a.expect = "intranet".into()), "--expect"),
+            (
+                Box::new(|a| a.target.timeout = "forever".into()),
+                "--timeout",
+            ),
+            (
+                Box::new(|a| a.target.expect = "intranet".into()),
+                "--expect",
+            ),
             (Box::new(|a| a.registry = "bad host!".into()), "--registry"),
             (
-                Box::new(|a| a.resolv_conf = "/nonexistent/resolv.conf".into()),
+                Box::new(|a| a.target.resolv_conf = "/nonexistent/resolv.conf".into()),
                 "--resolv-conf",
             ),
-            (Box::new(|a| a.proxy = Some("ftp://p".into())), "--proxy"),
+            (
+                Box::new(|a| a.target.proxy = Some("ftp://p".into())),
+                "--proxy",
+            ),
             (
                 Box::new(|a| a.docker_config = Some("/nonexistent/config.json".into())),
                 "--docker-config",

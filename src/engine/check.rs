@@ -5,7 +5,7 @@
 
 use crate::engine::authparse::{Credentials, parse_docker_config};
 use crate::engine::evidence::{Expect, Role};
-use crate::engine::findings::{Report, Verdict};
+use crate::engine::findings::Report;
 use crate::engine::inputs::{self, Endpoint, InputError, InputFields, PlanInput};
 use crate::engine::probe::{self, ProbeConfig, TargetPolicy, dns, net::Trust};
 use crate::engine::proxy::ProxyConfig;
@@ -210,19 +210,4 @@ fn credentials(input: &CheckInput, registry: &str) -> Result<Option<Credentials>
 pub async fn run(check: &PreparedCheck) -> Report {
     let evidence = probe::run(&check.registry, &check.endpoints, &check.config).await;
     crate::engine::diagnosis::report(evidence)
-}
-
-/// Exit codes of `regcheck check`.
-pub mod exit {
-    pub const HEALTHY: i32 = 0;
-    pub const PROBLEM: i32 = 1;
-    pub const BAD_INPUT: i32 = 2;
-    pub const INTERNAL: i32 = 3;
-}
-
-pub fn exit_code(report: &Report) -> i32 {
-    match report.verdict {
-        Verdict::Healthy => exit::HEALTHY,
-        Verdict::Degraded | Verdict::Unreachable => exit::PROBLEM,
-    }
 }

@@ -709,7 +709,7 @@ fn reports_render_like_check() {
 
     let ok = to_report(&get("kubernetes/kubernetes#92326"));
     assert_eq!(ok.verdict, crate::engine::findings::Verdict::Healthy);
-    assert_eq!(crate::engine::check::exit_code(&ok), 0);
+    assert_eq!(crate::cli::exit_code(&ok), 0);
 
     let data = to_report(&get("nextcloud/docker#2409"));
     assert_eq!(data.findings[0].role, Some(DataEndpoint));
