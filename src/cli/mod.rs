@@ -121,20 +121,6 @@ pub fn colours_for(tty: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
     tty && no_color.is_none_or(|v| v.is_empty())
 }
 
-#[cfg(test)]
-mod log_tests {
-    use super::colours_for;
-    use std::ffi::OsStr;
-
-    #[test]
-    fn colours_only_on_a_terminal_without_no_color() {
-        assert!(colours_for(true, None));
-        assert!(colours_for(true, Some(OsStr::new(""))));
-        assert!(!colours_for(true, Some(OsStr::new("1"))));
-        assert!(!colours_for(false, None));
-    }
-}
-
 impl TargetArgs {
     /// The check these flags describe for `registry`; the subcommand fills in what is its own
     /// (nameservers, credentials, the target policy).
@@ -158,5 +144,19 @@ impl TargetArgs {
             timeout: self.timeout.clone(),
             strict_targets: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::colours_for;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        assert!(colours_for(true, None));
+        assert!(colours_for(true, Some(OsStr::new(""))));
+        assert!(!colours_for(true, Some(OsStr::new("1"))));
+        assert!(!colours_for(false, None));
     }
 }
