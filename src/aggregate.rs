@@ -759,6 +759,7 @@ mod tests {
             evidence: Evidence {
                 registry: "r.azurecr.io".into(),
                 expect: Expect::Any,
+                egress_ips: Vec::new(),
                 endpoints: vec![],
                 pull: None,
                 ms: 42,

@@ -9,6 +9,7 @@ pub mod catalogue;
 pub mod check;
 pub mod controller;
 pub mod crd;
+pub mod denial;
 pub mod diagnosis;
 pub mod evidence;
 pub mod findings;

@@ -65,6 +65,10 @@ struct CheckArgs {
     /// What the registry should resolve to: any, public or private (private endpoint)
     #[arg(long, value_name = "KIND", default_value = "any")]
     expect: String,
+    /// An address or CIDR the cluster's traffic should leave through (repeatable, or a comma
+    /// list): a registry denial naming another address points at the wrong NAT or firewall
+    #[arg(long = "egress-ip", value_name = "IP|CIDR")]
+    egress_ips: Vec<String>,
     /// Proxy for HTTPS (default: HTTPS_PROXY / https_proxy, with NO_PROXY)
     #[arg(long, value_name = "URL", conflicts_with = "no_proxy")]
     proxy: Option<String>,
@@ -174,6 +178,7 @@ fn run_check(args: CheckArgs) -> i32 {
         resolv_conf: args.resolv_conf,
         hosts_file: args.hosts_file,
         expect: args.expect,
+        egress_ips: args.egress_ips,
         proxy: args.proxy,
         no_proxy: args.no_proxy,
         ca_files: args.ca_files,

@@ -59,6 +59,9 @@ pub struct ProbeArgs {
     /// What the registry should resolve to: any, public or private
     #[arg(long, value_name = "KIND", default_value = "any")]
     pub expect: String,
+    /// An expected egress address or CIDR (repeatable, or a comma list)
+    #[arg(long = "egress-ip", value_name = "IP|CIDR")]
+    pub egress_ips: Vec<String>,
     /// Pull the smallest blob of this image: REPO:TAG or REPO@sha256:...
     #[arg(long, value_name = "REPO:TAG")]
     pub image: Option<String>,
@@ -191,6 +194,7 @@ pub fn prepare(
         resolv_conf: args.resolv_conf.clone(),
         hosts_file: args.hosts_file.clone(),
         expect: args.expect.clone(),
+        egress_ips: args.egress_ips.clone(),
         proxy: args.proxy.clone(),
         no_proxy: args.no_proxy,
         ca_files: args.ca_files.clone(),
@@ -979,6 +983,7 @@ mod tests {
         PullStep {
             outcome: PullOutcome::Forbidden,
             host: Some("myreg.azurecr.io".into()),
+            path: None,
             status: Some(403),
             registry_error: Some(RegistryError {
                 code: "DENIED".into(),
@@ -1027,6 +1032,7 @@ mod tests {
             evidence: Evidence {
                 registry: "myreg.azurecr.io".into(),
                 expect: Expect::Private,
+                egress_ips: Vec::new(),
                 endpoints: endpoints.clone(),
                 pull: Some(PullEvidence {
                     image: format!("library/{}:v1", "a".repeat(300)),

@@ -17,9 +17,9 @@ use crate::findings::{Finding, Reason, Report, SCHEMA_VERSION};
 use std::net::IpAddr;
 
 /// Reasons that only the runtime's own messages show (the probe's evidence never does): the
-/// probe does not download from a storage account directly, nor choose a platform.
-pub const ONLY_FROM_RUNTIME_MESSAGES: &[Reason] =
-    &[Reason::StorageAccessDenied, Reason::ImagePlatformMismatch];
+/// probe does not choose a platform. (`StorageAccessDenied` comes from both: the probe's blob
+/// download follows the redirect to the storage behind a data endpoint.)
+pub const ONLY_FROM_RUNTIME_MESSAGES: &[Reason] = &[Reason::ImagePlatformMismatch];
 
 /// Longest message kept, in characters (a pasted `kubectl describe` can be long).
 pub const MAX_MESSAGE_CHARS: usize = 4000;
@@ -170,6 +170,7 @@ pub fn to_report(c: &Classified) -> Report {
     let evidence = Evidence {
         registry: c.image.as_deref().map(registry_of).unwrap_or(endpoint),
         expect: Expect::Any,
+        egress_ips: Vec::new(),
         endpoints: Vec::new(),
         pull: None,
         ms: 0,

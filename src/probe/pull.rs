@@ -70,6 +70,7 @@ fn step(outcome: PullOutcome, host: Option<&str>, started: Instant) -> PullStep 
     PullStep {
         outcome,
         host: host.map(str::to_string),
+        path: None,
         status: None,
         registry_error: None,
         error: None,
@@ -81,6 +82,7 @@ fn skipped() -> PullStep {
     PullStep {
         outcome: PullOutcome::Skipped,
         host: None,
+        path: None,
         status: None,
         registry_error: None,
         error: None,
@@ -104,7 +106,8 @@ pub fn status_outcome(status: u16) -> PullOutcome {
 fn response_step(resp: &Response, host: &str, started: Instant) -> PullStep {
     let mut s = step(status_outcome(resp.status), Some(host), started);
     s.status = Some(resp.status);
-    s.registry_error = crate::authparse::parse_registry_error(&resp.body);
+    s.registry_error = crate::authparse::parse_registry_error(&resp.body)
+        .or_else(|| crate::authparse::parse_storage_error(&resp.body));
     s
 }
 
@@ -337,10 +340,12 @@ pub(crate) async fn pull_sharing(
     let auth: Option<String> = match challenge {
         Err(e) => {
             ev.token = hop_failed(e, started, &mut ev.failed_host);
+            ev.token.path = Some("/v2/".into());
             return ev;
         }
         Ok(resp) if resp.status == 200 => {
             ev.token = response_step(&resp, host, started);
+            ev.token.path = Some("/v2/".into());
             basic.clone()
         }
         Ok(resp) if resp.status == 401 => {
@@ -352,6 +357,7 @@ pub(crate) async fn pull_sharing(
             match challenge {
                 Some(c) if c.scheme.eq_ignore_ascii_case("basic") => {
                     ev.token = step(PullOutcome::Ok, Some(host), started);
+                    ev.token.path = Some("/v2/".into());
                     ev.token.status = Some(401);
                     if basic.is_none() {
                         ev.token.outcome = PullOutcome::Unauthorized;
@@ -381,6 +387,7 @@ pub(crate) async fn pull_sharing(
                 }
                 _ => {
                     ev.token = response_step(&resp, host, started);
+                    ev.token.path = Some("/v2/".into());
                     ev.token.outcome = PullOutcome::Invalid;
                     ev.token.error = Some("401 without a usable WWW-Authenticate challenge".into());
                     return ev;
@@ -389,6 +396,7 @@ pub(crate) async fn pull_sharing(
         }
         Ok(resp) => {
             ev.token = response_step(&resp, host, started);
+            ev.token.path = Some("/v2/".into());
             if ev.token.outcome == PullOutcome::Ok {
                 ev.token.outcome = PullOutcome::Invalid;
             }
@@ -594,6 +602,12 @@ async fn fetch_token(
     } else {
         Role::Extra
     };
+    let token_path = target
+        .path_and_query
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let resp = match get(
         Dest {
             host: &target.host,
@@ -610,11 +624,13 @@ async fn fetch_token(
     {
         Err(e) => {
             ev.token = hop_failed(e, started, &mut ev.failed_host);
+            ev.token.path = Some(token_path.clone());
             return None;
         }
         Ok(r) => r,
     };
     ev.token = response_step(&resp, &target.host, started);
+    ev.token.path = Some(token_path.clone());
     if ev.token.outcome != PullOutcome::Ok {
         return None;
     }
