@@ -13,6 +13,8 @@ use std::time::Instant;
 pub const MAX_REDIRECTS: usize = 5;
 /// Largest manifest or token answer read.
 const MAX_DOC: usize = 1024 * 1024;
+/// Smallest body read for a blob request, so that an error document fits.
+const ERROR_DOC: usize = 8 * 1024;
 /// Largest blob read in full (and digest-checked); a bigger one is read this far.
 const MAX_BLOB: usize = 4 * 1024 * 1024;
 
@@ -489,7 +491,8 @@ pub(crate) async fn pull_sharing(
             &hdrs,
             config,
             budget,
-            limit.max(1),
+            // Room for an error document (a storage account's XML 403) after a tiny blob.
+            limit.max(ERROR_DOC),
         )
         .await
         {
@@ -535,7 +538,10 @@ pub(crate) async fn pull_sharing(
             ev.blob.error = Some(format!(
                 "the blob body ({size} bytes) did not arrive before the deadline: the transfer stalls"
             ));
-        } else if ev.blob.outcome == PullOutcome::Ok && resp.truncated && size <= MAX_BLOB as u64 {
+        } else if ev.blob.outcome == PullOutcome::Ok
+            && (resp.truncated || resp.body.len() as u64 > size)
+            && size <= MAX_BLOB as u64
+        {
             ev.blob.outcome = PullOutcome::Invalid;
             ev.blob.error = Some(format!(
                 "the blob body is longer than the {size} bytes the manifest declares"
