@@ -404,6 +404,7 @@ fn primary_only(r: &mut Report) {
 fn drop_evidence(r: &mut Report) {
     r.evidence.endpoints.clear();
     r.evidence.pull = None;
+    r.evidence.egress_ips.clear();
 }
 
 /// Stage 9 (cannot fail): every string of what is left cut to a few dozen characters.

@@ -103,7 +103,10 @@ fn health_codes_markdown() -> String {
          Every code of the [health check error reference](https://learn.microsoft.com/azure/container-registry/container-registry-health-error-reference), \
          and the reasons that carry it (in `findings[].code`). A token-step finding carries \
          `CONNECTIVITY_REFRESH_TOKEN_ERROR` when its request went to `/oauth2/exchange`, \
-         `CONNECTIVITY_ACCESS_TOKEN_ERROR` otherwise.\n\n\
+         `CONNECTIVITY_ACCESS_TOKEN_ERROR` otherwise. The probes ask the token endpoint that the \
+         challenge's realm names (for ACR `/oauth2/token`) and never exchange a Microsoft Entra \
+         token themselves, so the refresh-token code appears only when a realm names \
+         `/oauth2/exchange`.\n\n\
          | code | check-health means | reasons | no counterpart because |\n|---|---|---|---|\n",
     );
     for h in HEALTH_CODES {
