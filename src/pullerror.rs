@@ -356,6 +356,15 @@ fn reason_of(m: &str) -> (Reason, &'static str) {
         );
     }
     if has("client with ip") && has("not allowed access") {
+        // A private address: a VNet service endpoint or private path the rules do not allow.
+        if crate::authparse::denied_client_ip(&m.replace("\\u0027", "'")).is_some_and(|ip| {
+            crate::denial::classify(ip, &[]) == crate::denial::Denial::PrivatePath
+        }) {
+            return (
+                RegistryDeniedPrivateClientIP,
+                "the registry's network rules deny a private client IP (403 DENIED): a VNet service endpoint or private path they do not allow",
+            );
+        }
         return (
             RegistryDeniedClientIP,
             "the registry's network rules deny the client IP (403 DENIED)",
