@@ -68,6 +68,7 @@ pub fn reasons_markdown() -> String {
             r.default_severity().as_str(),
         );
     }
+    s.push_str(&health_codes_markdown());
     let mut last_phase = "";
     for &r in Reason::ALL {
         if r.phase().title() != last_phase {
@@ -89,6 +90,42 @@ pub fn reasons_markdown() -> String {
         let _ = writeln!(s, "- **What to do:** {}", r.remediation());
         let docs: Vec<String> = r.docs().iter().map(|d| format!("<{d}>")).collect();
         let _ = writeln!(s, "- **Docs:** {}", docs.join(", "));
+    }
+    s
+}
+
+/// The review of every `az acr check-health` code against the catalogue: which reasons carry
+/// it, or why none does.
+fn health_codes_markdown() -> String {
+    use crate::engine::catalogue::{HEALTH_CODES, reasons_with_code};
+    let mut s = String::from(
+        "\n## `az acr check-health` codes\n\n\
+         Every code of the [health check error reference](https://learn.microsoft.com/azure/container-registry/container-registry-health-error-reference), \
+         and the reasons that carry it (in `findings[].code`). A token-step finding carries \
+         `CONNECTIVITY_REFRESH_TOKEN_ERROR` when its request went to `/oauth2/exchange`, \
+         `CONNECTIVITY_ACCESS_TOKEN_ERROR` otherwise. The probes ask the token endpoint that the \
+         challenge's realm names (for ACR `/oauth2/token`) and never exchange a Microsoft Entra \
+         token themselves, so the refresh-token code appears only when a realm names \
+         `/oauth2/exchange`.\n\n\
+         | code | check-health means | reasons | no counterpart because |\n|---|---|---|---|\n",
+    );
+    for h in HEALTH_CODES {
+        let reasons: Vec<String> = reasons_with_code(h.code)
+            .iter()
+            .map(|r| format!("[`{}`](#{})", r.as_str(), anchor(*r)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} | {} |",
+            h.code,
+            h.meaning,
+            if reasons.is_empty() {
+                "—".to_string()
+            } else {
+                reasons.join(", ")
+            },
+            h.no_counterpart.unwrap_or("—"),
+        );
     }
     s
 }

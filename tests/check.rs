@@ -1251,3 +1251,214 @@ fn docker_config_keyed_by_host_and_port_with_wrong_credentials() {
         run.dump()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The kinds of 403 and the token endpoint (issue 15)
+// ---------------------------------------------------------------------------------------------
+
+fn acr_denial(ip: &str) -> Reply {
+    Reply::registry_error(
+        403,
+        "DENIED",
+        &format!(
+            "client with IP '{ip}' is not allowed access. Refer https://aka.ms/acr/firewall to grant access. CorrelationId: 7d3c0d6e-0000-4000-8000-000000000001"
+        ),
+    )
+}
+
+#[test]
+fn registry_denies_a_private_client_ip_without_egress_ips() {
+    let w = world(|r, _, _| r.reply("/v2/", acr_denial("10.240.0.4")));
+    let run = w.run(&[]);
+    let j = expect_primary(
+        &run,
+        1,
+        "RegistryDeniedPrivateClientIP",
+        &[
+            REGISTRY,
+            "10.240.0.4",
+            "private address",
+            "virtual-network rule",
+        ],
+    );
+    assert_field(&j, "/findings/0/code", "CONNECTIVITY_FORBIDDEN_ERROR", &run);
+    assert_field(&j, "/findings/0/cause", "VirtualNetworkConfiguration", &run);
+    assert_field(&j, "/verdict", "Unreachable", &run);
+    assert_field(&j, "/endpoints/0/http/clientIp", "10.240.0.4", &run);
+    assert!(j.pointer("/egressIps").is_none(), "{}", run.dump());
+}
+
+#[test]
+fn registry_denies_a_private_client_ip_with_egress_ips() {
+    let w = world(|r, _, _| r.reply("/v2/", acr_denial("10.240.0.4")));
+    let run = w.run(&["--egress-ip", "20.1.2.0/24,52.10.20.30"]);
+    let j = expect_primary(
+        &run,
+        1,
+        "RegistryDeniedPrivateClientIP",
+        &["10.240.0.4", "expected egress: 20.1.2.0/24, 52.10.20.30/32"],
+    );
+    assert_field(&j, "/egressIps/0", "20.1.2.0/24", &run);
+    assert_field(&j, "/egressIps/1", "52.10.20.30/32", &run);
+}
+
+#[test]
+fn denial_of_a_public_ip_outside_and_inside_the_egress_ips() {
+    let w = world(|r, _, _| r.reply("/v2/", acr_denial("52.10.20.30")));
+    let run = w.run(&["--egress-ip", "20.1.2.0/24"]);
+    expect_primary(
+        &run,
+        1,
+        "EgressIPUnexpected",
+        &["52.10.20.30", "wrong NAT gateway", "20.1.2.0/24"],
+    );
+    let run = w.run(&["--egress-ip", "20.1.2.0/24", "--egress-ip", "52.10.20.30"]);
+    expect_primary(
+        &run,
+        1,
+        "RegistryDeniedClientIP",
+        &[
+            "52.10.20.30",
+            "one of the expected egress",
+            "--ip-address 52.10.20.30",
+        ],
+    );
+}
+
+#[test]
+fn storage_xml_403_on_the_data_endpoint_is_storage_access_denied() {
+    const XML: &str = "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthorizationFailure</Code><Message>This request is not authorized to perform this operation.\nRequestId:5a4e0f2b-001e-0000-0000-000000000000\nTime:2026-12-04T10:00:00.0000000Z</Message></Error>";
+    let w = world_with(
+        &loopback_names(),
+        None,
+        |r, _, _| r,
+        |_, _| {
+            Router::new().route(
+                "/blobs/*",
+                Route::Reply(
+                    Reply::new(403)
+                        .header("Content-Type", "application/xml")
+                        .body(XML),
+                ),
+            )
+        },
+    );
+    let img = image();
+    let run = w.run(&["--image", &img]);
+    let j = expect_primary(
+        &run,
+        1,
+        "StorageAccessDenied",
+        &[DATA, "AuthorizationFailure", "not the registry's identity"],
+    );
+    assert_field(&j, "/findings/0/endpoint", DATA, &run);
+    assert_field(&j, "/findings/0/role", "DataEndpoint", &run);
+    assert_field(&j, "/verdict", "Degraded", &run);
+    assert_field(&j, "/pull/manifest/outcome", "Ok", &run);
+    assert_field(&j, "/pull/blob/outcome", "Forbidden", &run);
+    assert_field(
+        &j,
+        "/pull/blob/registryError/code",
+        "AuthorizationFailure",
+        &run,
+    );
+    assert!(
+        !run.stdout.contains("may not pull this repository"),
+        "{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn token_endpoint_failing_while_v2_answers() {
+    let w = world(|r, _, _| {
+        r.reply(
+            "/token",
+            Reply::registry_error(500, "UNKNOWN", "token service down"),
+        )
+    });
+    let img = image();
+    let run = w.run(&["--image", &img]);
+    let j = expect_primary(
+        &run,
+        1,
+        "TokenRequestFailed",
+        &[
+            REGISTRY,
+            "token request to /token",
+            "(status 500)",
+            "while the registry answers its /v2/ challenge",
+        ],
+    );
+    assert_field(
+        &j,
+        "/findings/0/code",
+        "CONNECTIVITY_ACCESS_TOKEN_ERROR",
+        &run,
+    );
+    // The endpoint probe's GET /v2/ got its challenge: the registry API is there.
+    assert_field(&j, "/endpoints/0/http/status", "401", &run);
+    assert_field(&j, "/pull/token/path", "/token", &run);
+    assert_field(&j, "/pull/manifest/outcome", "Skipped", &run);
+    assert_field(&j, "/verdict", "Degraded", &run);
+}
+
+#[test]
+fn refresh_token_exchange_rejected_is_a_refresh_token_error() {
+    // A registry whose challenge names ACR's exchange endpoint, which refuses the credentials.
+    let w = world_with(
+        &loopback_names(),
+        Some(("alice", "right-password")),
+        |r, port, _| {
+            r.reply(
+                "/v2/",
+                Reply::registry_error(401, "UNAUTHORIZED", "authentication required").header(
+                    "WWW-Authenticate",
+                    format!("Bearer realm=\"https://{REGISTRY}:{port}/oauth2/exchange\",service=\"{REGISTRY}\""),
+                ),
+            )
+            .reply(
+                "/oauth2/exchange",
+                Reply::registry_error(401, "UNAUTHORIZED", "refresh token expired"),
+            )
+        },
+        |r, _| r,
+    );
+    let img = image();
+    let args = check_args(
+        &w.b.resolv,
+        &w.b.pki.ca_file,
+        &w.target(),
+        &["--image", &img, "--username", "alice", "--password-stdin"],
+    );
+    let run = regcheck(&args, Some("stale\n"));
+    let j = expect_primary(
+        &run,
+        1,
+        "AuthenticationFailed",
+        &["token request to /oauth2/exchange", "401"],
+    );
+    assert_field(
+        &j,
+        "/findings/0/code",
+        "CONNECTIVITY_REFRESH_TOKEN_ERROR",
+        &run,
+    );
+    assert_field(&j, "/pull/token/path", "/oauth2/exchange", &run);
+}
+
+#[test]
+fn bad_input_egress_ip() {
+    assert_bad_input(
+        None,
+        &["--egress-ip", "20.1.2.3/24"],
+        "--egress-ip",
+        "20.1.2.3/24",
+    );
+    assert_bad_input(
+        None,
+        &["--egress-ip", "127.0.0.1"],
+        "--egress-ip",
+        "127.0.0.1",
+    );
+}

@@ -34,6 +34,8 @@ const PUB_LOGIN: &str = "203.0.113.10";
 const PUB_DATA: &str = "203.0.113.11";
 const PRIV_LOGIN: &str = "10.2.0.10";
 const STALE: &str = "10.2.0.99";
+/// The address the lab's registry names in scenario registry-denied-nat-ip (`NAT_SEEN_IP`).
+const NAT_SEEN: &str = "198.51.100.77";
 
 /// Brings up a lab scenario (the test fails when it cannot be built).
 macro_rules! lab {
@@ -180,10 +182,91 @@ fn tls_inspection_presents_another_ca() {
     r.expect("TLSInterception", &[REGISTRY, "Contoso Inspection CA"]);
 }
 
+/// nginx denies the client's own (private) address, as ACR does for a request that comes
+/// through a VNet service endpoint: a virtual-network rule is missing, with or without the
+/// expected egress addresses.
 fn registry_network_rules_deny_client_ip() {
     let lab = lab!("registry-denied-ip");
     let r = lab.check(&[REGISTRY]);
-    r.expect("RegistryDeniedClientIP", &[REGISTRY, CLIENT_IP]);
+    r.expect(
+        "RegistryDeniedPrivateClientIP",
+        &[
+            REGISTRY,
+            CLIENT_IP,
+            "private address",
+            "virtual-network rule",
+        ],
+    );
+    let r = lab.check(&[REGISTRY, "--egress-ip", NAT_SEEN]);
+    r.expect(
+        "RegistryDeniedPrivateClientIP",
+        &[CLIENT_IP, "expected egress: 198.51.100.77/32"],
+    );
+}
+
+/// nginx denies the public address a NAT gateway gives the cluster: outside the expected
+/// egress addresses it is the wrong path, inside them the IP rule is missing.
+fn registry_network_rules_deny_nat_ip() {
+    let lab = lab!("registry-denied-nat-ip");
+    let r = lab.check(&[REGISTRY]);
+    r.expect("RegistryDeniedClientIP", &[REGISTRY, NAT_SEEN]);
+    let r = lab.check(&[REGISTRY, "--egress-ip", "198.51.100.0/28"]);
+    r.expect(
+        "EgressIPUnexpected",
+        &[NAT_SEEN, "wrong NAT gateway", "198.51.100.0/28"],
+    );
+    let r = lab.check(&[REGISTRY, "--egress-ip", NAT_SEEN]);
+    r.expect(
+        "RegistryDeniedClientIP",
+        &[NAT_SEEN, "one of the expected egress"],
+    );
+}
+
+/// The data endpoint answers the blob with Azure Storage's XML 403 (a storage firewall or a
+/// service endpoint policy): not the identity.
+fn storage_account_denies_the_blob() {
+    let lab = lab!("storage-denied");
+    let r = lab.check(&[REGISTRY, "--image", IMAGE]);
+    r.expect(
+        "StorageAccessDenied",
+        &[DATA, "AuthorizationFailure", "not the registry's identity"],
+    );
+    assert_eq!(
+        r.json
+            .pointer("/pull/manifest/outcome")
+            .and_then(Value::as_str),
+        Some("Ok"),
+        "{}",
+        r.pretty()
+    );
+}
+
+/// The token endpoint answers 500 while /v2/ answers its challenge.
+fn token_endpoint_fails_while_v2_answers() {
+    let lab = lab!("token-endpoint-fails");
+    let r = lab.pull_as(IMAGE, "labpass");
+    r.expect(
+        "TokenRequestFailed",
+        &[
+            REGISTRY,
+            "/oauth2/token",
+            "while the registry answers its /v2/ challenge",
+        ],
+    );
+    assert_eq!(
+        r.json.pointer("/findings/0/code").and_then(Value::as_str),
+        Some("CONNECTIVITY_ACCESS_TOKEN_ERROR"),
+        "{}",
+        r.pretty()
+    );
+    assert_eq!(
+        r.endpoint(REGISTRY)
+            .pointer("/http/status")
+            .and_then(Value::as_u64),
+        Some(401),
+        "{}",
+        r.pretty()
+    );
 }
 
 fn server_never_sends_headers() {
@@ -612,6 +695,18 @@ fn main() {
         (
             "registry_network_rules_deny_client_ip",
             registry_network_rules_deny_client_ip,
+        ),
+        (
+            "registry_network_rules_deny_nat_ip",
+            registry_network_rules_deny_nat_ip,
+        ),
+        (
+            "storage_account_denies_the_blob",
+            storage_account_denies_the_blob,
+        ),
+        (
+            "token_endpoint_fails_while_v2_answers",
+            token_endpoint_fails_while_v2_answers,
         ),
         ("server_never_sends_headers", server_never_sends_headers),
         ("proxy_denies_connect", proxy_denies_connect),

@@ -83,6 +83,10 @@ pub struct TargetArgs {
     /// What the registry should resolve to: any, public or private (private endpoint)
     #[arg(long, value_name = "KIND", default_value = "any")]
     pub expect: String,
+    /// An address or CIDR the cluster's traffic should leave through (repeatable, or a comma
+    /// list): a registry denial naming another address points at the wrong NAT or firewall
+    #[arg(long = "egress-ip", value_name = "IP|CIDR")]
+    pub egress_ips: Vec<String>,
     /// Pull the smallest blob of this image: REPO:TAG or REPO@sha256:...
     #[arg(long, value_name = "REPO:TAG")]
     pub image: Option<String>,
@@ -134,6 +138,7 @@ impl TargetArgs {
             resolv_conf: self.resolv_conf.clone(),
             hosts_file: self.hosts_file.clone(),
             expect: self.expect.clone(),
+            egress_ips: self.egress_ips.clone(),
             proxy: self.proxy.clone(),
             no_proxy: self.no_proxy,
             ca_files: self.ca_files.clone(),

@@ -356,6 +356,7 @@ fn primary_only(r: &mut Report) {
 fn drop_evidence(r: &mut Report) {
     r.evidence.endpoints.clear();
     r.evidence.pull = None;
+    r.evidence.egress_ips.clear();
 }
 
 /// Stage 9 (cannot fail): every string of what is left cut to a few dozen characters.
@@ -953,6 +954,7 @@ mod tests {
         PullStep {
             outcome: PullOutcome::Forbidden,
             host: Some("myreg.azurecr.io".into()),
+            path: None,
             status: Some(403),
             registry_error: Some(RegistryError {
                 code: "DENIED".into(),
@@ -1001,6 +1003,7 @@ mod tests {
             evidence: Evidence {
                 registry: "myreg.azurecr.io".into(),
                 expect: Expect::Private,
+                egress_ips: Vec::new(),
                 endpoints: endpoints.clone(),
                 pull: Some(PullEvidence {
                     image: format!("library/{}:v1", "a".repeat(300)),

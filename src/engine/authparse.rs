@@ -162,6 +162,38 @@ pub fn parse_registry_error(body: &[u8]) -> Option<RegistryError> {
     })
 }
 
+/// The `<Code>` and `<Message>` of an Azure Storage error document
+/// (`<?xml ...?><Error><Code>AuthorizationFailure</Code><Message>This request is not authorized
+/// to perform this operation. RequestId:...</Message></Error>`), as a [`RegistryError`].
+/// `None` unless the body is such a document.
+pub fn parse_storage_error(body: &[u8]) -> Option<RegistryError> {
+    if body.len() > MAX_ERROR_BODY {
+        return None;
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    let text = text.trim_start_matches('\u{feff}').trim_start();
+    let rest = match text.strip_prefix("<?xml") {
+        Some(r) => &r[r.find("?>")? + 2..],
+        None => text,
+    };
+    let inner = rest.trim_start().strip_prefix("<Error>")?;
+    let element = |name: &str| -> Option<String> {
+        let open = format!("<{name}>");
+        let start = inner.find(&open)? + open.len();
+        let len = inner[start..].find(&format!("</{name}>"))?;
+        Some(inner[start..start + len].trim().to_string())
+    };
+    let code = element("Code")?;
+    if code.is_empty() || code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let message = element("Message").unwrap_or_default();
+    Some(RegistryError {
+        code,
+        message: truncate_chars(&message.replace(['\r', '\n'], " "), MAX_ERROR_MESSAGE),
+    })
+}
+
 /// Extracts the client address from Azure's network-rule denial:
 /// `client with IP '203.0.113.7' is not allowed access. Refer https://aka.ms/acr/firewall ...`
 /// (also with ` CorrelationId: <guid>` after it). `None` unless the text is there and the
@@ -342,6 +374,29 @@ pub fn parse_docker_config(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn storage_error_documents() {
+        let body = "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthorizationFailure</Code><Message>This request is not authorized to perform this operation.\nRequestId:1f2e\nTime:2026-12-04T10:00:00Z</Message></Error>";
+        let e = parse_storage_error(body.as_bytes()).unwrap();
+        assert_eq!(e.code, "AuthorizationFailure");
+        assert!(e.message.starts_with("This request is not authorized"));
+        assert!(!e.message.contains('\n'));
+        let bare = b"<Error><Code>AuthorizationSourceIPMismatch</Code></Error>";
+        assert_eq!(parse_storage_error(bare).unwrap().message, "");
+        for bad in [
+            &b""[..],
+            b"{\"errors\":[]}",
+            b"<html><body>403</body></html>",
+            b"<Error><Code></Code></Error>",
+            b"<Error><Code>a b</Code></Error>",
+            b"<?xml version=\"1.0\"<Error>",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(parse_storage_error(bad), None, "{bad:?}");
+        }
+    }
+
     use super::*;
     use base64::Engine as _;
     use proptest::prelude::*;

@@ -411,6 +411,32 @@ catalogue! {
         remediation: "Compare the IP the registry saw with the cluster's expected egress IP (NAT gateway, load balancer outbound IP or firewall public IP). Either add it to the registry's network rules (`az acr network-rule add -n <reg> --ip-address <ip>`), or route the traffic through a private endpoint; for AKS, make sure traffic leaves through the expected NAT/firewall.",
         docs: &[SELECTED_NETWORKS, HEALTH_ERRORS],
     },
+    /// A network-rule denial naming a private address.
+    RegistryDeniedPrivateClientIP => Entry {
+        phase: Phase::RegistryApi,
+        cause: Cause::VirtualNetworkConfiguration,
+        code: Some("CONNECTIVITY_FORBIDDEN_ERROR"),
+        severity: Severity::Error,
+        condition: Some(StatusCondition::RegistryApiReachable),
+        blocks_api: true,
+        summary: "The registry's network rules deny a private client address (403 DENIED: client with IP '10.x.x.x' is not allowed access): the request came through a VNet service endpoint or another private path the rules do not allow.",
+        field_symptom: "`denied: client with IP '<private ip>' is not allowed access` (a 10.x, 172.16-31.x or 192.168.x address: the node's own address, seen through a Microsoft.ContainerRegistry service endpoint); kubelet shows only `failed to fetch anonymous token: unexpected status: 403 Forbidden`.",
+        remediation: "An IP rule cannot fix this (ACR IP rules take public addresses only): add a virtual-network rule for the nodes' subnet (`az acr network-rule add -n <reg> --subnet <subnet id>`, with the Microsoft.ContainerRegistry service endpoint on the subnet), or reach the registry through its private endpoint (private DNS zone `privatelink.azurecr.io` linked to the cluster VNet); or remove the service endpoint so traffic leaves through the public egress IP that the IP rules allow.",
+        docs: &[SELECTED_NETWORKS, PRIVATE_LINK, HEALTH_ERRORS],
+    },
+    /// A network-rule denial naming a public address outside `spec.expect.egressIPs`.
+    EgressIPUnexpected => Entry {
+        phase: Phase::RegistryApi,
+        cause: Cause::VirtualNetworkConfiguration,
+        code: Some("CONNECTIVITY_FORBIDDEN_ERROR"),
+        severity: Severity::Error,
+        condition: Some(StatusCondition::RegistryApiReachable),
+        blocks_api: true,
+        summary: "The registry denies a client address that is not one of the expected egress addresses (`spec.expect.egressIPs`): traffic leaves through the wrong NAT gateway, firewall or node pool.",
+        field_symptom: "`denied: client with IP '<ip>' is not allowed access` with an address that is not the cluster's NAT/firewall IP, often from one node pool only (a pool on another subnet, a missing route table, a node with an instance-level public IP).",
+        remediation: "Do not add this address to the registry's rules before knowing why traffic leaves there: check the outbound type of the cluster and of the failing node pool (`az aks show --query networkProfile.outboundType`), the subnet's NAT gateway and route table (0.0.0.0/0 to the firewall), and node public IPs; once traffic leaves through the expected address, the existing IP rule applies. If the address is legitimate, add it to `spec.expect.egressIPs` and to the registry's network rules.",
+        docs: &[AKS_EGRESS, SELECTED_NETWORKS, HEALTH_ERRORS],
+    },
     RegistryForbidden => Entry {
         phase: Phase::RegistryApi,
         cause: Cause::PublicNetworkAccessRules,
@@ -558,7 +584,7 @@ catalogue! {
     AuthenticationFailed => Entry {
         phase: Phase::DataPath,
         cause: Cause::RegistryAuthentication,
-        code: None,
+        code: Some("CONNECTIVITY_ACCESS_TOKEN_ERROR"),
         severity: Severity::Error,
         condition: Some(StatusCondition::RegistryApiReachable),
         blocks_api: false,
@@ -570,7 +596,7 @@ catalogue! {
     AuthorizationFailed => Entry {
         phase: Phase::DataPath,
         cause: Cause::RegistryAuthentication,
-        code: None,
+        code: Some("CONNECTIVITY_ACCESS_TOKEN_ERROR"),
         severity: Severity::Error,
         condition: Some(StatusCondition::RegistryApiReachable),
         blocks_api: false,
@@ -578,6 +604,19 @@ catalogue! {
         field_symptom: "`403 Forbidden` / `denied: requested access to the resource is denied` after signing in.",
         remediation: "Grant the identity pull rights on the registry/repository (AcrPull role, or a scope map for repository-scoped tokens).",
         docs: &[HEALTH_ERRORS],
+    },
+    /// The registry answers `/v2/` but its token endpoint fails.
+    TokenRequestFailed => Entry {
+        phase: Phase::DataPath,
+        cause: Cause::RegistryAuthentication,
+        code: Some("CONNECTIVITY_ACCESS_TOKEN_ERROR"),
+        severity: Severity::Error,
+        condition: Some(StatusCondition::RegistryApiReachable),
+        blocks_api: false,
+        summary: "The registry answers its `/v2/` challenge, but the token endpoint it names (`/oauth2/token`, `/oauth2/exchange`) fails: a server error, an answer without a token, or a host that cannot be reached.",
+        field_symptom: "`failed to authorize: failed to fetch oauth token: unexpected status: 500` (or `... fetch anonymous token ...`), while `curl https://<reg>/v2/` answers 401 with a `WWW-Authenticate: Bearer realm=...` challenge.",
+        remediation: "Check that the realm of the challenge (the token endpoint) is reachable from the nodes through the same firewall/proxy path as the login server, and that nothing in between (a proxy or TLS-inspecting appliance) rewrites or blocks it; for a refresh-token exchange failure, refresh the identity's credentials (`az login`, a new token for the kubelet identity). If the registry itself answers 5xx, check the Azure status page and retry later.",
+        docs: &[HEALTH_ERRORS, FIREWALL_RULES],
     },
     ImageNotFound => Entry {
         phase: Phase::DataPath,
@@ -615,7 +654,8 @@ catalogue! {
         remediation: "Retry the pull; if it keeps failing, inspect the manifest (`az acr manifest show`) and the proxy/firewall on the path for response rewriting.",
         docs: &[HEALTH_ERRORS, FIREWALL_RULES],
     },
-    /// Found in the container runtime's own pull errors (`regcheck explain`).
+    /// Found in a probe's blob download (a 403 from the storage behind the redirect) and in the
+    /// container runtime's own pull errors (`regcheck explain`).
     StorageAccessDenied => Entry {
         phase: Phase::DataPath,
         cause: Cause::PublicNetworkAccessRules,
@@ -836,6 +876,166 @@ impl Finding {
     }
 }
 
+/// One code of `az acr check-health` (its error reference, and the Azure CLI's `_errors.py`
+/// for `CONNECTIVITY_WWW_AUTHENTICATE_ERROR`, which the reference does not list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthCode {
+    pub code: &'static str,
+    /// What check-health means by it, in one line.
+    pub meaning: &'static str,
+    /// Reasons whose findings the diagnosis gives this code although their entry has another
+    /// (or none): the per-finding refinements.
+    pub refined_from: &'static [Reason],
+    /// Why no reason carries the code, when none does.
+    pub no_counterpart: Option<&'static str>,
+}
+
+/// Every `az acr check-health` code, reviewed against the catalogue: the reasons carrying a
+/// code are those whose entry names it plus `refined_from`; a code without any says why.
+pub const HEALTH_CODES: &[HealthCode] = &[
+    HealthCode {
+        code: "DOCKER_COMMAND_ERROR",
+        meaning: "no Docker client on the machine running the CLI",
+        refined_from: &[],
+        no_counterpart: Some(
+            "about the workstation's Docker client; regcheck uses no container client (kubelet and containerd pull on the nodes)",
+        ),
+    },
+    HealthCode {
+        code: "DOCKER_DAEMON_ERROR",
+        meaning: "the Docker daemon is not running or not reachable",
+        refined_from: &[],
+        no_counterpart: Some(
+            "about the workstation's Docker daemon; a node's runtime failing is seen by `regcheck explain` in kubelet's messages, not as a daemon check",
+        ),
+    },
+    HealthCode {
+        code: "DOCKER_VERSION_ERROR",
+        meaning: "`docker --version` could not run",
+        refined_from: &[],
+        no_counterpart: Some("a local tool version, not the network path"),
+    },
+    HealthCode {
+        code: "DOCKER_PULL_ERROR",
+        meaning: "pulling a sample image failed",
+        refined_from: &[],
+        no_counterpart: Some(
+            "a catch-all for any pull failure; the probe's pull (`spec.image`) reports which step failed instead (`AuthenticationFailed`, `AuthorizationFailed`, `ImageNotFound`, `DataEndpointBlocked`, `StorageAccessDenied`, `PullFailed`, ...)",
+        ),
+    },
+    HealthCode {
+        code: "HELM_COMMAND_ERROR",
+        meaning: "no Helm client found",
+        refined_from: &[],
+        no_counterpart: Some("a local tool, not the network path"),
+    },
+    HealthCode {
+        code: "HELM_VERSION_ERROR",
+        meaning: "the Helm version could not be determined",
+        refined_from: &[],
+        no_counterpart: Some("a local tool version, not the network path"),
+    },
+    HealthCode {
+        code: "NOTARY_VERSION_ERROR",
+        meaning: "the Notary client is incompatible with the CLI",
+        refined_from: &[],
+        no_counterpart: Some("a local tool version, not the network path"),
+    },
+    HealthCode {
+        code: "CMK_ERROR",
+        meaning: "the registry cannot reach the managed identity of its customer-managed key",
+        refined_from: &[],
+        no_counterpart: Some(
+            "read from the registry's ARM resource; the probes see only the data plane and hold no Azure management credentials",
+        ),
+    },
+    HealthCode {
+        code: "LOGIN_SERVER_ERROR",
+        meaning: "the CLI could not find the registry's login server through Azure Resource Manager",
+        refined_from: &[],
+        no_counterpart: Some(
+            "an ARM lookup of the registry name; a check names its login server itself (`spec.registry`), and a login server that does not resolve is `DNSNameNotFound`",
+        ),
+    },
+    HealthCode {
+        code: "CONNECTIVITY_DNS_ERROR",
+        meaning: "the login server does not resolve",
+        refined_from: &[],
+        no_counterpart: None,
+    },
+    HealthCode {
+        code: "CONNECTIVITY_FORBIDDEN_ERROR",
+        meaning: "the challenge endpoint (`/v2/`) answers 403: network rules or disabled public access",
+        refined_from: &[],
+        no_counterpart: None,
+    },
+    HealthCode {
+        code: "CONNECTIVITY_CHALLENGE_ERROR",
+        meaning: "the challenge endpoint issued no challenge",
+        refined_from: &[],
+        no_counterpart: None,
+    },
+    HealthCode {
+        code: "CONNECTIVITY_WWW_AUTHENTICATE_ERROR",
+        meaning: "the challenge's `WWW-Authenticate` header cannot be parsed",
+        refined_from: &[Reason::RegistryChallengeInvalid],
+        no_counterpart: None,
+    },
+    HealthCode {
+        code: "CONNECTIVITY_AAD_LOGIN_ERROR",
+        meaning: "the registry issued a challenge but does not support Microsoft Entra sign-in",
+        refined_from: &[],
+        no_counterpart: Some(
+            "the probes never sign in with a Microsoft Entra token (they hold none: the kubelet's credential provider does that on the node), so they cannot see whether Entra sign-in is supported",
+        ),
+    },
+    HealthCode {
+        code: "CONNECTIVITY_REFRESH_TOKEN_ERROR",
+        meaning: "the login server did not hand out a refresh token (`/oauth2/exchange`)",
+        refined_from: &[
+            Reason::AuthenticationFailed,
+            Reason::AuthorizationFailed,
+            Reason::TokenRequestFailed,
+        ],
+        no_counterpart: None,
+    },
+    HealthCode {
+        code: "CONNECTIVITY_ACCESS_TOKEN_ERROR",
+        meaning: "the login server did not hand out an access token (`/oauth2/token`)",
+        refined_from: &[],
+        no_counterpart: None,
+    },
+    HealthCode {
+        code: "CONNECTIVITY_SSL_ERROR",
+        meaning: "no secure connection to the registry, usually because of a proxy",
+        refined_from: &[],
+        no_counterpart: None,
+    },
+    HealthCode {
+        code: "CONNECTIVITY_TOOMANYREQUESTS_ERROR",
+        meaning: "too many requests: the registry throttles",
+        refined_from: &[],
+        no_counterpart: None,
+    },
+];
+
+/// The reasons carrying `code`: by their entry, then by refinement.
+pub fn reasons_with_code(code: &str) -> Vec<Reason> {
+    let mut out: Vec<Reason> = Reason::ALL
+        .iter()
+        .copied()
+        .filter(|r| r.code() == Some(code))
+        .collect();
+    if let Some(h) = HEALTH_CODES.iter().find(|h| h.code == code) {
+        for r in h.refined_from {
+            if !out.contains(r) {
+                out.push(*r);
+            }
+        }
+    }
+    out
+}
+
 /// Refills what the compact report leaves out (remediation and docs) from the reason.
 /// Fields already present are kept.
 pub fn restore(finding: &mut Finding) {
@@ -872,7 +1072,7 @@ mod tests {
             _ => 0,
         };
         assert_eq!(Reason::ALL.iter().map(|r| count(*r)).sum::<i32>(), 2);
-        assert_eq!(Reason::ALL.len(), 46);
+        assert_eq!(Reason::ALL.len(), 49);
     }
 
     #[test]
@@ -959,6 +1159,54 @@ mod tests {
         for (r, c) in cases {
             assert_eq!(r.code(), c, "{r}");
         }
+    }
+
+    #[test]
+    fn every_check_health_code_is_reviewed() {
+        let mut seen = std::collections::HashSet::new();
+        for h in HEALTH_CODES {
+            assert!(seen.insert(h.code), "{} twice", h.code);
+            let reasons = reasons_with_code(h.code);
+            assert_eq!(
+                reasons.is_empty(),
+                h.no_counterpart.is_some(),
+                "{}: a code has reasons or says why it has none ({reasons:?})",
+                h.code
+            );
+            for r in h.refined_from {
+                assert_ne!(
+                    r.code(),
+                    Some(h.code),
+                    "{}: {r} needs no refinement",
+                    h.code
+                );
+            }
+        }
+        for &r in Reason::ALL {
+            if let Some(c) = r.code() {
+                assert!(
+                    HEALTH_CODES.iter().any(|h| h.code == c),
+                    "{r}: {c} is not a check-health code"
+                );
+            }
+        }
+        for code in [
+            "CONNECTIVITY_REFRESH_TOKEN_ERROR",
+            "CONNECTIVITY_ACCESS_TOKEN_ERROR",
+            "CONNECTIVITY_AAD_LOGIN_ERROR",
+            "LOGIN_SERVER_ERROR",
+            "CMK_ERROR",
+        ] {
+            assert!(HEALTH_CODES.iter().any(|h| h.code == code), "{code}");
+        }
+        assert_eq!(
+            Reason::AuthenticationFailed.code(),
+            Some("CONNECTIVITY_ACCESS_TOKEN_ERROR")
+        );
+        assert_eq!(
+            Reason::RegistryDeniedPrivateClientIP.code(),
+            Some("CONNECTIVITY_FORBIDDEN_ERROR")
+        );
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct CheckInput {
     pub resolv_conf: PathBuf,
     pub hosts_file: PathBuf,
     pub expect: String,
+    /// `--egress-ip`: expected egress addresses or CIDRs (repeatable, or comma lists).
+    pub egress_ips: Vec<String>,
     /// `--proxy URL`: overrides the environment.
     pub proxy: Option<String>,
     /// `--no-proxy`: never use a proxy.
@@ -94,6 +96,7 @@ pub fn prepare(
             "is not one of any, public, private",
         )
     })?;
+    let egress_ips = crate::engine::denial::parse_egress_ips("--egress-ip", &input.egress_ips)?;
     let resolv = dns::parse_resolv_conf(&read_file("--resolv-conf", &input.resolv_conf, 1 << 20)?);
     if resolv.nameservers.is_empty() && dns_servers.is_empty() {
         return Err(InputError::new(
@@ -158,6 +161,7 @@ pub fn prepare(
             },
             timeout,
             expect,
+            egress_ips,
             image,
             credentials,
         },

@@ -421,6 +421,11 @@ pub struct PullStep {
     /// Host that answered (or that could not be reached).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Path (without query) of the request that ended the step, where it tells more than the
+    /// step's name: `/v2/` or the token endpoint (`/oauth2/token`, `/oauth2/exchange`) for the
+    /// token step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -461,6 +466,11 @@ pub struct Evidence {
     pub registry: String,
     /// `Any`, `Public` or `Private`.
     pub expect: Expect,
+    /// The egress addresses (IP or CIDR, canonical form) the cluster's traffic is expected to
+    /// leave through (`spec.expect.egressIPs`, `--egress-ip`): a network-rule denial naming
+    /// another address means the traffic leaves through the wrong NAT, firewall or node pool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress_ips: Vec<String>,
     pub endpoints: Vec<EndpointEvidence>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull: Option<PullEvidence>,

@@ -4,6 +4,7 @@
 pub mod authparse;
 pub mod catalogue;
 pub mod check;
+pub mod denial;
 pub mod diagnosis;
 pub mod evidence;
 pub mod findings;

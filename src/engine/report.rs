@@ -633,6 +633,7 @@ mod tests {
         PullStep {
             outcome,
             host: None,
+            path: None,
             status,
             registry_error: None,
             error: None,
@@ -783,6 +784,7 @@ mod tests {
             evidence: Evidence {
                 registry: "contosoregistry.azurecr.io".into(),
                 expect: Expect::Private,
+                egress_ips: Vec::new(),
                 endpoints: vec![login, data("westeurope", true), data("eastus", false)],
                 pull: Some(PullEvidence {
                     image: "team/app:v1.2.3".into(),

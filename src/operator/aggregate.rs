@@ -859,6 +859,7 @@ mod tests {
             evidence: Evidence {
                 registry: "r.azurecr.io".into(),
                 expect: Expect::Any,
+                egress_ips: Vec::new(),
                 endpoints: vec![],
                 pull: None,
                 ms: 42,

@@ -36,6 +36,8 @@ const DNS_SUBDOMAIN_PATTERN: &str =
 /// `http://` or `https://` proxy URL.
 const PROXY_URL_PATTERN: &str = r"^https?://[^\s/?#]+(/[^\s]*)?$";
 /// A NO_PROXY entry: host, `.domain`, `*`, CIDR or IP, optionally with a port.
+const EGRESS_IP_PATTERN: &str = r"^[0-9A-Fa-f.:]{2,45}(/[0-9]{1,3})?$";
+
 const NO_PROXY_PATTERN: &str = r"^[A-Za-z0-9.*:\[\]/_-]+$";
 
 /// Most hosts in each of `dataEndpoints`, `regions` and `extraHosts`.
@@ -185,6 +187,16 @@ pub struct Expect {
     /// private addresses), as with Azure Private Link.
     #[serde(default)]
     pub network_access: NetworkAccess,
+    /// Addresses (or CIDRs) the cluster's traffic to the registry is expected to leave through:
+    /// the NAT gateway, load balancer outbound or firewall public IPs. When the registry's
+    /// network rules deny an address outside them, the traffic leaves through the wrong path;
+    /// inside them, the registry's IP rule is missing.
+    #[serde(default, rename = "egressIPs", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 32),
+        inner(length(min = 2, max = 49), pattern(EGRESS_IP_PATTERN))
+    )]
+    pub egress_ips: Vec<String>,
 }
 
 /// Expected kind of registry addresses.

@@ -186,6 +186,10 @@ pub fn probe_args(p: &ProbeJob) -> Vec<String> {
         }
         .into(),
     );
+    for ip in &spec.egress_ips {
+        a.push("--egress-ip".into());
+        a.push(ip.clone());
+    }
     if let Some((image, _)) = &spec.image {
         a.push("--image".into());
         a.push(image.clone());
@@ -667,6 +671,25 @@ mod tests {
             ..pj
         });
         assert!(a.contains(&"--no-proxy".to_string()));
+        c2.spec.expect.egress_ips = vec!["20.1.2.3".into(), "52.0.0.0/16".into()];
+        let v2 = ValidSpec::parse(&c2.spec).unwrap();
+        let a = probe_args(&ProbeJob {
+            check: &c2,
+            spec: &v2,
+            ..pj
+        })
+        .join(" ");
+        assert!(
+            a.contains("--egress-ip 20.1.2.3/32 --egress-ip 52.0.0.0/16 --image"),
+            "{a}"
+        );
+        // The probe's own parser takes what the Job passes.
+        let argv: Vec<String> = a.split(' ').map(str::to_string).collect();
+        let parsed = <crate::cli::probe::ProbeArgs as clap::Parser>::try_parse_from(
+            std::iter::once("regcheck-probe".to_string()).chain(argv.into_iter().skip(1)),
+        )
+        .unwrap();
+        assert_eq!(parsed.target.egress_ips, vec!["20.1.2.3/32", "52.0.0.0/16"]);
     }
 
     #[test]

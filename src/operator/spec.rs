@@ -96,6 +96,8 @@ pub struct ValidSpec {
     /// `spec.image` as written, and parsed.
     pub image: Option<(String, ImageRef)>,
     pub proxy: ProxySetting,
+    /// `spec.expect.egressIPs`, as canonical CIDRs.
+    pub egress_ips: Vec<String>,
     pub interval: Duration,
     pub timeout: Duration,
     pub failure_threshold: u32,
@@ -242,11 +244,21 @@ impl ValidSpec {
                 "is not a host, domain or CIDR",
             ));
         }
+        let field = "spec.expect.egressIPs";
+        if let Some(bad) = spec.expect.egress_ips.iter().find(|e| e.contains(',')) {
+            return Err(SpecError::new(
+                field,
+                bad,
+                "is one address or CIDR, not a list",
+            ));
+        }
+        let egress_ips = crate::engine::denial::parse_egress_ips(field, &spec.expect.egress_ips)?;
         Ok(ValidSpec {
             input,
             endpoints,
             image,
             proxy,
+            egress_ips,
             interval,
             timeout,
             failure_threshold: spec.failure_threshold,
@@ -296,6 +308,40 @@ mod tests {
 
     fn spec(v: serde_json::Value) -> RegistryConnectivityCheckSpec {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn egress_ips_are_parsed_and_bounded() {
+        let v = ValidSpec::parse(&spec(json!({"registry": "r.azurecr.io",
+            "expect": {"egressIPs": ["20.1.2.3", "10.240.0.0/16"]}})))
+        .unwrap();
+        assert_eq!(v.egress_ips, vec!["20.1.2.3/32", "10.240.0.0/16"]);
+        let too_many: Vec<String> = (0..33).map(|i| format!("20.1.2.{i}")).collect();
+        for (ips, needle) in [
+            (
+                json!(["20.1.2.300"]),
+                "spec.expect.egressIPs: '20.1.2.300' is not an IP address",
+            ),
+            (
+                json!(["20.1.2.3/24"]),
+                "spec.expect.egressIPs: '20.1.2.3/24' has host bits set",
+            ),
+            (
+                json!(["127.0.0.1"]),
+                "spec.expect.egressIPs: '127.0.0.1' is not an address",
+            ),
+            (
+                json!(["20.1.2.3,20.1.2.4"]),
+                "is one address or CIDR, not a list",
+            ),
+            (json!(too_many), "lists more than 32"),
+        ] {
+            let e = validate(&spec(
+                json!({"registry": "r.azurecr.io", "expect": {"egressIPs": ips}}),
+            ))
+            .unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        }
     }
 
     #[test]

@@ -62,6 +62,8 @@ CLIENT_ROUTES = ["10.2.0.0/16", "203.0.113.0/24", "198.51.100.0/24"]
 
 PROXY_USER, PROXY_PASS = "proxyuser", "proxypass"
 REG_USER, REG_PASS = "labuser", "labpass"
+# The address a registry behind the cluster's NAT gateway sees (scenario registry-denied-nat-ip).
+NAT_SEEN_IP = "198.51.100.77"
 TOKEN_ISSUER = "regcheck-lab-token-issuer"
 
 # The Debian packages the lab needs: tests/common/debian-packages.tsv (harness `lab`).
@@ -71,7 +73,10 @@ SBIN = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
 # Scenarios: each names the DNS view, which servers run, and the firewall rules.
 #   dns:      public | public-pe | private | private-nodata | private-stale | (resolver below)
 #   resolver: unbound (default) | dnsmasq (custom DNS forwarding to the public resolver)
-#   login:    ok | deny | throttle | hang | intercept    (nginx mode for the login server)
+#   login:    ok | deny | deny-nat | throttle | hang | intercept | token-fail | storage-deny
+#             (nginx mode: deny names the client's own address, deny-nat the NAT address
+#             NAT_SEEN_IP as a registry behind a NAT gateway sees it; token-fail answers 500 on
+#             /oauth2/; storage-deny makes the data endpoint answer Azure Storage's XML 403)
 #   auth:     None | basic (registry's htpasswd) | token (ACR-like Bearer flow, /oauth2/token)
 #   proxy:    None | allow | deny | auth | eof
 #   fw:       firewall rules (see FIREWALL)
@@ -89,6 +94,9 @@ SCENARIOS = {
     "sni-reset": dict(dns="public", fw=["sni-reset"]),
     "tls-interception": dict(dns="public", login="intercept"),
     "registry-denied-ip": dict(dns="public", login="deny"),
+    "registry-denied-nat-ip": dict(dns="public", login="deny-nat"),
+    "storage-denied": dict(dns="public", login="storage-deny"),
+    "token-endpoint-fails": dict(dns="public", auth="token", login="token-fail"),
     "headers-timeout": dict(dns="public", login="hang"),
     "proxy-denied": dict(dns="public", proxy="deny"),
     "proxy-eof": dict(dns="public", proxy="eof"),
@@ -401,8 +409,12 @@ http:
 
 
 def nginx_conf(d, login_mode):
-    deny_body = ("{\"errors\":[{\"code\":\"DENIED\",\"message\":\"client with IP '$remote_addr' "
+    seen = NAT_SEEN_IP if login_mode == "deny-nat" else "$remote_addr"
+    deny_body = ("{\"errors\":[{\"code\":\"DENIED\",\"message\":\"client with IP '" + seen + "' "
                  "is not allowed access. Refer https://aka.ms/acr/firewall to grant access.\"}]}")
+    storage_body = ("\ufeff<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthorizationFailure"
+                    "</Code><Message>This request is not authorized to perform this operation."
+                    "\nRequestId:00000000-0000-0000-0000-000000000000</Message></Error>")
     throttle_body = ("{\"errors\":[{\"code\":\"TOOMANYREQUESTS\",\"message\":"
                      "\"too many requests, please retry later\"}]}")
 
@@ -410,7 +422,7 @@ def nginx_conf(d, login_mode):
         return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
     # Allow-list: everyone, or (deny) only a network the client is not in.
-    default_allowed = "0" if login_mode == "deny" else "1"
+    default_allowed = "0" if login_mode in ("deny", "deny-nat") else "1"
     cert = "login-mitm" if login_mode == "intercept" else "login"
     backend = "http://127.0.0.1:5001" if login_mode == "hang" else "http://127.0.0.1:5000"
     extra = ""
@@ -422,6 +434,14 @@ def nginx_conf(d, login_mode):
             default_type application/json;
             return 429 {q(throttle_body)};
         }}"""
+    token_fail = ""
+    if login_mode == "token-fail":
+        token_fail = """
+            default_type application/json;
+            return 500 '{"errors":[{"code":"UNKNOWN","message":"token service unavailable"}]}';"""
+    docker_blob = "default_type application/octet-stream;"
+    if login_mode == "storage-deny":
+        docker_blob = f"default_type application/xml;\n            return 403 {q(storage_body)};"
     return f"""worker_processes 1;
 user root;
 pid {d}/nginx.pid;
@@ -454,7 +474,7 @@ http {{
             default_type application/json;
             return 403 {q(deny_body)};
         }}{extra}
-        location /oauth2/ {{
+        location /oauth2/ {{{token_fail}
             error_page 418 = @denied;
             if ($lab_allowed = 0) {{ return 418; }}
             proxy_pass http://127.0.0.1:5002;
@@ -480,7 +500,7 @@ http {{
         # from its storage, as a storage account would serve them.
         root {d}/registry;
         location /docker/ {{
-            default_type application/octet-stream;
+            {docker_blob}
         }}
         location / {{
             default_type application/xml;

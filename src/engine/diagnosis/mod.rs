@@ -372,7 +372,7 @@ fn endpoint_items(ctx: &Ctx, ep: &EndpointEvidence) -> Vec<Item> {
         }
         && tls_layer(&mut e);
     if go && matches!(ep.role, Role::LoginServer | Role::Extra) {
-        http_layer(&mut e);
+        http_layer(ctx, &mut e);
     }
     if ep.deadline_exceeded && !e.has_error() {
         let step = last_step(ep);
@@ -930,7 +930,7 @@ fn http_is_healthy(h: &HttpEvidence) -> bool {
         }
 }
 
-fn http_layer(e: &mut Emit) {
+fn http_layer(ctx: &Ctx, e: &mut Emit) {
     let ep = e.ep;
     let Some(h) = &ep.http else {
         return;
@@ -988,14 +988,18 @@ fn http_layer(e: &mut Emit) {
                         .as_ref()
                         .and_then(|r| client_ip_in(&r.message))
                 });
-                match ip {
-                    Some(ip) => (
+                let explained = ip.as_deref().and_then(|ip| {
+                    crate::engine::denial::explain(&host, "GET /v2/", ip, &ctx.ev.egress_ips)
+                });
+                match (explained, ip) {
+                    (Some(found), _) => found,
+                    (None, Some(ip)) => (
                         Reason::RegistryDeniedClientIP,
                         format!(
                             "{host}: the registry denies client IP {ip} (403 DENIED by network rules); is {ip} the egress/NAT IP you expect, and is it allowed in the registry's network rules?"
                         ),
                     ),
-                    None => (
+                    (None, None) => (
                         Reason::RegistryForbidden,
                         format!(
                             "{host}: GET /v2/ via {at} answered 403 Forbidden{regerr}: public network access disabled or restricted"
@@ -1091,8 +1095,33 @@ fn pull_items(ctx: &Ctx, items: &mut Vec<Item>) {
         layer: Layer::Pull,
         finding: Finding::catalogued(reason, host.clone(), Some(role), msg),
     };
-    let new: Vec<Item> = match s.outcome {
+    // The token step's request went to the token endpoint the challenge named (not `/v2/`).
+    let token_path = s
+        .path
+        .as_deref()
+        .filter(|_| step == "token")
+        .filter(|p| crate::engine::denial::is_token_endpoint(Some(p)));
+    let what = match token_path {
+        Some(path) => format!("token request to {path} for {image}"),
+        None => format!("{step} request for {image}"),
+    };
+    let storage_code = s
+        .registry_error
+        .as_ref()
+        .filter(|r| crate::engine::denial::is_storage_denial(&r.code));
+    let mut new: Vec<Item> = match s.outcome {
         PullOutcome::Ok | PullOutcome::Skipped => Vec::new(),
+        PullOutcome::Unauthorized if token_path.is_some() => vec![mk(
+            Reason::AuthenticationFailed,
+            format!(
+                "{host}: {what} answered 401 Unauthorized {} while the registry answers its /v2/ challenge: no token for these credentials{regerr}",
+                if p.credentials {
+                    "with the credentials given"
+                } else {
+                    "without credentials (anonymous pull is not allowed)"
+                }
+            ),
+        )],
         PullOutcome::Unauthorized => vec![mk(
             Reason::AuthenticationFailed,
             format!(
@@ -1110,20 +1139,63 @@ fn pull_items(ctx: &Ctx, items: &mut Vec<Item>) {
                 .as_ref()
                 .filter(|r| r.code.eq_ignore_ascii_case("DENIED"))
                 .and_then(|r| client_ip_in(&r.message));
-            match ip {
-                Some(ip) => vec![mk(
+            let explained = ip.as_deref().and_then(|ip| {
+                crate::engine::denial::explain(&host, &what, ip, &ctx.ev.egress_ips)
+            });
+            match (explained, ip) {
+                (Some((reason, msg)), _) => vec![mk(reason, msg)],
+                (None, Some(ip)) => vec![mk(
                     Reason::RegistryDeniedClientIP,
                     format!(
                         "{host}: {step} request for {image} denied for client IP {ip} (403 DENIED by network rules); is {ip} the egress/NAT IP you expect?"
                     ),
                 )],
-                None => vec![mk(
+                (None, None)
+                    if is_blob && (role == Role::DataEndpoint || storage_code.is_some()) =>
+                {
+                    let said = match storage_code {
+                        Some(r) => format!(
+                            " with Azure Storage's {} ({})",
+                            r.code,
+                            one_line(&r.message)
+                        ),
+                        None => regerr.clone(),
+                    };
+                    vec![mk(
+                        Reason::StorageAccessDenied,
+                        format!(
+                            "{host}: the blob download of {image} was redirected here{} and answered 403 Forbidden{said}: the storage behind the data endpoint refuses this client (storage firewall or a service endpoint policy), not the registry's identity check",
+                            if p.redirects.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" (via {})", p.redirects.join(" -> "))
+                            }
+                        ),
+                    )]
+                }
+                (None, None) if token_path.is_some() => vec![mk(
+                    Reason::AuthorizationFailed,
+                    format!(
+                        "{host}: {what} answered 403 Forbidden{regerr} while the registry answers its /v2/ challenge: no token for this identity and repository"
+                    ),
+                )],
+                (None, None) => vec![mk(
                     Reason::AuthorizationFailed,
                     format!(
                         "{host}: {step} request for {image} answered 403 Forbidden{regerr}: the identity may not pull this repository"
                     ),
                 )],
             }
+        }
+        PullOutcome::NotFound | PullOutcome::ServerError | PullOutcome::Invalid
+            if token_path.is_some() =>
+        {
+            vec![mk(
+                Reason::TokenRequestFailed,
+                format!(
+                    "{host}: {what} failed{status_paren}{regerr}{err}, while the registry answers its /v2/ challenge"
+                ),
+            )]
         }
         PullOutcome::NotFound if step == "manifest" => vec![mk(
             Reason::ImageNotFound,
@@ -1184,7 +1256,14 @@ fn pull_items(ctx: &Ctx, items: &mut Vec<Item>) {
                     .collect(),
                 None => Vec::new(),
             };
-            if from_host.is_empty() {
+            if from_host.is_empty() && token_path.is_some() {
+                vec![mk(
+                    Reason::TokenRequestFailed,
+                    format!(
+                        "{host}: {what} could not reach the token endpoint{err}, while the registry answers its /v2/ challenge"
+                    ),
+                )]
+            } else if from_host.is_empty() {
                 vec![mk(
                     Reason::PullFailed,
                     format!("{host}: {step} request for {image} could not reach the host{err}"),
@@ -1194,6 +1273,19 @@ fn pull_items(ctx: &Ctx, items: &mut Vec<Item>) {
             }
         }
     };
+    if let Some(path) = token_path {
+        let code = crate::engine::denial::token_code(path);
+        for i in &mut new {
+            if matches!(
+                i.finding.reason,
+                Reason::AuthenticationFailed
+                    | Reason::AuthorizationFailed
+                    | Reason::TokenRequestFailed
+            ) {
+                i.finding.code = Some(code.to_string());
+            }
+        }
+    }
     for item in new {
         let dup = items.iter().any(|i| {
             i.finding.reason == item.finding.reason && i.finding.endpoint == item.finding.endpoint
@@ -1401,6 +1493,7 @@ mod tests {
         Evidence {
             registry: REG.into(),
             expect: Expect::Any,
+            egress_ips: Vec::new(),
             endpoints,
             pull: None,
             ms: 100,
@@ -1411,6 +1504,7 @@ mod tests {
         PullStep {
             outcome,
             host: Some(host.into()),
+            path: None,
             status: None,
             registry_error: None,
             error: None,
@@ -2693,7 +2787,7 @@ mod tests {
             h.challenge_malformed = g.chance(6);
             h.distribution_api = g.chance(2);
             if g.chance(3) {
-                h.client_ip = Some("52.10.20.30".into());
+                h.client_ip = Some(g.pick(&["52.10.20.30", "10.240.0.4"]).into());
             }
             if g.chance(3) {
                 h.content_type = Some("text/html".into());
@@ -2721,13 +2815,32 @@ mod tests {
         let mut ev = evidence(eps);
         ev.expect = g.pick(&[Expect::Any, Expect::Public, Expect::Private]);
         if g.chance(2) {
+            ev.egress_ips = vec!["20.1.2.0/24".into()];
+        }
+        if g.chance(2) {
             let st = |g: &mut Gen, host: &str| {
                 let mut s = step(g.pick(PULL), host);
                 if s.outcome == PullOutcome::Forbidden && g.chance(2) {
-                    s.registry_error = Some(RegistryError {
-                        code: "DENIED".into(),
-                        message: "client with IP '52.10.20.30' is not allowed access".into(),
+                    s.registry_error = Some(match g.next() % 3 {
+                        0 => RegistryError {
+                            code: "AuthorizationFailure".into(),
+                            message: "This request is not authorized to perform this operation."
+                                .into(),
+                        },
+                        n => RegistryError {
+                            code: "DENIED".into(),
+                            message: format!(
+                                "client with IP '{}' is not allowed access",
+                                ["52.10.20.30", "10.240.0.4"][n as usize - 1]
+                            ),
+                        },
                     });
+                }
+                if g.chance(2) {
+                    s.path = Some(
+                        g.pick(&["/v2/", "/oauth2/token", "/oauth2/exchange"])
+                            .into(),
+                    );
                 }
                 if g.chance(6) {
                     s.host = None;
@@ -2802,5 +2915,265 @@ mod tests {
             })
             .collect();
         assert!(missing.is_empty(), "never produced: {missing:?}");
+    }
+
+    // ---- the kinds of 403 and the token endpoint (issue 15) ------------------------------
+
+    fn denied_v2(ip: &str) -> EndpointEvidence {
+        let mut l = login();
+        let mut h = http(403);
+        h.client_ip = Some(ip.into());
+        h.registry_error = Some(RegistryError {
+            code: "DENIED".into(),
+            message: format!(
+                "client with IP '{ip}' is not allowed access. Refer https://aka.ms/acr/firewall to grant access."
+            ),
+        });
+        l.http = Some(h);
+        l
+    }
+
+    #[test]
+    fn denial_of_a_private_client_address_is_a_vnet_path() {
+        for egress in [vec![], vec!["20.1.2.0/24".to_string()]] {
+            let mut ev = evidence(vec![denied_v2("10.240.0.4")]);
+            ev.egress_ips = egress.clone();
+            let f = primary(&ev);
+            check(
+                &f,
+                Reason::RegistryDeniedPrivateClientIP,
+                Severity::Error,
+                &[REG, "10.240.0.4", "private address", "virtual-network rule"],
+            );
+            assert_eq!(f.code.as_deref(), Some("CONNECTIVITY_FORBIDDEN_ERROR"));
+            assert_eq!(
+                f.message.contains("20.1.2.0/24"),
+                !egress.is_empty(),
+                "{egress:?}"
+            );
+            assert_eq!(verdict(&ev, &diagnose(&ev)), Verdict::Unreachable);
+        }
+    }
+
+    #[test]
+    fn denial_outside_the_expected_egress_is_the_wrong_path() {
+        let mut ev = evidence(vec![denied_v2("52.10.20.30")]);
+        ev.egress_ips = vec!["20.1.2.0/24".into(), "40.1.1.1/32".into()];
+        let f = primary(&ev);
+        check(
+            &f,
+            Reason::EgressIPUnexpected,
+            Severity::Error,
+            &[
+                "52.10.20.30",
+                "not one of the expected egress",
+                "wrong NAT gateway",
+                "40.1.1.1/32",
+            ],
+        );
+        assert_eq!(f.cause, Cause::VirtualNetworkConfiguration);
+    }
+
+    #[test]
+    fn denial_inside_the_expected_egress_needs_the_ip_rule() {
+        let mut ev = evidence(vec![denied_v2("20.1.2.7")]);
+        ev.egress_ips = vec!["20.1.2.0/24".into()];
+        check(
+            &primary(&ev),
+            Reason::RegistryDeniedClientIP,
+            Severity::Error,
+            &[
+                "20.1.2.7",
+                "one of the expected egress",
+                "--ip-address 20.1.2.7",
+            ],
+        );
+        // Without egress addresses the general question stays.
+        let ev = evidence(vec![denied_v2("20.1.2.7")]);
+        check(
+            &primary(&ev),
+            Reason::RegistryDeniedClientIP,
+            Severity::Error,
+            &["is 20.1.2.7 the egress/NAT IP you expect"],
+        );
+    }
+
+    #[test]
+    fn pull_denials_follow_the_same_rules() {
+        let denied = |ip: &str| PullStep {
+            registry_error: Some(RegistryError {
+                code: "DENIED".into(),
+                message: format!("client with IP '{ip}' is not allowed access"),
+            }),
+            path: Some("/oauth2/token".into()),
+            ..step(PullOutcome::Forbidden, REG)
+        };
+        let cases = [
+            ("10.240.0.4", vec![], Reason::RegistryDeniedPrivateClientIP),
+            (
+                "52.1.1.1",
+                vec!["20.1.2.0/24".to_string()],
+                Reason::EgressIPUnexpected,
+            ),
+            (
+                "20.1.2.9",
+                vec!["20.1.2.0/24".to_string()],
+                Reason::RegistryDeniedClientIP,
+            ),
+        ];
+        for (addr, egress, reason) in cases {
+            let mut ev = evidence(vec![login()]);
+            ev.egress_ips = egress;
+            ev.pull = Some(pull(denied(addr), skipped(), skipped()));
+            check(
+                &primary(&ev),
+                reason,
+                Severity::Error,
+                &[REG, "token request to /oauth2/token for app:v1", addr],
+            );
+        }
+    }
+
+    fn storage_403() -> PullStep {
+        PullStep {
+            status: Some(403),
+            registry_error: Some(RegistryError {
+                code: "AuthorizationFailure".into(),
+                message: "This request is not authorized to perform this operation.".into(),
+            }),
+            ..step(PullOutcome::Forbidden, DATA)
+        }
+    }
+
+    #[test]
+    fn storage_403_behind_a_data_endpoint_is_storage_access_denied() {
+        let mut p = pull(ok(REG), ok(REG), storage_403());
+        p.redirects = vec![DATA.into()];
+        let mut ev = evidence(vec![login()]);
+        ev.pull = Some(p);
+        let f = primary(&ev);
+        check(
+            &f,
+            Reason::StorageAccessDenied,
+            Severity::Error,
+            &[
+                DATA,
+                "redirected here (via",
+                "AuthorizationFailure",
+                "not the registry's identity",
+            ],
+        );
+        assert_eq!(f.role, Some(Role::DataEndpoint));
+        // The registry API works: the data path is degraded, not the registry unreachable.
+        assert_eq!(verdict(&ev, &diagnose(&ev)), Verdict::Degraded);
+
+        // A storage account that is not a probed data endpoint, without the XML: still the
+        // storage (the redirect URL carries its own signature, no identity is involved).
+        let blob = PullStep {
+            registry_error: None,
+            ..step(PullOutcome::Forbidden, "acct.blob.core.windows.net")
+        };
+        let mut p = pull(ok(REG), ok(REG), blob);
+        p.redirects = vec!["acct.blob.core.windows.net".into()];
+        let mut ev = evidence(vec![login()]);
+        ev.pull = Some(p);
+        assert_eq!(primary(&ev).reason, Reason::StorageAccessDenied);
+
+        // A 403 on the blob from the login server itself is still about the identity.
+        let mut ev = evidence(vec![login()]);
+        ev.pull = Some(pull(ok(REG), ok(REG), step(PullOutcome::Forbidden, REG)));
+        assert_eq!(primary(&ev).reason, Reason::AuthorizationFailed);
+    }
+
+    #[test]
+    fn token_endpoint_failures_carry_the_token_codes() {
+        let at = |o: PullOutcome, path: &str, status: Option<u16>| PullStep {
+            path: Some(path.into()),
+            status,
+            ..step(o, REG)
+        };
+        let cases = [
+            (
+                at(PullOutcome::Unauthorized, "/oauth2/token", Some(401)),
+                Reason::AuthenticationFailed,
+                "CONNECTIVITY_ACCESS_TOKEN_ERROR",
+                "token request to /oauth2/token for app:v1 answered 401",
+            ),
+            (
+                at(PullOutcome::Unauthorized, "/oauth2/exchange", Some(401)),
+                Reason::AuthenticationFailed,
+                "CONNECTIVITY_REFRESH_TOKEN_ERROR",
+                "/oauth2/exchange",
+            ),
+            (
+                at(PullOutcome::Forbidden, "/oauth2/token", Some(403)),
+                Reason::AuthorizationFailed,
+                "CONNECTIVITY_ACCESS_TOKEN_ERROR",
+                "no token for this identity",
+            ),
+            (
+                at(PullOutcome::ServerError, "/oauth2/token", Some(500)),
+                Reason::TokenRequestFailed,
+                "CONNECTIVITY_ACCESS_TOKEN_ERROR",
+                "(status 500)",
+            ),
+            (
+                at(PullOutcome::Invalid, "/oauth2/exchange", Some(200)),
+                Reason::TokenRequestFailed,
+                "CONNECTIVITY_REFRESH_TOKEN_ERROR",
+                "while the registry answers its /v2/ challenge",
+            ),
+            (
+                at(PullOutcome::Unreachable, "/oauth2/token", None),
+                Reason::TokenRequestFailed,
+                "CONNECTIVITY_ACCESS_TOKEN_ERROR",
+                "could not reach the token endpoint",
+            ),
+            (
+                at(PullOutcome::Throttled, "/oauth2/token", Some(429)),
+                Reason::Throttled,
+                "CONNECTIVITY_TOOMANYREQUESTS_ERROR",
+                "429",
+            ),
+        ];
+        for (token, reason, code, needle) in cases {
+            let mut ev = evidence(vec![login()]);
+            ev.pull = Some(pull(token, skipped(), skipped()));
+            let f = primary(&ev);
+            check(&f, reason, Severity::Error, &[REG, needle]);
+            assert_eq!(f.code.as_deref(), Some(code), "{reason}");
+        }
+    }
+
+    #[test]
+    fn manifest_401_is_told_apart_from_the_token_endpoint() {
+        let mut ev = evidence(vec![login()]);
+        ev.pull = Some(pull(
+            ok(REG),
+            PullStep {
+                status: Some(401),
+                ..step(PullOutcome::Unauthorized, REG)
+            },
+            skipped(),
+        ));
+        let f = primary(&ev);
+        check(
+            &f,
+            Reason::AuthenticationFailed,
+            Severity::Error,
+            &["manifest request for app:v1 answered 401"],
+        );
+        assert!(!f.message.contains("token request"), "{}", f.message);
+        // A failure of the challenge itself (path /v2/) is not a token endpoint failure.
+        let mut ev = evidence(vec![login()]);
+        ev.pull = Some(pull(
+            PullStep {
+                path: Some("/v2/".into()),
+                ..step(PullOutcome::ServerError, REG)
+            },
+            skipped(),
+            skipped(),
+        ));
+        assert_eq!(primary(&ev).reason, Reason::RegistryServerError);
     }
 }

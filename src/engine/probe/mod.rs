@@ -118,6 +118,8 @@ pub struct ProbeConfig {
     /// Deadline of the whole check.
     pub timeout: Duration,
     pub expect: Expect,
+    /// Expected egress addresses (canonical CIDRs, from `--egress-ip`).
+    pub egress_ips: Vec<String>,
     pub image: Option<ImageRef>,
     pub credentials: Option<Credentials>,
 }
@@ -572,6 +574,7 @@ pub async fn run(registry: &str, endpoints: &[Endpoint], config: &ProbeConfig) -
     Evidence {
         registry: registry.to_string(),
         expect: config.expect,
+        egress_ips: config.egress_ips.clone(),
         endpoints: endpoints_ev,
         pull: pull_ev,
         ms: budget.start.elapsed().as_millis() as u64,

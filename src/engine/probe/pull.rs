@@ -15,6 +15,8 @@ use std::time::Instant;
 pub const MAX_REDIRECTS: usize = 5;
 /// Largest manifest or token answer read.
 const MAX_DOC: usize = 1024 * 1024;
+/// Smallest body read for a blob request, so that an error document fits.
+const ERROR_DOC: usize = 8 * 1024;
 /// Largest blob read in full (and digest-checked); a bigger one is read this far.
 const MAX_BLOB: usize = 4 * 1024 * 1024;
 
@@ -72,6 +74,7 @@ fn step(outcome: PullOutcome, host: Option<&str>, started: Instant) -> PullStep 
     PullStep {
         outcome,
         host: host.map(str::to_string),
+        path: None,
         status: None,
         registry_error: None,
         error: None,
@@ -83,6 +86,7 @@ fn skipped() -> PullStep {
     PullStep {
         outcome: PullOutcome::Skipped,
         host: None,
+        path: None,
         status: None,
         registry_error: None,
         error: None,
@@ -106,7 +110,8 @@ pub fn status_outcome(status: u16) -> PullOutcome {
 fn response_step(resp: &Response, host: &str, started: Instant) -> PullStep {
     let mut s = step(status_outcome(resp.status), Some(host), started);
     s.status = Some(resp.status);
-    s.registry_error = crate::engine::authparse::parse_registry_error(&resp.body);
+    s.registry_error = crate::engine::authparse::parse_registry_error(&resp.body)
+        .or_else(|| crate::engine::authparse::parse_storage_error(&resp.body));
     s
 }
 
@@ -339,10 +344,12 @@ pub(crate) async fn pull_sharing(
     let auth: Option<String> = match challenge {
         Err(e) => {
             ev.token = hop_failed(e, started, &mut ev.failed_host);
+            ev.token.path = Some("/v2/".into());
             return ev;
         }
         Ok(resp) if resp.status == 200 => {
             ev.token = response_step(&resp, host, started);
+            ev.token.path = Some("/v2/".into());
             basic.clone()
         }
         Ok(resp) if resp.status == 401 => {
@@ -354,6 +361,7 @@ pub(crate) async fn pull_sharing(
             match challenge {
                 Some(c) if c.scheme.eq_ignore_ascii_case("basic") => {
                     ev.token = step(PullOutcome::Ok, Some(host), started);
+                    ev.token.path = Some("/v2/".into());
                     ev.token.status = Some(401);
                     if basic.is_none() {
                         ev.token.outcome = PullOutcome::Unauthorized;
@@ -383,6 +391,7 @@ pub(crate) async fn pull_sharing(
                 }
                 _ => {
                     ev.token = response_step(&resp, host, started);
+                    ev.token.path = Some("/v2/".into());
                     ev.token.outcome = PullOutcome::Invalid;
                     ev.token.error = Some("401 without a usable WWW-Authenticate challenge".into());
                     return ev;
@@ -391,6 +400,7 @@ pub(crate) async fn pull_sharing(
         }
         Ok(resp) => {
             ev.token = response_step(&resp, host, started);
+            ev.token.path = Some("/v2/".into());
             if ev.token.outcome == PullOutcome::Ok {
                 ev.token.outcome = PullOutcome::Invalid;
             }
@@ -483,7 +493,8 @@ pub(crate) async fn pull_sharing(
             &hdrs,
             config,
             budget,
-            limit.max(1),
+            // Room for an error document (a storage account's XML 403) after a tiny blob.
+            limit.max(ERROR_DOC),
         )
         .await
         {
@@ -529,7 +540,10 @@ pub(crate) async fn pull_sharing(
             ev.blob.error = Some(format!(
                 "the blob body ({size} bytes) did not arrive before the deadline: the transfer stalls"
             ));
-        } else if ev.blob.outcome == PullOutcome::Ok && resp.truncated && size <= MAX_BLOB as u64 {
+        } else if ev.blob.outcome == PullOutcome::Ok
+            && (resp.truncated || resp.body.len() as u64 > size)
+            && size <= MAX_BLOB as u64
+        {
             ev.blob.outcome = PullOutcome::Invalid;
             ev.blob.error = Some(format!(
                 "the blob body is longer than the {size} bytes the manifest declares"
@@ -596,6 +610,12 @@ async fn fetch_token(
     } else {
         Role::Extra
     };
+    let token_path = target
+        .path_and_query
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let resp = match get(
         Dest {
             host: &target.host,
@@ -612,11 +632,13 @@ async fn fetch_token(
     {
         Err(e) => {
             ev.token = hop_failed(e, started, &mut ev.failed_host);
+            ev.token.path = Some(token_path.clone());
             return None;
         }
         Ok(r) => r,
     };
     ev.token = response_step(&resp, &target.host, started);
+    ev.token.path = Some(token_path.clone());
     if ev.token.outcome != PullOutcome::Ok {
         return None;
     }

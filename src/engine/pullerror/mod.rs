@@ -17,9 +17,9 @@ use crate::engine::findings::{Finding, Reason, Report, SCHEMA_VERSION};
 use std::net::IpAddr;
 
 /// Reasons that only the runtime's own messages show (the probe's evidence never does): the
-/// probe does not download from a storage account directly, nor choose a platform.
-pub const ONLY_FROM_RUNTIME_MESSAGES: &[Reason] =
-    &[Reason::StorageAccessDenied, Reason::ImagePlatformMismatch];
+/// probe does not choose a platform. (`StorageAccessDenied` comes from both: the probe's blob
+/// download follows the redirect to the storage behind a data endpoint.)
+pub const ONLY_FROM_RUNTIME_MESSAGES: &[Reason] = &[Reason::ImagePlatformMismatch];
 
 /// Longest message kept, in characters (a pasted `kubectl describe` can be long).
 pub const MAX_MESSAGE_CHARS: usize = 4000;
@@ -170,6 +170,7 @@ pub fn to_report(c: &Classified) -> Report {
     let evidence = Evidence {
         registry: c.image.as_deref().map(registry_of).unwrap_or(endpoint),
         expect: Expect::Any,
+        egress_ips: Vec::new(),
         endpoints: Vec::new(),
         pull: None,
         ms: 0,
@@ -355,6 +356,18 @@ fn reason_of(m: &str) -> (Reason, &'static str) {
         );
     }
     if has("client with ip") && has("not allowed access") {
+        // A private address: a VNet service endpoint or private path the rules do not allow.
+        if crate::engine::authparse::denied_client_ip(&m.replace("\\u0027", "'")).is_some_and(
+            |ip| {
+                crate::engine::denial::classify(ip, &[])
+                    == crate::engine::denial::Denial::PrivatePath
+            },
+        ) {
+            return (
+                RegistryDeniedPrivateClientIP,
+                "the registry's network rules deny a private client IP (403 DENIED): a VNet service endpoint or private path they do not allow",
+            );
+        }
         return (
             RegistryDeniedClientIP,
             "the registry's network rules deny the client IP (403 DENIED)",

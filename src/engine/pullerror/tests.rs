@@ -716,6 +716,18 @@ fn reports_render_like_check() {
     assert_eq!(data.verdict, crate::engine::findings::Verdict::Degraded);
 }
 
+#[test]
+fn private_client_ip_denial_is_a_vnet_path() {
+    let private = classify(
+        r#"Failed to pull image "myreg.azurecr.io/app:v1": rpc error: code = Unknown desc = failed to pull and unpack image "myreg.azurecr.io/app:v1": failed to resolve reference "myreg.azurecr.io/app:v1": failed to authorize: failed to fetch anonymous token: unexpected status: 403 Forbidden: denied: client with IP '10.240.0.4' is not allowed access. Refer https://aka.ms/acr/firewall to grant access."#,
+    );
+    assert_eq!(private.reason, RegistryDeniedPrivateClientIP, "{private:?}");
+    let public = classify(
+        "denied: client with IP '52.10.20.30' is not allowed access. Refer https://aka.ms/acr/firewall to grant access.",
+    );
+    assert_eq!(public.reason, RegistryDeniedClientIP, "{public:?}");
+}
+
 proptest::proptest! {
     /// Any text, including pieces of real messages cut anywhere and non-ASCII, gets a reason
     /// and never a panic; non-blank text keeps a message.
