@@ -13,6 +13,7 @@ pub mod diagnosis;
 pub mod evidence;
 pub mod findings;
 pub mod jobs;
+pub mod kubectl;
 pub mod output;
 pub mod plan;
 pub mod policy;

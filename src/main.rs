@@ -32,6 +32,38 @@ enum Command {
     Crdgen,
     /// Run the operator: reconcile RegistryConnectivityChecks into probe Jobs and status
     Controller(Box<regcheck::controller::cli::ControllerArgs>),
+    /// The kubectl plugin (`kubectl regcheck ...` when linked as kubectl-regcheck): request a
+    /// run and wait for it, show the checks
+    Kubectl(regcheck::kubectl::KubectlArgs),
+}
+
+/// The binary called as `kubectl-regcheck` (kubectl's plugin mechanism): `kubectl regcheck run
+/// NAME` runs `kubectl-regcheck run NAME`.
+#[derive(Parser)]
+#[command(
+    name = "kubectl regcheck",
+    bin_name = "kubectl regcheck",
+    version,
+    about = "Run RegistryConnectivityChecks now and see their results"
+)]
+struct PluginCli {
+    #[command(flatten)]
+    args: regcheck::kubectl::KubectlArgs,
+}
+
+/// Whether argv[0] names the kubectl plugin (`kubectl-regcheck`, also `.exe`).
+fn invoked_as_plugin() -> bool {
+    std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .is_some_and(|s| s == "kubectl-regcheck")
+}
+
+fn parse_error_exit(e: clap::Error, bad_input: i32) -> ! {
+    let code = if e.use_stderr() { bad_input } else { 0 };
+    let _ = e.print();
+    std::process::exit(code);
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -110,14 +142,18 @@ struct ExplainArgs {
 const EXPLAIN_MAX_INPUT: u64 = 1 << 20;
 
 fn main() {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { exit::BAD_INPUT } else { 0 };
-            let _ = e.print();
-            std::process::exit(code);
-        }
-    };
+    if invoked_as_plugin() {
+        let plugin = PluginCli::try_parse()
+            .unwrap_or_else(|e| parse_error_exit(e, regcheck::kubectl::exit::ERROR));
+        std::panic::set_hook(Box::new(|info| {
+            eprintln!("kubectl-regcheck: internal error: {info}");
+            std::process::exit(regcheck::kubectl::exit::ERROR);
+        }));
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        init_tracing();
+        std::process::exit(regcheck::kubectl::main(plugin.args));
+    }
+    let cli = Cli::try_parse().unwrap_or_else(|e| parse_error_exit(e, exit::BAD_INPUT));
     // A bug must still end with the documented exit code for internal errors.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("regcheck: internal error: {info}");
@@ -134,6 +170,7 @@ fn main() {
         Command::Controller(args) => regcheck::controller::cli::main(*args),
         Command::Probe(args) => probe_cmd::execute(&args),
         Command::Explain(args) => run_explain(args),
+        Command::Kubectl(args) => regcheck::kubectl::main(args),
         Command::Crdgen => match regcheck::crd::crdgen(&mut std::io::stdout().lock()) {
             Ok(()) => 0,
             Err(e) => {

@@ -1235,7 +1235,22 @@ async fn start(
             completion_time: Some(Time(now)),
             duration_ms: Some(0),
         };
-        finish_run(check, ctx, &[record], info, check.metadata.generation, now).await?;
+        let run_now = decide::run_now_token(
+            check
+                .annotations()
+                .get(decide::RUN_NOW_ANNOTATION)
+                .map(String::as_str),
+        );
+        finish_run(
+            check,
+            ctx,
+            &[record],
+            info,
+            check.metadata.generation,
+            run_now,
+            now,
+        )
+        .await?;
         ctx.note_collected(&check_uid(check)?, run);
         return Ok(after_run(check, spec, ctx, now));
     }
@@ -1262,18 +1277,17 @@ async fn finish_run(
     records: &[ProbeRecord],
     info: RunInfo,
     generation: Option<i64>,
+    run_now: Option<String>,
     now: Timestamp,
 ) -> Result<RegistryConnectivityCheckStatus, Error> {
     let prev = check.status.clone().unwrap_or_default();
     let summary = aggregate::aggregate(records);
     let run_id = info.id.clone();
     let mut st = aggregate::next_status(&prev, &check.spec, generation, &summary, info, &Time(now));
-    st.last_run_now = decide::run_now_token(
-        check
-            .annotations()
-            .get(decide::RUN_NOW_ANNOTATION)
-            .map(String::as_str),
-    );
+    // The token the run started with (its Jobs carry it), not the annotation now: a run-now
+    // set while this run was in flight asks for another run, and `kubectl regcheck run
+    // --wait` must not take this one for it.
+    st.last_run_now = run_now;
     write_status(ctx, check, &st).await?;
     let result = metrics::run_result(&summary);
     ctx.metrics.run(result);
@@ -1370,7 +1384,10 @@ async fn collect(
         duration_ms: Some(end.duration_since(start).as_millis().max(0) as u64),
     };
     let mut with_status = check.clone();
-    let st = finish_run(check, ctx, &records, info, generation, now).await?;
+    let run_now = mine
+        .iter()
+        .find_map(|j| j.annotations().get(run_ann::RUN_NOW).cloned());
+    let st = finish_run(check, ctx, &records, info, generation, run_now, now).await?;
     with_status.status = Some(st);
     delete_jobs(ctx, &namespaces_of(jobs, run, order), &uid, Some(run)).await?;
     if let Some(n) = decide::run_number(run) {
