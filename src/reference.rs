@@ -454,7 +454,10 @@ mod tests {
         let doc = reasons_markdown();
         let base = default_runbook_base();
         assert!(
-            base.ends_with(&format!("/blob/v{}/docs/reasons.md", env!("CARGO_PKG_VERSION"))),
+            base.ends_with(&format!(
+                "/blob/v{}/docs/reasons.md",
+                env!("CARGO_PKG_VERSION")
+            )),
             "{base}"
         );
         // The chart replaces the base by its value: it must be the chart's version.
@@ -479,7 +482,10 @@ mod tests {
                 let heading = if anchor == CHECK_STALE_ANCHOR {
                     "\n### Alert: CheckStale\n".to_string()
                 } else {
-                    let r = Reason::ALL.iter().find(|r| self::anchor(**r) == anchor).unwrap();
+                    let r = Reason::ALL
+                        .iter()
+                        .find(|r| self::anchor(**r) == anchor)
+                        .unwrap();
                     format!("\n### {}\n", r.as_str())
                 };
                 assert!(doc.contains(&heading), "{heading}");

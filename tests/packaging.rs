@@ -283,10 +283,7 @@ fn fill_remediations(text: &str) -> Result<String, String> {
     );
     match err {
         Some(e) => Err(e),
-        None => Ok(out.replace(
-            "${runbook}",
-            &regcheck::reference::default_runbook_base(),
-        )),
+        None => Ok(out.replace("${runbook}", &regcheck::reference::default_runbook_base())),
     }
 }
 

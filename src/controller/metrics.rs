@@ -545,7 +545,10 @@ mod tests {
         m.set_check("ns", "c", "r.io", &status("False", "ConnectionTimedOut"));
         m.set_check("ns", "c", "r.io", &status("True", "Healthy"));
         m.set_interval("ns", "c", Some(std::time::Duration::from_secs(60)));
-        assert!(m.render().contains(r#"regcheck_check_interval_seconds{namespace="ns",name="c"} 60"#));
+        assert!(
+            m.render()
+                .contains(r#"regcheck_check_interval_seconds{namespace="ns",name="c"} 60"#)
+        );
         // An unusable interval removes the series instead of keeping a stale value.
         m.set_interval("ns", "c", None);
         assert!(!m.render().contains("regcheck_check_interval_seconds{"));

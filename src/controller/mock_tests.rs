@@ -1559,8 +1559,10 @@ async fn run_now_set_mid_run_is_not_taken_by_the_run_in_flight() {
             .all(|j| j.annotations().get(run_ann::RUN_NOW).map(String::as_str) == Some("before"))
     );
     // Set while r1 runs.
-    c.annotations_mut()
-        .insert(decide::RUN_NOW_ANNOTATION.into(), "kubectl-regcheck-2".into());
+    c.annotations_mut().insert(
+        decide::RUN_NOW_ANNOTATION.into(),
+        "kubectl-regcheck-2".into(),
+    );
     let pods: Vec<Value> = jobs.iter().map(|j| pod_of_job(j, Some(HEALTHY))).collect();
     cache(&ctx, &jobs, &pods);
     let written = Arc::new(std::sync::Mutex::new(Value::Null));
