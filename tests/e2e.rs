@@ -1508,6 +1508,21 @@ fn kubectl_plugin_runs_waits_and_shows() {
     assert!(out.contains("NODE") && out.contains("ok"), "{out}");
     assert!(!out.contains("FAIL"), "{out}");
 
+    // The controller exports the check's interval, which CheckStale measures staleness by.
+    wait_for(
+        "regcheck_check_interval_seconds of flaky = 3600",
+        Duration::from_secs(30),
+        || {
+            let (code, body) = c.http_get("/metrics").ok()?;
+            let m = parse_metrics(&body);
+            let v = value(&m, "regcheck_check_interval_seconds", |l| {
+                l.get("namespace") == Some(&n) && l.get("name").map(String::as_str) == Some("flaky")
+            });
+            (code == 200 && v == Some(3600.0)).then_some(())
+        },
+    )
+    .unwrap();
+
     // A suspended check never runs: the wait gives up with exit 3.
     ns.check(
         "paused",
