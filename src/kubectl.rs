@@ -107,6 +107,7 @@ pub struct CheckView {
     pub registry: String,
     pub interval: String,
     pub suspend: bool,
+    pub generation: Option<i64>,
     pub run_now: Option<String>,
     pub status: RegistryConnectivityCheckStatus,
 }
@@ -125,6 +126,7 @@ impl CheckView {
             registry: s(&spec["registry"]),
             interval: spec["interval"].as_str().unwrap_or("5m").to_string(),
             suspend: spec["suspend"].as_bool().unwrap_or(false),
+            generation: meta["generation"].as_i64(),
             run_now: meta["annotations"][crate::controller::decide::RUN_NOW_ANNOTATION]
                 .as_str()
                 .map(str::to_string),
@@ -197,6 +199,17 @@ pub fn requested_run_outcome(check: &CheckView, token: &str) -> Option<RunOutcom
     } else {
         RunOutcome::Problem
     })
+}
+
+/// The controller's refusal of the check's current spec (`InvalidSpec`, or `TargetNotAllowed`
+/// by the target policy): no run will start until the spec changes.
+pub fn refusal(check: &CheckView) -> Option<&crate::crd::Diagnosis> {
+    let d = check.status.diagnosis.as_ref()?;
+    let refused = [Reason::InvalidSpec, Reason::TargetNotAllowed]
+        .iter()
+        .any(|r| r.as_str() == d.reason);
+    (refused && check.generation.is_some() && check.status.observed_generation == check.generation)
+        .then_some(d)
 }
 
 /// kubectl's age format: `45s`, `12m`, `5h`, `3d`.
@@ -786,6 +799,17 @@ async fn run(flags: &KubeFlags, args: &RunArgs) -> Result<i32, Error> {
             print!("{}", render_check(&c, Timestamp::now()));
             return Ok(outcome.exit_code());
         }
+        if let Some(d) = refusal(&c) {
+            if tty {
+                eprint!("\r\x1b[2K");
+            }
+            print!("{}", render_check(&c, Timestamp::now()));
+            eprintln!(
+                "kubectl-regcheck: no run will start: the controller refuses this spec of {ns}/{} ({}); fix the spec and run again",
+                args.name, d.reason
+            );
+            return Ok(exit::PROBLEM);
+        }
         // Progress from the run's Jobs, where this user may list them.
         let progress = if jobs_visible {
             match jobs_api
@@ -941,6 +965,24 @@ mod tests {
         let mut open = healthy.clone();
         open.status.last_run.as_mut().unwrap().completion_time = None;
         assert_eq!(requested_run_outcome(&open, "tok"), None);
+    }
+
+    #[test]
+    fn a_refused_spec_of_this_generation_ends_the_wait() {
+        let mut v = check_json("a", Some("earlier"), "InvalidSpec", vec![]);
+        v["metadata"]["generation"] = json!(3);
+        v["status"]["observedGeneration"] = json!(3);
+        let c = CheckView::from_json(&v);
+        assert_eq!(refusal(&c).map(|d| d.reason.as_str()), Some("InvalidSpec"));
+        v["status"]["diagnosis"]["reason"] = json!("TargetNotAllowed");
+        assert!(refusal(&CheckView::from_json(&v)).is_some());
+        // A newer spec that the controller has not looked at yet may be fine.
+        v["metadata"]["generation"] = json!(4);
+        assert_eq!(refusal(&CheckView::from_json(&v)), None);
+        // Any other finding is a run's result, not a refusal.
+        v["metadata"]["generation"] = json!(3);
+        v["status"]["diagnosis"]["reason"] = json!("ConnectionTimedOut");
+        assert_eq!(refusal(&CheckView::from_json(&v)), None);
     }
 
     #[test]

@@ -1535,6 +1535,26 @@ fn kubectl_plugin_runs_waits_and_shows() {
         err.contains("suspended") && err.contains("timed out"),
         "{err}"
     );
+    // A spec the controller refuses (a rule the cluster's CEL cannot check before 1.25): no run
+    // will come, the wait ends at once with exit 1 instead of running into the timeout.
+    ns.check(
+        "refused",
+        json!({"registry": LOGIN, "interval": "30s", "timeoutSeconds": 60}),
+    );
+    ns.wait_check("refused", "InvalidSpec", RUN_WAIT, |v| {
+        reason(v) == Some("InvalidSpec")
+    });
+    let started = Instant::now();
+    let (code, out, err) = kubectl_plugin(
+        c,
+        &["run", "-n", &n, "refused", "--wait", "--timeout", "2m"],
+    );
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(started.elapsed() < Duration::from_secs(60), "{err}");
+    assert!(
+        err.contains("refuses this spec") && out.contains("Diagnosis: InvalidSpec"),
+        "{out}{err}"
+    );
     // No such check: exit 2 naming it.
     let (code, _, err) = kubectl_plugin(c, &["run", "-n", &n, "nosuch", "--wait"]);
     assert_eq!(code, Some(2));
