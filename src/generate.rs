@@ -18,9 +18,32 @@ pub const RULES_PATH: &str = "deploy/prometheus/regcheck-rules.yaml";
 pub const UNREACHABLE_FOR: &str = "10m";
 /// Minutes before the lower-severity alerts (contexts, probes) fire.
 pub const WARNING_FOR: &str = "15m";
-/// A check whose last completed run is older than this is stale: three default intervals
-/// (5m) plus room for a slow run and a controller restart.
+/// `CheckStale` fires when the last completed run is older than this many of the check's own
+/// intervals (`regcheck_check_interval_seconds`: runs start up to a tenth of the interval late,
+/// by jitter) ...
+pub const STALE_INTERVALS: u32 = 3;
+/// ... plus this many seconds: room for the run itself (probe deadline up to 300 s) and a
+/// controller restart.
+pub const STALE_SLACK_SECONDS: u32 = 300;
+/// Staleness of a check without the interval series (a controller from before it): three
+/// default intervals (5m) plus slack.
 pub const STALE_AFTER_SECONDS: u32 = 1800;
+
+/// Where the documentation of this version lives; the alerts' `runbook_url` annotations link
+/// to [`default_runbook_base`] (the chart value `prometheusRule.runbookBaseUrl` replaces it).
+pub const PROJECT_URL: &str = "https://github.com/regcheck/regcheck";
+
+/// `docs/reasons.md` of this version (its git tag): the base of the alerts' `runbook_url`,
+/// followed by `#<anchor>`.
+pub fn default_runbook_base() -> String {
+    format!(
+        "{PROJECT_URL}/blob/v{}/{REASONS_DOC_PATH}",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Anchor of the `CheckStale` section of `docs/reasons.md` (GitHub's anchor of its heading).
+pub const CHECK_STALE_ANCHOR: &str = "alert-checkstale";
 
 /// The reasons of a private endpoint whose DNS is wrong.
 pub const PRIVATE_DNS_REASONS: &[Reason] = &[
@@ -91,6 +114,25 @@ pub fn reasons_markdown() -> String {
         let docs: Vec<String> = r.docs().iter().map(|d| format!("<{d}>")).collect();
         let _ = writeln!(s, "- **Docs:** {}", docs.join(", "));
     }
+    let _ = write!(
+        s,
+        "\n## Alerts\n\n\
+         The `runbook_url` annotation of each alert of `{RULES_PATH}` links to this document: \
+         `RegistryUnreachable`, `PrivateEndpointDNSMisconfigured` and `ProbesFailing` to the \
+         section of the check's current reason, `ContextsDisagree` to \
+         [ContextsDisagree](#{contexts}), `CheckStale` to the section below.\n\n\
+         ### Alert: CheckStale\n\n\
+         The check has not completed a run for {STALE_INTERVALS} of its intervals \
+         (`spec.interval`, exported as `regcheck_check_interval_seconds`) plus \
+         {STALE_SLACK_SECONDS} seconds (without that series: {STALE_AFTER_SECONDS} seconds), for \
+         5 minutes. Nothing is known about the registry since then.\n\n\
+         - **What to do:** look at the controller's logs and the \
+         `regcheck_reconcile_errors_total` metric (the controller may be stuck, not the leader, \
+         or unable to create Jobs); check `spec.suspend` (a suspended check does not run) and \
+         the check's probe Jobs (`kubectl get jobs -A -l regcheck.dev/check=<name>`). \
+         `kubectl regcheck run <name> --wait` asks for a run and waits for its result.\n",
+        contexts = anchor(Reason::ContextsDisagree),
+    );
     s
 }
 
@@ -220,7 +262,9 @@ groups:
             {lookup}The regcheck check {{{{ $labels.namespace }}}}/{{{{ $labels.name }}}} has reported
             Ready=False for at least {unreachable_for}: its probes cannot pull from {{{{ $registry }}}}
             (reason {{{{ $reason }}}}). See `kubectl describe rcc -n {{{{ $labels.namespace }}}} {{{{ $labels.name }}}}`
-            and docs/reasons.md#{{{{ $reason | toLower }}}}.
+            and the runbook.
+          runbook_url: >-
+            {lookup}{runbook}#{{{{ $reason | toLower }}}}
           remediation: |-
 {chain_all}
       # The private endpoint's DNS is wrong: a more specific alert for the most common case.
@@ -238,7 +282,9 @@ groups:
           description: >-
             {lookup}The regcheck check {{{{ $labels.namespace }}}}/{{{{ $labels.name }}}} finds that
             {{{{ $labels.registry }}}} does not resolve to its private endpoint as expected
-            (reason {{{{ $reason }}}}). See docs/reasons.md#{{{{ $reason | toLower }}}}.
+            (reason {{{{ $reason }}}}). See the runbook.
+          runbook_url: >-
+            {lookup}{runbook}#{{{{ $reason | toLower }}}}
           remediation: |-
 {chain_pe}
       # Node network and pod network reach different results on the same node.
@@ -254,6 +300,7 @@ groups:
             The node network (what kubelet and containerd use) and the pod network on the same
             nodes disagree about the registry for at least {warning_for}. See the ContextsConsistent
             condition of `kubectl describe rcc -n {{{{ $labels.namespace }}}} {{{{ $labels.name }}}}`.
+          runbook_url: {runbook}#{contexts_anchor}
           remediation: |-
             {contexts_remediation}
       # The probes themselves fail: nothing is known about the registry (lower severity).
@@ -271,11 +318,21 @@ groups:
             so the check says nothing about the registry. See the ProbesHealthy condition of
             `kubectl describe rcc -n {{{{ $labels.namespace }}}} {{{{ $labels.name }}}}` and
             `kubectl get pods -A -l regcheck.dev/check={{{{ $labels.name }}}}`.
+          runbook_url: >-
+            {lookup}{runbook}#{{{{ $reason | toLower }}}}
           remediation: |-
 {chain_probe}
-      # No completed run for a long time: the controller is stuck, or the check is suspended.
+      # No completed run for {stale_n} of the check's own intervals plus {slack}s: the controller is
+      # stuck, or the check is suspended. Without the interval series: {stale}s.
       - alert: CheckStale
-        expr: time() - max by (namespace, name) (regcheck_check_last_run_timestamp_seconds) > {stale}
+        expr: |-
+          (time() - max by (namespace, name) (regcheck_check_last_run_timestamp_seconds))
+            > on (namespace, name)
+          (
+            {stale_n} * max by (namespace, name) (regcheck_check_interval_seconds) + {slack}
+              or on (namespace, name)
+            0 * max by (namespace, name) (regcheck_check_last_run_timestamp_seconds) + {stale}
+          )
         for: 5m
         labels:
           severity: warning
@@ -284,15 +341,20 @@ groups:
             regcheck check {{{{ $labels.namespace }}}}/{{{{ $labels.name }}}} has not completed a run for {{{{ $value | humanizeDuration }}}}
           description: >-
             The last completed run of {{{{ $labels.namespace }}}}/{{{{ $labels.name }}}} is older than
-            {stale} seconds (three default intervals plus slack). The controller may be stuck or
-            unable to create Jobs, or the check is suspended (spec.suspend) or has an interval
-            longer than 10m.
+            {stale_n} of its intervals (spec.interval) plus {slack} seconds. The controller may be stuck
+            or unable to create Jobs, or the check is suspended (spec.suspend).
+          runbook_url: {runbook}#{stale_anchor}
           remediation: |-
             Check the controller's logs and the regcheck_reconcile_errors_total metric, the check's spec.suspend and spec.interval, and `kubectl get jobs -A -l regcheck.dev/check={{{{ $labels.name }}}}`.
 "#,
         unreachable_for = UNREACHABLE_FOR,
         warning_for = WARNING_FOR,
         stale = STALE_AFTER_SECONDS,
+        stale_n = STALE_INTERVALS,
+        slack = STALE_SLACK_SECONDS,
+        stale_anchor = CHECK_STALE_ANCHOR,
+        contexts_anchor = anchor(Reason::ContextsDisagree),
+        runbook = default_runbook_base(),
         lookup = lookup,
         pe = pe,
         chain_all = remediation_template(ind, &[]).trim_end(),
@@ -420,6 +482,56 @@ mod tests {
     }
 
     #[test]
+    fn runbook_urls_lead_to_sections_of_the_reasons_document() {
+        let rules = prometheus_rules();
+        let doc = reasons_markdown();
+        let base = default_runbook_base();
+        assert!(
+            base.ends_with(&format!(
+                "/blob/v{}/docs/reasons.md",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{base}"
+        );
+        // The chart replaces the base by its value: it must be the chart's version.
+        let chart = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/regcheck/Chart.yaml"),
+        )
+        .unwrap();
+        assert!(
+            chart.contains(&format!("\nversion: {}\n", env!("CARGO_PKG_VERSION"))),
+            "charts/regcheck/Chart.yaml version is the crate's"
+        );
+        let v: serde_yaml::Value = serde_yaml::from_str(&rules).unwrap();
+        for rule in v["groups"][0]["rules"].as_sequence().unwrap() {
+            let url = rule["annotations"]["runbook_url"].as_str().unwrap();
+            let (_, fixed) = url.rsplit_once("{{- end -}}").unwrap_or(("", url));
+            let (b, anchor) = fixed.split_once('#').unwrap();
+            assert_eq!(b, base, "{url}");
+            // A fixed anchor names a heading of the document; a templated one the reason.
+            if anchor.contains("{{") {
+                assert_eq!(anchor, "{{ $reason | toLower }}");
+            } else {
+                let heading = if anchor == CHECK_STALE_ANCHOR {
+                    "\n### Alert: CheckStale\n".to_string()
+                } else {
+                    let r = Reason::ALL
+                        .iter()
+                        .find(|r| self::anchor(**r) == anchor)
+                        .unwrap();
+                    format!("\n### {}\n", r.as_str())
+                };
+                assert!(doc.contains(&heading), "{heading}");
+            }
+        }
+        // Every link to the document is a full URL, no bare path.
+        assert_eq!(
+            rules.matches("docs/reasons.md#").count(),
+            rules.matches(&format!("{base}#")).count()
+        );
+    }
+
+    #[test]
     fn rules_parse_as_yaml_with_for_on_every_alert() {
         let v: serde_yaml::Value = serde_yaml::from_str(&prometheus_rules()).unwrap();
         let rules = v["groups"][0]["rules"].as_sequence().unwrap();
@@ -428,7 +540,7 @@ mod tests {
             let name = rule["alert"].as_str().unwrap();
             assert!(rule["for"].as_str().is_some(), "{name}: for");
             assert!(rule["labels"]["severity"].as_str().is_some(), "{name}");
-            for key in ["summary", "description", "remediation"] {
+            for key in ["summary", "description", "remediation", "runbook_url"] {
                 assert!(
                     rule["annotations"][key]
                         .as_str()

@@ -33,6 +33,38 @@ enum Command {
     Crdgen,
     /// Run the operator: reconcile RegistryConnectivityChecks into probe Jobs and status
     Controller(Box<regcheck::cli::controller::ControllerArgs>),
+    /// The kubectl plugin (`kubectl regcheck ...` when linked as kubectl-regcheck): request a
+    /// run and wait for it, show the checks
+    Kubectl(regcheck::cli::kubectl::KubectlArgs),
+}
+
+/// The binary called as `kubectl-regcheck` (kubectl's plugin mechanism): `kubectl regcheck run
+/// NAME` runs `kubectl-regcheck run NAME`.
+#[derive(Parser)]
+#[command(
+    name = "kubectl regcheck",
+    bin_name = "kubectl regcheck",
+    version,
+    about = "Run RegistryConnectivityChecks now and see their results"
+)]
+struct PluginCli {
+    #[command(flatten)]
+    args: regcheck::cli::kubectl::KubectlArgs,
+}
+
+/// Whether argv[0] names the kubectl plugin (`kubectl-regcheck`, also `.exe`).
+fn invoked_as_plugin() -> bool {
+    std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .is_some_and(|s| s == "kubectl-regcheck")
+}
+
+fn parse_error_exit(e: clap::Error, bad_input: i32) -> ! {
+    let code = if e.use_stderr() { bad_input } else { 0 };
+    let _ = e.print();
+    std::process::exit(code);
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -80,14 +112,18 @@ struct ExplainArgs {
 const EXPLAIN_MAX_INPUT: u64 = 1 << 20;
 
 fn main() {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { exit::BAD_INPUT } else { 0 };
-            let _ = e.print();
-            std::process::exit(code);
-        }
-    };
+    if invoked_as_plugin() {
+        let plugin = PluginCli::try_parse()
+            .unwrap_or_else(|e| parse_error_exit(e, regcheck::cli::kubectl::exit::ERROR));
+        std::panic::set_hook(Box::new(|info| {
+            eprintln!("kubectl-regcheck: internal error: {info}");
+            std::process::exit(regcheck::cli::kubectl::exit::ERROR);
+        }));
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        cli::init_tracing("warn", cli::LogFormat::Text);
+        std::process::exit(regcheck::cli::kubectl::main(plugin.args));
+    }
+    let cli = Cli::try_parse().unwrap_or_else(|e| parse_error_exit(e, exit::BAD_INPUT));
     // A bug must still end with the documented exit code for internal errors.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("regcheck: internal error: {info}");
@@ -104,6 +140,7 @@ fn main() {
         Command::Controller(args) => regcheck::cli::controller::main(*args),
         Command::Probe(args) => probe::execute(&args),
         Command::Explain(args) => run_explain(args),
+        Command::Kubectl(args) => regcheck::cli::kubectl::main(args),
         Command::Crdgen => match regcheck::operator::crd::crdgen(&mut std::io::stdout().lock()) {
             Ok(()) => 0,
             Err(e) => {

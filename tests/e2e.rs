@@ -1365,6 +1365,202 @@ fn run_now_annotation_starts_a_run() {
     assert_eq!(ready(&v), Some("True"), "{v:#}");
 }
 
+/// `kubectl regcheck ARGS` through kubectl's own plugin lookup: a `kubectl-regcheck` link to
+/// the built binary first in PATH. Exit code, stdout, stderr.
+fn kubectl_plugin(c: &Cluster, args: &[&str]) -> (Option<i32>, String, String) {
+    let dir = Path::new(TMP).join("kubectl-plugin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("kubectl-regcheck");
+    if std::fs::read_link(&link).ok().as_deref() != Some(Path::new(REGCHECK)) {
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(REGCHECK, &link).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = c
+        .kubectl()
+        .env("PATH", path)
+        .arg("regcheck")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("kubectl runs");
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    say(&format!(
+        "kubectl regcheck {}: exit {:?}\n{o}{e}",
+        args.join(" "),
+        out.status.code()
+    ));
+    (out.status.code(), o, e)
+}
+
+fn run_number(id: &str) -> u64 {
+    id.trim_start_matches('r').parse().unwrap()
+}
+
+/// The "is it fixed?" loop an admin runs: `kubectl regcheck run --wait` on a broken check
+/// waits for the run it requested (not the finished one before it) and exits 1; after the
+/// registry is fixed it exits 0. Also `status` in its forms, and the timeout exit code.
+fn kubectl_plugin_runs_waits_and_shows() {
+    let c = &fixture().cluster;
+    let _g = shared();
+    let ns = Ns::fresh(c, "kubectl-plugin");
+    let n = ns.name.clone();
+    // kubectl finds the plugin on the PATH.
+    let (code, out, _) = kubectl_plugin(c, &["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("Usage: kubectl regcheck"), "{out}");
+
+    // A long interval: every run after the first is one that was asked for.
+    ns.check("flaky", json!({"registry": DENY, "interval": "1h"}));
+    let v = ns.wait_check("flaky", "the first run", RUN_WAIT, |v| {
+        last_run(v).is_some()
+    });
+    let first = run_number(last_run(&v).unwrap());
+    let (code, out, err) =
+        kubectl_plugin(c, &["run", "-n", &n, "flaky", "--wait", "--timeout", "3m"]);
+    assert_eq!(code, Some(1), "a problem exits 1\n{out}{err}");
+    assert!(err.contains("requested a run of"), "{err}");
+    // The requested run, not the one that had already finished.
+    let v = ns.get("flaky").unwrap();
+    let second = run_number(last_run(&v).unwrap());
+    assert!(second > first, "r{second} after r{first}");
+    assert!(out.contains(&format!("Last run:  r{second} ")), "{out}");
+    assert_eq!(
+        v["status"]["lastRunNow"], v["metadata"]["annotations"]["regcheck.dev/run-now"],
+        "{v:#}"
+    );
+    assert!(out.contains("Diagnosis: RegistryDeniedClientIP"), "{out}");
+    assert!(out.contains("Remediation:"), "{out}");
+    // The per node and context table of the run.
+    for want in [
+        "NODE", "CONTEXT", "DNS", "TCP", "TLS", "API", " node ", " pod ",
+    ] {
+        assert!(out.contains(want), "{want:?} in\n{out}");
+    }
+
+    // Fix the registry (the check now points at one that lets the cluster in) and ask again
+    // at once: the spec change starts a run of its own; the wait ends with the requested one.
+    ns.check("flaky", json!({"registry": LOGIN, "interval": "1h"}));
+    let kubeconfig = c.kubeconfig.display().to_string();
+    let (code, out, err) = kubectl_plugin(
+        c,
+        &[
+            "run",
+            "--kubeconfig",
+            &kubeconfig,
+            "--namespace",
+            &n,
+            "flaky",
+            "--wait",
+            "--timeout",
+            "3m",
+        ],
+    );
+    assert_eq!(code, Some(0), "healthy exits 0\n{out}{err}");
+    assert!(out.contains("Diagnosis: Healthy"), "{out}");
+    let v = ns.get("flaky").unwrap();
+    assert!(run_number(last_run(&v).unwrap()) > second, "{v:#}");
+    assert_eq!(
+        v["status"]["lastRunNow"], v["metadata"]["annotations"]["regcheck.dev/run-now"],
+        "{v:#}"
+    );
+    assert_eq!(reason(&v), Some("Healthy"));
+
+    // status: one line per check, all namespaces, wide and JSON; NAME: the matrix.
+    let (code, out, _) = kubectl_plugin(c, &["status", "-n", &n]);
+    assert_eq!(code, Some(0));
+    let line = out.lines().find(|l| l.starts_with("flaky")).expect(&out);
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cols[..4], ["flaky", LOGIN, "True", "Healthy"], "{out}");
+    assert!(
+        cols[4].starts_with("node:0/") && cols[5].starts_with("pod:0/"),
+        "{out}"
+    );
+    let (_, out, _) = kubectl_plugin(c, &["status", "-A"]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&n) && l.contains(" flaky ")),
+        "{out}"
+    );
+    let (_, out, _) = kubectl_plugin(c, &["status", "-n", &n, "-o", "wide"]);
+    assert!(out.lines().next().unwrap().contains("INTERVAL"), "{out}");
+    let (code, out, _) = kubectl_plugin(c, &["status", "-A", "-o", "json"]);
+    assert_eq!(code, Some(0));
+    let j: Value = serde_json::from_str(&out).unwrap();
+    let item = j["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["namespace"] == n.as_str() && i["name"] == "flaky")
+        .expect(&out)
+        .clone();
+    assert_eq!(item["reason"], "Healthy", "{item:#}");
+    assert_eq!(item["failingNodes"]["node"]["failing"], 0, "{item:#}");
+    let (code, out, _) = kubectl_plugin(c, &["status", "-n", &n, "flaky"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("NODE") && out.contains("ok"), "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+
+    // The controller exports the check's interval, which CheckStale measures staleness by.
+    wait_for(
+        "regcheck_check_interval_seconds of flaky = 3600",
+        Duration::from_secs(30),
+        || {
+            let (code, body) = c.http_get("/metrics").ok()?;
+            let m = parse_metrics(&body);
+            let v = value(&m, "regcheck_check_interval_seconds", |l| {
+                l.get("namespace") == Some(&n) && l.get("name").map(String::as_str) == Some("flaky")
+            });
+            (code == 200 && v == Some(3600.0)).then_some(())
+        },
+    )
+    .unwrap();
+
+    // A suspended check never runs: the wait gives up with exit 3.
+    ns.check(
+        "paused",
+        json!({"registry": LOGIN, "interval": "1h", "suspend": true}),
+    );
+    let (code, out, err) =
+        kubectl_plugin(c, &["run", "-n", &n, "paused", "--wait", "--timeout", "6s"]);
+    assert_eq!(code, Some(3), "timeout exits 3\n{out}{err}");
+    assert!(
+        err.contains("suspended") && err.contains("timed out"),
+        "{err}"
+    );
+    // A spec the controller refuses (a rule the cluster's CEL cannot check before 1.25): no run
+    // will come, the wait ends at once with exit 1 instead of running into the timeout.
+    ns.check(
+        "refused",
+        json!({"registry": LOGIN, "interval": "30s", "timeoutSeconds": 60}),
+    );
+    ns.wait_check("refused", "InvalidSpec", RUN_WAIT, |v| {
+        reason(v) == Some("InvalidSpec")
+    });
+    let started = Instant::now();
+    let (code, out, err) = kubectl_plugin(
+        c,
+        &["run", "-n", &n, "refused", "--wait", "--timeout", "2m"],
+    );
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(started.elapsed() < Duration::from_secs(60), "{err}");
+    assert!(
+        err.contains("refuses this spec") && out.contains("Diagnosis: InvalidSpec"),
+        "{out}{err}"
+    );
+    // No such check: exit 2 naming it.
+    let (code, _, err) = kubectl_plugin(c, &["run", "-n", &n, "nosuch", "--wait"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains(&format!("{n}/nosuch not found")), "{err}");
+}
+
 fn deleting_the_check_removes_every_job() {
     let c = &fixture().cluster;
     let _g = shared();
@@ -2018,6 +2214,10 @@ fn main() {
         (
             "run_now_annotation_starts_a_run",
             run_now_annotation_starts_a_run,
+        ),
+        (
+            "kubectl_plugin_runs_waits_and_shows",
+            kubectl_plugin_runs_waits_and_shows,
         ),
         (
             "deleting_the_check_removes_every_job",

@@ -265,7 +265,8 @@ fn promtool_rules() -> Result<(), String> {
     Ok(())
 }
 
-/// Replaces `${remediation:Reason}` with the catalogue's remediation as a YAML string.
+/// Replaces `${remediation:Reason}` with the catalogue's remediation as a YAML string, and
+/// `${runbook}` with the default base of the alerts' `runbook_url`.
 fn fill_remediations(text: &str) -> Result<String, String> {
     let re = regex::Regex::new(r"\$\{remediation:(\w+)\}").unwrap();
     let mut err = None;
@@ -285,7 +286,7 @@ fn fill_remediations(text: &str) -> Result<String, String> {
         );
     match err {
         Some(e) => Err(e),
-        None => Ok(out.into_owned()),
+        None => Ok(out.replace("${runbook}", &regcheck::generate::default_runbook_base())),
     }
 }
 

@@ -4,6 +4,7 @@
 //! and dispatches.
 
 pub mod controller;
+pub mod kubectl;
 pub mod probe;
 
 use std::path::PathBuf;

@@ -99,6 +99,7 @@ pub struct Metrics {
     probes_healthy: Family<CheckLabels, Gauge>,
     last_run_timestamp: Family<CheckLabels, F64Gauge>,
     run_duration: Family<CheckLabels, F64Gauge>,
+    interval: Family<CheckLabels, Gauge>,
     phase_duration: HistogramFamily,
     runs: Family<ResultLabels, Counter>,
     reconcile_errors: Family<ErrorLabels, Counter>,
@@ -128,6 +129,7 @@ impl Metrics {
             probes_healthy: Family::default(),
             last_run_timestamp: Family::default(),
             run_duration: Family::default(),
+            interval: Family::default(),
             phase_duration: Family::new_with_constructor(phase_histogram as fn() -> Histogram),
             runs: Family::default(),
             reconcile_errors: Family::default(),
@@ -179,6 +181,11 @@ impl Metrics {
             "check_run_duration_seconds",
             "Duration of the last run",
             m.run_duration.clone(),
+        );
+        registry.register(
+            "check_interval_seconds",
+            "The check's spec.interval: CheckStale fires after a multiple of it",
+            m.interval.clone(),
         );
         registry.register(
             "probe_phase_duration_seconds",
@@ -346,6 +353,24 @@ impl Metrics {
         self.check_info.get_or_create(&info).set(1);
     }
 
+    /// Sets the check's interval (`None`: a spec whose interval cannot be used; the series goes).
+    pub fn set_interval(&self, namespace: &str, name: &str, interval: Option<std::time::Duration>) {
+        let l = CheckLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        match interval {
+            Some(d) => {
+                self.interval
+                    .get_or_create(&l)
+                    .set(i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            }
+            None => {
+                self.interval.remove(&l);
+            }
+        }
+    }
+
     /// Removes every series of a deleted check.
     pub fn remove_check(&self, namespace: &str, name: &str) {
         let l = CheckLabels {
@@ -359,6 +384,7 @@ impl Metrics {
             &self.nodes_checked,
             &self.contexts_consistent,
             &self.probes_healthy,
+            &self.interval,
         ] {
             f.remove(&l);
         }
@@ -460,6 +486,7 @@ mod tests {
             "r.azurecr.io",
             &status("False", "ConnectionTimedOut"),
         );
+        m.set_interval("team-a", "acr", Some(std::time::Duration::from_secs(3600)));
         m.run(RunResult::Unreachable);
         m.reconcile_error("create_job");
         m.job_created(ProbeContext::Node);
@@ -479,6 +506,7 @@ mod tests {
             r#"regcheck_check_last_run_timestamp_seconds{namespace="team-a",name="acr"} 1700000000.0"#,
         );
         has(r#"regcheck_check_run_duration_seconds{namespace="team-a",name="acr"} 2.5"#);
+        has(r#"regcheck_check_interval_seconds{namespace="team-a",name="acr"} 3600"#);
         has(r#"regcheck_runs_total{result="unreachable"} 1"#);
         has(r#"regcheck_reconcile_errors_total{error="create_job"} 1"#);
         has(r#"regcheck_probe_jobs_created_total{context="node"} 1"#);
@@ -518,6 +546,15 @@ mod tests {
         let m = Metrics::new();
         m.set_check("ns", "c", "r.io", &status("False", "ConnectionTimedOut"));
         m.set_check("ns", "c", "r.io", &status("True", "Healthy"));
+        m.set_interval("ns", "c", Some(std::time::Duration::from_secs(60)));
+        assert!(
+            m.render()
+                .contains(r#"regcheck_check_interval_seconds{namespace="ns",name="c"} 60"#)
+        );
+        // An unusable interval removes the series instead of keeping a stale value.
+        m.set_interval("ns", "c", None);
+        assert!(!m.render().contains("regcheck_check_interval_seconds{"));
+        m.set_interval("ns", "c", Some(std::time::Duration::from_secs(60)));
         let text = m.render();
         let info: Vec<String> = samples(&text)
             .into_iter()

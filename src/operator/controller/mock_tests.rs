@@ -2168,3 +2168,60 @@ async fn a_finished_job_waits_for_its_pod_in_the_cache() {
     let (res, _) = run_steps(&ctx, handle, c, steps).await;
     res.unwrap();
 }
+
+/// A run-now annotation set while a run is in flight belongs to the next run: the finishing
+/// run records the token it started with, so the new one still starts a run (and `kubectl
+/// regcheck run --wait` waits for that one).
+#[tokio::test]
+async fn run_now_set_mid_run_is_not_taken_by_the_run_in_flight() {
+    let Setup { ctx, handle } = setup(config());
+    let mut c = check(
+        1,
+        json!({"contexts": {"pod": {"enabled": false}}, "interval": "1h"}),
+    );
+    c.annotations_mut()
+        .insert(decide::RUN_NOW_ANNOTATION.into(), "before".into());
+    let jobs = jobs_of(&c, 1, "complete");
+    assert!(
+        jobs.iter()
+            .all(|j| j.annotations().get(run_ann::RUN_NOW).map(String::as_str) == Some("before"))
+    );
+    // Set while r1 runs.
+    c.annotations_mut().insert(
+        decide::RUN_NOW_ANNOTATION.into(),
+        "kubectl-regcheck-2".into(),
+    );
+    let pods: Vec<Value> = jobs.iter().map(|j| pod_of_job(j, Some(HEALTHY))).collect();
+    cache(&ctx, &jobs, &pods);
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let w = written.clone();
+    let steps = vec![
+        patch_status(move |s| {
+            assert_eq!(s["lastRun"]["id"], "r1", "{s}");
+            assert_eq!(s["lastRunNow"], "before", "{s}");
+            *w.lock().unwrap() = s.clone();
+        }),
+        event("Normal", "Ready"),
+        delete_jobs(PROBE_NS, sel_run("r1")),
+    ];
+    let (res, _) = run_steps(&ctx, handle, c.clone(), steps).await;
+    res.unwrap();
+    let mut after = c;
+    after.status = Some(serde_json::from_value(written.lock().unwrap().clone()).unwrap());
+    let d = decide::decide(
+        &after,
+        Duration::from_secs(3600),
+        &[],
+        k8s_openapi::jiff::Timestamp::now(),
+        &decide::DecideConfig {
+            max_concurrent_jobs: 10,
+        },
+    );
+    assert_eq!(
+        d.action,
+        decide::Action::Start {
+            run: 2,
+            reason: decide::StartReason::RunNow
+        }
+    );
+}

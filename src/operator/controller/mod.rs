@@ -1382,12 +1382,16 @@ fn set_metrics(
     check: &RegistryConnectivityCheck,
     st: &RegistryConnectivityCheckStatus,
 ) {
-    ctx.metrics.set_check(
-        &check.namespace().unwrap_or_default(),
-        &check.name_any(),
-        &check.spec.registry,
-        st,
-    );
+    let (ns, name) = (check.namespace().unwrap_or_default(), check.name_any());
+    ctx.metrics.set_check(&ns, &name, &check.spec.registry, st);
+    // What CheckStale measures the age of the last run against.
+    let interval = crate::engine::inputs::parse_duration(
+        "spec.interval",
+        &check.spec.interval,
+        crate::operator::spec::MAX_INTERVAL,
+    )
+    .ok();
+    ctx.metrics.set_interval(&ns, &name, interval);
 }
 
 /// Brings a check forward one step.
