@@ -1055,7 +1055,7 @@ fn denied_client_ip_turns_ready_false_with_events() {
     let v = ns.wait_check("denied", "Ready=False", RUN_WAIT, |v| {
         ready(v) == Some("False")
     });
-    assert_eq!(reason(&v), Some("RegistryDeniedClientIP"), "{v:#}");
+    assert_eq!(reason(&v), Some("RegistryDeniedPrivateClientIP"), "{v:#}");
     let d = &v["status"]["diagnosis"];
     let msg = d["message"].as_str().unwrap_or_default();
     // The IP the registry saw: the bridge address (node) or a pod address.
@@ -1072,12 +1072,13 @@ fn denied_client_ip_turns_ready_false_with_events() {
                 .iter()
                 .any(|e| {
                     e["type"] == "Warning"
-                        && (e["reason"] == "NotReady" || e["reason"] == "RegistryDeniedClientIP")
-                        && (e["reason"] == "RegistryDeniedClientIP"
+                        && (e["reason"] == "NotReady"
+                            || e["reason"] == "RegistryDeniedPrivateClientIP")
+                        && (e["reason"] == "RegistryDeniedPrivateClientIP"
                             || e["message"]
                                 .as_str()
                                 .unwrap_or("")
-                                .contains("RegistryDeniedClientIP")
+                                .contains("RegistryDeniedPrivateClientIP")
                             || e["message"].as_str().unwrap_or("").contains(DENY))
                 })
                 .then_some(())
@@ -1166,7 +1167,7 @@ fn metrics_describe_each_check() {
             "info of denied with its reason",
             value(m, "regcheck_check_info", |l| {
                 check("denied")(l)
-                    && l.get("reason").map(String::as_str) == Some("RegistryDeniedClientIP")
+                    && l.get("reason").map(String::as_str) == Some("RegistryDeniedPrivateClientIP")
             }) == Some(1.0),
         );
         for ctx in ["node", "pod"] {
@@ -1339,7 +1340,7 @@ fn spec_change_starts_a_new_run() {
         last_run(v).is_some_and(|r| r != first)
             && v["status"]["observedGeneration"].as_i64() > Some(generation)
     });
-    assert_eq!(reason(&v), Some("RegistryDeniedClientIP"), "{v:#}");
+    assert_eq!(reason(&v), Some("RegistryDeniedPrivateClientIP"), "{v:#}");
 }
 
 fn run_now_annotation_starts_a_run() {
@@ -1436,7 +1437,10 @@ fn kubectl_plugin_runs_waits_and_shows() {
         v["status"]["lastRunNow"], v["metadata"]["annotations"]["regcheck.dev/run-now"],
         "{v:#}"
     );
-    assert!(out.contains("Diagnosis: RegistryDeniedClientIP"), "{out}");
+    assert!(
+        out.contains("Diagnosis: RegistryDeniedPrivateClientIP"),
+        "{out}"
+    );
     assert!(out.contains("Remediation:"), "{out}");
     // The per node and context table of the run.
     for want in [
@@ -1925,10 +1929,14 @@ fn prometheus_alert_fires_for_a_broken_registry_and_resolves() {
     }
     let summary = line("summary:")
         .replace("myregistry.azurecr.io", DENY)
-        .replace("PrivateEndpointResolvesPublic", "RegistryDeniedClientIP")
+        .replace(
+            "PrivateEndpointResolvesPublic",
+            "RegistryDeniedPrivateClientIP",
+        )
         .replace("default/myregistry", &format!("{n}/broken"));
     assert_eq!(ann["summary"], summary.as_str(), "{firing:#}");
-    let remediation = regcheck::engine::findings::Reason::RegistryDeniedClientIP.remediation();
+    let remediation =
+        regcheck::engine::findings::Reason::RegistryDeniedPrivateClientIP.remediation();
     assert_eq!(
         ann["remediation"].as_str().map(str::trim),
         Some(remediation),
@@ -1936,7 +1944,7 @@ fn prometheus_alert_fires_for_a_broken_registry_and_resolves() {
     );
     let description = ann["description"].as_str().unwrap_or("");
     assert!(
-        description.contains("RegistryDeniedClientIP") && description.contains(DENY),
+        description.contains("RegistryDeniedPrivateClientIP") && description.contains(DENY),
         "{firing:#}"
     );
     // The README abbreviates a real remediation text.

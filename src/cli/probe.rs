@@ -17,7 +17,8 @@ use crate::engine::findings::Report;
 use crate::engine::inputs::InputError;
 use crate::engine::probe::TargetPolicy;
 use crate::engine::report;
-use crate::operator::aggregate::{MAX_TERMINATION_MESSAGE, truncate};
+use crate::engine::text;
+use crate::operator::aggregate::MAX_TERMINATION_MESSAGE;
 use crate::operator::crd::ProbeContext;
 use std::io::Write;
 use std::net::IpAddr;
@@ -216,18 +217,6 @@ fn every_answer(r: &mut Report, f: &mut impl FnMut(&mut DnsAnswer)) {
     });
 }
 
-fn cut(s: &mut String, max: usize) {
-    if s.chars().count() > max {
-        *s = truncate(s, max);
-    }
-}
-
-fn cut_opt(s: &mut Option<String>, max: usize) {
-    if let Some(v) = s {
-        cut(v, max);
-    }
-}
-
 /// Stage 1: per-server DNS answers (the system resolver's answer stays).
 fn drop_server_answers(r: &mut Report) {
     every_endpoint(r, &mut |e| e.dns.servers.clear());
@@ -269,9 +258,9 @@ fn trim_tcp(r: &mut Report) {
 fn strip_step(s: &mut PullStep) {
     s.error = None;
     if let Some(e) = &mut s.registry_error {
-        cut(&mut e.message, FIT_TEXT_CHARS);
+        text::clip_in_place(&mut e.message, FIT_TEXT_CHARS);
     }
-    cut_opt(&mut s.host, MAX_NODE_NAME);
+    text::clip_opt(&mut s.host, MAX_NODE_NAME);
 }
 
 /// Stage 4: error strings; other free text from the network is cut short.
@@ -280,37 +269,37 @@ fn drop_errors(r: &mut Report) {
     every_endpoint(r, &mut |e| {
         if let Some(p) = &mut e.proxy {
             p.error = None;
-            cut(&mut p.url, FIT_TEXT_CHARS);
+            text::clip_in_place(&mut p.url, FIT_TEXT_CHARS);
         }
-        cut_opt(&mut e.route.proxy, FIT_TEXT_CHARS);
-        cut_opt(&mut e.route.no_proxy_match, FIT_TEXT_CHARS);
+        text::clip_opt(&mut e.route.proxy, FIT_TEXT_CHARS);
+        text::clip_opt(&mut e.route.no_proxy_match, FIT_TEXT_CHARS);
         e.tcp.iter_mut().for_each(|t| t.error = None);
         if let Some(t) = &mut e.tls {
             t.error = None;
-            cut_opt(&mut t.subject, FIT_TEXT_CHARS);
-            cut_opt(&mut t.issuer, FIT_TEXT_CHARS);
+            text::clip_opt(&mut t.subject, FIT_TEXT_CHARS);
+            text::clip_opt(&mut t.issuer, FIT_TEXT_CHARS);
         }
         if let Some(h) = &mut e.http {
             h.error = None;
             if let Some(re) = &mut h.registry_error {
-                cut(&mut re.code, FIT_TEXT_CHARS);
-                cut(&mut re.message, FIT_TEXT_CHARS);
+                text::clip_in_place(&mut re.code, FIT_TEXT_CHARS);
+                text::clip_in_place(&mut re.message, FIT_TEXT_CHARS);
             }
             if let Some(c) = &mut h.challenge {
-                cut(&mut c.scheme, FIT_TEXT_CHARS);
-                cut_opt(&mut c.realm, FIT_TEXT_CHARS);
-                cut_opt(&mut c.service, FIT_TEXT_CHARS);
+                text::clip_in_place(&mut c.scheme, FIT_TEXT_CHARS);
+                text::clip_opt(&mut c.realm, FIT_TEXT_CHARS);
+                text::clip_opt(&mut c.service, FIT_TEXT_CHARS);
             }
-            cut_opt(&mut h.client_ip, FIT_TEXT_CHARS);
-            cut_opt(&mut h.content_type, FIT_TEXT_CHARS);
+            text::clip_opt(&mut h.client_ip, FIT_TEXT_CHARS);
+            text::clip_opt(&mut h.content_type, FIT_TEXT_CHARS);
         }
     });
     if let Some(p) = &mut r.evidence.pull {
         strip_step(&mut p.token);
         strip_step(&mut p.manifest);
         strip_step(&mut p.blob);
-        cut(&mut p.image, FIT_TEXT_CHARS);
-        cut_opt(&mut p.blob_digest, FIT_TEXT_CHARS);
+        text::clip_in_place(&mut p.image, FIT_TEXT_CHARS);
+        text::clip_opt(&mut p.blob_digest, FIT_TEXT_CHARS);
     }
 }
 
@@ -318,7 +307,7 @@ fn drop_errors(r: &mut Report) {
 fn trim_findings(r: &mut Report) {
     r.findings.truncate(1 + FIT_SECONDARY);
     for f in r.findings.iter_mut().skip(1) {
-        cut(&mut f.message, FIT_TEXT_CHARS);
+        text::clip_in_place(&mut f.message, FIT_TEXT_CHARS);
     }
 }
 
@@ -364,14 +353,14 @@ fn last_resort(r: &mut Report) {
     r.findings.truncate(1);
     drop_evidence(r);
     for f in &mut r.findings {
-        cut(&mut f.message, LAST_RESORT_CHARS);
-        cut(&mut f.endpoint, LAST_RESORT_CHARS);
-        cut_opt(&mut f.code, LAST_RESORT_CHARS);
+        text::clip_in_place(&mut f.message, LAST_RESORT_CHARS);
+        text::clip_in_place(&mut f.endpoint, LAST_RESORT_CHARS);
+        text::clip_opt(&mut f.code, LAST_RESORT_CHARS);
         f.remediation.clear();
         f.docs.clear();
     }
-    cut(&mut r.evidence.registry, LAST_RESORT_CHARS);
-    cut_opt(&mut r.node, LAST_RESORT_CHARS);
+    text::clip_in_place(&mut r.evidence.registry, LAST_RESORT_CHARS);
+    text::clip_opt(&mut r.node, LAST_RESORT_CHARS);
 }
 
 /// The shrinking stages, mildest first; each applies on top of the ones before.
@@ -1046,7 +1035,7 @@ mod tests {
         assert_eq!(p.endpoint, o.endpoint);
         assert!(!p.message.is_empty());
         let kept: String = p.message.chars().take_while(|c| *c != '…').collect();
-        let original_flat = truncate(&o.message, usize::MAX);
+        let original_flat = text::clip(&o.message, usize::MAX);
         assert!(original_flat.starts_with(&kept), "{kept:?}");
         // The catalogue restores what the compact form dropped.
         assert!(!p.remediation.is_empty());

@@ -134,14 +134,6 @@ pub fn parse_www_authenticate(v: &str) -> Result<Challenge, ()> {
     })
 }
 
-/// Keeps the first `max` characters of `s`, on a char boundary.
-fn truncate_chars(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => s[..i].to_string(),
-        None => s.to_string(),
-    }
-}
-
 /// Parses a registry error body `{"errors":[{"code":"DENIED","message":"..."}]}` and returns
 /// its first entry (message truncated to 300 characters). `None` for bodies over 64 KiB, bodies
 /// that are not JSON, or JSON without an `errors` entry.
@@ -157,8 +149,8 @@ pub fn parse_registry_error(body: &[u8]) -> Option<RegistryError> {
         return None;
     }
     Some(RegistryError {
-        code: truncate_chars(code, 64),
-        message: truncate_chars(message, MAX_ERROR_MESSAGE),
+        code: crate::engine::text::prefix(code, 64).to_string(),
+        message: crate::engine::text::prefix(message, MAX_ERROR_MESSAGE).to_string(),
     })
 }
 
@@ -190,7 +182,11 @@ pub fn parse_storage_error(body: &[u8]) -> Option<RegistryError> {
     let message = element("Message").unwrap_or_default();
     Some(RegistryError {
         code,
-        message: truncate_chars(&message.replace(['\r', '\n'], " "), MAX_ERROR_MESSAGE),
+        message: crate::engine::text::prefix(
+            &message.replace(['\r', '\n'], " "),
+            MAX_ERROR_MESSAGE,
+        )
+        .to_string(),
     })
 }
 

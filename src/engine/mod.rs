@@ -13,3 +13,4 @@ pub mod probe;
 pub mod proxy;
 pub mod pullerror;
 pub mod report;
+pub mod text;

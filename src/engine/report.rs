@@ -8,6 +8,7 @@ use crate::engine::evidence::{
     Role, TcpOutcome, TlsOutcome,
 };
 use crate::engine::findings::{Finding, Report, Severity, Verdict};
+use crate::engine::text;
 
 /// Longest finding message kept by [`compact`], in characters.
 pub const COMPACT_MESSAGE_CHARS: usize = 200;
@@ -30,30 +31,14 @@ pub fn to_json(report: &Report, pretty: bool) -> String {
     res.unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string())
 }
 
-/// Cuts `s` to at most `max` characters, ending with `…` when cut.
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
-fn truncate_opt(s: &mut Option<String>, max: usize) {
-    if let Some(v) = s {
-        *v = truncate(v, max);
-    }
-}
-
 fn compact_answer(a: &mut DnsAnswer) {
-    truncate_opt(&mut a.error, COMPACT_ERROR_CHARS);
+    text::clip_opt(&mut a.error, COMPACT_ERROR_CHARS);
 }
 
 fn compact_step(s: &mut PullStep) {
-    truncate_opt(&mut s.error, COMPACT_ERROR_CHARS);
+    text::clip_opt(&mut s.error, COMPACT_ERROR_CHARS);
     if let Some(r) = &mut s.registry_error {
-        r.message = truncate(&r.message, COMPACT_MESSAGE_CHARS);
+        r.message = text::clip(&r.message, COMPACT_MESSAGE_CHARS);
     }
 }
 
@@ -61,18 +46,18 @@ fn compact_endpoint(e: &mut EndpointEvidence) {
     compact_answer(&mut e.dns.system);
     e.dns.servers.iter_mut().for_each(compact_answer);
     if let Some(p) = &mut e.proxy {
-        truncate_opt(&mut p.error, COMPACT_ERROR_CHARS);
+        text::clip_opt(&mut p.error, COMPACT_ERROR_CHARS);
     }
     for t in &mut e.tcp {
-        truncate_opt(&mut t.error, COMPACT_ERROR_CHARS);
+        text::clip_opt(&mut t.error, COMPACT_ERROR_CHARS);
     }
     if let Some(t) = &mut e.tls {
-        truncate_opt(&mut t.error, COMPACT_ERROR_CHARS);
+        text::clip_opt(&mut t.error, COMPACT_ERROR_CHARS);
     }
     if let Some(h) = &mut e.http {
-        truncate_opt(&mut h.error, COMPACT_ERROR_CHARS);
+        text::clip_opt(&mut h.error, COMPACT_ERROR_CHARS);
         if let Some(r) = &mut h.registry_error {
-            r.message = truncate(&r.message, COMPACT_MESSAGE_CHARS);
+            r.message = text::clip(&r.message, COMPACT_MESSAGE_CHARS);
         }
     }
 }
@@ -86,7 +71,7 @@ pub fn compact(report: &Report) -> Report {
     for f in &mut r.findings {
         f.remediation.clear();
         f.docs.clear();
-        f.message = truncate(&f.message, COMPACT_MESSAGE_CHARS);
+        f.message = text::clip(&f.message, COMPACT_MESSAGE_CHARS);
     }
     r.evidence.endpoints.iter_mut().for_each(compact_endpoint);
     if let Some(p) = &mut r.evidence.pull {
@@ -419,7 +404,7 @@ fn wrap_detail(s: &str) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     let mut cur = String::new();
     for part in s.split("; ").filter(|p| !p.is_empty()) {
-        let part = truncate(part, DETAIL_CHARS);
+        let part = text::clip(part, DETAIL_CHARS);
         if cur.is_empty() {
             cur = part;
         } else if cur.chars().count() + 2 + part.chars().count() <= DETAIL_CHARS {
@@ -435,7 +420,7 @@ fn wrap_detail(s: &str) -> Vec<String> {
     if lines.len() > DETAIL_LINES {
         lines.truncate(DETAIL_LINES);
         if let Some(last) = lines.last_mut() {
-            *last = truncate(&format!("{last} …"), DETAIL_CHARS);
+            *last = text::clip(&format!("{last} …"), DETAIL_CHARS);
             if !last.ends_with('…') {
                 last.push_str(" …");
             }
@@ -507,7 +492,7 @@ pub fn render_table(report: &Report, color: bool) -> String {
         .iter()
         .map(|r| {
             [
-                truncate(&clean(&r.endpoint), ENDPOINT_CHARS),
+                text::clip(&clean(&r.endpoint), ENDPOINT_CHARS),
                 r.role.clone(),
                 r.phase.to_string(),
                 clean(&r.result),
@@ -587,7 +572,7 @@ pub fn render_table(report: &Report, color: bool) -> String {
                         "  - {tag} {} on {}: {}\n",
                         f.reason.as_str(),
                         clean(&f.endpoint),
-                        truncate(&clean(&f.message), 160)
+                        text::clip(&clean(&f.message), 160)
                     ));
                 }
             }

@@ -86,7 +86,9 @@ fn parse_one(msg: &str) -> Result<Report, MessageError> {
         #[serde(rename = "schemaVersion")]
         schema_version: Option<u64>,
     }
-    let cut = |e: serde_json::Error| MessageError::Malformed(truncate(&e.to_string(), 200));
+    let cut = |e: serde_json::Error| {
+        MessageError::Malformed(crate::engine::text::clip_line(&e.to_string(), 200))
+    };
     let header: Header = serde_json::from_str(msg).map_err(cut)?;
     match header.schema_version {
         None => return Err(MessageError::Malformed("no schemaVersion".into())),
@@ -101,21 +103,6 @@ fn parse_one(msg: &str) -> Result<Report, MessageError> {
     }
     report.findings.iter_mut().for_each(restore);
     Ok(report)
-}
-
-/// Cuts `s` to at most `max` characters, ending with `…` when cut; control characters become
-/// spaces.
-pub fn truncate(s: &str, max: usize) -> String {
-    let flat: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if flat.chars().count() <= max {
-        return flat;
-    }
-    let mut out: String = flat.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 /// How one probe ended.
@@ -203,7 +190,7 @@ pub fn outcome_at(
             reason: Reason::ProbeCrashed,
             message: format!(
                 "the probe Job failed ({})",
-                truncate(c.reason.as_deref().unwrap_or("no reason"), 80)
+                crate::engine::text::clip_line(c.reason.as_deref().unwrap_or("no reason"), 80)
             ),
         },
         None => ProbeOutcome::Running,
@@ -261,7 +248,7 @@ pub fn pod_outcome_at(pod: &Pod, now: Option<k8s_openapi::jiff::Timestamp>) -> P
                 reason: Reason::ProbeImagePullFailed,
                 message: format!(
                     "the probe image cannot be pulled ({r}): {}",
-                    truncate(w.message.as_deref().unwrap_or(""), 160)
+                    crate::engine::text::clip_line(w.message.as_deref().unwrap_or(""), 160)
                 ),
             };
         }
@@ -279,13 +266,16 @@ pub fn pod_outcome_at(pod: &Pod, now: Option<k8s_openapi::jiff::Timestamp>) -> P
                 reason: Reason::ProbeUnschedulable,
                 message: format!(
                     "the node did not run the probe ({pod_reason}): {}",
-                    truncate(status.message.as_deref().unwrap_or(""), 160)
+                    crate::engine::text::clip_line(status.message.as_deref().unwrap_or(""), 160)
                 ),
             };
         }
         return ProbeOutcome::Failed {
             reason: Reason::ProbeCrashed,
-            message: format!("the probe pod failed ({})", truncate(pod_reason, 80)),
+            message: format!(
+                "the probe pod failed ({})",
+                crate::engine::text::clip_line(pod_reason, 80)
+            ),
         };
     }
     let unschedulable = status.conditions.iter().flatten().any(|c| {
@@ -505,7 +495,7 @@ pub fn aggregate(records: &[ProbeRecord]) -> RunSummary {
                 zone: rec.target.as_ref().and_then(|t| t.zone.clone()),
                 verdict,
                 reason: reason.as_str().into(),
-                message: truncate(&message, RESULT_MESSAGE_CHARS),
+                message: crate::engine::text::clip_line(&message, RESULT_MESSAGE_CHARS),
                 timings,
             })
         })
@@ -571,8 +561,8 @@ fn finding_diagnosis(
         reason: f.reason.as_str().into(),
         cause: f.cause.as_str().into(),
         code: f.code.clone(),
-        message: truncate(&f.message, DIAGNOSIS_MESSAGE_CHARS),
-        remediation: truncate(&f.remediation, 2048),
+        message: crate::engine::text::clip_line(&f.message, DIAGNOSIS_MESSAGE_CHARS),
+        remediation: crate::engine::text::clip_line(&f.remediation, 2048),
         docs: f.docs.iter().take(8).cloned().collect(),
         context,
         node,
@@ -600,7 +590,7 @@ fn condition(
         type_: type_.into(),
         status: status.into(),
         reason: reason.into(),
-        message: truncate(&message, 1024),
+        message: crate::engine::text::clip_line(&message, 1024),
         observed_generation: generation,
         last_transition_time: now.clone(),
     }
@@ -669,7 +659,10 @@ pub fn next_status(
                 reason: reason.as_str().into(),
                 cause: reason.cause().as_str().into(),
                 code: None,
-                message: truncate(&format!("{on}{}", r.message), DIAGNOSIS_MESSAGE_CHARS),
+                message: crate::engine::text::clip_line(
+                    &format!("{on}{}", r.message),
+                    DIAGNOSIS_MESSAGE_CHARS,
+                ),
                 remediation: reason.remediation().into(),
                 docs: reason.docs().iter().map(|d| d.to_string()).collect(),
                 context: Some(r.context),
@@ -722,7 +715,7 @@ pub fn next_status(
             );
             match prev_ready {
                 Some(p) if p.status != "Unknown" => Condition {
-                    message: truncate(&note, 1024),
+                    message: crate::engine::text::clip_line(&note, 1024),
                     observed_generation: generation,
                     ..p.clone()
                 },
@@ -968,7 +961,11 @@ mod tests {
         ];
         for (msg, ok) in cases {
             let e = parse_termination_message(&msg).unwrap_err();
-            assert!(ok(&e), "{:?} → {e:?}", truncate(&msg, 60));
+            assert!(
+                ok(&e),
+                "{:?} → {e:?}",
+                crate::engine::text::clip_line(&msg, 60)
+            );
         }
         let mut no_findings = healthy();
         no_findings.findings.clear();

@@ -83,15 +83,12 @@ pub struct ProbeJob<'a> {
 
 /// Lowercase hex of the first `n` bytes of SHA-256 over the parts (separated by NUL).
 fn hash_hex(parts: &[&str], n: usize) -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut joined = Vec::new();
     for p in parts {
-        ctx.update(p.as_bytes());
-        ctx.update(&[0]);
+        joined.extend_from_slice(p.as_bytes());
+        joined.push(0);
     }
-    ctx.finish().as_ref()[..n]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::engine::text::sha256_hex(&joined, n)
 }
 
 /// `s` reduced to `[a-z0-9-]`, at most `max` characters, starting and ending alphanumeric.

@@ -429,7 +429,7 @@ impl Violation {
             type_: "Ready".into(),
             status: "False".into(),
             reason: Self::REASON.as_str().into(),
-            message: crate::operator::aggregate::truncate(&self.to_string(), 1024),
+            message: crate::engine::text::clip_line(&self.to_string(), 1024),
             observed_generation: generation,
             last_transition_time: now.clone(),
         }

@@ -161,22 +161,11 @@ struct RecordingVerifier {
 fn cert_names(der: &[u8]) -> SeenCert {
     match x509_parser::parse_x509_certificate(der) {
         Ok((_, cert)) => SeenCert {
-            subject: Some(truncate(&cert.subject().to_string(), 200)),
-            issuer: Some(truncate(&cert.issuer().to_string(), 200)),
+            subject: Some(crate::engine::text::clip(&cert.subject().to_string(), 200)),
+            issuer: Some(crate::engine::text::clip(&cert.issuer().to_string(), 200)),
         },
         Err(_) => SeenCert::default(),
     }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 impl ServerCertVerifier for RecordingVerifier {
@@ -500,7 +489,7 @@ pub async fn proxy_connect<S: Io + 'static>(
             );
         }
     };
-    let reason = resp.reason.map(|r| truncate(r, 80));
+    let reason = resp.reason.map(|r| crate::engine::text::clip(r, 80));
     let outcome = match status {
         200..=299 => ProxyOutcome::Connected,
         407 => ProxyOutcome::AuthRequired,
@@ -665,7 +654,7 @@ pub fn v2_evidence(result: Result<Response, RequestFailure>, elapsed_ms: u64) ->
                 .and_then(|v| v.to_str().ok())
                 && !ct.contains("json")
             {
-                ev.content_type = Some(truncate(ct, 60));
+                ev.content_type = Some(crate::engine::text::clip(ct, 60));
             }
             if let Some(err) = crate::engine::authparse::parse_registry_error(&resp.body) {
                 ev.client_ip = crate::engine::authparse::denied_client_ip(&err.message)

@@ -260,11 +260,6 @@ pub fn pick_from_manifest(body: &[u8]) -> Result<ManifestPick, String> {
         .ok_or_else(|| "manifest lists no blobs (schema 1 manifests are not supported)".to_string())
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, data);
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The login server's answer to `GET /v2/`, handed over by the endpoint probe that sent the
 /// very same request, so that a run with `--image` asks the registry for it once.
 pub(crate) type SharedV2 = tokio::sync::oneshot::Receiver<Result<Response, HopError>>;
@@ -553,7 +548,7 @@ pub(crate) async fn pull_sharing(
             && (resp.body.len() as u64) == size
             && let Some(expected) = digest.strip_prefix("sha256:")
         {
-            let got = sha256_hex(&resp.body);
+            let got = crate::engine::text::sha256_hex(&resp.body, 32);
             if got != expected {
                 ev.blob.outcome = PullOutcome::Invalid;
                 ev.blob.error = Some(format!(
@@ -709,7 +704,7 @@ mod tests {
     #[test]
     fn sha256_matches_known_value() {
         assert_eq!(
-            sha256_hex(b"abc"),
+            crate::engine::text::sha256_hex(b"abc", 32),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }

@@ -144,7 +144,7 @@ pub fn classify(text: &str) -> Classified {
         } else {
             detail
         },
-        message: truncate(whole.trim(), MAX_MESSAGE_CHARS),
+        message: crate::engine::text::clip(whole.trim(), MAX_MESSAGE_CHARS),
     }
 }
 
@@ -828,22 +828,12 @@ fn token<'a>(s: &'a str, stops: &[char]) -> &'a str {
     &s[..end]
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(max).collect();
-        t.push('…');
-        t
-    }
-}
-
 fn one_line(s: &str, max: usize) -> String {
     let flat: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    truncate(flat.trim(), max)
+    crate::engine::text::clip(flat.trim(), max)
 }
 
 #[cfg(test)]

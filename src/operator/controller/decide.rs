@@ -40,12 +40,10 @@ pub fn run_now_token(value: Option<&str>) -> Option<String> {
     if v.len() <= 64 && !v.chars().any(char::is_control) {
         return Some(v.to_string());
     }
-    let d = ring::digest::digest(&ring::digest::SHA256, v.as_bytes());
-    let hex: String = d.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Some(format!("sha256:{hex}"))
+    Some(format!(
+        "sha256:{}",
+        crate::engine::text::sha256_hex(v.as_bytes(), 16)
+    ))
 }
 
 /// Run id of run number `n`.

@@ -359,7 +359,7 @@ impl Refused {
             target: job_target(&self.job),
             outcome: ProbeOutcome::Failed {
                 reason: Reason::ProbeNotCreated,
-                message: aggregate::truncate(
+                message: crate::engine::text::clip_line(
                     &format!(
                         "the API server refused to create probe job {}/{}: {}",
                         self.job.namespace().unwrap_or_default(),
@@ -1187,7 +1187,7 @@ pub fn transition_event(
     let diag_reason =
         |s: &RegistryConnectivityCheckStatus| s.diagnosis.as_ref().map(|d| d.reason.clone());
     let note = |n: &Condition| {
-        Some(aggregate::truncate(
+        Some(crate::engine::text::clip_line(
             &format!("Ready={}: {}: {}", n.status, n.reason, n.message),
             1024,
         ))
@@ -1230,7 +1230,7 @@ pub fn transition_event(
                 EventType::Warning
             },
             reason: "DiagnosisChanged".into(),
-            note: Some(aggregate::truncate(
+            note: Some(crate::engine::text::clip_line(
                 &format!(
                     "{} → {}: {}",
                     diag_reason(old).unwrap_or_else(|| "none".into()),
@@ -1303,7 +1303,7 @@ pub fn invalid_status(
             type_: conditions::READY.into(),
             status: "False".into(),
             reason: INVALID_SPEC.into(),
-            message: aggregate::truncate(message, 1024),
+            message: crate::engine::text::clip_line(message, 1024),
             observed_generation: generation,
             last_transition_time: now.clone(),
         },

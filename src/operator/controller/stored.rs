@@ -114,7 +114,7 @@ pub fn decode(stored: &StoredCheck) -> Decoded {
             Ok(s) => (Some(s), None),
             Err(e) => (
                 None,
-                Some(crate::operator::aggregate::truncate(
+                Some(crate::engine::text::clip_line(
                     &e.to_string(),
                     MAX_ERROR_CHARS,
                 )),
@@ -136,7 +136,7 @@ pub fn decode(stored: &StoredCheck) -> Decoded {
 /// `spec: <message>` when the spec is not an object or the error is not in one field.
 fn spec_message(spec: &Value, whole: &serde_json::Error) -> String {
     let shown = |field: &str, e: &dyn std::fmt::Display| {
-        crate::operator::aggregate::truncate(
+        crate::engine::text::clip_line(
             &format!("{field}: cannot be read: {e} (the object bypassed the CRD schema)"),
             MAX_ERROR_CHARS,
         )
