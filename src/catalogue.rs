@@ -33,6 +33,8 @@ pub mod links {
         "https://kubernetes.io/docs/concepts/security/multi-tenancy/";
     pub const MULTI_ARCH: &str =
         "https://learn.microsoft.com/azure/container-registry/push-multi-architecture-images";
+    pub const CONTAINERD_HOSTS: &str =
+        "https://github.com/containerd/containerd/blob/main/docs/hosts.md";
     pub const K8S_CRD_VALIDATION: &str = "https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#validation";
 }
 
@@ -639,6 +641,30 @@ catalogue! {
         field_symptom: "`failed to pull and unpack image \"<ref>\": no match for platform in manifest: not found`, or Docker's `no matching manifest for linux/arm64/v8 in the manifest list entries`.",
         remediation: "Push the image for the node's platform (`docker buildx build --platform linux/amd64,linux/arm64 ...` or `az acr build --platform`), check it with `docker manifest inspect <image>`, or schedule the pod on nodes of a matching OS/architecture (nodeSelector `kubernetes.io/arch`, `kubernetes.io/os`).",
         docs: &[MULTI_ARCH],
+    },
+    MirrorUnreachable => Entry {
+        phase: Phase::WholePath,
+        cause: Cause::ClientFirewallOrProxy,
+        code: None,
+        severity: Severity::Warning,
+        condition: None,
+        blocks_api: false,
+        summary: "A registry mirror from containerd's hosts.toml does not work while containerd would still reach the registry another way: containerd silently falls back to the next host, so pulls are slower (a timeout per pull) or bypass the mirror.",
+        field_symptom: "Pulls work but are slow or do not use the mirror; containerd's log shows `trying next host` with the mirror's error at info level, and the mirror's access log stays empty.",
+        remediation: "Fix the mirror or remove it from /etc/containerd/certs.d/<registry>/hosts.toml on the nodes: check its address and port, its certificate (`ca` in hosts.toml, or `skip_verify`), `http://` for a plain-HTTP mirror, and NO_PROXY in containerd's systemd drop-in for a mirror inside the network.",
+        docs: &[CONTAINERD_HOSTS],
+    },
+    HostsConfigInvalid => Entry {
+        phase: Phase::WholePath,
+        cause: Cause::ClientFirewallOrProxy,
+        code: None,
+        severity: Severity::Warning,
+        condition: None,
+        blocks_api: false,
+        summary: "containerd's hosts.toml for the registry cannot be decoded: containerd logs the error and ignores the file, so its mirrors and TLS settings do not apply and pulls go to the upstream only.",
+        field_symptom: "Mirrors configured on the node are never used, and containerd's log shows `failed to decode hosts.toml` at error level.",
+        remediation: "Fix the key named in the finding (e.g. `capabilities` must be a list of pull, resolve, push; `skip_verify` a boolean; `ca` a file name or list), then check it with `ctr images pull --hosts-dir /etc/containerd/certs.d <image>` on the node. No restart is needed: containerd reads hosts.toml on every pull.",
+        docs: &[CONTAINERD_HOSTS],
     },
     ContextsDisagree => Entry {
         phase: Phase::OperatorContexts,

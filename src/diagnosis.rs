@@ -70,6 +70,7 @@ pub fn diagnose(ev: &Evidence) -> Vec<Finding> {
         items.extend(endpoint_items(&ctx, ep));
     }
     pull_items(&ctx, &mut items);
+    containerd_items(&ctx, &mut items);
 
     // Stable sort keeps evidence order within equal keys.
     items.sort_by_key(|i| (i.finding.severity, role_rank(i.finding.role), i.layer));
@@ -145,7 +146,8 @@ fn role_rank(r: Option<Role>) -> u8 {
         Some(Role::LoginServer) => 0,
         Some(Role::DataEndpoint) => 1,
         Some(Role::Extra) => 2,
-        None => 3,
+        Some(Role::Mirror) => 3,
+        None => 4,
     }
 }
 
@@ -406,6 +408,72 @@ fn endpoint_items(ctx: &Ctx, ep: &EndpointEvidence) -> Vec<Item> {
         }
     }
     e.items
+}
+
+/// containerd's hosts (`--containerd-config-dir`): a `hosts.toml` containerd ignores, and each
+/// mirror that fails. A failing mirror is a Warning (containerd falls back to the next host);
+/// when the upstream fails too, the upstream's own finding (an Error) stays primary.
+fn containerd_items(ctx: &Ctx, items: &mut Vec<Item>) {
+    let Some(c) = &ctx.ev.containerd else {
+        return;
+    };
+    if let Some(why) = &c.invalid {
+        let upstream = c
+            .hosts
+            .iter()
+            .find(|h| h.upstream)
+            .map(|h| h.url.as_str())
+            .unwrap_or(ctx.ev.registry.as_str());
+        items.push(Item {
+            layer: Layer::Dns,
+            finding: Finding::catalogued(
+                Reason::HostsConfigInvalid,
+                ctx.ev.registry.clone(),
+                None,
+                format!(
+                    "{}: containerd ignores its hosts.toml ({why}); it pulls from {upstream} only, without the mirrors configured there",
+                    ctx.ev.registry
+                ),
+            ),
+        });
+    }
+    let next = |i: usize| {
+        c.hosts[i + 1..]
+            .iter()
+            .map(|h| h.url.clone())
+            .next()
+            .unwrap_or_else(|| "nothing (the pull fails)".into())
+    };
+    for (i, h) in c.hosts.iter().enumerate() {
+        let Some(ep) = &h.endpoint else { continue };
+        if h.works || h.upstream {
+            if h.upstream && !h.works {
+                items.extend(endpoint_items(ctx, ep));
+            }
+            continue;
+        }
+        let below = endpoint_items(ctx, ep);
+        let what = below
+            .iter()
+            .find(|i| i.finding.severity == Severity::Error)
+            .or(below.first())
+            .map(|i| format!("{}: {}", i.finding.reason.as_str(), i.finding.message))
+            .unwrap_or_else(|| "no registry API answered on its /v2/".into());
+        let name = endpoint_name(ep);
+        items.push(Item {
+            layer: Layer::Http,
+            finding: Finding::catalogued(
+                Reason::MirrorUnreachable,
+                name.clone(),
+                Some(Role::Mirror),
+                format!(
+                    "{name}: containerd's mirror {} does not work ({what}); containerd silently tries {} next",
+                    h.url,
+                    next(i)
+                ),
+            ),
+        });
+    }
 }
 
 fn last_step(ep: &EndpointEvidence) -> &'static str {
@@ -921,7 +989,7 @@ fn tls_layer(e: &mut Emit) -> bool {
     false
 }
 
-fn http_is_healthy(h: &HttpEvidence) -> bool {
+pub(crate) fn http_is_healthy(h: &HttpEvidence) -> bool {
     h.outcome == HttpOutcome::Response
         && match h.status {
             Some(401) => h.challenge.is_some() && !h.challenge_malformed,
@@ -1403,6 +1471,7 @@ mod tests {
             expect: Expect::Any,
             endpoints,
             pull: None,
+            containerd: None,
             ms: 100,
         }
     }

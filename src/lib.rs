@@ -15,6 +15,7 @@ pub mod evidence;
 pub mod findings;
 pub mod hostsconfig;
 pub mod jobs;
+pub mod mirrors;
 pub mod output;
 pub mod plan;
 pub mod policy;

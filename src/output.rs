@@ -146,6 +146,7 @@ fn role_name(role: Role) -> &'static str {
         Role::LoginServer => "login",
         Role::DataEndpoint => "data",
         Role::Extra => "extra",
+        Role::Mirror => "mirror",
     }
 }
 
@@ -795,6 +796,7 @@ mod tests {
                     redirects: vec![],
                     failed_host: None,
                 }),
+                containerd: None,
                 ms: 5120,
             },
         }

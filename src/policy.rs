@@ -522,6 +522,7 @@ fn role_name(role: crate::evidence::Role) -> &'static str {
         crate::evidence::Role::LoginServer => "registry",
         crate::evidence::Role::DataEndpoint => "data endpoint",
         crate::evidence::Role::Extra => "extra host",
+        crate::evidence::Role::Mirror => "mirror",
     }
 }
 

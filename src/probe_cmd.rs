@@ -200,6 +200,9 @@ pub fn prepare(
         docker_config: args.docker_config.clone(),
         timeout: args.timeout.clone(),
         strict_targets: true,
+        // The probe Job does not read the node's containerd configuration (yet).
+        containerd_config_dir: None,
+        runtime_proxy_from: Vec::new(),
     };
     let replace_no_proxy = args.proxy.is_some() || args.proxy_bypass.is_some();
     let bypass = args.proxy_bypass.clone();
@@ -1041,6 +1044,7 @@ mod tests {
                         .collect(),
                     failed_host: endpoints.get(1).cloned().map(Box::new),
                 }),
+                containerd: None,
                 ms: 30_000,
             },
         }

@@ -172,6 +172,7 @@ pub fn to_report(c: &Classified) -> Report {
         expect: Expect::Any,
         endpoints: Vec::new(),
         pull: None,
+        containerd: None,
         ms: 0,
     };
     let findings = vec![finding];
