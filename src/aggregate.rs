@@ -761,7 +761,7 @@ mod tests {
                 expect: Expect::Any,
                 endpoints: vec![],
                 pull: None,
-            containerd: None,
+                containerd: None,
                 ms: 42,
             },
         }

@@ -265,9 +265,9 @@ pub async fn run(check: &PreparedCheck) -> Report {
     // containerd's mirrors are probed beside the engine, each with its own budget.
     let walk = async {
         match &check.containerd {
-            Some(res) => Some(
-                crate::mirrors::walk(res, (&check.registry, login_port), &check.config).await,
-            ),
+            Some(res) => {
+                Some(crate::mirrors::walk(res, (&check.registry, login_port), &check.config).await)
+            }
             None => None,
         }
     };

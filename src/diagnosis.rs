@@ -2809,7 +2809,105 @@ mod tests {
             }
             ev.pull = Some(p);
         }
+        if g.chance(4) {
+            let mirror = gen_endpoint(g, "mirror.example", Role::Mirror);
+            let works = crate::mirrors::endpoint_works(&mirror);
+            ev.containerd = Some(crate::mirrors::ContainerdEvidence {
+                config: Some("/etc/containerd/certs.d/myreg.azurecr.io/hosts.toml".into()),
+                invalid: g
+                    .chance(3)
+                    .then(|| "hosts.toml: skip_verify = \"yes\": must be true or false".into()),
+                hosts: vec![
+                    mirror_host("https://mirror.example/v2", false, Some(mirror), works),
+                    mirror_host("https://myreg.azurecr.io/v2", true, None, true),
+                ],
+                would_use: None,
+                probe_took: "https://myreg.azurecr.io/v2/ directly".into(),
+            });
+        }
         ev
+    }
+
+    fn mirror_host(
+        url: &str,
+        upstream: bool,
+        endpoint: Option<EndpointEvidence>,
+        works: bool,
+    ) -> crate::mirrors::HostEvidence {
+        crate::mirrors::HostEvidence {
+            url: url.into(),
+            capabilities: vec!["pull".into(), "resolve".into()],
+            upstream,
+            ca: vec![],
+            skip_verify: false,
+            plain_http: false,
+            notes: vec![],
+            endpoint,
+            works,
+        }
+    }
+
+    #[test]
+    fn failing_mirror_is_a_warning_and_the_upstream_stays_primary() {
+        let mut dead = healthy("mirror.example", Role::Mirror, "10.9.0.5");
+        dead.tcp[0].outcome = TcpOutcome::Refused;
+        dead.tls = None;
+        dead.http = None;
+        let c = |login_ok: bool| {
+            let mut login = healthy(REG, Role::LoginServer, "20.1.2.3");
+            if !login_ok {
+                login.tcp[0].outcome = TcpOutcome::Timeout;
+                login.tls = None;
+                login.http = None;
+            }
+            let mut ev = evidence(vec![login]);
+            ev.containerd = Some(crate::mirrors::ContainerdEvidence {
+                config: None,
+                invalid: None,
+                hosts: vec![
+                    mirror_host(
+                        "https://mirror.example/v2",
+                        false,
+                        Some(dead.clone()),
+                        false,
+                    ),
+                    mirror_host(&format!("https://{REG}/v2"), true, None, login_ok),
+                ],
+                would_use: None,
+                probe_took: String::new(),
+            });
+            report(ev)
+        };
+        let r = c(true);
+        assert_eq!(r.verdict, Verdict::Degraded);
+        assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+        let f = &r.findings[0];
+        assert_eq!(f.reason, Reason::MirrorUnreachable);
+        assert_eq!(f.severity, Severity::Warning);
+        assert_eq!(f.role, Some(Role::Mirror));
+        assert!(f.message.contains("ConnectionRefused"), "{}", f.message);
+        assert!(
+            f.message.contains(&format!("https://{REG}/v2")),
+            "{}",
+            f.message
+        );
+        let r = c(false);
+        assert_eq!(r.verdict, Verdict::Unreachable);
+        assert_eq!(r.findings[0].reason, Reason::ConnectionTimedOut);
+        assert_eq!(r.findings[1].reason, Reason::MirrorUnreachable);
+
+        let mut ev = evidence(vec![healthy(REG, Role::LoginServer, "20.1.2.3")]);
+        ev.containerd = Some(crate::mirrors::ContainerdEvidence {
+            config: None,
+            invalid: Some("/c/hosts.toml: ca = 5: must be a file name".into()),
+            hosts: vec![mirror_host(&format!("https://{REG}/v2"), true, None, true)],
+            would_use: None,
+            probe_took: String::new(),
+        });
+        let r = report(ev);
+        assert_eq!(r.findings[0].reason, Reason::HostsConfigInvalid);
+        assert!(r.findings[0].message.contains("ca = 5"));
+        assert_eq!(r.verdict, Verdict::Degraded);
     }
 
     #[test]

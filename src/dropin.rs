@@ -95,9 +95,9 @@ impl UnitEnv {
             return;
         }
         match split_words(value) {
-            Err(e) => self
-                .ignored
-                .push(format!("{label}:{n}: invalid syntax ({e}), ignoring the line")),
+            Err(e) => self.ignored.push(format!(
+                "{label}:{n}: invalid syntax ({e}), ignoring the line"
+            )),
             Ok(words) => {
                 for w in words {
                     match w.split_once('=') {
@@ -233,7 +233,10 @@ mod tests {
         assert_eq!(e.get("HTTPS_PROXY"), Some("http://b:2"));
         assert_eq!(e.ignored.len(), 2, "{:?}", e.ignored);
         assert!(e.ignored[0].starts_with("override.conf:4:"));
-        e.apply("reset.conf", "[Service]\nEnvironment=\nEnvironment=NO_PROXY=x\n");
+        e.apply(
+            "reset.conf",
+            "[Service]\nEnvironment=\nEnvironment=NO_PROXY=x\n",
+        );
         assert_eq!(e.vars, [("NO_PROXY".to_string(), "x".to_string())]);
         let e = env("[Service]\nEnvironment=\"HTTPS_PROXY=http://a:1\n");
         assert_eq!(e.get("HTTPS_PROXY"), None);
@@ -242,7 +245,8 @@ mod tests {
 
     #[test]
     fn continuation_lines() {
-        let e = env("[Service]\nEnvironment=HTTPS_PROXY=http://p:3128 \\\n  NO_PROXY=.svc,.local\n");
+        let e =
+            env("[Service]\nEnvironment=HTTPS_PROXY=http://p:3128 \\\n  NO_PROXY=.svc,.local\n");
         assert_eq!(e.get("HTTPS_PROXY"), Some("http://p:3128"));
         assert_eq!(e.get("NO_PROXY"), Some(".svc,.local"));
     }

@@ -240,9 +240,9 @@ pub fn parse_hosts_file(
         let item = hosts_table.and_then(|t| t.get(name));
         let table = match item {
             None => None,
-            Some(i) => Some(table_like(i).ok_or_else(|| {
-                err(&key, &item_text(i), "must be a table".into())
-            })?),
+            Some(i) => Some(
+                table_like(i).ok_or_else(|| err(&key, &item_text(i), "must be a table".into()))?,
+            ),
         };
         out.push(parse_host_config(name, base_dir, table, &key, &err)?);
     }
@@ -353,7 +353,11 @@ fn parse_host_config(
     let override_path = match get("override_path") {
         None => false,
         Some(i) => i.as_bool().ok_or_else(|| {
-            err(&key("override_path"), &item_text(i), "must be true or false".into())
+            err(
+                &key("override_path"),
+                &item_text(i),
+                "must be true or false".into(),
+            )
         })?,
     };
     let (mut scheme, mut host, mut path) = (String::new(), String::new(), String::new());
@@ -369,7 +373,11 @@ fn parse_host_config(
             prefix.to_string()
         };
         let u = url::Url::parse(&full).map_err(|e| {
-            err(&shown_key, server, format!("is not a URL containerd can parse: {e}"))
+            err(
+                &shown_key,
+                server,
+                format!("is not a URL containerd can parse: {e}"),
+            )
         })?;
         scheme = u.scheme().to_string();
         if scheme != "http" && scheme != "https" {
@@ -405,7 +413,11 @@ fn parse_host_config(
     let skip_verify = match get("skip_verify") {
         None => None,
         Some(i) => Some(i.as_bool().ok_or_else(|| {
-            err(&key("skip_verify"), &item_text(i), "must be true or false".into())
+            err(
+                &key("skip_verify"),
+                &item_text(i),
+                "must be true or false".into(),
+            )
         })?),
     };
     let capabilities = match get("capabilities") {
@@ -446,7 +458,12 @@ fn parse_host_config(
             if let Some(s) = i.as_str() {
                 Some(vec![abs(s, base_dir)])
             } else if let Some(a) = i.as_array() {
-                Some(strings(a, &k, err)?.iter().map(|s| abs(s, base_dir)).collect())
+                Some(
+                    strings(a, &k, err)?
+                        .iter()
+                        .map(|s| abs(s, base_dir))
+                        .collect(),
+                )
             } else {
                 return Err(err(
                     &k,
@@ -530,7 +547,11 @@ fn parse_host_config(
                 None
             } else {
                 Some(parse_go_duration(s).ok_or_else(|| {
-                    err(&k, s, "is not a Go duration (e.g. \"5s\", \"1m30s\")".into())
+                    err(
+                        &k,
+                        s,
+                        "is not a Go duration (e.g. \"5s\", \"1m30s\")".into(),
+                    )
                 })?)
             }
         }
@@ -694,7 +715,11 @@ fn empty_entry() -> HostEntry {
 
 /// `loadCertFiles`: Docker's layout (`*.crt` CAs, `*.cert` with an optional `*.key`), given the
 /// file names of the directory (sorted, as Go's `os.ReadDir` returns them).
-pub fn cert_files_entry(dir: &Path, names: &[String], has_file: impl Fn(&str) -> bool) -> HostEntry {
+pub fn cert_files_entry(
+    dir: &Path,
+    names: &[String],
+    has_file: impl Fn(&str) -> bool,
+) -> HostEntry {
     let mut e = empty_entry();
     let mut names = names.to_vec();
     names.sort();
@@ -906,7 +931,10 @@ server = "https://docker.io"
         assert_eq!(
             hosts[2].header,
             [
-                ("x-custom-2".to_string(), vec!["value1".into(), "value2".into()]),
+                (
+                    "x-custom-2".to_string(),
+                    vec!["value1".into(), "value2".into()]
+                ),
                 ("x-custom-1".to_string(), vec!["value".into()])
             ]
         );
@@ -972,17 +1000,28 @@ host."https://dotted.example".capabilities = ["pull"]
                 "[\"a\"]",
             ),
             ("server = 1\n", "server", "1"),
-            ("dial_timeout = \"5 seconds\"\n", "dial_timeout", "5 seconds"),
+            (
+                "dial_timeout = \"5 seconds\"\n",
+                "dial_timeout",
+                "5 seconds",
+            ),
             (
                 "[host.\"https://m\".header]\nx = 1\n",
                 "host.\"https://m\".header.x",
                 "1",
             ),
-            ("[host.\"https://m:99999\"]\n", "host.\"https://m:99999\"", "https://m:99999"),
+            (
+                "[host.\"https://m:99999\"]\n",
+                "host.\"https://m:99999\"",
+                "https://m:99999",
+            ),
         ];
         for (text, key, value) in cases {
             let e = parse(text).unwrap_err();
-            assert_eq!(e.file, "/etc/containerd/certs.d/docker.io/hosts.toml", "{text}");
+            assert_eq!(
+                e.file, "/etc/containerd/certs.d/docker.io/hosts.toml",
+                "{text}"
+            );
             assert_eq!(e.key, key, "{text}");
             assert_eq!(e.value, value, "{text}");
             assert!(e.to_string().contains(key), "{e}");

@@ -137,7 +137,12 @@ pub async fn walk(
     .await
 }
 
-async fn probe_host(h: &RegistryHost, ev: &mut HostEvidence, config: &ProbeConfig, budget: &Budget) {
+async fn probe_host(
+    h: &RegistryHost,
+    ev: &mut HostEvidence,
+    config: &ProbeConfig,
+    budget: &Budget,
+) {
     let (name, port) = host_port(h);
     let mut cfg = config.clone();
     match config.trust.with_extra(&h.ca) {
@@ -162,7 +167,11 @@ async fn probe_host(h: &RegistryHost, ev: &mut HostEvidence, config: &ProbeConfi
             let first = tls(&name, port, &path, &headers, &cfg, budget).await;
             // containerd's NewHTTPFallback retries in plain HTTP when the server does not
             // answer the handshake as a TLS server.
-            if first.tls.as_ref().is_some_and(|t| t.outcome == TlsOutcome::Failed) {
+            if first
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.outcome == TlsOutcome::Failed)
+            {
                 ev.plain_http = true;
                 ev.notes.push(format!(
                     "no TLS on {name}:{port}; containerd falls back to plain HTTP, as the probe did"
@@ -178,7 +187,10 @@ async fn probe_host(h: &RegistryHost, ev: &mut HostEvidence, config: &ProbeConfi
 }
 
 fn header_refs(headers: &[(String, String)]) -> Vec<(&str, String)> {
-    headers.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect()
 }
 
 async fn tls(
@@ -226,7 +238,11 @@ async fn get(
 
 /// The `HTTP_PROXY` an `http://` request to `host:port` goes through (Go's rules: never for
 /// localhost or loopback, not for `NO_PROXY` matches).
-fn http_proxy<'a>(cfg: &'a ProbeConfig, host: &str, port: u16) -> Option<&'a crate::proxy::ProxyUrl> {
+fn http_proxy<'a>(
+    cfg: &'a ProbeConfig,
+    host: &str,
+    port: u16,
+) -> Option<&'a crate::proxy::ProxyUrl> {
     let p = cfg.proxy.as_ref()?;
     let url = p.http.as_ref()?;
     if crate::hostsconfig::is_localhost(host) || p.no_proxy.matches(host, port).is_some() {
@@ -282,13 +298,11 @@ async fn plain(
         .parse::<IpAddr>()
     {
         Ok(ip) => Some(ip),
-        Err(_) => {
-            dns::resolve_system(&proxy.host, &cfg.resolv, &cfg.hosts, budget.dns_deadline())
-                .await
-                .addresses
-                .first()
-                .map(|a| a.ip)
-        }
+        Err(_) => dns::resolve_system(&proxy.host, &cfg.resolv, &cfg.hosts, budget.dns_deadline())
+            .await
+            .addresses
+            .first()
+            .map(|a| a.ip),
     };
     let unreachable = |error: String| ProxyEvidence {
         url: proxy.redacted(),
@@ -298,7 +312,10 @@ async fn plain(
         ms: started.elapsed().as_millis() as u64,
     };
     let Some(ip) = proxy_ip else {
-        ev.proxy = Some(unreachable(format!("proxy host {} does not resolve", proxy.host)));
+        ev.proxy = Some(unreachable(format!(
+            "proxy host {} does not resolve",
+            proxy.host
+        )));
         return ev;
     };
     let addr = std::net::SocketAddr::new(ip, proxy.port);
@@ -309,7 +326,9 @@ async fn plain(
     let (tcp, stream) = net::tcp_connect(addr, budget.phase(0.3)).await;
     ev.tcp.push(tcp);
     let Some(stream) = stream else {
-        ev.proxy = Some(unreachable(format!("cannot connect to the proxy at {addr}")));
+        ev.proxy = Some(unreachable(format!(
+            "cannot connect to the proxy at {addr}"
+        )));
         return ev;
     };
     ev.proxy = Some(ProxyEvidence {
@@ -330,7 +349,11 @@ async fn plain(
 
 /// Puts the walk and the engine's evidence together: which host containerd would use and
 /// what the probe took.
-pub fn summarise(res: &HostsResolution, hosts: Vec<HostEvidence>, ev: &Evidence) -> ContainerdEvidence {
+pub fn summarise(
+    res: &HostsResolution,
+    hosts: Vec<HostEvidence>,
+    ev: &Evidence,
+) -> ContainerdEvidence {
     let login = ev.endpoints.iter().find(|e| e.role == Role::LoginServer);
     let mut hosts = hosts;
     for h in &mut hosts {
