@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod mirrors;
 pub mod output;
 pub mod plan;
+pub mod platform;
 pub mod policy;
 pub mod probe;
 pub mod probe_cmd;
