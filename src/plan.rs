@@ -341,6 +341,22 @@ impl NodeInventory {
         &self.platforms
     }
 
+    /// `status.skippedNodes` (bounded) and `status.skippedNodeCount` for `ctx`.
+    pub fn skipped_status(&self, ctx: &NodeContext) -> (Vec<crate::crd::SkippedNode>, u32) {
+        let all = self.skipped(ctx);
+        let count = u32::try_from(all.len()).unwrap_or(u32::MAX);
+        let list = all
+            .into_iter()
+            .take(crate::crd::MAX_SKIPPED_NODES)
+            .map(|(node, skip, message)| crate::crd::SkippedNode {
+                node,
+                reason: skip.as_str().into(),
+                message: crate::target::shown_value_max(&message, 512),
+            })
+            .collect();
+        (list, count)
+    }
+
     /// Every node that `ctx` cannot probe, with the reason and a message naming what is
     /// missing, sorted by node name.
     pub fn skipped(&self, ctx: &NodeContext) -> Vec<(String, Skip, String)> {

@@ -138,6 +138,9 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// How long a listed node inventory is reused for planning (zero: list for every run).
     pub node_cache_ttl: Duration,
+    /// Platforms the probe image is built for: nodes of other architectures are skipped and
+    /// probe Jobs require one of these architectures.
+    pub probe_image_platforms: crate::platform::Platforms,
 }
 
 /// Default of [`Config::node_cache_ttl`]: checks that start within this long of each other
@@ -331,6 +334,9 @@ pub struct Context {
     created: std::sync::Mutex<HashMap<String, (std::collections::BTreeSet<String>, Instant)>>,
     /// Whether this replica leads: every write checks it ([`leading`]).
     pub leadership: leader::Leadership,
+    /// Per check uid: the nodes the run this process started could not probe
+    /// (`status.skippedNodes`, `status.skippedNodeCount`).
+    skipped: std::sync::Mutex<HashMap<String, (Vec<crate::crd::SkippedNode>, u32)>>,
 }
 
 impl Context {
@@ -349,6 +355,7 @@ impl Context {
             collected: std::sync::Mutex::new(HashMap::new()),
             created: std::sync::Mutex::new(HashMap::new()),
             leadership: leader::Leadership::always(),
+            skipped: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -708,6 +715,9 @@ pub fn stamp_job(
             }
         }
     }
+    if let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        pod.affinity = Some(jobs::arch_affinity(&cfg.probe_image_platforms));
+    }
     job
 }
 
@@ -802,8 +812,9 @@ async fn list_nodes(ctx: &Context) -> Result<Arc<NodeInventory>, Error> {
         .list(&ListParams::default())
         .await
         .map_err(|source| Error::ListNodes { source })?;
-    let inv = Arc::new(NodeInventory::new(
+    let inv = Arc::new(NodeInventory::with_platforms(
         list.items.iter().map(NodeInfo::from_node).collect(),
+        ctx.config.probe_image_platforms.clone(),
     ));
     if !ttl.is_zero()
         && let Ok(mut cached) = ctx.nodes.lock()
@@ -1218,6 +1229,12 @@ async fn start(
 ) -> Result<Requeue, Error> {
     let nodes = list_nodes(ctx).await?;
     let planned = plan_jobs(check, spec, &nodes, run, &ctx.config);
+    let (skipped, skipped_count) = nodes.skipped_status(&check.spec.contexts.node);
+    if let Ok(uid) = check_uid(check)
+        && let Ok(mut m) = ctx.skipped.lock()
+    {
+        m.insert(uid, (skipped.clone(), skipped_count));
+    }
     if planned.is_empty() {
         // Nothing can run: the run ends at once with that as its result.
         let run_id = decide::run_id(run);
@@ -1226,7 +1243,15 @@ async fn start(
             target: None,
             outcome: ProbeOutcome::Failed {
                 reason: Reason::ProbeUnschedulable,
-                message: "no Linux node is Ready, schedulable, matches spec.contexts.node.nodeSelector and tolerates its taints (see spec.contexts.node.tolerations)".into(),
+                message: format!(
+                    "no Linux node is Ready, schedulable, matches spec.contexts.node.nodeSelector, tolerates its taints (see spec.contexts.node.tolerations) and has a platform of the probe image ({}){}",
+                    ctx.config.probe_image_platforms,
+                    skipped
+                        .iter()
+                        .take(3)
+                        .map(|s| format!("; {}", s.message))
+                        .collect::<String>()
+                ),
             },
         };
         let info = RunInfo {
@@ -1268,6 +1293,15 @@ async fn finish_run(
     let summary = aggregate::aggregate(records);
     let run_id = info.id.clone();
     let mut st = aggregate::next_status(&prev, &check.spec, generation, &summary, info, &Time(now));
+    // The nodes the run started by this process skipped (after a restart mid-run, the
+    // previous value stays).
+    if let Ok(uid) = check_uid(check)
+        && let Ok(m) = ctx.skipped.lock()
+        && let Some((list, count)) = m.get(&uid)
+    {
+        st.skipped_nodes = list.clone();
+        st.skipped_node_count = *count;
+    }
     st.last_run_now = decide::run_now_token(
         check
             .annotations()
