@@ -437,6 +437,22 @@ fn containerd_items(ctx: &Ctx, items: &mut Vec<Item>) {
             ),
         });
     }
+    if let Some(why) = &c.broken {
+        let mut f = Finding::catalogued(
+            Reason::HostsConfigInvalid,
+            ctx.ev.registry.clone(),
+            None,
+            format!(
+                "{}: containerd cannot load a TLS file its hosts.toml names ({why}): every pull from this registry fails before any host is tried",
+                ctx.ev.registry
+            ),
+        );
+        f.severity = Severity::Error;
+        items.push(Item {
+            layer: Layer::Dns,
+            finding: f,
+        });
+    }
     let next = |i: usize| {
         c.hosts[i + 1..]
             .iter()
@@ -2814,6 +2830,7 @@ mod tests {
             let works = crate::mirrors::endpoint_works(&mirror);
             ev.containerd = Some(crate::mirrors::ContainerdEvidence {
                 config: Some("/etc/containerd/certs.d/myreg.azurecr.io/hosts.toml".into()),
+                broken: None,
                 invalid: g
                     .chance(3)
                     .then(|| "hosts.toml: skip_verify = \"yes\": must be true or false".into()),
@@ -2864,6 +2881,7 @@ mod tests {
             ev.containerd = Some(crate::mirrors::ContainerdEvidence {
                 config: None,
                 invalid: None,
+                broken: None,
                 hosts: vec![
                     mirror_host(
                         "https://mirror.example/v2",
@@ -2899,6 +2917,7 @@ mod tests {
         let mut ev = evidence(vec![healthy(REG, Role::LoginServer, "20.1.2.3")]);
         ev.containerd = Some(crate::mirrors::ContainerdEvidence {
             config: None,
+            broken: None,
             invalid: Some("/c/hosts.toml: ca = 5: must be a file name".into()),
             hosts: vec![mirror_host(&format!("https://{REG}/v2"), true, None, true)],
             would_use: None,

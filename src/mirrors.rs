@@ -24,6 +24,10 @@ pub struct ContainerdEvidence {
     /// Why containerd ignores the `hosts.toml` (it then pulls from the upstream only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invalid: Option<String>,
+    /// A `ca` or `client` file containerd cannot load: it then fails every pull from the
+    /// registry (`ConfigureHosts` returns the error; no host is tried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken: Option<String>,
     /// The hosts a pull tries, in order.
     pub hosts: Vec<HostEvidence>,
     /// The host containerd would pull from: the first one that works. Absent: none works.
@@ -57,6 +61,9 @@ pub struct HostEvidence {
     pub endpoint: Option<EndpointEvidence>,
     pub works: bool,
 }
+
+/// Prefix of a note on a TLS file containerd cannot load.
+const BROKEN: &str = "containerd cannot load this host's TLS files and fails every pull: ";
 
 /// `host[:port]` -> (host without brackets, port), with the scheme's default port.
 fn host_port(h: &RegistryHost) -> (String, u16) {
@@ -147,9 +154,15 @@ async fn probe_host(
     let mut cfg = config.clone();
     match config.trust.with_extra(&h.ca) {
         Ok(t) => cfg.trust = t,
-        Err(e) => ev.notes.push(format!(
-            "{e}: containerd cannot build this host's TLS configuration and fails the pull"
-        )),
+        Err(e) => ev.notes.push(format!("{BROKEN}{e}")),
+    }
+    for (cert, key) in &h.client {
+        for f in std::iter::once(cert).chain(key) {
+            if let Err(e) = std::fs::metadata(f) {
+                ev.notes
+                    .push(format!("{BROKEN}client file {}: {e}", f.display()));
+            }
+        }
     }
     if let Some(skip) = h.skip_verify {
         cfg.trust.skip_verify = skip;
@@ -372,14 +385,23 @@ pub fn summarise(
             }
         ),
     };
+    let broken = hosts
+        .iter()
+        .flat_map(|h| h.notes.iter().map(move |n| (h, n)))
+        .find_map(|(h, n)| n.strip_prefix(BROKEN).map(|e| format!("{}: {e}", h.url)));
     ContainerdEvidence {
+        would_use: if broken.is_some() {
+            None
+        } else {
+            hosts.iter().find(|h| h.works).map(|h| h.url.clone())
+        },
+        broken,
         config: res
             .file
             .as_ref()
             .or(res.dir.as_ref())
             .map(|p| p.display().to_string()),
         invalid: res.invalid.as_ref().map(|e| e.to_string()),
-        would_use: hosts.iter().find(|h| h.works).map(|h| h.url.clone()),
         hosts,
         probe_took,
     }

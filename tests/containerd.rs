@@ -258,6 +258,30 @@ fn mirror_with_its_own_ca_from_hosts_toml() {
 }
 
 #[test]
+fn a_missing_ca_file_fails_every_pull() {
+    let w = world();
+    let m = w.tls_mirror(&w.pki);
+    let missing = w.lab.dir().join("no-such-ca.pem");
+    w.hosts_toml(&format!(
+        "[host.\"https://{MIRROR}:{}\"]\n  ca = \"{}\"\n",
+        m.port(),
+        missing.display()
+    ));
+    let run = w.run(&[]);
+    let j = run.json();
+    assert_eq!(run.code, 1, "{}", run.dump());
+    assert_eq!(
+        s(&j, "/findings/0/reason"),
+        "HostsConfigInvalid",
+        "{}",
+        run.dump()
+    );
+    assert_eq!(s(&j, "/findings/0/severity"), "Error");
+    assert!(s(&j, "/findings/0/message").contains("no-such-ca.pem"));
+    assert_eq!(s(&j, "/containerd/wouldUse"), "<missing>");
+}
+
+#[test]
 fn plain_http_mirror() {
     let w = world();
     let router = Router::new().reply(
