@@ -67,6 +67,9 @@ impl World {
         f
     }
     fn run(&self, extra: &[&str]) -> Run {
+        self.run_as("json", extra)
+    }
+    fn run_as(&self, output: &str, extra: &[&str]) -> Run {
         let mut a: Vec<String> = vec![
             "check".into(),
             self.target(),
@@ -77,7 +80,7 @@ impl World {
             "--ca-file".into(),
             self.pki.ca_file.display().to_string(),
             "--output".into(),
-            "json".into(),
+            output.into(),
             "--timeout".into(),
             "5s".into(),
             "--containerd-config-dir".into(),
@@ -144,6 +147,25 @@ fn mirror_down_with_a_working_upstream_is_degraded() {
     assert_eq!(s(c, "/hosts/1/works"), "true", "{}", run.dump());
     assert_eq!(s(c, "/wouldUse"), upstream_url(&w));
     assert!(s(c, "/probeTook").contains("directly"), "{}", run.dump());
+
+    // The table says the same.
+    let run = w.run_as("table", &[]);
+    let out = &run.stdout;
+    assert!(
+        out.contains(&format!(
+            "1. https://{MIRROR}:{closed}/v2 [pull,resolve] fails"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("2. {} (upstream)", upstream_url(&w))),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("containerd would pull from {}", upstream_url(&w))),
+        "{out}"
+    );
+    assert!(out.contains("the probe took https://"), "{out}");
 }
 
 #[test]
