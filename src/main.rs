@@ -94,6 +94,14 @@ struct CheckArgs {
     /// Refuse loopback targets too, as in-cluster probes do
     #[arg(long)]
     strict_targets: bool,
+    /// containerd's registry config_path (e.g. /etc/containerd/certs.d): probe every mirror of
+    /// its hosts.toml in containerd's order, with each host's CA, skip_verify and http://
+    #[arg(long, value_name = "DIR")]
+    containerd_config_dir: Option<PathBuf>,
+    /// systemd unit or drop-in of the runtime (e.g. /etc/systemd/system/containerd.service.d/
+    /// http-proxy.conf): use the proxy its Environment= lines give (repeatable)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["proxy", "no_proxy"])]
+    runtime_proxy_from: Vec<PathBuf>,
     /// Output format
     #[arg(long, short = 'o', value_enum, default_value = "table")]
     output: OutputFormat,
@@ -169,6 +177,8 @@ fn run_check(args: CheckArgs) -> i32 {
         password,
         docker_config: args.docker_config,
         strict_targets: args.strict_targets,
+        containerd_config_dir: args.containerd_config_dir,
+        runtime_proxy_from: args.runtime_proxy_from,
         ..args.target.check_input(args.registry)
     };
     let prepared = match check::prepare(&input, |k| std::env::var(k).ok()) {

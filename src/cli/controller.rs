@@ -49,6 +49,15 @@ pub struct ControllerArgs {
     /// Image of the probe Jobs (the controller's own image, which carries `regcheck probe`)
     #[arg(long, env = "REGCHECK_PROBE_IMAGE", value_name = "IMAGE")]
     pub probe_image: String,
+    /// Platforms the probe image is built for (os/arch, comma separated): nodes of other
+    /// architectures are skipped, with the reason in status.skippedNodes
+    #[arg(
+        long,
+        env = "REGCHECK_PROBE_IMAGE_PLATFORMS",
+        value_name = "OS/ARCH,...",
+        default_value = crate::operator::platform::DEFAULT_PROBE_PLATFORMS
+    )]
+    pub probe_image_platforms: String,
     /// Pull policy of the probe image
     #[arg(
         long,
@@ -235,6 +244,10 @@ pub fn config(
         ));
     }
     lease_timings(args)?;
+    let probe_image_platforms = crate::operator::platform::Platforms::parse(
+        "--probe-image-platforms",
+        &args.probe_image_platforms,
+    )?;
     let policy = PolicyConfig::parse(
         &args.node_context_namespaces,
         &args.allowed_registries,
@@ -251,6 +264,7 @@ pub fn config(
         node_no_proxy: args.node_no_proxy.clone(),
         policy,
         node_cache_ttl: crate::operator::controller::NODE_CACHE_TTL,
+        probe_image_platforms,
     })
 }
 
@@ -584,5 +598,36 @@ mod tests {
             let e = config(&a, |_| None).unwrap_err().to_string();
             assert!(e.starts_with(want), "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn probe_image_platforms_flag() {
+        let a = parse(&["--probe-image", "i"]).unwrap();
+        if std::env::var_os("REGCHECK_PROBE_IMAGE_PLATFORMS").is_none() {
+            let c = config(&a, |_| None).unwrap();
+            assert_eq!(
+                c.probe_image_platforms.to_string(),
+                "linux/amd64,linux/arm64"
+            );
+        }
+        let a = parse(&[
+            "--probe-image",
+            "i",
+            "--probe-image-platforms",
+            "linux/amd64,linux/s390x",
+        ])
+        .unwrap();
+        let c = config(&a, |_| None).unwrap();
+        assert!(c.probe_image_platforms.supports("linux", "s390x"));
+        let a = parse(&[
+            "--probe-image",
+            "i",
+            "--probe-image-platforms",
+            "linux/x86_64",
+        ])
+        .unwrap();
+        let e = config(&a, |_| None).unwrap_err();
+        assert_eq!(e.field, "--probe-image-platforms");
+        assert!(e.to_string().contains("x86_64"), "{e}");
     }
 }

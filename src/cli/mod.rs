@@ -149,6 +149,8 @@ impl TargetArgs {
             docker_config: None,
             timeout: self.timeout.clone(),
             strict_targets: false,
+            containerd_config_dir: None,
+            runtime_proxy_from: Vec::new(),
         }
     }
 }

@@ -1007,6 +1007,7 @@ mod tests {
                         .collect(),
                     failed_host: endpoints.get(1).cloned().map(Box::new),
                 }),
+                containerd: None,
                 ms: 30_000,
             },
         }

@@ -34,6 +34,8 @@ pub mod links {
     pub const MULTI_ARCH: &str =
         "https://learn.microsoft.com/azure/container-registry/push-multi-architecture-images";
     pub const K8S_QUOTAS: &str = "https://kubernetes.io/docs/concepts/policy/resource-quotas/";
+    pub const CONTAINERD_HOSTS: &str =
+        "https://github.com/containerd/containerd/blob/main/docs/hosts.md";
     pub const K8S_CRD_VALIDATION: &str = "https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#validation";
 }
 
@@ -194,6 +196,30 @@ catalogue! {
         field_symptom: "Nothing: pulls work from every probed node and pod network.",
         remediation: "No action needed; run the check again after network, DNS or proxy changes, from every node pool.",
         docs: &[HEALTH_ERRORS],
+    },
+    MirrorUnreachable => Entry {
+        phase: Phase::WholePath,
+        cause: Cause::ClientFirewallOrProxy,
+        code: None,
+        severity: Severity::Warning,
+        condition: None,
+        blocks_api: false,
+        summary: "A registry mirror from containerd's hosts.toml does not work while containerd would still reach the registry another way: containerd silently falls back to the next host, so pulls are slower (a timeout per pull) or bypass the mirror.",
+        field_symptom: "Pulls work but are slow or do not use the mirror; containerd's log shows `trying next host` with the mirror's error at info level, and the mirror's access log stays empty.",
+        remediation: "Fix the mirror or remove it from /etc/containerd/certs.d/<registry>/hosts.toml on the nodes: check its address and port, its certificate (`ca` in hosts.toml, or `skip_verify`), `http://` for a plain-HTTP mirror, and NO_PROXY in containerd's systemd drop-in for a mirror inside the network.",
+        docs: &[CONTAINERD_HOSTS],
+    },
+    HostsConfigInvalid => Entry {
+        phase: Phase::WholePath,
+        cause: Cause::ClientFirewallOrProxy,
+        code: None,
+        severity: Severity::Warning,
+        condition: None,
+        blocks_api: false,
+        summary: "containerd's hosts.toml for the registry cannot be decoded: containerd logs the error and ignores the file, so its mirrors and TLS settings do not apply and pulls go to the upstream only.",
+        field_symptom: "Mirrors configured on the node are never used, and containerd's log shows `failed to decode hosts.toml` at error level.",
+        remediation: "Fix the key named in the finding (e.g. `capabilities` must be a list of pull, resolve, push; `skip_verify` a boolean; `ca` a file name or list), then check it with `ctr images pull --hosts-dir /etc/containerd/certs.d <image>` on the node. No restart is needed: containerd reads hosts.toml on every pull.",
+        docs: &[CONTAINERD_HOSTS],
     },
     DNSNameNotFound => Entry {
         phase: Phase::Dns,
@@ -1072,7 +1098,7 @@ mod tests {
             _ => 0,
         };
         assert_eq!(Reason::ALL.iter().map(|r| count(*r)).sum::<i32>(), 2);
-        assert_eq!(Reason::ALL.len(), 49);
+        assert_eq!(Reason::ALL.len(), 51);
     }
 
     #[test]
@@ -1092,7 +1118,8 @@ mod tests {
                 } else {
                     "https://learn.microsoft.com/"
                 };
-                assert!(d.starts_with(site), "{r}: {d}");
+                // containerd's own configuration is documented by containerd.
+                assert!(d.starts_with(site) || *d == CONTAINERD_HOSTS, "{r}: {d}");
             }
             if let Some(code) = r.code() {
                 assert!(code.starts_with("CONNECTIVITY_"), "{r}: {code}");

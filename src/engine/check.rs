@@ -38,6 +38,11 @@ pub struct CheckInput {
     pub timeout: String,
     /// Apply the in-cluster target policy (no loopback).
     pub strict_targets: bool,
+    /// `--containerd-config-dir`: containerd's `config_path` (hosts.toml per registry).
+    pub containerd_config_dir: Option<PathBuf>,
+    /// `--runtime-proxy-from`: systemd unit files/drop-ins whose `Environment=` gives the
+    /// runtime's proxy.
+    pub runtime_proxy_from: Vec<PathBuf>,
 }
 
 /// The most a check may take.
@@ -48,6 +53,8 @@ pub struct PreparedCheck {
     pub registry: String,
     pub endpoints: Vec<Endpoint>,
     pub config: ProbeConfig,
+    /// What containerd would try for the registry (`--containerd-config-dir`).
+    pub containerd: Option<crate::engine::hostsconfig::HostsResolution>,
 }
 
 fn read_file(field: &str, path: &std::path::Path, max: u64) -> Result<String, InputError> {
@@ -110,7 +117,9 @@ pub fn prepare(
         Ok(_) => dns::parse_hosts(&read_file("--hosts-file", &input.hosts_file, 4 << 20)?),
         Err(_) => Default::default(),
     };
-    let proxy = if input.no_proxy {
+    let proxy = if !input.runtime_proxy_from.is_empty() {
+        Some(runtime_proxy(input)?)
+    } else if input.no_proxy {
         None
     } else if let Some(url) = &input.proxy {
         let no_proxy = env("NO_PROXY").or_else(|| env("no_proxy"));
@@ -145,7 +154,27 @@ pub fn prepare(
             "credentials are only used with --image",
         ));
     }
+    let containerd = match &input.containerd_config_dir {
+        None => None,
+        Some(dir) => {
+            let shown = dir.display().to_string();
+            if !dir.is_dir() {
+                return Err(InputError::new(
+                    "--containerd-config-dir",
+                    &shown,
+                    "is not a directory",
+                ));
+            }
+            let name = crate::engine::probe::host_header(&registry, login.port);
+            // containerd looks the registry up as written in image references: host[:port].
+            Some(
+                crate::engine::hostsconfig::load(dir, &name)
+                    .map_err(|e| InputError::new("--containerd-config-dir", &shown, e))?,
+            )
+        }
+    };
     Ok(PreparedCheck {
+        containerd,
         registry,
         endpoints,
         config: ProbeConfig {
@@ -165,6 +194,28 @@ pub fn prepare(
             image,
             credentials,
         },
+    })
+}
+
+/// The proxy of the runtime's systemd unit: `Environment=` of the given files, in systemd's
+/// order (by file name).
+fn runtime_proxy(input: &CheckInput) -> Result<ProxyConfig, InputError> {
+    let mut files = input.runtime_proxy_from.clone();
+    crate::engine::dropin::sort_dropins(&mut files);
+    let mut env = crate::engine::dropin::UnitEnv::default();
+    for f in &files {
+        let text = read_file("--runtime-proxy-from", f, 1 << 20)?;
+        env.apply(&f.display().to_string(), &text);
+    }
+    for note in &env.ignored {
+        tracing::warn!("--runtime-proxy-from: {note}");
+    }
+    ProxyConfig::from_env(|k| env.get(k).map(str::to_string)).map_err(|e| {
+        InputError::new(
+            "--runtime-proxy-from",
+            &e.value,
+            format!("{}: {}", e.field, e.problem),
+        )
     })
 }
 
@@ -212,6 +263,28 @@ fn credentials(input: &CheckInput, registry: &str) -> Result<Option<Credentials>
 
 /// Runs a prepared check and diagnoses it.
 pub async fn run(check: &PreparedCheck) -> Report {
-    let evidence = probe::run(&check.registry, &check.endpoints, &check.config).await;
+    let login_port = check
+        .endpoints
+        .iter()
+        .find(|e| e.role == Role::LoginServer)
+        .map(|e| e.port)
+        .unwrap_or(inputs::HTTPS_PORT);
+    // containerd's mirrors are probed beside the engine, each with its own budget.
+    let walk = async {
+        match &check.containerd {
+            Some(res) => Some(
+                crate::engine::mirrors::walk(res, (&check.registry, login_port), &check.config)
+                    .await,
+            ),
+            None => None,
+        }
+    };
+    let (mut evidence, hosts) = tokio::join!(
+        probe::run(&check.registry, &check.endpoints, &check.config),
+        walk
+    );
+    if let (Some(res), Some(hosts)) = (&check.containerd, hosts) {
+        evidence.containerd = Some(crate::engine::mirrors::summarise(res, hosts, &evidence));
+    }
     crate::engine::diagnosis::report(evidence)
 }

@@ -17,6 +17,8 @@ pub enum Role {
     DataEndpoint,
     /// Another host the user asked about (e.g. `mcr.microsoft.com`), probed like a registry.
     Extra,
+    /// A registry mirror from containerd's `hosts.toml`, tried before the upstream.
+    Mirror,
 }
 
 /// Kind of address, from the point of view of private endpoints.
@@ -474,6 +476,9 @@ pub struct Evidence {
     pub endpoints: Vec<EndpointEvidence>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull: Option<PullEvidence>,
+    /// The hosts containerd would try (`--containerd-config-dir`), and what each did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containerd: Option<crate::engine::mirrors::ContainerdEvidence>,
     pub ms: u64,
 }
 

@@ -43,6 +43,11 @@ impl InputError {
 /// Escapes control characters (`\n`, `\u{1b}`, ...) and truncates to [`MAX_SHOWN_VALUE`]
 /// characters, marking the cut with `…`.
 pub(crate) fn shown_value(s: &str) -> String {
+    shown_value_max(s, MAX_SHOWN_VALUE)
+}
+
+/// [`shown_value`] with another limit.
+pub(crate) fn shown_value_max(s: &str, max: usize) -> String {
     let mut out = String::new();
     let mut count = 0;
     for c in s.chars() {
@@ -52,7 +57,7 @@ pub(crate) fn shown_value(s: &str) -> String {
             c.to_string()
         };
         let n = piece.chars().count();
-        if count + n > MAX_SHOWN_VALUE {
+        if count + n > max {
             out.push('…');
             return out;
         }

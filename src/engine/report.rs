@@ -131,6 +131,7 @@ fn role_name(role: Role) -> &'static str {
         Role::LoginServer => "login",
         Role::DataEndpoint => "data",
         Role::Extra => "extra",
+        Role::Mirror => "mirror",
     }
 }
 
@@ -486,6 +487,11 @@ pub fn render_table(report: &Report, color: bool) -> String {
     for e in &ev.endpoints {
         endpoint_rows(e, &mut rows);
     }
+    if let Some(c) = &ev.containerd {
+        for e in c.hosts.iter().filter_map(|h| h.endpoint.as_ref()) {
+            endpoint_rows(e, &mut rows);
+        }
+    }
     pull_rows(report, &mut rows);
 
     let cells: Vec<[String; 6]> = rows
@@ -555,6 +561,9 @@ pub fn render_table(report: &Report, color: bool) -> String {
         }
     }
     out.push('\n');
+    if let Some(c) = &ev.containerd {
+        containerd_lines(c, color, &mut out);
+    }
 
     match report.findings.split_first() {
         None => out.push_str("Diagnosis: no findings\n"),
@@ -579,6 +588,52 @@ pub fn render_table(report: &Report, color: bool) -> String {
         }
     }
     out
+}
+
+/// What containerd would do (`--containerd-config-dir`): its hosts in order, the one it would
+/// use, and what the probe itself took.
+fn containerd_lines(c: &crate::engine::mirrors::ContainerdEvidence, color: bool, out: &mut String) {
+    out.push_str(&format!(
+        "containerd ({}):\n",
+        clean(
+            c.config
+                .as_deref()
+                .unwrap_or("no hosts.toml for this registry")
+        )
+    ));
+    if let Some(why) = &c.invalid {
+        out.push_str(&format!(
+            "  hosts.toml ignored by containerd: {}\n",
+            clean(why)
+        ));
+    }
+    for (i, h) in c.hosts.iter().enumerate() {
+        let (word, status) = if h.works {
+            ("works", Status::Ok)
+        } else {
+            ("fails", Status::Err)
+        };
+        out.push_str(&format!(
+            "  {}. {}{} [{}] {}\n",
+            i + 1,
+            clean(&h.url),
+            if h.upstream { " (upstream)" } else { "" },
+            h.capabilities.join(","),
+            paint(word, status, color)
+        ));
+        for n in &h.notes {
+            out.push_str(&format!("       {}\n", clean(n)));
+        }
+    }
+    match (&c.broken, &c.would_use) {
+        (Some(why), _) => out.push_str(&format!(
+            "  containerd would fail every pull: {}\n",
+            clean(why)
+        )),
+        (None, Some(u)) => out.push_str(&format!("  containerd would pull from {}\n", clean(u))),
+        (None, None) => out.push_str("  containerd would find no working host\n"),
+    }
+    out.push_str(&format!("  the probe took {}\n\n", clean(&c.probe_took)));
 }
 
 #[cfg(test)]
@@ -782,6 +837,7 @@ mod tests {
                     redirects: vec![],
                     failed_host: None,
                 }),
+                containerd: None,
                 ms: 5120,
             },
         }

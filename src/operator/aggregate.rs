@@ -855,6 +855,7 @@ mod tests {
                 egress_ips: Vec::new(),
                 endpoints: vec![],
                 pull: None,
+                containerd: None,
                 ms: 42,
             },
         }

@@ -388,6 +388,38 @@ pub struct RegistryConnectivityCheckStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
     pub last_run_now: Option<String>,
+    /// Nodes the last run could not probe and why (at most 16, by name; see
+    /// `skippedNodeCount` for all of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub skipped_nodes: Vec<SkippedNode>,
+    /// How many nodes the last run could not probe.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(min = 0))]
+    pub skipped_node_count: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Most entries of `status.skippedNodes`.
+pub const MAX_SKIPPED_NODES: usize = 16;
+
+/// A node a run could not probe.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedNode {
+    /// Name of the node.
+    #[schemars(length(max = 253))]
+    pub node: String,
+    /// `VirtualKubelet`, `NotLinux`, `NotReady`, `Unschedulable`, `SelectorMismatch`,
+    /// `UntoleratedTaint` or `PlatformNotInProbeImage`.
+    #[schemars(length(max = 64))]
+    pub reason: String,
+    /// What is missing, e.g. the platform the probe image lacks.
+    #[schemars(length(max = 512))]
+    pub message: String,
 }
 
 /// The primary finding.

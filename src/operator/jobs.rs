@@ -81,6 +81,33 @@ pub struct ProbeJob<'a> {
     pub operator_namespace: &'a str,
 }
 
+/// A required node affinity `kubernetes.io/arch In (<archs of the probe image>)`: a probe Job
+/// never lands on a node its image cannot run on (and stays Pending with a clear scheduler
+/// message if pinned to one).
+pub fn arch_affinity(
+    platforms: &crate::operator::platform::Platforms,
+) -> k8s_openapi::api::core::v1::Affinity {
+    use k8s_openapi::api::core::v1::{
+        Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    };
+    Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_expressions: Some(vec![NodeSelectorRequirement {
+                        key: crate::operator::platform::ARCH_LABEL.into(),
+                        operator: "In".into(),
+                        values: Some(platforms.archs("linux")),
+                    }]),
+                    ..Default::default()
+                }],
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// Lowercase hex of the first `n` bytes of SHA-256 over the parts (separated by NUL).
 fn hash_hex(parts: &[&str], n: usize) -> String {
     let mut joined = Vec::new();
@@ -765,6 +792,29 @@ mod tests {
                 .as_ref()
                 .unwrap()
                 .contains_key(labels::NODE)
+        );
+    }
+
+    #[test]
+    fn arch_affinity_lists_the_linux_architectures_of_the_image() {
+        let p = crate::operator::platform::Platforms::parse(
+            "f",
+            "linux/amd64,linux/arm/v7,windows/amd64",
+        )
+        .unwrap();
+        let a = arch_affinity(&p);
+        let term = &a
+            .node_affinity
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .unwrap()
+            .node_selector_terms[0];
+        let req = &term.match_expressions.as_ref().unwrap()[0];
+        assert_eq!(req.key, "kubernetes.io/arch");
+        assert_eq!(req.operator, "In");
+        assert_eq!(
+            req.values.as_deref(),
+            Some(&["amd64".to_string(), "arm".to_string()][..])
         );
     }
 }

@@ -6,5 +6,6 @@ pub mod controller;
 pub mod crd;
 pub mod jobs;
 pub mod nodes;
+pub mod platform;
 pub mod policy;
 pub mod spec;

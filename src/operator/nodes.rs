@@ -29,7 +29,14 @@ pub struct NodeInfo {
     pub taints: Vec<Taint>,
     pub unschedulable: bool,
     pub ready: bool,
+    /// `status.nodeInfo.architecture`, used when the node has no `kubernetes.io/arch` label.
+    pub status_arch: Option<String>,
 }
+
+/// Label and taint that mark virtual-kubelet nodes (ACI virtual nodes, ...): no kubelet, no
+/// containerd, no host network to probe from.
+pub const VIRTUAL_KUBELET_TYPE: (&str, &str) = ("type", "virtual-kubelet");
+pub const VIRTUAL_KUBELET_TAINT: &str = "virtual-kubelet.io/provider";
 
 impl NodeInfo {
     /// From a Node object (a node without a Ready=True condition is not ready).
@@ -46,7 +53,37 @@ impl NodeInfo {
             taints: spec.and_then(|s| s.taints.clone()).unwrap_or_default(),
             unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
             ready,
+            status_arch: node
+                .status
+                .as_ref()
+                .and_then(|s| s.node_info.as_ref())
+                .map(|i| i.architecture.clone())
+                .filter(|a| !a.is_empty()),
         }
+    }
+
+    /// The OS label's value (`linux`, `windows`), if any.
+    pub fn os(&self) -> Option<&str> {
+        self.labels
+            .get(OS_LABEL)
+            .or_else(|| self.labels.get(BETA_OS_LABEL))
+            .map(String::as_str)
+    }
+
+    /// The CPU architecture: `kubernetes.io/arch`, else the beta label, else the status.
+    pub fn arch(&self) -> Option<&str> {
+        self.labels
+            .get(crate::operator::platform::ARCH_LABEL)
+            .or_else(|| self.labels.get(crate::operator::platform::BETA_ARCH_LABEL))
+            .or(self.status_arch.as_ref())
+            .map(String::as_str)
+    }
+
+    /// A virtual-kubelet node (label `type=virtual-kubelet` or a `virtual-kubelet.io/provider`
+    /// taint).
+    pub fn is_virtual_kubelet(&self) -> bool {
+        self.labels.get(VIRTUAL_KUBELET_TYPE.0).map(String::as_str) == Some(VIRTUAL_KUBELET_TYPE.1)
+            || self.taints.iter().any(|t| t.key == VIRTUAL_KUBELET_TAINT)
     }
 
     /// The node pool, from the first pool label present.
@@ -72,11 +109,71 @@ impl NodeInfo {
 /// Why a node is not a candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
+    /// A virtual-kubelet node: nothing runs there the way a kubelet and containerd pull.
+    VirtualKubelet,
+    /// Windows, or no OS label.
     NotLinux,
     NotReady,
     Unschedulable,
     SelectorMismatch,
     UntoleratedTaint,
+    /// The node's architecture is not among the probe image's platforms.
+    PlatformNotInProbeImage,
+}
+
+impl Skip {
+    /// Stable name (for the status).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VirtualKubelet => "VirtualKubelet",
+            Self::NotLinux => "NotLinux",
+            Self::NotReady => "NotReady",
+            Self::Unschedulable => "Unschedulable",
+            Self::SelectorMismatch => "SelectorMismatch",
+            Self::UntoleratedTaint => "UntoleratedTaint",
+            Self::PlatformNotInProbeImage => "PlatformNotInProbeImage",
+        }
+    }
+}
+
+/// One line on why `node` is skipped, naming what is missing.
+pub fn skip_message(
+    node: &NodeInfo,
+    skip: Skip,
+    platforms: &crate::operator::platform::Platforms,
+) -> String {
+    let arch = node.arch().unwrap_or("unknown");
+    match skip {
+        Skip::VirtualKubelet => format!(
+            "{}: a virtual-kubelet node (no kubelet or containerd to probe from)",
+            node.name
+        ),
+        Skip::NotLinux => format!(
+            "{}: OS {} (probes run on Linux nodes only)",
+            node.name,
+            node.os().unwrap_or("unknown (no kubernetes.io/os label)")
+        ),
+        Skip::NotReady => format!("{}: not Ready", node.name),
+        Skip::Unschedulable => format!("{}: cordoned (unschedulable)", node.name),
+        Skip::SelectorMismatch => format!("{}: does not match the nodeSelector", node.name),
+        Skip::UntoleratedTaint => format!("{}: has a taint the check does not tolerate", node.name),
+        Skip::PlatformNotInProbeImage => format!(
+            "{}: the probe image has no linux/{arch} (it has {platforms}; set --probe-image-platforms after publishing linux/{arch})",
+            node.name
+        ),
+    }
+}
+
+/// Whether the probe image runs on the node's platform. A node that reports no architecture
+/// is not refused (the scheduler's `kubernetes.io/arch` rule on the Job still applies).
+pub fn platform_eligibility(
+    node: &NodeInfo,
+    platforms: &crate::operator::platform::Platforms,
+) -> Result<(), Skip> {
+    match node.arch() {
+        Some(arch) if !platforms.supports("linux", arch) => Err(Skip::PlatformNotInProbeImage),
+        _ => Ok(()),
+    }
 }
 
 /// One node to probe in this run.
@@ -108,6 +205,9 @@ pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
 
 /// Whether the node can take a probe, or why not.
 pub fn eligibility(node: &NodeInfo, ctx: &NodeContext) -> Result<(), Skip> {
+    if node.is_virtual_kubelet() {
+        return Err(Skip::VirtualKubelet);
+    }
     if !node.is_linux() {
         return Err(Skip::NotLinux);
     }
@@ -181,6 +281,7 @@ pub struct NodeInventory {
     /// Indices into `nodes`, ordered by (pool, zone), then name, then input order.
     order: Vec<usize>,
     cache: std::sync::Mutex<std::collections::HashMap<String, Arc<Groups>>>,
+    platforms: crate::operator::platform::Platforms,
 }
 
 /// Candidate groups: indices into [`NodeInventory::nodes`], one `Vec` per (pool, zone) in key
@@ -203,14 +304,28 @@ struct Prepared {
 const MAX_CACHED_CONTEXTS: usize = 256;
 
 impl NodeInventory {
-    /// Prepares `nodes` (any order; the plan does not depend on it).
+    /// Prepares `nodes` (any order; the plan does not depend on it) for the default probe
+    /// image platforms.
     pub fn new(nodes: Vec<NodeInfo>) -> Self {
+        Self::with_platforms(nodes, crate::operator::platform::Platforms::default())
+    }
+
+    /// [`NodeInventory::new`] for a probe image built for `platforms`: nodes of other
+    /// architectures are skipped.
+    pub fn with_platforms(
+        nodes: Vec<NodeInfo>,
+        platforms: crate::operator::platform::Platforms,
+    ) -> Self {
         let nodes: Vec<Prepared> = nodes
             .into_iter()
             .map(|info| Prepared {
                 pool: info.pool().map(str::to_string),
                 zone: info.zone().map(str::to_string),
-                base_ok: info.is_linux() && info.ready && !info.unschedulable,
+                base_ok: info.is_linux()
+                    && info.ready
+                    && !info.unschedulable
+                    && !info.is_virtual_kubelet()
+                    && platform_eligibility(&info, &platforms).is_ok(),
                 info,
             })
             .collect();
@@ -224,7 +339,53 @@ impl NodeInventory {
             nodes,
             order,
             cache: Default::default(),
+            platforms,
         }
+    }
+
+    /// The probe image's platforms this inventory plans for.
+    pub fn platforms(&self) -> &crate::operator::platform::Platforms {
+        &self.platforms
+    }
+
+    /// `status.skippedNodes` (bounded) and `status.skippedNodeCount` for `ctx`.
+    pub fn skipped_status(
+        &self,
+        ctx: &NodeContext,
+    ) -> (Vec<crate::operator::crd::SkippedNode>, u32) {
+        let all = self.skipped(ctx);
+        let count = u32::try_from(all.len()).unwrap_or(u32::MAX);
+        let list = all
+            .into_iter()
+            .take(crate::operator::crd::MAX_SKIPPED_NODES)
+            .map(|(node, skip, message)| crate::operator::crd::SkippedNode {
+                node,
+                reason: skip.as_str().into(),
+                message: crate::engine::inputs::shown_value_max(&message, 512),
+            })
+            .collect();
+        (list, count)
+    }
+
+    /// Every node that `ctx` cannot probe, with the reason and a message naming what is
+    /// missing, sorted by node name.
+    pub fn skipped(&self, ctx: &NodeContext) -> Vec<(String, Skip, String)> {
+        let mut out: Vec<(String, Skip, String)> = self
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let skip = eligibility(&n.info, ctx)
+                    .and_then(|()| platform_eligibility(&n.info, &self.platforms))
+                    .err()?;
+                Some((
+                    n.info.name.clone(),
+                    skip,
+                    skip_message(&n.info, skip, &self.platforms),
+                ))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Number of nodes in the inventory.
@@ -362,6 +523,7 @@ mod tests {
             taints: vec![],
             unschedulable: false,
             ready: true,
+            status_arch: None,
         }
     }
 
@@ -411,6 +573,118 @@ mod tests {
             pooled("n", "p", "westeurope-1").zone(),
             Some("westeurope-1")
         );
+    }
+
+    fn k8s_node(name: &str, labels: &[(&str, &str)], taints: &[&str], status_arch: &str) -> Node {
+        use k8s_openapi::api::core::v1::{NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo};
+        Node {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            spec: Some(NodeSpec {
+                taints: Some(
+                    taints
+                        .iter()
+                        .map(|k| Taint {
+                            key: k.to_string(),
+                            effect: "NoSchedule".into(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            status: Some(NodeStatus {
+                conditions: Some(vec![NodeCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                }]),
+                node_info: Some(NodeSystemInfo {
+                    architecture: status_arch.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn os_architecture_and_virtual_kubelet_nodes_are_skipped_with_a_reason() {
+        fn linux(arch: &str) -> [(&str, &str); 2] {
+            [(OS_LABEL, "linux"), ("kubernetes.io/arch", arch)]
+        }
+        let nodes: Vec<NodeInfo> = [
+            k8s_node("amd", &linux("amd64"), &[], "amd64"),
+            k8s_node("arm", &linux("arm64"), &[], "arm64"),
+            k8s_node("s390", &linux("s390x"), &[], "s390x"),
+            k8s_node("ppc-status-only", &[(OS_LABEL, "linux")], &[], "ppc64le"),
+            k8s_node(
+                "win",
+                &[(OS_LABEL, "windows"), ("kubernetes.io/arch", "amd64")],
+                &[],
+                "amd64",
+            ),
+            k8s_node(
+                "vk-label",
+                &[(OS_LABEL, "linux"), ("type", "virtual-kubelet")],
+                &[],
+                "amd64",
+            ),
+            k8s_node(
+                "vk-taint",
+                &linux("amd64"),
+                &[VIRTUAL_KUBELET_TAINT],
+                "amd64",
+            ),
+        ]
+        .iter()
+        .map(NodeInfo::from_node)
+        .collect();
+        assert_eq!(nodes[3].arch(), Some("ppc64le"));
+        let ctx = NodeContext {
+            strategy: Strategy::AllNodes,
+            // Tolerating everything: the virtual-kubelet taint alone must not let it in.
+            tolerations: vec![Toleration {
+                operator: Some("Exists".into()),
+                ..Default::default()
+            }],
+            ..NodeContext::default()
+        };
+        let inv = NodeInventory::new(nodes.clone());
+        let planned: Vec<String> = inv.plan(&ctx, 0).into_iter().map(|t| t.node).collect();
+        assert_eq!(planned, ["amd", "arm"]);
+        let skipped = inv.skipped(&ctx);
+        let got: Vec<(&str, Skip)> = skipped.iter().map(|(n, s, _)| (n.as_str(), *s)).collect();
+        assert_eq!(
+            got,
+            [
+                ("ppc-status-only", Skip::PlatformNotInProbeImage),
+                ("s390", Skip::PlatformNotInProbeImage),
+                ("vk-label", Skip::VirtualKubelet),
+                ("vk-taint", Skip::VirtualKubelet),
+                ("win", Skip::NotLinux),
+            ]
+        );
+        let msg = |n: &str| skipped.iter().find(|s| s.0 == n).unwrap().2.clone();
+        assert!(msg("s390").contains("linux/s390x"), "{}", msg("s390"));
+        assert!(msg("s390").contains("linux/amd64,linux/arm64"));
+        assert!(msg("win").contains("OS windows"), "{}", msg("win"));
+        assert!(msg("vk-taint").contains("virtual-kubelet"));
+
+        // An image published for s390x too takes that node.
+        let p =
+            crate::operator::platform::Platforms::parse("f", "linux/amd64,linux/s390x").unwrap();
+        let inv = NodeInventory::with_platforms(nodes, p);
+        let planned: Vec<String> = inv.plan(&ctx, 0).into_iter().map(|t| t.node).collect();
+        assert_eq!(planned, ["amd", "s390"]);
     }
 
     #[test]

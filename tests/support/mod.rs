@@ -953,6 +953,31 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// A plain-HTTP server on `listener` (a registry mirror configured with `http://`).
+    pub fn http(&self, listener: Listener, router: Router) -> HttpsServer {
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (acc, log) = (accepted.clone(), requests.clone());
+        let Listener { inner, addr } = listener;
+        self.spawn(async move {
+            loop {
+                let Ok((tcp, _)) = inner.accept().await else {
+                    continue;
+                };
+                acc.fetch_add(1, Ordering::SeqCst);
+                let (router, log) = (router.clone(), log.clone());
+                tokio::spawn(serve_http(tcp, router, log));
+            }
+        });
+        HttpsServer {
+            addr,
+            accepted,
+            requests,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Raw TCP misbehaviour
 // ---------------------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ pub fn diagnose(ev: &Evidence) -> Vec<Finding> {
         items.extend(endpoint_items(&ctx, ep));
     }
     pull_items(&ctx, &mut items);
+    containerd_items(&ctx, &mut items);
 
     // Stable sort keeps evidence order within equal keys.
     items.sort_by_key(|i| (i.finding.severity, role_rank(i.finding.role), i.layer));
@@ -145,7 +146,8 @@ fn role_rank(r: Option<Role>) -> u8 {
         Some(Role::LoginServer) => 0,
         Some(Role::DataEndpoint) => 1,
         Some(Role::Extra) => 2,
-        None => 3,
+        Some(Role::Mirror) => 3,
+        None => 4,
     }
 }
 
@@ -406,6 +408,88 @@ fn endpoint_items(ctx: &Ctx, ep: &EndpointEvidence) -> Vec<Item> {
         }
     }
     e.items
+}
+
+/// containerd's hosts (`--containerd-config-dir`): a `hosts.toml` containerd ignores, and each
+/// mirror that fails. A failing mirror is a Warning (containerd falls back to the next host);
+/// when the upstream fails too, the upstream's own finding (an Error) stays primary.
+fn containerd_items(ctx: &Ctx, items: &mut Vec<Item>) {
+    let Some(c) = &ctx.ev.containerd else {
+        return;
+    };
+    if let Some(why) = &c.invalid {
+        let upstream = c
+            .hosts
+            .iter()
+            .find(|h| h.upstream)
+            .map(|h| h.url.as_str())
+            .unwrap_or(ctx.ev.registry.as_str());
+        items.push(Item {
+            layer: Layer::Dns,
+            finding: Finding::catalogued(
+                Reason::HostsConfigInvalid,
+                ctx.ev.registry.clone(),
+                None,
+                format!(
+                    "{}: containerd ignores its hosts.toml ({why}); it pulls from {upstream} only, without the mirrors configured there",
+                    ctx.ev.registry
+                ),
+            ),
+        });
+    }
+    if let Some(why) = &c.broken {
+        let mut f = Finding::catalogued(
+            Reason::HostsConfigInvalid,
+            ctx.ev.registry.clone(),
+            None,
+            format!(
+                "{}: containerd cannot load a TLS file its hosts.toml names ({why}): every pull from this registry fails before any host is tried",
+                ctx.ev.registry
+            ),
+        );
+        f.severity = Severity::Error;
+        items.push(Item {
+            layer: Layer::Dns,
+            finding: f,
+        });
+    }
+    let next = |i: usize| {
+        c.hosts[i + 1..]
+            .iter()
+            .map(|h| h.url.clone())
+            .next()
+            .unwrap_or_else(|| "nothing (the pull fails)".into())
+    };
+    for (i, h) in c.hosts.iter().enumerate() {
+        let Some(ep) = &h.endpoint else { continue };
+        if h.works || h.upstream {
+            if h.upstream && !h.works {
+                items.extend(endpoint_items(ctx, ep));
+            }
+            continue;
+        }
+        let below = endpoint_items(ctx, ep);
+        let what = below
+            .iter()
+            .find(|i| i.finding.severity == Severity::Error)
+            .or(below.first())
+            .map(|i| format!("{}: {}", i.finding.reason.as_str(), i.finding.message))
+            .unwrap_or_else(|| "no registry API answered on its /v2/".into());
+        let name = endpoint_name(ep);
+        items.push(Item {
+            layer: Layer::Http,
+            finding: Finding::catalogued(
+                Reason::MirrorUnreachable,
+                name.clone(),
+                Some(Role::Mirror),
+                format!(
+                    "{name}: containerd's mirror {} does not work ({what}); containerd silently tries {} next",
+                    h.url,
+                    next(i)
+                ),
+            ),
+        });
+    }
 }
 
 fn last_step(ep: &EndpointEvidence) -> &'static str {
@@ -921,7 +1005,7 @@ fn tls_layer(e: &mut Emit) -> bool {
     false
 }
 
-fn http_is_healthy(h: &HttpEvidence) -> bool {
+pub(crate) fn http_is_healthy(h: &HttpEvidence) -> bool {
     h.outcome == HttpOutcome::Response
         && match h.status {
             Some(401) => h.challenge.is_some() && !h.challenge_malformed,
@@ -1239,12 +1323,13 @@ fn pull_items(ctx: &Ctx, items: &mut Vec<Item>) {
                 Some(fh) => endpoint_items(ctx, fh)
                     .into_iter()
                     .filter(|i| i.finding.severity == Severity::Error)
-                    // A probed endpoint of that name already explains itself.
+                    // A probed endpoint of that name already explains itself (also when its
+                    // own probe found only a partial failure: repeating its DNS error here as
+                    // an Error would contradict that endpoint's own findings).
                     .filter(|i| {
-                        !items.iter().any(|j| {
-                            j.finding.severity == Severity::Error
-                                && j.finding.endpoint == i.finding.endpoint
-                        })
+                        !items
+                            .iter()
+                            .any(|j| j.finding.endpoint == i.finding.endpoint)
                     })
                     .map(|mut i| {
                         i.finding.message = format!(
@@ -1496,6 +1581,7 @@ mod tests {
             egress_ips: Vec::new(),
             endpoints,
             pull: None,
+            containerd: None,
             ms: 100,
         }
     }
@@ -2853,7 +2939,108 @@ mod tests {
             }
             ev.pull = Some(p);
         }
+        if g.chance(4) {
+            let mirror = gen_endpoint(g, "mirror.example", Role::Mirror);
+            let works = crate::engine::mirrors::endpoint_works(&mirror);
+            ev.containerd = Some(crate::engine::mirrors::ContainerdEvidence {
+                config: Some("/etc/containerd/certs.d/myreg.azurecr.io/hosts.toml".into()),
+                broken: None,
+                invalid: g
+                    .chance(3)
+                    .then(|| "hosts.toml: skip_verify = \"yes\": must be true or false".into()),
+                hosts: vec![
+                    mirror_host("https://mirror.example/v2", false, Some(mirror), works),
+                    mirror_host("https://myreg.azurecr.io/v2", true, None, true),
+                ],
+                would_use: None,
+                probe_took: "https://myreg.azurecr.io/v2/ directly".into(),
+            });
+        }
         ev
+    }
+
+    fn mirror_host(
+        url: &str,
+        upstream: bool,
+        endpoint: Option<EndpointEvidence>,
+        works: bool,
+    ) -> crate::engine::mirrors::HostEvidence {
+        crate::engine::mirrors::HostEvidence {
+            url: url.into(),
+            capabilities: vec!["pull".into(), "resolve".into()],
+            upstream,
+            ca: vec![],
+            skip_verify: false,
+            plain_http: false,
+            notes: vec![],
+            endpoint,
+            works,
+        }
+    }
+
+    #[test]
+    fn failing_mirror_is_a_warning_and_the_upstream_stays_primary() {
+        let mut dead = healthy("mirror.example", Role::Mirror, "10.9.0.5");
+        dead.tcp[0].outcome = TcpOutcome::Refused;
+        dead.tls = None;
+        dead.http = None;
+        let c = |login_ok: bool| {
+            let mut login = healthy(REG, Role::LoginServer, "20.1.2.3");
+            if !login_ok {
+                login.tcp[0].outcome = TcpOutcome::Timeout;
+                login.tls = None;
+                login.http = None;
+            }
+            let mut ev = evidence(vec![login]);
+            ev.containerd = Some(crate::engine::mirrors::ContainerdEvidence {
+                config: None,
+                invalid: None,
+                broken: None,
+                hosts: vec![
+                    mirror_host(
+                        "https://mirror.example/v2",
+                        false,
+                        Some(dead.clone()),
+                        false,
+                    ),
+                    mirror_host(&format!("https://{REG}/v2"), true, None, login_ok),
+                ],
+                would_use: None,
+                probe_took: String::new(),
+            });
+            report(ev)
+        };
+        let r = c(true);
+        assert_eq!(r.verdict, Verdict::Degraded);
+        assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+        let f = &r.findings[0];
+        assert_eq!(f.reason, Reason::MirrorUnreachable);
+        assert_eq!(f.severity, Severity::Warning);
+        assert_eq!(f.role, Some(Role::Mirror));
+        assert!(f.message.contains("ConnectionRefused"), "{}", f.message);
+        assert!(
+            f.message.contains(&format!("https://{REG}/v2")),
+            "{}",
+            f.message
+        );
+        let r = c(false);
+        assert_eq!(r.verdict, Verdict::Unreachable);
+        assert_eq!(r.findings[0].reason, Reason::ConnectionTimedOut);
+        assert_eq!(r.findings[1].reason, Reason::MirrorUnreachable);
+
+        let mut ev = evidence(vec![healthy(REG, Role::LoginServer, "20.1.2.3")]);
+        ev.containerd = Some(crate::engine::mirrors::ContainerdEvidence {
+            config: None,
+            broken: None,
+            invalid: Some("/c/hosts.toml: ca = 5: must be a file name".into()),
+            hosts: vec![mirror_host(&format!("https://{REG}/v2"), true, None, true)],
+            would_use: None,
+            probe_took: String::new(),
+        });
+        let r = report(ev);
+        assert_eq!(r.findings[0].reason, Reason::HostsConfigInvalid);
+        assert!(r.findings[0].message.contains("ca = 5"));
+        assert_eq!(r.verdict, Verdict::Degraded);
     }
 
     #[test]

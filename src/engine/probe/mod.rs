@@ -244,6 +244,33 @@ pub async fn connect(
     budget: &Budget,
     dns_individually: bool,
 ) -> Connected {
+    let Connected {
+        evidence: mut ev,
+        stream,
+    } = connect_tcp(host, port, role, config, budget, dns_individually).await;
+    let Some(stream) = stream else {
+        return Connected {
+            evidence: ev,
+            stream: None,
+        };
+    };
+    let (tls, stream) = net::tls_handshake(stream, host, &config.trust, budget.phase(0.3)).await;
+    ev.tls = Some(tls);
+    Connected {
+        evidence: ev,
+        stream,
+    }
+}
+
+/// [`connect`] without TLS: DNS, route, TCP (or the proxy's CONNECT tunnel).
+pub async fn connect_tcp(
+    host: &str,
+    port: u16,
+    role: Role,
+    config: &ProbeConfig,
+    budget: &Budget,
+    dns_individually: bool,
+) -> Connected {
     let dns = dns_evidence(host, config, budget, dns_individually).await;
     let addresses: Vec<IpAddr> = dns.system.addresses.iter().map(|a| a.ip).collect();
     let (route, proxy_url) = route_for(config, host, port, &addresses);
@@ -264,14 +291,6 @@ pub async fn connect(
         Some(proxy) => connect_via_proxy(&mut ev, &proxy, config, budget).await,
         None => connect_direct(&mut ev, &addresses, config, budget).await,
     };
-    let Some(stream) = stream else {
-        return Connected {
-            evidence: ev,
-            stream: None,
-        };
-    };
-    let (tls, stream) = net::tls_handshake(stream, host, &config.trust, budget.phase(0.3)).await;
-    ev.tls = Some(tls);
     Connected {
         evidence: ev,
         stream,
@@ -577,6 +596,7 @@ pub async fn run(registry: &str, endpoints: &[Endpoint], config: &ProbeConfig) -
         egress_ips: config.egress_ips.clone(),
         endpoints: endpoints_ev,
         pull: pull_ev,
+        containerd: None,
         ms: budget.start.elapsed().as_millis() as u64,
     }
 }

@@ -156,6 +156,8 @@ pub struct SeenCert {
 struct RecordingVerifier {
     inner: Arc<rustls::client::WebPkiServerVerifier>,
     seen: Arc<Mutex<SeenCert>>,
+    /// containerd's `skip_verify`: the chain and name are not checked (signatures still are).
+    skip_verify: bool,
 }
 
 fn cert_names(der: &[u8]) -> SeenCert {
@@ -179,6 +181,9 @@ impl ServerCertVerifier for RecordingVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         if let Ok(mut seen) = self.seen.lock() {
             *seen = cert_names(end_entity.as_ref());
+        }
+        if self.skip_verify {
+            return Ok(ServerCertVerified::assertion());
         }
         self.inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
@@ -208,6 +213,8 @@ impl ServerCertVerifier for RecordingVerifier {
 #[derive(Clone)]
 pub struct Trust {
     pub roots: Arc<RootCertStore>,
+    /// Accept any certificate (containerd's `skip_verify = true` for a host).
+    pub skip_verify: bool,
 }
 
 impl Trust {
@@ -261,13 +268,43 @@ impl Trust {
         }
         Ok(Self {
             roots: Arc::new(roots),
+            skip_verify: false,
         })
     }
 
     pub fn from_roots(roots: RootCertStore) -> Self {
         Self {
             roots: Arc::new(roots),
+            skip_verify: false,
         }
+    }
+
+    /// These roots plus the PEM certificates of `ca_files` (a host's `ca` in hosts.toml).
+    /// The error names the file.
+    pub fn with_extra(&self, ca_files: &[std::path::PathBuf]) -> Result<Self, String> {
+        if ca_files.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut roots = (*self.roots).clone();
+        for path in ca_files {
+            let shown = path.display();
+            let data = std::fs::read(path).map_err(|e| format!("CA file {shown}: {e}"))?;
+            let mut added = 0;
+            for item in rustls_pemfile::certs(&mut data.as_slice()) {
+                let cert = item.map_err(|e| format!("CA file {shown}: not valid PEM: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("CA file {shown}: unusable certificate: {e}"))?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(format!("CA file {shown}: no PEM certificate"));
+            }
+        }
+        Ok(Self {
+            roots: Arc::new(roots),
+            skip_verify: self.skip_verify,
+        })
     }
 
     fn client_config(&self, seen: Arc<Mutex<SeenCert>>) -> Result<rustls::ClientConfig, String> {
@@ -282,7 +319,11 @@ impl Trust {
             .with_safe_default_protocol_versions()
             .map_err(short)?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(RecordingVerifier { inner, seen }))
+            .with_custom_certificate_verifier(Arc::new(RecordingVerifier {
+                inner,
+                seen,
+                skip_verify: self.skip_verify,
+            }))
             .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(config)

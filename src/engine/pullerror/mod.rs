@@ -173,6 +173,7 @@ pub fn to_report(c: &Classified) -> Report {
         egress_ips: Vec::new(),
         endpoints: Vec::new(),
         pull: None,
+        containerd: None,
         ms: 0,
     };
     let findings = vec![finding];

@@ -32,6 +32,7 @@ fn config() -> Config {
         policy: PolicyConfig::default(),
         // Every run lists the nodes (the cache has its own test).
         node_cache_ttl: Duration::ZERO,
+        probe_image_platforms: Default::default(),
     }
 }
 
@@ -422,7 +423,15 @@ impl Scenario {
                 res.unwrap();
                 let steps = vec![
                     list_nodes(),
-                    create_job(PROBE_NS, "r1", "node", 201),
+                    create_job(PROBE_NS, "r1", "node", 201).body(|b| {
+                        // The probe image's architectures (default linux/amd64, linux/arm64).
+                        let term = &b["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+                            ["requiredDuringSchedulingIgnoredDuringExecution"]
+                            ["nodeSelectorTerms"][0]["matchExpressions"][0];
+                        assert_eq!(term["key"], "kubernetes.io/arch", "{b}");
+                        assert_eq!(term["operator"], "In");
+                        assert_eq!(term["values"], json!(["amd64", "arm64"]));
+                    }),
                     create_job(PROBE_NS, "r1", "node", 201),
                     create_job(NS, "r1", "pod", 201),
                     create_job(NS, "r1", "pod", 201),
@@ -678,6 +687,87 @@ async fn first_run() {
 #[tokio::test]
 async fn results_arrive() {
     Scenario::ResultsArrive.run().await;
+}
+
+/// Nodes the probe cannot run on are skipped with the reason in the status; with none left,
+/// the run ends as ProbeUnschedulable naming what is missing.
+#[tokio::test]
+async fn skipped_nodes_reach_the_status() {
+    let Setup { ctx, handle } = setup(config());
+    let with = |name: &str, labels: Value, taints: Value| {
+        json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"taints": taints},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+        })
+    };
+    let items = vec![
+        with(
+            "aks-s390-0",
+            json!({"kubernetes.io/os": "linux", "kubernetes.io/arch": "s390x"}),
+            json!([]),
+        ),
+        with(
+            "aksnpwin000000",
+            json!({"kubernetes.io/os": "windows", "kubernetes.io/arch": "amd64"}),
+            json!([]),
+        ),
+        with(
+            "virtual-node-aci-linux",
+            json!({"kubernetes.io/os": "linux", "type": "virtual-kubelet"}),
+            json!([{"key": "virtual-kubelet.io/provider", "value": "azure", "effect": "NoSchedule"}]),
+        ),
+    ];
+    let steps = vec![
+        step(
+            Method::GET,
+            "/api/v1/nodes",
+            200,
+            Some(list("NodeList", "v1", items)),
+        ),
+        patch_status(|s| {
+            assert_eq!(s["skippedNodeCount"], 3, "{s}");
+            let skipped = s["skippedNodes"].as_array().unwrap();
+            let got: Vec<(String, String)> = skipped
+                .iter()
+                .map(|n| {
+                    (
+                        n["node"].as_str().unwrap().to_string(),
+                        n["reason"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    (
+                        "aks-s390-0".to_string(),
+                        "PlatformNotInProbeImage".to_string()
+                    ),
+                    ("aksnpwin000000".into(), "NotLinux".into()),
+                    ("virtual-node-aci-linux".into(), "VirtualKubelet".into()),
+                ]
+            );
+            assert!(
+                skipped[0]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("linux/s390x"),
+                "{s}"
+            );
+            assert_eq!(s["diagnosis"]["reason"], "ProbeUnschedulable");
+            let msg = s["diagnosis"]["message"].as_str().unwrap();
+            assert!(msg.contains("linux/amd64,linux/arm64"), "{msg}");
+            assert!(
+                msg.contains("aks-s390-0: the probe image has no linux/s390x"),
+                "{msg}"
+            );
+        }),
+        event("Warning", "ProbeUnschedulable"),
+    ];
+    let (res, _) = run_steps(&ctx, handle, check(1, json!({})), steps).await;
+    res.unwrap();
 }
 
 #[tokio::test]

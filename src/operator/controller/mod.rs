@@ -137,6 +137,9 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// How long a listed node inventory is reused for planning (zero: list for every run).
     pub node_cache_ttl: Duration,
+    /// Platforms the probe image is built for: nodes of other architectures are skipped and
+    /// probe Jobs require one of these architectures.
+    pub probe_image_platforms: crate::operator::platform::Platforms,
 }
 
 /// Default of [`Config::node_cache_ttl`]: checks that start within this long of each other
@@ -335,6 +338,9 @@ pub struct Context {
     refused: std::sync::Mutex<HashMap<String, RefusedRun>>,
     /// Per check (`namespace/name`): reconcile errors in a row, for [`error_policy`]'s backoff.
     errors_in_a_row: std::sync::Mutex<HashMap<String, u32>>,
+    /// Per check uid: the nodes the run this process started could not probe
+    /// (`status.skippedNodes`, `status.skippedNodeCount`).
+    skipped: std::sync::Mutex<HashMap<String, (Vec<crate::operator::crd::SkippedNode>, u32)>>,
 }
 
 /// Longest wait before retrying a check whose reconciles keep failing.
@@ -407,6 +413,7 @@ impl Context {
             collected: std::sync::Mutex::new(HashMap::new()),
             created: std::sync::Mutex::new(HashMap::new()),
             leadership: leader::Leadership::always(),
+            skipped: std::sync::Mutex::new(HashMap::new()),
             refused: std::sync::Mutex::new(HashMap::new()),
             errors_in_a_row: std::sync::Mutex::new(HashMap::new()),
         }
@@ -952,6 +959,9 @@ pub fn stamp_job(
             }
         }
     }
+    if let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        pod.affinity = Some(jobs::arch_affinity(&cfg.probe_image_platforms));
+    }
     job
 }
 
@@ -1086,8 +1096,9 @@ async fn list_nodes(ctx: &Context) -> Result<Arc<NodeInventory>, Error> {
         .list(&ListParams::default())
         .await
         .map_err(|source| Error::ListNodes { source })?;
-    let inv = Arc::new(NodeInventory::new(
+    let inv = Arc::new(NodeInventory::with_platforms(
         list.items.iter().map(NodeInfo::from_node).collect(),
+        ctx.config.probe_image_platforms.clone(),
     ));
     if !ttl.is_zero()
         && let Ok(mut cached) = ctx.nodes.lock()
@@ -1567,6 +1578,12 @@ async fn start(
 ) -> Result<Requeue, Error> {
     let nodes = list_nodes(ctx).await?;
     let planned = plan_jobs(check, spec, &nodes, run, &ctx.config);
+    let (skipped, skipped_count) = nodes.skipped_status(&check.spec.contexts.node);
+    if let Ok(uid) = check_uid(check)
+        && let Ok(mut m) = ctx.skipped.lock()
+    {
+        m.insert(uid, (skipped.clone(), skipped_count));
+    }
     if planned.is_empty() {
         // Nothing can run: the run ends at once with that as its result.
         let run_id = decide::run_id(run);
@@ -1575,7 +1592,15 @@ async fn start(
             target: None,
             outcome: ProbeOutcome::Failed {
                 reason: Reason::ProbeUnschedulable,
-                message: "no Linux node is Ready, schedulable, matches spec.contexts.node.nodeSelector and tolerates its taints (see spec.contexts.node.tolerations)".into(),
+                message: format!(
+                    "no Linux node is Ready, schedulable, matches spec.contexts.node.nodeSelector, tolerates its taints (see spec.contexts.node.tolerations) and has a platform of the probe image ({}){}",
+                    ctx.config.probe_image_platforms,
+                    skipped
+                        .iter()
+                        .take(3)
+                        .map(|s| format!("; {}", s.message))
+                        .collect::<String>()
+                ),
             },
         };
         let info = RunInfo {
@@ -1676,6 +1701,15 @@ async fn finish_run(
     let summary = aggregate::aggregate(records);
     let run_id = info.id.clone();
     let mut st = aggregate::next_status(&prev, &check.spec, generation, &summary, info, &Time(now));
+    // The nodes the run started by this process skipped (after a restart mid-run, the
+    // previous value stays).
+    if let Ok(uid) = check_uid(check)
+        && let Ok(m) = ctx.skipped.lock()
+        && let Some((list, count)) = m.get(&uid)
+    {
+        st.skipped_nodes = list.clone();
+        st.skipped_node_count = *count;
+    }
     // The token the run started with: a request made during the run is still to be served.
     st.last_run_now = run_now;
     write_status(ctx, check, &st).await?;
