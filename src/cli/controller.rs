@@ -168,13 +168,7 @@ pub struct ControllerArgs {
 }
 
 fn dns_label(field: &str, s: &str) -> Result<(), InputError> {
-    let ok = !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-');
-    if ok {
+    if crate::operator::names::is_dns_label(s) {
         Ok(())
     } else {
         Err(InputError::new(field, s, "is not a valid namespace name"))

@@ -83,19 +83,7 @@ pub struct PreparedProbe {
 
 /// A Kubernetes node name: a DNS subdomain (lowercase alphanumerics, `-` and `.`).
 fn validate_node(node: &str) -> Result<(), InputError> {
-    let ok = !node.is_empty()
-        && node.len() <= MAX_NODE_NAME
-        && node
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && node
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && node
-            .bytes()
-            .last()
-            .is_some_and(|b| b.is_ascii_alphanumeric());
+    let ok = node.len() <= MAX_NODE_NAME && crate::operator::names::is_dns_subdomain(node);
     if ok {
         Ok(())
     } else {

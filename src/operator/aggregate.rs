@@ -161,11 +161,7 @@ pub fn outcome_at(
             return o;
         }
     }
-    let job_failed = job
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Failed" && c.status == "True"));
+    let job_failed = crate::operator::jobs::failed_condition(job).is_some();
     if job_failed
         && now.is_some()
         && let Some(pod) = pod
@@ -173,14 +169,7 @@ pub fn outcome_at(
     {
         return o;
     }
-    let failed = job
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| {
-            cs.iter()
-                .find(|c| c.type_ == "Failed" && c.status == "True")
-        });
+    let failed = crate::operator::jobs::failed_condition(job);
     match failed {
         Some(c) if c.reason.as_deref() == Some("DeadlineExceeded") => ProbeOutcome::Failed {
             reason: Reason::ProbeTimedOut,

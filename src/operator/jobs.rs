@@ -36,10 +36,20 @@ pub mod labels {
     pub const NODE: &str = "regcheck.dev/node";
 }
 
-/// Annotations with the exact values behind labels that may be cut.
+/// Annotations on probe Jobs: the exact values behind labels that may be cut, and the run's
+/// bookkeeping, so that a restarted controller can resume a run from its Jobs alone.
 pub mod annotations {
     pub const CHECK: &str = "regcheck.dev/check";
     pub const NODE: &str = "regcheck.dev/node";
+    /// The `metadata.generation` of the check when the run started.
+    pub const GENERATION: &str = "regcheck.dev/generation";
+    /// The run-now token (see `decide::run_now_token`) when the run started.
+    pub const RUN_NOW: &str = "regcheck.dev/run-now";
+    /// How many Jobs the run was planned with.
+    pub const RUN_SIZE: &str = "regcheck.dev/run-size";
+    /// The node pool and zone of the probe's target node.
+    pub const NODE_POOL: &str = "regcheck.dev/node-pool";
+    pub const ZONE: &str = "regcheck.dev/zone";
 }
 
 /// The user the probe runs as (distroless `nonroot`).
@@ -106,6 +116,32 @@ pub fn arch_affinity(
         }),
         ..Default::default()
     }
+}
+
+/// A Job's finishing condition (`Complete` or `Failed`, status `True`), if it finished.
+pub fn finished_condition(job: &Job) -> Option<&k8s_openapi::api::batch::v1::JobCondition> {
+    job.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+}
+
+/// A Job's `Failed` condition, if it failed.
+pub fn failed_condition(job: &Job) -> Option<&k8s_openapi::api::batch::v1::JobCondition> {
+    finished_condition(job).filter(|c| c.type_ == "Failed")
+}
+
+/// When a Job finished: its completion time, else the time of its finishing condition.
+pub fn finished_at(job: &Job) -> Option<k8s_openapi::jiff::Timestamp> {
+    let s = job.status.as_ref()?;
+    s.completion_time.as_ref().map(|t| t.0).or_else(|| {
+        finished_condition(job)?
+            .last_transition_time
+            .as_ref()
+            .map(|t| t.0)
+    })
 }
 
 /// Lowercase hex of the first `n` bytes of SHA-256 over the parts (separated by NUL).

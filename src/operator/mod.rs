@@ -5,6 +5,7 @@ pub mod aggregate;
 pub mod controller;
 pub mod crd;
 pub mod jobs;
+pub mod names;
 pub mod nodes;
 pub mod platform;
 pub mod policy;

@@ -98,7 +98,7 @@ impl NamespaceRule {
                     "is not a label selector key=value: the key must be a Kubernetes label key ([prefix/]name, name up to 63 of letters, digits, '-', '_', '.')",
                 ));
             }
-            if !valid_label_value(v) {
+            if !crate::operator::names::is_label_value(v) {
                 return Err(InputError::new(
                     F,
                     s,
@@ -127,7 +127,7 @@ impl NamespaceRule {
                     "mixes '*' with namespace names; give '*' alone",
                 ));
             }
-            if !valid_dns_label(ns) {
+            if !crate::operator::names::is_dns_label(ns) {
                 return Err(InputError::new(
                     F,
                     s,
@@ -526,25 +526,6 @@ fn role_name(role: crate::engine::evidence::Role) -> &'static str {
     }
 }
 
-fn valid_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-fn valid_label_value(s: &str) -> bool {
-    s.len() <= 63
-        && (s.is_empty()
-            || (s
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-                && s.as_bytes()[0].is_ascii_alphanumeric()
-                && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()))
-}
-
 fn valid_label_key(s: &str) -> bool {
     let (prefix, name) = match s.split_once('/') {
         Some((p, n)) => (Some(p), n),
@@ -553,13 +534,14 @@ fn valid_label_key(s: &str) -> bool {
     if let Some(p) = prefix
         && (p.is_empty()
             || p.len() > 253
-            || !p
-                .split('.')
-                .all(|l| valid_dns_label(&l.to_ascii_lowercase()) && l == l.to_ascii_lowercase()))
+            || !p.split('.').all(|l| {
+                crate::operator::names::is_dns_label(&l.to_ascii_lowercase())
+                    && l == l.to_ascii_lowercase()
+            }))
     {
         return false;
     }
-    !name.is_empty() && valid_label_value(name)
+    !name.is_empty() && crate::operator::names::is_label_value(name)
 }
 
 #[cfg(test)]

@@ -14,15 +14,8 @@ use kube::ResourceExt;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Annotations the controller puts on probe Jobs (next to [`crate::operator::jobs::annotations`]).
-pub mod annotations {
-    /// The `metadata.generation` of the check when the run started.
-    pub const GENERATION: &str = "regcheck.dev/generation";
-    /// The run-now token (see [`super::run_now_token`]) when the run started.
-    pub const RUN_NOW: &str = "regcheck.dev/run-now";
-    /// How many Jobs the run was planned with.
-    pub const RUN_SIZE: &str = "regcheck.dev/run-size";
-}
+/// The run bookkeeping annotations live with the Job builder's.
+pub use crate::operator::jobs::annotations;
 
 /// The annotation on a check that starts a run whenever its value changes.
 pub const RUN_NOW_ANNOTATION: &str = "regcheck.dev/run-now";

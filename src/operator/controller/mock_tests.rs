@@ -941,7 +941,7 @@ fn node_proxy_is_passed_to_inherit_node_probes_only() {
         let ann = j.annotations();
         assert_eq!(ann[run_ann::RUN_SIZE], "4");
         assert_eq!(ann[run_ann::GENERATION], "1");
-        assert_eq!(ann[run_ann_extra::ZONE], "z1");
+        assert_eq!(ann[run_ann::ZONE], "z1");
     }
     let mut explicit = c.clone();
     explicit.spec.proxy.mode = ProxyMode::None;

@@ -755,13 +755,7 @@ fn namespaces_of(jobs: &[Job], run: &str, order: &[String]) -> Vec<String> {
 }
 
 fn job_finished(job: &Job) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-        })
+    jobs::finished_condition(job).is_some()
 }
 
 /// The Job (of `jobs`) that controls `pod`: a controller owner reference with the Job's UID
@@ -853,15 +847,7 @@ pub const POD_CACHE_GRACE: Duration = Duration::from_secs(30);
 /// When `job` finished: its completion time, else the time of its Complete or Failed
 /// condition.
 fn job_finished_at(job: &Job) -> Option<Timestamp> {
-    let s = job.status.as_ref()?;
-    s.completion_time.as_ref().map(|t| t.0).or_else(|| {
-        s.conditions
-            .as_ref()?
-            .iter()
-            .filter(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-            .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0))
-            .max()
-    })
+    jobs::finished_at(job)
 }
 
 /// How the probe of `job` ended at `now`: [`aggregate::outcome_at`], plus a Job that
@@ -890,15 +876,9 @@ fn job_target(job: &Job) -> Option<Target> {
     let node = ann.get(jobs::annotations::NODE)?.clone();
     Some(Target {
         node,
-        node_pool: ann.get(run_ann_extra::NODE_POOL).cloned(),
-        zone: ann.get(run_ann_extra::ZONE).cloned(),
+        node_pool: ann.get(run_ann::NODE_POOL).cloned(),
+        zone: ann.get(run_ann::ZONE).cloned(),
     })
-}
-
-/// Where the node pool and zone of a target are kept on its Jobs.
-pub mod run_ann_extra {
-    pub const NODE_POOL: &str = "regcheck.dev/node-pool";
-    pub const ZONE: &str = "regcheck.dev/zone";
 }
 
 fn job_context(job: &Job) -> ProbeContext {
@@ -929,10 +909,10 @@ pub fn stamp_job(
     ann.insert(run_ann::RUN_SIZE.into(), run_size.to_string());
     if let Some(t) = target {
         if let Some(p) = &t.node_pool {
-            ann.insert(run_ann_extra::NODE_POOL.into(), p.clone());
+            ann.insert(run_ann::NODE_POOL.into(), p.clone());
         }
         if let Some(z) = &t.zone {
-            ann.insert(run_ann_extra::ZONE.into(), z.clone());
+            ann.insert(run_ann::ZONE.into(), z.clone());
         }
     }
     let inherit_node_proxy =
@@ -1789,17 +1769,7 @@ async fn collect(
         .unwrap_or(now);
     let end = mine
         .iter()
-        .filter_map(|j| {
-            let s = j.status.as_ref()?;
-            s.completion_time.as_ref().map(|t| t.0).or_else(|| {
-                s.conditions
-                    .as_ref()?
-                    .iter()
-                    .filter(|c| c.status == "True")
-                    .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0))
-                    .max()
-            })
-        })
+        .filter_map(|j| jobs::finished_at(j))
         .max()
         .unwrap_or(now)
         .max(start);
