@@ -1060,7 +1060,8 @@ fn denied_client_ip_turns_ready_false_with_events() {
     let msg = d["message"].as_str().unwrap_or_default();
     // The IP the registry saw: the bridge address (node) or a pod address.
     assert!(msg.contains(DENY) && msg.contains("10.88.0."), "{d:#}");
-    assert_eq!(d["cause"], "PublicNetworkAccessRules", "{d:#}");
+    // A private client address: a VNet rule or the private endpoint is the fix.
+    assert_eq!(d["cause"], "VirtualNetworkConfiguration", "{d:#}");
     assert_eq!(v["status"]["counts"]["nodesFailing"], 1, "{v:#}");
     // The transition to NotReady was announced as a Warning naming the finding (the reason
     // is `NotReady` or the finding's own reason, see the contract).
