@@ -1838,9 +1838,6 @@ fn sh(c: &Cluster, text: &str) -> String {
         .parent()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    // `helm` is Helm's SDK through tests/e2e/helm_release.py (tests/e2e/helm.rs).
-    let shim = helm::shim_dir().unwrap_or_else(|e| panic!("the helm shim: {e}"));
-    path = format!("{path}:{}", shim.display());
     if let Some(p) = std::env::var_os("PATH") {
         path = format!("{path}:{}", p.to_string_lossy());
     }

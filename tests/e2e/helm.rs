@@ -44,25 +44,6 @@ pub fn helm(c: &Cluster, args: &[&str]) -> Result<Value, String> {
     serde_json::from_str(text.trim()).map_err(|e| format!("helm {args:?} printed {text:?}: {e}"))
 }
 
-/// A directory with a `helm` that is helm_release.py, for the README's commands (tests/e2e.rs
-/// `sh` puts it in PATH).
-pub fn shim_dir() -> Result<PathBuf, String> {
-    let python = venv::python(Path::new(ROOT))?;
-    let dir = Path::new(TMP).join("helm-shim");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let script = format!(
-        "#!/bin/sh\n# helm for the e2e tests: Helm's SDK through tests/e2e/helm_release.py\nexec {} {}/tests/e2e/helm_release.py \"$@\"\n",
-        python.display(),
-        ROOT
-    );
-    let path = dir.join("helm");
-    std::fs::write(&path, script).map_err(|e| format!("{}: {e}", path.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(dir)
-}
-
 fn readyz_on(port: u16) -> Option<()> {
     http_get_at(&format!("127.0.0.1:{port}"), "/readyz")
         .ok()
@@ -93,7 +74,7 @@ fn release_objects(c: &Cluster) -> Vec<String> {
         ),
         ("clusterroles,clusterrolebindings", None),
     ] {
-        let mut args = vec!["get", kinds, "-l", &sel];
+        let mut args = vec!["get", kinds, "-l", sel.as_str()];
         if let Some(ns) = ns {
             args.extend(["-n", ns]);
         }
