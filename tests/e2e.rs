@@ -30,14 +30,14 @@ use std::time::{Duration, Instant};
 
 #[path = "common/deps.rs"]
 mod deps;
-#[path = "common/venv.rs"]
-mod venv;
 #[path = "e2e/helm.rs"]
 mod helm;
 #[path = "e2e/prometheus.rs"]
 mod prometheus;
 #[path = "e2e/quickstart.rs"]
 mod quickstart;
+#[path = "common/venv.rs"]
+mod venv;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const REGCHECK: &str = env!("CARGO_BIN_EXE_regcheck");

@@ -74,7 +74,7 @@ fn release_objects(c: &Cluster) -> Vec<String> {
         ),
         ("clusterroles,clusterrolebindings", None),
     ] {
-        let mut args = vec!["get", kinds, "-l", sel.as_str()];
+        let mut args = vec![kinds, "-l", sel.as_str()];
         if let Some(ns) = ns {
             args.extend(["-n", ns]);
         }
@@ -180,10 +180,19 @@ pub fn helm_chart_lifecycle_on_the_test_cluster() {
     // Values the controller refuses at start: refused by the schema, naming the field, with
     // nothing applied and no release recorded.
     for (set, field) in [
-        ("controller.allowedRegistries={*.azurecr}", "allowedRegistries"),
-        ("controller.allowedRegistries={*,e2ereg.azurecr.io}", "allowedRegistries"),
+        (
+            "controller.allowedRegistries={*.azurecr}",
+            "allowedRegistries",
+        ),
+        (
+            "controller.allowedRegistries={*,e2ereg.azurecr.io}",
+            "allowedRegistries",
+        ),
         ("controller.allowedProxies={*.10.0.0.1}", "allowedProxies"),
-        ("controller.nodeContextNamespaces=Team.io/x=y", "nodeContextNamespaces"),
+        (
+            "controller.nodeContextNamespaces=Team.io/x=y",
+            "nodeContextNamespaces",
+        ),
     ] {
         let e = install(&["--set", set]).expect_err(set);
         assert!(
@@ -242,9 +251,12 @@ pub fn helm_chart_lifecycle_on_the_test_cluster() {
         readyz_on(UPGRADED_PORT)
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", controller_logs(c)));
-    ns.wait_check("deny", "TargetNotAllowed after the upgrade", RUN_WAIT, |v| {
-        reason(v) == Some("TargetNotAllowed")
-    });
+    ns.wait_check(
+        "deny",
+        "TargetNotAllowed after the upgrade",
+        RUN_WAIT,
+        |v| reason(v) == Some("TargetNotAllowed"),
+    );
     say("helm: upgrade moved the metrics port and applied the target policy");
 
     // An upgrade the cluster cannot take (no ServiceMonitor CRD): a clear failure, no new
@@ -260,7 +272,10 @@ pub fn helm_chart_lifecycle_on_the_test_cluster() {
         "the failed upgrade records no revision"
     );
     assert!(controller_args(c).contains(&format!("--metrics-addr=0.0.0.0:{UPGRADED_PORT}")));
-    say(&format!("helm: upgrade without the CRD refused: {}", e.trim()));
+    say(&format!(
+        "helm: upgrade without the CRD refused: {}",
+        e.trim()
+    ));
 
     // Rollback to the first revision: port and policy back.
     let rel = helm(c, &["rollback", RELEASE, "1"]).unwrap_or_else(|e| panic!("{e}"));
@@ -275,9 +290,11 @@ pub fn helm_chart_lifecycle_on_the_test_cluster() {
         ]
     );
     assert!(controller_args(c).contains(&format!("--metrics-addr=0.0.0.0:{PORT}")));
-    wait_for("/readyz after the rollback", Duration::from_secs(120), || {
-        readyz_on(PORT)
-    })
+    wait_for(
+        "/readyz after the rollback",
+        Duration::from_secs(120),
+        || readyz_on(PORT),
+    )
     .unwrap_or_else(|e| panic!("{e}\n{}", controller_logs(c)));
     c.k(&[
         "annotate",
@@ -289,9 +306,12 @@ pub fn helm_chart_lifecycle_on_the_test_cluster() {
         "regcheck.dev/run-now=helm-rollback",
     ])
     .unwrap();
-    ns.wait_check("deny", "RegistryDeniedClientIP after the rollback", RUN_WAIT, |v| {
-        reason(v) == Some("RegistryDeniedClientIP")
-    });
+    ns.wait_check(
+        "deny",
+        "RegistryDeniedClientIP after the rollback",
+        RUN_WAIT,
+        |v| reason(v) == Some("RegistryDeniedClientIP"),
+    );
     say("helm: rollback restored revision 1");
 
     // Uninstall, the README's way: checks first (the controller removes their Jobs), then the

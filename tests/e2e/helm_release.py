@@ -68,13 +68,16 @@ def user_values(args) -> dict:
 
 
 def summary(rel: dict) -> dict:
-    info = rel.get("info") or {}
+    """Name, namespace, revision, status and description of a release, whether the SDK gives
+    Helm's Release (`version`, `info.status`) or a flat summary (`revision`, `status`)."""
+    info = rel.get("info") if isinstance(rel.get("info"), dict) else {}
     return {
         "name": rel.get("name"),
         "namespace": rel.get("namespace"),
-        "revision": rel.get("version"),
-        "status": info.get("status"),
-        "description": info.get("description"),
+        "revision": rel.get("version", rel.get("revision")),
+        "status": info.get("status", rel.get("status")),
+        "description": info.get("description", rel.get("description")),
+        "keys": sorted(rel),
     }
 
 
