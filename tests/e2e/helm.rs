@@ -86,6 +86,29 @@ fn release_objects(c: &Cluster) -> Vec<String> {
     left
 }
 
+/// The pod of the chart's test hook (templates/tests/registry-check.yaml).
+const TEST_POD: &str = "regcheck-test-registry";
+
+/// `helm test` passes at `revision`: the hook's pod reports e2ereg healthy, and is deleted
+/// after it succeeded (hook-succeeded), as is any failed pod of an earlier test
+/// (before-hook-creation).
+fn helm_test_passes(c: &Cluster, revision: u64) {
+    let t = helm(c, &["test", RELEASE]).unwrap_or_else(|e| panic!("helm test: {e}"));
+    assert_eq!(t["revision"], revision, "{t}");
+    assert_eq!(t["status"], "deployed", "{t}");
+    let logs = t["logs"].as_str().unwrap_or("");
+    assert!(
+        logs.contains(&format!("Registry {LOGIN}: Healthy")),
+        "helm test logs: {t}"
+    );
+    let gone = c.k(&["get", "pod", "-n", OPERATOR_NS, TEST_POD]);
+    assert!(
+        gone.as_ref().is_err_and(|e| e.contains("NotFound")),
+        "the test pod after a passing test: {gone:?}"
+    );
+    say(&format!("helm: helm test passed at revision {revision}"));
+}
+
 fn history(c: &Cluster) -> Vec<(u64, String)> {
     helm(c, &["history", RELEASE])
         .unwrap()
@@ -225,18 +248,17 @@ pub fn helm_chart_lifecycle_on_the_test_cluster() {
     ns.wait_check("ok", "Ready=True", RUN_WAIT, |v| ready(v) == Some("True"));
     say("helm: the release's operator diagnoses the lab's registries");
 
-    // helm test: the chart's hook checks tests.registry from the pod network.
-    let t = helm(c, &["test", RELEASE]).unwrap_or_else(|e| panic!("helm test: {e}"));
-    let logs = t["logs"].as_str().unwrap_or("");
-    assert!(logs.contains(LOGIN), "helm test logs: {t}");
-    say("helm: helm test passed");
+    // helm test: the chart's hook checks tests.registry (e2ereg) from the pod network.
+    helm_test_passes(c, 1);
 
-    // Upgrade: the metrics port and the target policy.
+    // Upgrade: the metrics port, the target policy and the registry `helm test` checks.
     let rel = upgrade(&[
         "--set",
         &format!("controller.metricsPort={UPGRADED_PORT}"),
         "--set",
         &format!("controller.allowedRegistries={{{LOGIN}}}"),
+        "--set",
+        &format!("tests.registry={DENY}"),
     ])
     .unwrap_or_else(|e| panic!("{e}\n{}", controller_logs(c)));
     assert_eq!(rel["revision"], 2, "{rel}");
@@ -258,6 +280,28 @@ pub fn helm_chart_lifecycle_on_the_test_cluster() {
         |v| reason(v) == Some("TargetNotAllowed"),
     );
     say("helm: upgrade moved the metrics port and applied the target policy");
+
+    // helm test of the upgraded release checks e2edeny, which refuses the pod's address: the
+    // test fails, and its pod stays with the report (no hook-failed delete policy).
+    let e = helm(c, &["test", RELEASE]).expect_err("helm test of a denied registry");
+    assert!(e.contains("HelmReleaseError"), "{e}");
+    let logs = c
+        .k(&["logs", "-n", OPERATOR_NS, TEST_POD])
+        .unwrap_or_else(|e| panic!("logs of the failed test pod: {e}"));
+    assert!(
+        logs.contains(&format!("Registry {DENY}: "))
+            && !logs.contains(&format!("Registry {DENY}: Healthy"))
+            && logs.contains("RegistryDeniedClientIP"),
+        "helm test logs: {logs}"
+    );
+    let pod = c
+        .get_json(&["pod", "-n", OPERATOR_NS, TEST_POD])
+        .unwrap_or_else(|e| panic!("the failed test pod: {e}"));
+    assert_eq!(pod["status"]["phase"], "Failed", "{pod}");
+    say(&format!(
+        "helm: helm test of {DENY} failed as it should: {}",
+        e.trim()
+    ));
 
     // An upgrade the cluster cannot take (no ServiceMonitor CRD): a clear failure, no new
     // revision, nothing applied.
@@ -312,6 +356,8 @@ pub fn helm_chart_lifecycle_on_the_test_cluster() {
         RUN_WAIT,
         |v| reason(v) == Some("RegistryDeniedClientIP"),
     );
+    // The test hook is revision 1's again: it replaces the failed pod and passes.
+    helm_test_passes(c, 3);
     say("helm: rollback restored revision 1");
 
     // Uninstall, the README's way: checks first (the controller removes their Jobs), then the
@@ -327,6 +373,8 @@ pub fn helm_chart_lifecycle_on_the_test_cluster() {
     ])
     .unwrap_or_else(|e| panic!("{e}\n{}", controller_logs(c)));
     let out = helm(c, &["uninstall", RELEASE]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out["status"], "uninstalled", "{out}");
+    assert_eq!(out["revision"], 3, "{out}");
     say(&format!("helm: uninstall: {out}"));
     wait_for("no object of the release", Duration::from_secs(120), || {
         release_objects(c).is_empty().then_some(())

@@ -19,9 +19,10 @@ API servers older than 1.25 refuse for a CRD carrying x-kubernetes-validations (
 declared in schema"); there the CRD is applied with `kubectl apply --validate=false -k crds/`
 first, as the README's kubectl path does.
 
-Prints one JSON object on stdout: {"name", "namespace", "revision", "status", ...} (history: a
-list of {"revision", "status", "description"}; test: {"status", "logs"}). A failure exits 1
-with `helm_release.py: <action>: <Helm's message>` on stderr. KUBECONFIG names the cluster.
+Prints one JSON object on stdout: {"name", "namespace", "revision", "status", "chart_version",
+"app_version"} (history: a list of those; test: those and "logs"; uninstall: those and "info").
+A failure exits 1 with `helm_release.py: <action> <name>: <Helm's error>` on stderr (a failing
+`helm test` included). KUBECONFIG names the cluster.
 """
 
 from __future__ import annotations
@@ -68,17 +69,13 @@ def user_values(args) -> dict:
 
 
 def summary(rel: dict) -> dict:
-    """Name, namespace, revision, status and description of a release, whether the SDK gives
-    Helm's Release (`version`, `info.status`) or a flat summary (`revision`, `status`)."""
-    info = rel.get("info") if isinstance(rel.get("info"), dict) else {}
-    return {
-        "name": rel.get("name"),
-        "namespace": rel.get("namespace"),
-        "revision": rel.get("version", rel.get("revision")),
-        "status": info.get("status", rel.get("status")),
-        "description": info.get("description", rel.get("description")),
-        "keys": sorted(rel),
-    }
+    """A release as helm-python-sdk 0.2.2 summarises it (flat: name, namespace, revision,
+    status, deployed_at, chart_name, chart_version, app_version, notes, labels), without the
+    rendered manifest and notes. A missing key is an error: the layout changed."""
+    missing = [k for k in ("name", "namespace", "revision", "status") if k not in rel]
+    if missing:
+        raise SystemExit(f"helm_release.py: the SDK's release has no {missing}: keys {sorted(rel)}")
+    return {k: rel.get(k) for k in ("name", "namespace", "revision", "status", "chart_version", "app_version")}
 
 
 class ChartDir:
