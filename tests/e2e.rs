@@ -30,10 +30,14 @@ use std::time::{Duration, Instant};
 
 #[path = "common/deps.rs"]
 mod deps;
+#[path = "e2e/helm.rs"]
+mod helm;
 #[path = "e2e/prometheus.rs"]
 mod prometheus;
 #[path = "e2e/quickstart.rs"]
 mod quickstart;
+#[path = "common/venv.rs"]
+mod venv;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const REGCHECK: &str = env!("CARGO_BIN_EXE_regcheck");
@@ -603,12 +607,18 @@ impl Cluster {
 }
 
 fn http_get_loopback(path: &str) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect_timeout(&METRICS.parse().unwrap(), Duration::from_secs(2))
-        .map_err(|e| format!("connect {METRICS}: {e}"))?;
+    http_get_at(METRICS, path)
+}
+
+/// GET on a listener of this machine (`addr` is `127.0.0.1:PORT`).
+fn http_get_at(addr: &str, path: &str) -> Result<(u16, String), String> {
+    let sa: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let mut s = TcpStream::connect_timeout(&sa, Duration::from_secs(2))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {METRICS}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| format!("write: {e}"))?;
     let mut buf = Vec::new();
@@ -2237,6 +2247,10 @@ fn main() {
             readme_quick_start_runs_on_the_test_cluster,
         ),
         (
+            "helm_chart_lifecycle_on_the_test_cluster",
+            helm::helm_chart_lifecycle_on_the_test_cluster,
+        ),
+        (
             "controller_restart_mid_run_resumes_without_duplicate_jobs",
             controller_restart_mid_run_resumes_without_duplicate_jobs,
         ),
@@ -2244,6 +2258,7 @@ fn main() {
     const SHARED_ONLY: &[&str] = &[
         "prometheus_alert_fires_for_a_broken_registry_and_resolves",
         "readme_quick_start_runs_on_the_test_cluster",
+        "helm_chart_lifecycle_on_the_test_cluster",
     ];
     // Pure checks of the helpers and of what they read (README.md, the shipped rules): they
     // need no cluster and always run.

@@ -17,6 +17,8 @@ use std::sync::OnceLock;
 
 #[path = "common/deps.rs"]
 mod deps;
+#[path = "common/venv.rs"]
+mod venv;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -132,18 +134,6 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// `<target>/packaging-venv`, next to the test binary's `debug/` directory.
-fn venv_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    // <target>/debug/deps/packaging-<hash>
-    let target = exe
-        .ancestors()
-        .nth(3)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| root().join("target"));
-    target.join("packaging-venv")
-}
-
 fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
     let out = cmd
         .output()
@@ -160,40 +150,10 @@ fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
     }
 }
 
-/// The venv with the pinned packages (created or updated when the requirements changed).
+/// The venv with the pinned packages (tests/common/venv.rs).
 fn python_tools() -> &'static Result<PathBuf, String> {
     static ONCE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let venv = venv_dir();
-        let reqs = read("tests/packaging/requirements.txt");
-        let stamp = venv.join("regcheck-requirements.txt");
-        let python = venv.join("bin/python");
-        if std::fs::read_to_string(&stamp).ok().as_deref() == Some(reqs.as_str()) && python.exists()
-        {
-            return Ok(python);
-        }
-        if !python.exists() {
-            run(
-                Command::new("python3").arg("-m").arg("venv").arg(&venv),
-                "python3 -m venv",
-            )?;
-        }
-        run(
-            Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "-r",
-                ])
-                .arg(root().join("tests/packaging/requirements.txt")),
-            "pip install -r tests/packaging/requirements.txt",
-        )?;
-        std::fs::write(&stamp, reqs).map_err(|e| format!("writing {}: {e}", stamp.display()))?;
-        Ok(python)
-    })
+    ONCE.get_or_init(|| venv::python(root()))
 }
 
 fn promtool() -> &'static Result<PathBuf, String> {

@@ -24,6 +24,10 @@ pub enum Action {
 
 /// Every command of the README quick start and what the test does with it. A README command
 /// missing from this table, or an entry the README no longer has, fails the test.
+/// The README's Helm path (2b) is the other install path: this test follows the kubectl one.
+const HELM_PATH: &str = "Helm alternative (2b): run in the same order (namespace, label, install, \
+     uninstall) by helm_chart_lifecycle_on_the_test_cluster (tests/e2e/helm.rs) through Helm's SDK";
+
 pub const TABLE: &[(&str, Action)] = &[
     (
         "docker build -t mirror.example.com/tools/regcheck:0.1.0 . && docker push mirror.example.com/tools/regcheck:0.1.0",
@@ -50,17 +54,19 @@ pub const TABLE: &[(&str, Action)] = &[
     ),
     (
         "kubectl create namespace regcheck-system",
-        Action::Skip("Helm alternative (2b): no helm binary here"),
+        Action::Skip(HELM_PATH),
     ),
     (
         "kubectl label namespace regcheck-system pod-security.kubernetes.io/enforce=privileged",
-        Action::Skip("Helm alternative (2b): no helm binary here"),
+        Action::Skip(HELM_PATH),
     ),
     (
         "helm install regcheck charts/regcheck -n regcheck-system --set image.repository=mirror.example.com/tools/regcheck --set image.tag=0.1.0 --set serviceMonitor.enabled=true --set prometheusRule.enabled=true",
         Action::Skip(
-            "no helm binary here: tests/packaging.rs renders and lints the chart with Helm's \
-             own library (helm-python-sdk), these values included",
+            "Helm alternative (2b), run by helm_chart_lifecycle_on_the_test_cluster (tests/e2e/helm.rs) \
+             through Helm's SDK with --skip-crds -f tests/e2e/helm-values.yaml instead of these --set \
+             values (no registry, no prometheus-operator CRDs here); tests/packaging.rs renders \
+             these values",
         ),
     ),
     ("kubectl apply -f - <<'YAML'", Action::Run),

@@ -57,6 +57,7 @@ ALL_OPTIONS = {
         "namespaces": ["team-a", "team-b"],
         "maxConcurrentJobs": 20,
         "metricsPort": 9090,
+        "hostNetwork": True,
         "leaderElection": True,
         "leaseName": "rc-leader",
         "nodeProxy": "http://proxy.corp.example:3128",
@@ -89,6 +90,7 @@ ALL_OPTIONS = {
     "serviceMonitor": {"enabled": True, "interval": "1m", "labels": {"release": "kps"}},
     "prometheusRule": {"enabled": True, "labels": {"release": "kps"}, "runbookBaseUrl": "https://runbooks.example/regcheck"},
     "grafanaDashboard": {"enabled": True, "namespace": "monitoring", "labels": {"team": "platform"}},
+    "tests": {"registry": "mirror.corp.example", "timeout": "30s"},
     "networkPolicy": {
         "enabled": True,
         "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
@@ -116,6 +118,37 @@ BAD_VALUES = [
     ("controller.allowedProxies", ["proxy.corp:3128"]),
     ("prometheusRule.runbookBaseUrl", "docs/reasons.md"),
     ("prometheusRule.runbookBaseUrl", "https://wiki.example/regcheck#top"),
+    # What the controller refuses at start (src/operator/policy.rs HostPattern, NamespaceRule;
+    # src/engine/inputs.rs validate_host) and the schema once let through into a crash loop:
+    ("controller.allowedRegistries", ["*.azurecr"]),  # '*.' needs two labels
+    ("controller.allowedRegistries", ["*.10.0.0.1"]),  # '*.' before an IP address
+    ("controller.allowedRegistries", ["*", "myreg.azurecr.io"]),  # '*' mixed with patterns
+    ("controller.allowedRegistries", ["300.1.1.1"]),  # all-digit TLD, not an IPv4 address
+    ("controller.allowedRegistries", ["1.2.3"]),
+    ("controller.allowedRegistries", ["[::1"]),  # '[' without ']'
+    ("controller.allowedRegistries", ["1:2:3"]),  # not an IPv6 address
+    ("controller.allowedRegistries", ["a" * 64 + ".azurecr.io"]),  # label over 63
+    ("controller.allowedRegistries", ["-reg.azurecr.io"]),
+    ("controller.allowedProxies", ["*.corp"]),
+    ("controller.allowedProxies", ["*", "proxy.corp.example"]),
+    ("controller.nodeContextNamespaces", "Example.com/probes=true"),  # uppercase prefix
+    ("controller.nodeContextNamespaces", "a..b/probes=true"),
+    ("controller.nodeContextNamespaces", "probes=" + "v" * 64),  # value over 63
+    ("controller.nodeContextNamespaces", "team-a," + "n" * 64),  # namespace over 63
+    ("controller.namespaces", ["n" * 64]),
+    ("tests.registry", "https://myreg.azurecr.io"),
+    ("tests.timeout", "soon"),
+]
+
+# Values the controller takes and the schema must take too.
+GOOD_VALUES = [
+    ("controller.allowedRegistries", ["*"]),
+    ("controller.allowedRegistries", ["*.azurecr.io", "mcr.microsoft.com", "10.0.0.4", "fd00::1", "[fd00::2]", "reg.example.com."]),
+    ("controller.allowedRegistries", ["::ffff:10.0.0.1", "xn--bcher-kva.example", "1-2.example.com"]),
+    ("controller.allowedProxies", ["proxy.corp.example", "*.proxies.corp.example"]),
+    ("controller.nodeContextNamespaces", "regcheck.dev/node-probes=true"),
+    ("controller.nodeContextNamespaces", "team-a,team-b"),
+    ("controller.nodeContextNamespaces", "probes="),
 ]
 
 # The metrics of the controller (CONTRACT.md), for the dashboard.
@@ -229,6 +262,19 @@ def check_values_schema() -> None:
                 fail("schema refuses bad values", f"{path}={bad!r} accepted by Helm")
                 continue
     ok("schema refuses bad values", f"{len(BAD_VALUES)} cases, jsonschema and Helm")
+    for path, good in GOOD_VALUES:
+        candidate = set_path(values, path, good)
+        errs = [e.message for e in v.iter_errors(candidate)]
+        if errs:
+            fail("schema takes what the controller takes", f"{path}={good!r}: {errs}")
+            continue
+        with helm.Chart.load(CHART) as chart:
+            try:
+                chart.validate_schema(set_path({}, path, good))
+            except helm.HelmError as e:
+                fail("schema takes what the controller takes", f"{path}={good!r} refused by Helm: {e}")
+    if "schema takes what the controller takes" not in FAILURES:
+        ok("schema takes what the controller takes", f"{len(GOOD_VALUES)} cases, jsonschema and Helm")
 
 
 def flatten_keys(d: dict, prefix: str = "", only: dict | None = None) -> list[str]:
@@ -416,6 +462,12 @@ def check_all_options() -> list[dict]:
         problems.append(f"env {env}")
     if c["ports"][0]["containerPort"] != 9090:
         problems.append("metrics port")
+    pod = dep["spec"]["template"]["spec"]
+    if not (pod.get("hostNetwork") is True and pod.get("dnsPolicy") == "ClusterFirstWithHostNet" and dep["spec"].get("strategy", {}).get("type") == "Recreate"):
+        problems.append("controller.hostNetwork: hostNetwork, ClusterFirstWithHostNet and strategy Recreate")
+    tests = [o for o in by_kind(objs, "Pod") if o["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    if len(tests) != 1 or tests[0]["spec"]["containers"][0]["args"] != ["check", "mirror.corp.example", "--strict-targets", "--timeout=30s"] or tests[0]["spec"]["containers"][0]["image"] != c["image"]:
+        problems.append(f"tests.registry: one test hook Pod running `regcheck check` with the controller's image: {tests}")
     role = by_kind(objs, "Role")[0]
     if role["metadata"]["namespace"] != "regcheck-probes":
         problems.append("Lease Role must be in the probe namespace")
