@@ -478,7 +478,7 @@ pub struct Evidence {
     pub pull: Option<PullEvidence>,
     /// The hosts containerd would try (`--containerd-config-dir`), and what each did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub containerd: Option<crate::engine::mirrors::ContainerdEvidence>,
+    pub containerd: Option<ContainerdEvidence>,
     pub ms: u64,
 }
 
@@ -542,4 +542,52 @@ mod tests {
         assert!(!is_privatelink("privatelinkx.azurecr.io"));
         assert!(!is_privatelink("reg.azurecr.io"));
     }
+}
+
+/// What containerd would do for the registry, and what each host did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerdEvidence {
+    /// The `hosts.toml` (or host directory) used; absent: no host directory, defaults only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    /// Why containerd ignores the `hosts.toml` (it then pulls from the upstream only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<String>,
+    /// A `ca` or `client` file containerd cannot load: it then fails every pull from the
+    /// registry (`ConfigureHosts` returns the error; no host is tried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken: Option<String>,
+    /// The hosts a pull tries, in order.
+    pub hosts: Vec<HostEvidence>,
+    /// The host containerd would pull from: the first one that works. Absent: none works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub would_use: Option<String>,
+    /// What the probe's own engine reached the registry with (login server, route).
+    pub probe_took: String,
+}
+
+/// One host containerd tries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostEvidence {
+    pub url: String,
+    pub capabilities: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub upstream: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ca: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_verify: bool,
+    /// Spoken to in plain HTTP (an `http://` host, or containerd's fallback from HTTPS).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plain_http: bool,
+    /// What the probe could not do as containerd does, or what containerd would do instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// The probe of this host; absent for the upstream when it is the probed login server
+    /// (see `endpoints`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndpointEvidence>,
+    pub works: bool,
 }
