@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 mod deps;
 #[path = "e2e/helm.rs"]
 mod helm;
+use helm::helm_chart_lifecycle_on_the_test_cluster;
 #[path = "e2e/prometheus.rs"]
 mod prometheus;
 #[path = "e2e/quickstart.rs"]
@@ -1746,7 +1747,7 @@ fn readme_block(name: &str) -> String {
 }
 
 /// Offline: the copy Prometheus loads differs from the shipped rules in `for:` only.
-fn prometheus_rules_copy_changes_only_for() {
+fn offline_prometheus_rules_copy_changes_only_for() {
     let shipped: serde_yaml::Value = serde_yaml::from_str(&shipped_rules()).unwrap();
     let copy: serde_yaml::Value =
         serde_yaml::from_str(&prometheus::rules_with_for(&shipped_rules(), TEST_FOR).unwrap())
@@ -1780,7 +1781,7 @@ fn prometheus_rules_copy_changes_only_for() {
 
 /// Offline: every command of the README quick start is run by the quick start test, or
 /// skipped with a reason; and the table has nothing the README lacks.
-fn readme_quick_start_commands_are_all_accounted_for() {
+fn offline_readme_quick_start_commands_are_all_accounted_for() {
     let mut keys = Vec::new();
     for block in ["quickstart-install", "quickstart-uninstall"] {
         for cmd in quickstart::commands(&readme_block(block)).unwrap() {
@@ -2155,6 +2156,13 @@ fn readme_quick_start_runs_on_the_test_cluster() {
 // ---------------------------------------------------------------------------------------------
 // Runner
 
+/// `(name, test)` pairs named after the test functions themselves.
+macro_rules! tests {
+    ($($f:ident),* $(,)?) => {
+        &[$((stringify!($f), $f as fn())),*]
+    };
+}
+
 fn main() {
     let mut args = libtest_mimic::Arguments::from_args();
     // The tests mostly wait on the cluster: run them side by side unless told otherwise.
@@ -2193,84 +2201,40 @@ fn main() {
         *CLUSTER.lock().unwrap() = Some(c);
     }
 
-    // The restart test comes last: it takes the controller lock exclusively, after every
-    // other test has started.
-    let tests: &[(&str, fn())] = &[
-        (
-            "controller_runs_with_the_deploy_rbac_and_nothing_more",
-            controller_runs_with_the_deploy_rbac_and_nothing_more,
-        ),
-        (
-            "api_server_accepts_the_examples_and_rejects_a_bad_spec",
-            api_server_accepts_the_examples_and_rejects_a_bad_spec,
-        ),
-        (
-            "probe_jobs_run_on_the_node_with_restricted_security",
-            probe_jobs_run_on_the_node_with_restricted_security,
-        ),
-        (
-            "healthy_registry_gets_ready_true_from_real_termination_messages",
-            healthy_registry_gets_ready_true_from_real_termination_messages,
-        ),
-        (
-            "denied_client_ip_turns_ready_false_with_events",
-            denied_client_ip_turns_ready_false_with_events,
-        ),
-        (
-            "unresolvable_name_fails_only_after_failure_threshold_runs",
-            unresolvable_name_fails_only_after_failure_threshold_runs,
-        ),
-        ("metrics_describe_each_check", metrics_describe_each_check),
-        (
-            "prometheus_alert_fires_for_a_broken_registry_and_resolves",
-            prometheus_alert_fires_for_a_broken_registry_and_resolves,
-        ),
-        (
-            "spec_the_schema_misses_is_invalid_spec_without_jobs_or_restarts",
-            spec_the_schema_misses_is_invalid_spec_without_jobs_or_restarts,
-        ),
-        ("spec_change_starts_a_new_run", spec_change_starts_a_new_run),
-        (
-            "run_now_annotation_starts_a_run",
-            run_now_annotation_starts_a_run,
-        ),
-        (
-            "kubectl_plugin_runs_waits_and_shows",
-            kubectl_plugin_runs_waits_and_shows,
-        ),
-        (
-            "deleting_the_check_removes_every_job",
-            deleting_the_check_removes_every_job,
-        ),
-        (
-            "readme_quick_start_runs_on_the_test_cluster",
-            readme_quick_start_runs_on_the_test_cluster,
-        ),
-        (
-            "helm_chart_lifecycle_on_the_test_cluster",
-            helm::helm_chart_lifecycle_on_the_test_cluster,
-        ),
-        (
-            "controller_restart_mid_run_resumes_without_duplicate_jobs",
-            controller_restart_mid_run_resumes_without_duplicate_jobs,
-        ),
+    // Each test is registered by its function's name, written once. Tests that need the
+    // shared cluster (loopback metrics, the lab's DNS) are in their own list. The restart test
+    // comes last: it takes the controller lock exclusively, after every other test has started.
+    let anywhere: &[(&str, fn())] = tests![
+        controller_runs_with_the_deploy_rbac_and_nothing_more,
+        api_server_accepts_the_examples_and_rejects_a_bad_spec,
+        probe_jobs_run_on_the_node_with_restricted_security,
+        healthy_registry_gets_ready_true_from_real_termination_messages,
+        denied_client_ip_turns_ready_false_with_events,
+        unresolvable_name_fails_only_after_failure_threshold_runs,
+        metrics_describe_each_check,
+        spec_the_schema_misses_is_invalid_spec_without_jobs_or_restarts,
+        spec_change_starts_a_new_run,
+        run_now_annotation_starts_a_run,
+        kubectl_plugin_runs_waits_and_shows,
+        deleting_the_check_removes_every_job,
     ];
-    const SHARED_ONLY: &[&str] = &[
-        "prometheus_alert_fires_for_a_broken_registry_and_resolves",
-        "readme_quick_start_runs_on_the_test_cluster",
-        "helm_chart_lifecycle_on_the_test_cluster",
+    let shared_cluster_only: &[(&str, fn())] = tests![
+        prometheus_alert_fires_for_a_broken_registry_and_resolves,
+        readme_quick_start_runs_on_the_test_cluster,
+        helm_chart_lifecycle_on_the_test_cluster,
     ];
+    let last: &[(&str, fn())] = tests![controller_restart_mid_run_resumes_without_duplicate_jobs];
+    let tests: Vec<(&str, fn(), bool)> = anywhere
+        .iter()
+        .map(|&(n, f)| (n, f, false))
+        .chain(shared_cluster_only.iter().map(|&(n, f)| (n, f, true)))
+        .chain(last.iter().map(|&(n, f)| (n, f, false)))
+        .collect();
     // Pure checks of the helpers and of what they read (README.md, the shipped rules): they
     // need no cluster and always run.
-    let offline: &[(&str, fn())] = &[
-        (
-            "offline_prometheus_rules_copy_changes_only_for",
-            prometheus_rules_copy_changes_only_for,
-        ),
-        (
-            "offline_readme_quick_start_commands_are_all_accounted_for",
-            readme_quick_start_commands_are_all_accounted_for,
-        ),
+    let offline: &[(&str, fn())] = tests![
+        offline_prometheus_rules_copy_changes_only_for,
+        offline_readme_quick_start_commands_are_all_accounted_for,
     ];
     let mut trials: Vec<libtest_mimic::Trial> = offline
         .iter()
@@ -2281,9 +2245,9 @@ fn main() {
             })
         })
         .collect();
-    trials.extend(tests.iter().map(|&(name, test)| {
+    trials.extend(tests.iter().map(|&(name, test, needs_shared)| {
         let skip = skip.clone();
-        let not_here = shared_only.filter(|_| SHARED_ONLY.contains(&name));
+        let not_here = shared_only.filter(|_| needs_shared);
         if let Some(why) = not_here
             && !listing
         {
