@@ -7,4 +7,5 @@ pub mod crd;
 pub mod jobs;
 pub mod nodes;
 pub mod policy;
+pub mod pullwatch;
 pub mod spec;
