@@ -131,6 +131,7 @@ METRICS = {
     "regcheck_runs_total",
     "regcheck_reconcile_errors_total",
     "regcheck_probe_jobs_created_total",
+    "regcheck_workload_pull_failures_total",
 }
 
 # RBAC of CONTRACT.md: (apiGroup, resource) -> verbs. Exactly what the controller calls
@@ -144,6 +145,7 @@ CONTRACT_RBAC = {
     ("", "nodes"): {"list"},
     ("", "namespaces"): {"get"},
     ("events.k8s.io", "events"): {"create", "patch"},
+    ("", "events"): {"list", "watch"},
     ("coordination.k8s.io", "leases"): {"get", "create", "update"},
 }
 

@@ -32,6 +32,7 @@ fn config() -> Config {
         policy: PolicyConfig::default(),
         // Every run lists the nodes (the cache has its own test).
         node_cache_ttl: Duration::ZERO,
+        observe_pull_failures: false,
     }
 }
 
