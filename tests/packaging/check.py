@@ -58,6 +58,7 @@ ALL_OPTIONS = {
         "maxConcurrentJobs": 20,
         "metricsPort": 9090,
         "leaderElection": True,
+        "observePullFailures": True,
         "leaseName": "rc-leader",
         "nodeProxy": "http://proxy.corp.example:3128",
         "nodeNoProxy": [".azurecr.io", "10.0.0.0/8"],
@@ -363,6 +364,7 @@ def check_all_options() -> list[dict]:
         "--max-concurrent-jobs=20",
         "--metrics-addr=0.0.0.0:9090",
         "--leader-election=true",
+        "--observe-pull-failures=true",
         "--lease-name=rc-leader",
         "--node-proxy=http://proxy.corp.example:3128",
         "--node-no-proxy=.azurecr.io,10.0.0.0/8",
@@ -426,6 +428,22 @@ def check_all_options() -> list[dict]:
     else:
         ok("every option reaches the manifests")
     return objs
+
+
+def check_pull_failures_off() -> None:
+    """controller.observePullFailures=false: the flag says so and Events are not watched."""
+    objs = rendered_objects(render({"controller": {"observePullFailures": False}}))
+    args = by_kind(objs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    cluster, _ = rbac_of(objs)
+    problems = []
+    if "--observe-pull-failures=false" not in args:
+        problems.append(f"args {args}")
+    if ("", "events") in cluster:
+        problems.append("core Events still granted")
+    if problems:
+        fail("observePullFailures=false", "; ".join(problems))
+    else:
+        ok("observePullFailures=false", "flag false, no core Events in the ClusterRole")
 
 
 def promtool_check_rules(rules: dict, name: str) -> None:
@@ -785,6 +803,7 @@ def main() -> int:
         ("lint", lambda: (lint({}, "default values"), lint(ALL_OPTIONS, "every option"))),
         ("crds", check_crds),
         ("render", lambda: (compare_rbac(check_default_render(), derived, "chart, default values"), compare_rbac(check_all_options(), derived, "chart, every option"))),
+        ("pull_failures_off", check_pull_failures_off),
         ("dashboard", check_dashboard),
         ("rbac_scanner", check_rbac_scanner),
         ("readme", check_readme_commands),
