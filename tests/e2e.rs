@@ -1328,30 +1328,51 @@ fn workload_pull_failures_show_on_the_check_and_in_the_metric() {
     let pod = w["lastPod"].as_str().unwrap_or_default();
     assert!(pod.starts_with(&format!("{}/broken-", ns.name)), "{w}");
     assert!(
-        w["lastMessage"].as_str().unwrap_or_default().contains("nope:1"),
+        w["lastMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nope:1"),
         "{w}"
     );
     let reason = w["lastReason"].as_str().unwrap_or_default().to_string();
     assert!(!reason.is_empty() && reason != "Healthy", "{w}");
-    assert!(w["lastNode"].as_str().is_some_and(|n| c.nodes.iter().any(|x| x == n)), "{w}");
+    assert!(
+        w["lastNode"]
+            .as_str()
+            .is_some_and(|n| c.nodes.iter().any(|x| x == n)),
+        "{w}"
+    );
     let mut last = String::new();
     let counted = wait_for(
         "regcheck_workload_pull_failures_total of the lab registry",
         Duration::from_secs(60),
         || {
             let (_, body) = c.http_get("/metrics").ok()?;
-            let n = value(&parse_metrics(&body), "regcheck_workload_pull_failures_total", |l| {
-                l.get("registry").map(String::as_str) == Some(LOGIN)
-                    && l.get("reason") == Some(&reason)
-            });
+            let n = value(
+                &parse_metrics(&body),
+                "regcheck_workload_pull_failures_total",
+                |l| {
+                    l.get("registry").map(String::as_str) == Some(LOGIN)
+                        && l.get("reason") == Some(&reason)
+                },
+            );
             last = body;
             n.filter(|n| *n >= 1.0)
         },
     )
     .unwrap_or_else(|e| panic!("{e}\n{last}"));
-    say(&format!("regcheck_workload_pull_failures_total{{registry={LOGIN},reason={reason}}} = {counted}"));
-    c.k(&["delete", "deployment", "-n", &ns.name, "broken", "--wait=false"])
-        .unwrap();
+    say(&format!(
+        "regcheck_workload_pull_failures_total{{registry={LOGIN},reason={reason}}} = {counted}"
+    ));
+    c.k(&[
+        "delete",
+        "deployment",
+        "-n",
+        &ns.name,
+        "broken",
+        "--wait=false",
+    ])
+    .unwrap();
 }
 
 fn spec_the_schema_misses_is_invalid_spec_without_jobs_or_restarts() {

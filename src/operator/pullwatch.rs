@@ -526,7 +526,9 @@ mod tests {
             let image = format!("{host}/img:{}", i % 7);
             let m = msg(
                 &image,
-                &format!("rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": {image}: not found {tail}"),
+                &format!(
+                    "rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": {image}: not found {tail}"
+                ),
             );
             let pod = format!("pod-{}", i.wrapping_mul(2_654_435_761) % 5_000_000);
             if let Some(o) = ix.observe(&ev(&format!("uid-{i}"), 1, now, &m, &pod), now) {

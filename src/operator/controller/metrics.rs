@@ -507,7 +507,9 @@ mod tests {
         has(r#"regcheck_runs_total{result="unreachable"} 1"#);
         has(r#"regcheck_reconcile_errors_total{error="create_job"} 1"#);
         has(r#"regcheck_probe_jobs_created_total{context="node"} 1"#);
-        has(r#"regcheck_workload_pull_failures_total{registry="r.azurecr.io",reason="ImageNotFound"} 3"#);
+        has(
+            r#"regcheck_workload_pull_failures_total{registry="r.azurecr.io",reason="ImageNotFound"} 3"#,
+        );
         // Counters end in _total exactly once, and every series carries the prefix.
         for l in &s {
             if l.starts_with("# EOF") || l.is_empty() {

@@ -137,10 +137,7 @@ pub async fn watch(ctx: Arc<Context>, mut triggers: Vec<Trigger>) {
     }
     let api: Api<Event> = Api::all(ctx.client.clone());
     let wc = watcher::Config::default().fields(FIELD_SELECTOR);
-    let mut events = watcher(api, wc)
-        .default_backoff()
-        .applied_objects()
-        .boxed();
+    let mut events = watcher(api, wc).default_backoff().applied_objects().boxed();
     let mut hosts = Hosts::default();
     let mut throttle = Throttle::default();
     info!(
@@ -164,7 +161,8 @@ pub async fn watch(ctx: Arc<Context>, mut triggers: Vec<Trigger>) {
         let Some(o) = observed else { continue };
         hosts.refresh(&triggers);
         let label = core::metric_label(&o, &hosts.named);
-        ctx.metrics.workload_pull_failure(&label, o.reason.as_str(), o.new);
+        ctx.metrics
+            .workload_pull_failure(&label, o.reason.as_str(), o.new);
         debug!(host = %o.host, reason = o.reason.as_str(), pod = %pe.pod, "workload pull failure");
         let mut targets: Vec<&(usize, ObjectRef<StoredCheck>)> = Vec::new();
         for h in std::iter::once(&o.host).chain(o.endpoint.iter()) {
@@ -214,7 +212,10 @@ mod tests {
         assert_eq!(pe.uid, "u-1");
         assert_eq!(pe.count, 4);
         assert_eq!(pe.time, 1_700_000_000);
-        assert_eq!((pe.namespace.as_str(), pe.pod.as_str()), ("team-a", "web-1"));
+        assert_eq!(
+            (pe.namespace.as_str(), pe.pod.as_str()),
+            ("team-a", "web-1")
+        );
         assert_eq!(pe.node.as_deref(), Some("node-7"));
         let mut other = ev.clone();
         other.involved_object.kind = Some("Node".into());
