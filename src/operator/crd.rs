@@ -395,7 +395,7 @@ pub struct WorkloadPullFailures {
     /// Distinct pods whose pulls failed in the window (at most 1000 are tracked per host).
     #[schemars(range(min = 0))]
     pub pods: u32,
-    /// Failures of pods that were not tracked because the set of pods was full.
+    /// Failures in the window of pods that were not tracked because the set of pods was full.
     #[serde(default, skip_serializing_if = "is_zero")]
     #[schemars(range(min = 0))]
     pub pods_not_tracked: u64,

@@ -83,7 +83,8 @@ struct HostEntry {
     buckets: [(i64, u64); BUCKETS],
     /// Hash of `namespace/name` -> unix seconds last seen.
     pods: HashMap<u64, i64>,
-    pods_not_tracked: u64,
+    /// Failures of pods refused because `pods` was full, per minute like `buckets`.
+    not_tracked: [(i64, u64); BUCKETS],
     endpoints: VecDeque<String>,
     last: Last,
 }
@@ -226,18 +227,12 @@ impl Index {
         let e = self.hosts.entry(host.clone()).or_insert_with(|| HostEntry {
             buckets: [(i64::MIN, 0); BUCKETS],
             pods: HashMap::new(),
-            pods_not_tracked: 0,
+            not_tracked: [(i64::MIN, 0); BUCKETS],
             endpoints: VecDeque::new(),
             last: last.clone(),
         });
         let minute = time.div_euclid(BUCKET_SECS);
-        let slot = &mut e.buckets[minute.rem_euclid(BUCKETS as i64) as usize];
-        if slot.0 == minute {
-            slot.1 += new;
-        } else if slot.0 < minute {
-            *slot = (minute, new);
-        }
-        // (An occurrence older than what its slot holds now is outside the window.)
+        add(&mut e.buckets, minute, new);
         let pk = hash(&pod);
         if let Some(t) = e.pods.get_mut(&pk) {
             *t = (*t).max(time);
@@ -247,11 +242,8 @@ impl Index {
             }
             if e.pods.len() < MAX_PODS {
                 e.pods.insert(pk, time);
-                if e.pods.len() < MAX_PODS {
-                    e.pods_not_tracked = 0;
-                }
             } else {
-                e.pods_not_tracked += new;
+                add(&mut e.not_tracked, minute, new);
             }
         }
         if let Some(ep) = &endpoint
@@ -302,12 +294,7 @@ impl Index {
             if !keys.contains(host) && !e.endpoints.iter().any(|p| keys.contains(p)) {
                 continue;
             }
-            let n: u64 = e
-                .buckets
-                .iter()
-                .filter(|(m, _)| *m > from && *m <= now.div_euclid(BUCKET_SECS))
-                .map(|(_, c)| c)
-                .sum();
+            let n = in_window(&e.buckets, from, now);
             if n == 0 {
                 continue;
             }
@@ -318,7 +305,7 @@ impl Index {
                     .filter(|(_, t)| **t > now - WINDOW_SECS)
                     .map(|(k, _)| *k),
             );
-            not_tracked += e.pods_not_tracked;
+            not_tracked += in_window(&e.not_tracked, from, now);
             if last.is_none_or(|(_, l)| e.last.time > l.time) {
                 last = Some((host, &e.last));
             }
@@ -339,6 +326,26 @@ impl Index {
                 .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
         })
     }
+}
+
+/// Adds `n` to the slot of `minute` (an occurrence older than what its slot holds now is
+/// outside the window).
+fn add(buckets: &mut [(i64, u64); BUCKETS], minute: i64, n: u64) {
+    let slot = &mut buckets[minute.rem_euclid(BUCKETS as i64) as usize];
+    if slot.0 == minute {
+        slot.1 += n;
+    } else if slot.0 < minute {
+        *slot = (minute, n);
+    }
+}
+
+/// The sum of the buckets after minute `from` up to `now`.
+fn in_window(buckets: &[(i64, u64); BUCKETS], from: i64, now: i64) -> u64 {
+    buckets
+        .iter()
+        .filter(|(m, _)| *m > from && *m <= now.div_euclid(BUCKET_SECS))
+        .map(|(_, c)| c)
+        .sum()
 }
 
 /// The `registry` label of `regcheck_workload_pull_failures_total`: the image's registry host
@@ -512,8 +519,9 @@ mod tests {
         assert!(t.allow("ns/a", T0 + 30, 30));
     }
 
-    /// 1,000,000 Events over 2,000 hosts, 5,000,000 pods and 1,000,000 uids, one per 10 ms of
-    /// simulated time: the index stays within its caps.
+    /// 1,000,000 Events, one per 10 ms of simulated time, with 1,000,000 uids and pods drawn
+    /// from 5,000,000: the first half over 2,000 hosts (hosts are evicted), the second over 64
+    /// (each host's set of pods fills up). The index stays within its caps.
     #[test]
     fn memory_stays_bounded_under_a_million_events() {
         let mut ix = Index::new();
@@ -521,7 +529,8 @@ mod tests {
         let mut counted = 0u64;
         for i in 0..1_000_000u64 {
             let now = T0 + (i / 100) as i64;
-            let host = format!("reg{}.example.com", i % 2000);
+            let hosts = if i < 500_000 { 2000 } else { MAX_HOSTS as u64 };
+            let host = format!("reg{}.example.com", i % hosts);
             let tail = if i % 1000 == 0 { long.as_str() } else { "" };
             let image = format!("{host}/img:{}", i % 7);
             let m = msg(
@@ -542,8 +551,10 @@ mod tests {
         assert!(ix.pods() <= MAX_HOSTS * MAX_PODS, "{}", ix.pods());
         assert!(ix.events_seen() <= MAX_EVENTS_SEEN, "{}", ix.events_seen());
         assert!(ix.evicted_hosts > 0);
-        let s = ix.summary(&["reg1999.example.com".into()], end).unwrap();
+        let s = ix.summary(&["reg63.example.com".into()], end).unwrap();
         assert!(s.last_message.chars().count() <= MESSAGE_CHARS);
+        assert!(s.pods as usize <= MAX_PODS, "{s:?}");
+        assert!(s.pods_not_tracked > 0, "{s:?}");
         println!(
             "pullwatch bound: {} events -> {} hosts, {} pods, {} uids, ~{} KiB",
             counted,
