@@ -44,6 +44,10 @@ pub fn default_runbook_base() -> String {
 
 /// Anchor of the `CheckStale` section of `docs/reasons.md` (GitHub's anchor of its heading).
 pub const CHECK_STALE_ANCHOR: &str = "alert-checkstale";
+/// Range of `increase()` in `WorkloadImagePullsFailing`.
+pub const PULL_FAILURE_WINDOW: &str = "10m";
+/// How long workloads' pulls must keep failing before `WorkloadImagePullsFailing` fires.
+pub const PULL_FAILURE_FOR: &str = "15m";
 
 /// The reasons of a private endpoint whose DNS is wrong.
 pub const PRIVATE_DNS_REASONS: &[Reason] = &[
@@ -178,6 +182,18 @@ fn health_codes_markdown() -> String {
 fn remediation_template(indent: &str, reasons: &[Reason]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{indent}{{{{- $reason := \"\" -}}}}");
+    s.push_str(&remediation_lookup(indent));
+    s.push_str(&remediation_branches(
+        indent,
+        reasons,
+        "Run `kubectl describe rcc -n {{ $labels.namespace }} {{ $labels.name }}`: status.diagnosis holds the finding and its remediation.",
+    ));
+    s
+}
+
+/// The lines of [`remediation_template`] that set `$reason` from `regcheck_check_info`.
+fn remediation_lookup(indent: &str) -> String {
+    let mut s = String::new();
     let _ = writeln!(
         s,
         "{indent}{{{{- with printf `regcheck_check_info{{namespace=\"%s\",name=\"%s\"}}` $labels.namespace $labels.name | query -}}}}"
@@ -187,6 +203,13 @@ fn remediation_template(indent: &str, reasons: &[Reason]) -> String {
         "{indent}{{{{- $reason = . | first | label \"reason\" -}}}}"
     );
     let _ = writeln!(s, "{indent}{{{{- end -}}}}");
+    s
+}
+
+/// One `if eq $reason ...` branch per reason (all but Healthy when `reasons` is empty) with
+/// the catalogue's remediation, and `fallback` otherwise.
+fn remediation_branches(indent: &str, reasons: &[Reason], fallback: &str) -> String {
+    let mut s = String::new();
     let list: Vec<Reason> = if reasons.is_empty() {
         Reason::ALL
             .iter()
@@ -202,11 +225,37 @@ fn remediation_template(indent: &str, reasons: &[Reason]) -> String {
         let _ = writeln!(s, "{indent}{}", r.remediation());
     }
     let _ = writeln!(s, "{indent}{{{{- else -}}}}");
-    let _ = writeln!(
-        s,
-        "{indent}Run `kubectl describe rcc -n {{{{ $labels.namespace }}}} {{{{ $labels.name }}}}`: status.diagnosis holds the finding and its remediation."
-    );
+    let _ = writeln!(s, "{indent}{fallback}");
     let _ = writeln!(s, "{indent}{{{{- end -}}}}");
+    s
+}
+
+/// The reasons a runtime's pull message can carry (not the probes' own failures, nor the
+/// controller's findings about a check).
+pub fn workload_reasons() -> Vec<Reason> {
+    Reason::ALL
+        .iter()
+        .copied()
+        .filter(|r| {
+            *r != Reason::Healthy
+                && !r.is_probe_failure()
+                && !matches!(
+                    r,
+                    Reason::ContextsDisagree | Reason::TargetNotAllowed | Reason::InvalidSpec
+                )
+        })
+        .collect()
+}
+
+/// The `remediation` of `WorkloadImagePullsFailing`: from the alert's own `reason` label.
+fn workload_remediation(indent: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{indent}{{{{- $reason := $labels.reason -}}}}");
+    s.push_str(&remediation_branches(
+        indent,
+        &workload_reasons(),
+        "Run `kubectl describe pod` on a failing pod, and `regcheck explain` on its pull error message.",
+    ));
     s
 }
 
@@ -346,6 +395,26 @@ groups:
           runbook_url: {runbook}#{stale_anchor}
           remediation: |-
             Check the controller's logs and the regcheck_reconcile_errors_total metric, the check's spec.suspend and spec.interval, and `kubectl get jobs -A -l regcheck.dev/check={{{{ $labels.name }}}}`.
+      # Workloads' image pulls keep failing (the kubelet's Events, observed by the controller
+      # with --observe-pull-failures). One failure does not fire: the kubelet retries a
+      # failing pull at least every 5 minutes, so only failures that go on for `for:` do.
+      - alert: WorkloadImagePullsFailing
+        expr: sum by (registry, reason) (increase(regcheck_workload_pull_failures_total[{pull_window}])) > 0
+        for: {pull_for}
+        labels:
+          severity: warning
+        annotations:
+          summary: >-
+            Image pulls of workloads from {{{{ $labels.registry }}}} keep failing ({{{{ $labels.reason }}}})
+          description: >-
+            The kubelet has reported failed image pulls from {{{{ $labels.registry }}}}
+            (reason {{{{ $labels.reason }}}}) in every {pull_window} for at least {pull_for}
+            (registry `other`: a host no check names). See status.workloadPullFailures of the
+            checks of that registry (`kubectl get rcc -A -o wide`); `regcheck explain` classifies a
+            pasted pull error the same way.
+          remediation: |-
+{chain_workload}
+          runbook_url: {runbook}#{{{{ $labels.reason | toLower }}}}
 "#,
         unreachable_for = UNREACHABLE_FOR,
         warning_for = WARNING_FOR,
@@ -361,6 +430,9 @@ groups:
         chain_pe = remediation_template(ind, PRIVATE_DNS_REASONS).trim_end(),
         chain_probe = remediation_template(ind, &probe_failures).trim_end(),
         contexts_remediation = Reason::ContextsDisagree.remediation(),
+        pull_window = PULL_FAILURE_WINDOW,
+        pull_for = PULL_FAILURE_FOR,
+        chain_workload = workload_remediation(ind).trim_end(),
     );
     s
 }
@@ -462,7 +534,8 @@ mod tests {
             let branch = format!("eq $reason \"{}\" -}}}}", r.as_str());
             let expected = 1
                 + usize::from(PRIVATE_DNS_REASONS.contains(&r))
-                + usize::from(r.is_probe_failure());
+                + usize::from(r.is_probe_failure())
+                + usize::from(workload_reasons().contains(&r));
             assert_eq!(rules.matches(&branch).count(), expected, "{r}");
             assert!(rules.contains(r.remediation()), "{r}");
         }
@@ -472,6 +545,7 @@ mod tests {
             "ContextsDisagree",
             "ProbesFailing",
             "CheckStale",
+            "WorkloadImagePullsFailing",
         ] {
             assert!(rules.contains(&format!("- alert: {name}\n")), "{name}");
         }
@@ -510,7 +584,11 @@ mod tests {
             assert_eq!(b, base, "{url}");
             // A fixed anchor names a heading of the document; a templated one the reason.
             if anchor.contains("{{") {
-                assert_eq!(anchor, "{{ $reason | toLower }}");
+                assert!(
+                    anchor == "{{ $reason | toLower }}"
+                        || anchor == "{{ $labels.reason | toLower }}",
+                    "{url}"
+                );
             } else {
                 let heading = if anchor == CHECK_STALE_ANCHOR {
                     "\n### Alert: CheckStale\n".to_string()
@@ -535,7 +613,7 @@ mod tests {
     fn rules_parse_as_yaml_with_for_on_every_alert() {
         let v: serde_yaml::Value = serde_yaml::from_str(&prometheus_rules()).unwrap();
         let rules = v["groups"][0]["rules"].as_sequence().unwrap();
-        assert_eq!(rules.len(), 5);
+        assert_eq!(rules.len(), 6);
         for rule in rules {
             let name = rule["alert"].as_str().unwrap();
             assert!(rule["for"].as_str().is_some(), "{name}: for");

@@ -1297,6 +1297,97 @@ fn value(
         .map(|s| s.value)
 }
 
+/// A Deployment whose image its registry does not have: the kubelet's failed pulls show up in
+/// the status of the check of that registry and in regcheck_workload_pull_failures_total.
+fn workload_pull_failures_show_on_the_check_and_in_the_metric() {
+    let c = &fixture().cluster;
+    let _g = shared();
+    let ns = Ns::fresh(c, "pull-failures");
+    ns.check("lab", json!({"registry": LOGIN}));
+    let image = format!("{LOGIN}/nope:1");
+    c.apply(&json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "broken", "namespace": ns.name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "broken"}},
+            "template": {
+                "metadata": {"labels": {"app": "broken"}},
+                "spec": {
+                    "automountServiceAccountToken": false,
+                    "securityContext": {"runAsNonRoot": true, "runAsUser": 65532,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "app", "image": image, "imagePullPolicy": "Always",
+                        "securityContext": {"allowPrivilegeEscalation": false,
+                                            "capabilities": {"drop": ["ALL"]}},
+                    }],
+                },
+            },
+        },
+    }))
+    .unwrap();
+    let v = ns.wait_check(
+        "lab",
+        "status.workloadPullFailures",
+        Duration::from_secs(240),
+        |v| v["status"]["workloadPullFailures"]["count"].as_u64() >= Some(1),
+    );
+    let w = &v["status"]["workloadPullFailures"];
+    say(&format!("workloadPullFailures: {w}"));
+    assert_eq!(w["registry"].as_str(), Some(LOGIN), "{w}");
+    assert!(w["pods"].as_u64() >= Some(1), "{w}");
+    assert_eq!(w["windowSeconds"].as_u64(), Some(900), "{w}");
+    let pod = w["lastPod"].as_str().unwrap_or_default();
+    assert!(pod.starts_with(&format!("{}/broken-", ns.name)), "{w}");
+    assert!(
+        w["lastMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nope:1"),
+        "{w}"
+    );
+    let reason = w["lastReason"].as_str().unwrap_or_default().to_string();
+    assert!(!reason.is_empty() && reason != "Healthy", "{w}");
+    assert!(
+        w["lastNode"]
+            .as_str()
+            .is_some_and(|n| c.nodes.iter().any(|x| x == n)),
+        "{w}"
+    );
+    let mut last = String::new();
+    let counted = wait_for(
+        "regcheck_workload_pull_failures_total of the lab registry",
+        Duration::from_secs(60),
+        || {
+            let (_, body) = c.http_get("/metrics").ok()?;
+            let n = value(
+                &parse_metrics(&body),
+                "regcheck_workload_pull_failures_total",
+                |l| {
+                    l.get("registry").map(String::as_str) == Some(LOGIN)
+                        && l.get("reason") == Some(&reason)
+                },
+            );
+            last = body;
+            n.filter(|n| *n >= 1.0)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{last}"));
+    say(&format!(
+        "regcheck_workload_pull_failures_total{{registry={LOGIN},reason={reason}}} = {counted}"
+    ));
+    c.k(&[
+        "delete",
+        "deployment",
+        "-n",
+        &ns.name,
+        "broken",
+        "--wait=false",
+    ])
+    .unwrap();
+}
+
 fn spec_the_schema_misses_is_invalid_spec_without_jobs_or_restarts() {
     let c = &fixture().cluster;
     let _g = shared();
@@ -2216,6 +2307,7 @@ fn main() {
         spec_change_starts_a_new_run,
         run_now_annotation_starts_a_run,
         kubectl_plugin_runs_waits_and_shows,
+        workload_pull_failures_show_on_the_check_and_in_the_metric,
         deleting_the_check_removes_every_job,
     ];
     let shared_cluster_only: &[(&str, fn())] = tests![

@@ -184,6 +184,7 @@ fn rbac_is_exactly_the_contract() {
         ("", "nodes", &["list"]),
         ("", "namespaces", &["get"]),
         ("events.k8s.io", "events", &["create", "patch"]),
+        ("", "events", &["list", "watch"]),
     ]);
     assert_eq!(got, want);
     assert!(

@@ -162,6 +162,11 @@ pub struct ControllerArgs {
     #[arg(long, env = policy::ENV_ALLOWED_PROXIES, value_name = "*|PATTERN,...",
           default_value = "*")]
     pub allowed_proxies: String,
+    /// Watch the kubelet's image pull failures (Events with reason Failed, cluster-wide) and
+    /// show them on the checks of their registries (true|false)
+    #[arg(long, env = "REGCHECK_OBSERVE_PULL_FAILURES", value_name = "BOOL", default_value_t = true,
+          action = ArgAction::Set)]
+    pub observe_pull_failures: bool,
     /// Log format (level from RUST_LOG, default info)
     #[arg(long, env = "REGCHECK_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -259,6 +264,7 @@ pub fn config(
         policy,
         node_cache_ttl: crate::operator::controller::NODE_CACHE_TTL,
         probe_image_platforms,
+        observe_pull_failures: args.observe_pull_failures,
     })
 }
 
@@ -351,6 +357,7 @@ async fn run(args: ControllerArgs, cfg: Config, timings: LeaseTimings) -> i32 {
         allowed_proxies = %args.allowed_proxies,
         addr = %args.metrics_addr,
         leader_election = args.leader_election,
+        observe_pull_failures = args.observe_pull_failures,
         "starting"
     );
 

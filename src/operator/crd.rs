@@ -397,10 +397,10 @@ pub struct RegistryConnectivityCheckStatus {
     #[serde(default, skip_serializing_if = "is_zero")]
     #[schemars(range(min = 0))]
     pub skipped_node_count: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
+    /// Image pulls of workloads (kubelet's `Failed` Events) that failed on this check's
+    /// registry or data endpoints over the last window; absent when there were none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_pull_failures: Option<WorkloadPullFailures>,
 }
 
 /// Most entries of `status.skippedNodes`.
@@ -420,6 +420,48 @@ pub struct SkippedNode {
     /// What is missing, e.g. the platform the probe image lacks.
     #[schemars(length(max = 512))]
     pub message: String,
+}
+
+/// Pull failures of workloads observed on a check's hosts over a window.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadPullFailures {
+    /// Length of the window, in seconds.
+    #[schemars(range(min = 0))]
+    pub window_seconds: u32,
+    /// Failed pulls in the window.
+    #[schemars(range(min = 0))]
+    pub count: u64,
+    /// Distinct pods whose pulls failed in the window (at most 1000 are tracked per host).
+    #[schemars(range(min = 0))]
+    pub pods: u32,
+    /// Failures in the window of pods that were not tracked because the set of pods was full.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(min = 0))]
+    pub pods_not_tracked: u64,
+    /// The registry host of the image that failed last.
+    #[schemars(length(max = 260))]
+    pub registry: String,
+    /// Reason of the last failure (the catalogue's name, as in status.diagnosis).
+    #[schemars(length(max = 64))]
+    pub last_reason: String,
+    /// The runtime's message of the last failure (capped).
+    #[schemars(length(max = 1024))]
+    pub last_message: String,
+    /// `namespace/name` of the pod of the last failure.
+    #[schemars(length(max = 317))]
+    pub last_pod: String,
+    /// Node of the last failure, when the Event names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub last_node: Option<String>,
+    /// When the last failure happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_time: Option<Time>,
+}
+
+fn is_zero<N: Default + PartialEq>(n: &N) -> bool {
+    *n == N::default()
 }
 
 /// The primary finding.

@@ -9,4 +9,5 @@ pub mod names;
 pub mod nodes;
 pub mod platform;
 pub mod policy;
+pub mod pullwatch;
 pub mod spec;

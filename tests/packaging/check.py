@@ -59,6 +59,7 @@ ALL_OPTIONS = {
         "metricsPort": 9090,
         "hostNetwork": True,
         "leaderElection": True,
+        "observePullFailures": True,
         "leaseName": "rc-leader",
         "nodeProxy": "http://proxy.corp.example:3128",
         "nodeNoProxy": [".azurecr.io", "10.0.0.0/8"],
@@ -166,6 +167,7 @@ METRICS = {
     "regcheck_runs_total",
     "regcheck_reconcile_errors_total",
     "regcheck_probe_jobs_created_total",
+    "regcheck_workload_pull_failures_total",
 }
 
 # RBAC of CONTRACT.md: (apiGroup, resource) -> verbs. Exactly what the controller calls
@@ -179,6 +181,7 @@ CONTRACT_RBAC = {
     ("", "nodes"): {"list"},
     ("", "namespaces"): {"get"},
     ("events.k8s.io", "events"): {"create", "patch"},
+    ("", "events"): {"list", "watch"},
     ("coordination.k8s.io", "leases"): {"get", "create", "update"},
 }
 
@@ -438,6 +441,7 @@ def check_all_options() -> list[dict]:
         "--max-concurrent-jobs=20",
         "--metrics-addr=0.0.0.0:9090",
         "--leader-election=true",
+        "--observe-pull-failures=true",
         "--lease-name=rc-leader",
         "--node-proxy=http://proxy.corp.example:3128",
         "--node-no-proxy=.azurecr.io,10.0.0.0/8",
@@ -513,6 +517,22 @@ def check_all_options() -> list[dict]:
     else:
         ok("every option reaches the manifests")
     return objs
+
+
+def check_pull_failures_off() -> None:
+    """controller.observePullFailures=false: the flag says so and Events are not watched."""
+    objs = rendered_objects(render({"controller": {"observePullFailures": False}}))
+    args = by_kind(objs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    cluster, _ = rbac_of(objs)
+    problems = []
+    if "--observe-pull-failures=false" not in args:
+        problems.append(f"args {args}")
+    if ("", "events") in cluster:
+        problems.append("core Events still granted")
+    if problems:
+        fail("observePullFailures=false", "; ".join(problems))
+    else:
+        ok("observePullFailures=false", "flag false, no core Events in the ClusterRole")
 
 
 def promtool_check_rules(rules: dict, name: str) -> None:
@@ -874,6 +894,7 @@ def main() -> int:
         ("crds", check_crds),
         ("render", lambda: (compare_rbac(check_default_render(), derived, "chart, default values"), compare_rbac(check_all_options(), derived, "chart, every option"))),
         ("runbook", check_runbook_base),
+        ("pull_failures_off", check_pull_failures_off),
         ("dashboard", check_dashboard),
         ("rbac_scanner", check_rbac_scanner),
         ("readme", check_readme_commands),

@@ -766,7 +766,7 @@ fn image_ref(orig: &str) -> Option<String> {
 }
 
 /// The registry of an image reference (`docker.io` for a name without a registry part).
-fn registry_of(image: &str) -> String {
+pub fn registry_of(image: &str) -> String {
     match image.split_once('/') {
         Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => {
             first.to_ascii_lowercase()

@@ -52,6 +52,13 @@ pub struct ContextLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PullFailureLabels {
+    /// A host some check names, else `other`.
+    pub registry: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabels {
     pub verb: &'static str,
     pub resource: &'static str,
@@ -105,6 +112,7 @@ pub struct Metrics {
     reconcile_errors: Family<ErrorLabels, Counter>,
     jobs_created: Family<ContextLabels, Counter>,
     api_requests: Family<ApiLabels, Counter>,
+    workload_pull_failures: Family<PullFailureLabels, Counter>,
     /// The one `check_info` series of each check, so that the old one goes when labels change.
     info_series: Mutex<HashMap<CheckLabels, InfoLabels>>,
 }
@@ -135,6 +143,7 @@ impl Metrics {
             reconcile_errors: Family::default(),
             jobs_created: Family::default(),
             api_requests: Family::default(),
+            workload_pull_failures: Family::default(),
             info_series: Mutex::new(HashMap::new()),
         };
         registry.register(
@@ -208,6 +217,11 @@ impl Metrics {
             "Requests sent to the Kubernetes API server, by verb and resource",
             m.api_requests.clone(),
         );
+        registry.register(
+            "workload_pull_failures",
+            "Image pulls of workloads that failed (kubelet Events), by registry host a check names (else other) and reason",
+            m.workload_pull_failures.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -216,6 +230,16 @@ impl Metrics {
         self.api_requests
             .get_or_create(&ApiLabels { verb, resource })
             .inc();
+    }
+
+    /// `n` failed pulls of workloads ([`crate::operator::pullwatch`]).
+    pub fn workload_pull_failure(&self, registry: &str, reason: &'static str, n: u64) {
+        self.workload_pull_failures
+            .get_or_create(&PullFailureLabels {
+                registry: registry.to_string(),
+                reason,
+            })
+            .inc_by(n);
     }
 
     pub fn reconcile_error(&self, error: &'static str) {
@@ -490,6 +514,7 @@ mod tests {
         m.run(RunResult::Unreachable);
         m.reconcile_error("create_job");
         m.job_created(ProbeContext::Node);
+        m.workload_pull_failure("r.azurecr.io", "ImageNotFound", 3);
         let text = m.render();
         let s = samples(&text);
         let has = |want: &str| assert!(s.iter().any(|l| l == want), "missing {want} in\n{text}");
@@ -510,6 +535,9 @@ mod tests {
         has(r#"regcheck_runs_total{result="unreachable"} 1"#);
         has(r#"regcheck_reconcile_errors_total{error="create_job"} 1"#);
         has(r#"regcheck_probe_jobs_created_total{context="node"} 1"#);
+        has(
+            r#"regcheck_workload_pull_failures_total{registry="r.azurecr.io",reason="ImageNotFound"} 3"#,
+        );
         // Counters end in _total exactly once, and every series carries the prefix.
         for l in &s {
             if l.starts_with("# EOF") || l.is_empty() {

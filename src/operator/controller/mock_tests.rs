@@ -33,6 +33,7 @@ fn config() -> Config {
         // Every run lists the nodes (the cache has its own test).
         node_cache_ttl: Duration::ZERO,
         probe_image_platforms: Default::default(),
+        observe_pull_failures: false,
     }
 }
 

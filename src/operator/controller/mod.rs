@@ -15,6 +15,7 @@ pub mod leader;
 pub mod metrics;
 #[cfg(test)]
 mod mock_tests;
+pub mod pullwatch;
 pub mod stored;
 
 use crate::engine::findings::Reason;
@@ -140,6 +141,8 @@ pub struct Config {
     /// Platforms the probe image is built for: nodes of other architectures are skipped and
     /// probe Jobs require one of these architectures.
     pub probe_image_platforms: crate::operator::platform::Platforms,
+    /// Watch the kubelet's pull failures ([`crate::operator::pullwatch`]).
+    pub observe_pull_failures: bool,
 }
 
 /// Default of [`Config::node_cache_ttl`]: checks that start within this long of each other
@@ -323,6 +326,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Watch caches of probe Jobs and pods.
     pub caches: Caches,
+    /// Workload pull failures by registry host (`None`: not observed).
+    pub pull_failures: Option<std::sync::Mutex<crate::operator::pullwatch::Index>>,
     /// The last node inventory and when it was listed (see [`Config::node_cache_ttl`]).
     nodes: std::sync::Mutex<Option<(Instant, Arc<NodeInventory>)>>,
     /// Per check uid: the last run this process collected (status written, Jobs deleted), and
@@ -407,6 +412,9 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             caches: Caches::new(watch_scopes(&config)),
+            pull_failures: config
+                .observe_pull_failures
+                .then(|| std::sync::Mutex::new(crate::operator::pullwatch::Index::new())),
             config,
             metrics,
             nodes: std::sync::Mutex::new(None),
@@ -1134,6 +1142,9 @@ async fn write_status(
     new: &RegistryConnectivityCheckStatus,
 ) -> Result<bool, Error> {
     let old = check.status.clone().unwrap_or_default();
+    let mut new = new.clone();
+    new.workload_pull_failures = pullwatch::summary_of(ctx, check, Timestamp::now().as_second());
+    let new = &new;
     if check.status.is_some() && same_except_timestamps(&old, new) {
         debug!("status unchanged");
         return Ok(false);
@@ -1467,9 +1478,22 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
     set_metrics(ctx, check, &prev);
 
     match action {
-        Action::Idle { requeue_after } => Ok(requeue_after
-            .map(Requeue::requeue)
-            .unwrap_or_else(Requeue::await_change)),
+        Action::Idle { requeue_after } => {
+            // Pull failures of workloads change without a run: written when they differ,
+            // and looked at again while the window holds some.
+            let fresh = pullwatch::summary_of(ctx, check, now.as_second());
+            if check.status.is_some() && fresh != prev.workload_pull_failures {
+                write_status(ctx, check, &prev).await?;
+            }
+            let requeue_after = match (&fresh, requeue_after) {
+                (Some(_), Some(d)) => Some(d.min(pullwatch::REFRESH)),
+                (Some(_), None) => Some(pullwatch::REFRESH),
+                (None, d) => d,
+            };
+            Ok(requeue_after
+                .map(Requeue::requeue)
+                .unwrap_or_else(Requeue::await_change))
+        }
         Action::Wait {
             run,
             top_up,
@@ -1906,6 +1930,23 @@ pub async fn run(
             .watches_stream(pod_stream, |p| check_of(&p));
         controllers.insert(i, c);
     }
+    // Pull failures of workloads trigger the reconcile of the checks of their hosts.
+    let mut pull_watch = None;
+    if ctx.pull_failures.is_some() {
+        let mut triggers = Vec::new();
+        controllers = controllers
+            .into_iter()
+            .map(|c| {
+                let (tx, rx) = futures::channel::mpsc::channel(256);
+                triggers.push(pullwatch::Trigger {
+                    store: c.store(),
+                    tx,
+                });
+                c.reconcile_on(rx)
+            })
+            .collect();
+        pull_watch = Some(tokio::spawn(pullwatch::watch(ctx.clone(), triggers)));
+    }
     let mut stores: Vec<ReadyProbe> = controllers.iter().map(|c| ready_probe(c.store())).collect();
     stores.extend(ctx.caches.jobs.iter().map(|s| ready_probe(s.clone())));
     stores.extend(ctx.caches.pods.iter().map(|s| ready_probe(s.clone())));
@@ -1946,4 +1987,7 @@ pub async fn run(
     });
     futures::future::join_all(runs).await;
     readiness.abort();
+    if let Some(w) = pull_watch {
+        w.abort();
+    }
 }
