@@ -2306,3 +2306,77 @@ fn slim_cache_objects_keep_what_reconciles_read() {
 fn json_len<T: serde::Serialize>(t: &T) -> usize {
     serde_json::to_vec(t).unwrap().len()
 }
+
+/// After an API server restart a watch often gets 410 Gone (its resource version was
+/// compacted away): the controller lists again at once, not after kube's default backoff
+/// (0.8 s doubling to 30 s).
+#[tokio::test]
+async fn a_watch_that_gets_410_lists_again_at_once() {
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "default");
+    let ctx = Arc::new(Context::new(
+        client,
+        config(),
+        Arc::new(metrics::Metrics::new()),
+    ));
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
+    let controller = tokio::spawn(run(ctx.clone(), ready.clone(), async move {
+        let _ = stop_rx.await;
+    }));
+    let server = async move {
+        let mut held = Vec::new();
+        let (mut gone_at, mut pod_lists) = (None::<std::time::Instant>, 0);
+        loop {
+            let (req, send) = handle.next_request().await.expect("client alive");
+            let path = req.uri().path().to_string();
+            let query = req.uri().query().unwrap_or("").to_string();
+            let reply = |code: u16, body: Vec<u8>| {
+                Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(Body::from(body))
+                    .unwrap()
+            };
+            let is_pods = path == "/api/v1/pods";
+            if query.contains("watch=true") {
+                if is_pods && gone_at.is_none() {
+                    let ev = json!({"type": "ERROR", "object": status_error(410, "Expired")});
+                    let mut line = serde_json::to_vec(&ev).unwrap();
+                    line.push(b'\n');
+                    send.send_response(reply(200, line));
+                    gone_at = Some(std::time::Instant::now());
+                } else {
+                    held.push(send);
+                }
+                continue;
+            }
+            let answer = match path.as_str() {
+                "/apis/regcheck.dev/v1alpha1/registryconnectivitychecks" => list(
+                    "RegistryConnectivityCheckList",
+                    "regcheck.dev/v1alpha1",
+                    vec![],
+                ),
+                "/apis/batch/v1/jobs" => list("JobList", "batch/v1", vec![]),
+                "/api/v1/pods" => {
+                    pod_lists += 1;
+                    list("PodList", "v1", vec![])
+                }
+                other => panic!("unexpected request {other} {query}"),
+            };
+            send.send_response(reply(200, serde_json::to_vec(&answer).unwrap()));
+            if is_pods && pod_lists == 2 {
+                return (gone_at.expect("the list follows the 410").elapsed(), held);
+            }
+        }
+    };
+    let (waited, _held) = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the pods were not listed again after 410 Gone");
+    assert!(
+        waited < Duration::from_millis(300),
+        "re-listed {waited:?} after the 410"
+    );
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), controller).await;
+}

@@ -18,6 +18,7 @@ mod mock_tests;
 pub mod node_cache;
 pub mod slim;
 pub mod stored;
+pub mod watch_backoff;
 
 use crate::engine::findings::Reason;
 use crate::operator::aggregate::{self, ProbeOutcome, ProbeRecord, conditions};
@@ -1852,18 +1853,26 @@ pub async fn run(
 ) {
     let client = ctx.client.clone();
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    // Every watch backs off by itself ([`watch_backoff`]): a 410 re-lists at once, waits are
+    // bounded and reset on success; the controller adds no backoff over all of them.
+    let checks_controller = |api: Api<StoredCheck>| {
+        let (reader, writer) = reflector::store();
+        let stream = reflector::reflector(
+            writer,
+            watch_backoff::bounded(watcher(api, watcher::Config::default())),
+        )
+        .applied_objects();
+        Controller::for_stream(stream, reader).trigger_backoff(watch_backoff::NoDelay)
+    };
     let mut controllers = Vec::new();
     if ctx.config.namespaces.is_empty() {
-        controllers.push(Controller::new(
-            Api::<StoredCheck>::all(client.clone()),
-            watcher::Config::default(),
-        ));
+        controllers.push(checks_controller(Api::<StoredCheck>::all(client.clone())));
     } else {
         for ns in &ctx.config.namespaces {
-            controllers.push(Controller::new(
-                Api::<StoredCheck>::namespaced(client.clone(), ns),
-                watcher::Config::default(),
-            ));
+            controllers.push(checks_controller(Api::<StoredCheck>::namespaced(
+                client.clone(),
+                ns,
+            )));
         }
     }
     // One watch per scope and kind feeds both a cache (read by reconciles) and the
@@ -1886,14 +1895,14 @@ pub async fn run(
         // The stores keep only what reconciles read (no managed fields, no pod spec details).
         let job_stream = reflector::reflector(
             jw,
-            watcher(jobs, wc.clone())
-                .default_backoff()
-                .modify(slim::job),
+            watch_backoff::bounded(watcher(jobs, wc.clone())).modify(slim::job),
         )
         .touched_objects();
-        let pod_stream =
-            reflector::reflector(pw, watcher(pods, wc).default_backoff().modify(slim::pod))
-                .touched_objects();
+        let pod_stream = reflector::reflector(
+            pw,
+            watch_backoff::bounded(watcher(pods, wc)).modify(slim::pod),
+        )
+        .touched_objects();
         let i = scope.controller;
         let c = controllers.remove(i);
         let c = c
