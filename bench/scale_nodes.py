@@ -32,6 +32,7 @@ Steps, all bounded:
 """
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -337,6 +338,22 @@ def main():
         first_jobs = sorted(min(t for t, ev in wjobs.events if ev.get("type") == "ADDED" and
                                 ev["object"]["metadata"]["labels"].get(cc.CHECK_LABEL) == c)
                             for c in with_jobs())
+        # The first run is due at creation + its jitter (decide::first_run_jitter: SHA-256 of
+        # "uid\0" "0", below min(interval / 10, 30 s)); from then to its first Job is the delay
+        # the controller adds.
+        window_ms = min(3600 * 1000 // 10, 30 * 1000)
+        due_lat = []
+        for _, ev in wchecks.events:
+            md = ev.get("object", {}).get("metadata", {})
+            if ev.get("type") != "ADDED" or md.get("name") not in with_jobs():
+                continue
+            h = hashlib.sha256(f"{md['uid']}\0{0}".encode()).digest()
+            jit = int.from_bytes(h[:8], "big") % window_ms / 1000
+            added = min(t for t, e in wchecks.events
+                        if e["object"]["metadata"]["name"] == md["name"])
+            first = min(t for t, e in wjobs.events if e.get("type") == "ADDED" and
+                        e["object"]["metadata"]["labels"].get(cc.CHECK_LABEL) == md["name"])
+            due_lat.append(first - (added + jit))
         base = [d for t, d, ok in lat.samples if t < t_load]
         during = [d for t, d, ok in lat.samples if t_load <= t <= t_load + t_jobs]
         req = cc.deltas(mid, before)
@@ -350,6 +367,8 @@ def main():
             "s_create_to_every_first_job": round(t_jobs, 1),
             "checks_with_jobs": len(with_jobs()), "checks_finished": len(finished()),
             "create_to_first_job": an["create_to_first_job"],
+            "first_run_due_to_first_job": stats.summary_ms(due_lat) if due_lat else None,
+            "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
             "first_jobs_spread_s": round(first_jobs[-1] - first_jobs[0], 1)
             if first_jobs else None,
             "controller": {
