@@ -409,8 +409,15 @@ def cleanup(ctrl, renew_stop):
     say("cleanup")
     renew_stop.set()
     if ctrl is not None and ctrl.poll() is None:
+        # kubectl's own wait on 1,000 objects outlives their deletion: poll instead.
         kubectl("delete", "registryconnectivitychecks.regcheck.dev", "--all", "-n", NS,
-                "--wait=true", "--timeout=300s", check=False, timeout=320)
+                "--wait=false", check=False, timeout=320)
+        try:
+            cc.wait("the checks to go", 300, lambda: not kubectl(
+                "get", "registryconnectivitychecks.regcheck.dev", "-n", NS, "-o", "name",
+                check=False).stdout.split(), 3)
+        except RuntimeError as e:
+            say(str(e))
     for name in kubectl("get", "registryconnectivitychecks.regcheck.dev", "-n", NS, "-o",
                         "name", check=False).stdout.split():
         kubectl("patch", "-n", NS, name, "--type=merge", "-p",
@@ -427,12 +434,17 @@ def cleanup(ctrl, renew_stop):
         kubectl("delete", "jobs", "--all", "-n", ns, "--wait=false", check=False, timeout=300)
         # Pods bound to nodes without a kubelet never confirm a graceful deletion.
         kubectl("delete", "pods", "--all", "-n", ns, "--force", "--grace-period=0",
-                check=False, timeout=300)
+                "--wait=false", check=False, timeout=300)
     kubectl("delete", "namespace", NS, PROBE_NS, "--ignore-not-found", "--wait=true",
             "--timeout=300s", check=False, timeout=320)
     kubectl("delete", "leases", "-n", "kube-node-lease", "-l", f"{LABEL}=true", check=False)
-    kubectl("delete", "nodes", "-l", f"{LABEL}=true", "--wait=true", "--timeout=600s",
-            check=False, timeout=620)
+    kubectl("delete", "nodes", "-l", f"{LABEL}=true", "--wait=false", check=False,
+            timeout=620)
+    try:
+        cc.wait("the nodes to go", 300, lambda: not kubectl(
+            "get", "nodes", "-l", f"{LABEL}=true", "-o", "name", check=False).stdout.split(), 3)
+    except RuntimeError as e:
+        say(str(e))
     left = kubectl("get", "nodes", "-l", f"{LABEL}=true", "-o", "name", check=False).stdout
     say(f"nodes left: {len(left.split())}")
 
