@@ -88,6 +88,11 @@ pub struct ControllerArgs {
     #[arg(long, env = "REGCHECK_MAX_CONCURRENT_JOBS", value_name = "N", default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_concurrent_jobs: u32,
+    /// Most checks reconciled at a time (per watched namespace); more wait in the queue
+    #[arg(long, env = "REGCHECK_MAX_CONCURRENT_RECONCILES", value_name = "N",
+          default_value_t = crate::operator::controller::MAX_CONCURRENT_RECONCILES as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub max_concurrent_reconciles: u32,
     /// Address of /metrics, /healthz and /readyz
     #[arg(
         long,
@@ -265,6 +270,7 @@ pub fn config(
         node_cache_ttl: crate::operator::controller::NODE_CACHE_TTL,
         probe_image_platforms,
         observe_pull_failures: args.observe_pull_failures,
+        max_concurrent_reconciles: args.max_concurrent_reconciles as usize,
     })
 }
 
@@ -494,6 +500,8 @@ mod tests {
             ".svc,10.0.0.0/8",
             "--max-concurrent-jobs",
             "7",
+            "--max-concurrent-reconciles",
+            "4",
             "--log-format",
             "json",
         ])
@@ -504,6 +512,7 @@ mod tests {
         assert_eq!(c.namespaces, ["team-a", "team-b"]);
         assert_eq!(c.probe_image_pull_policy, "Always");
         assert_eq!(c.max_concurrent_jobs, 7);
+        assert_eq!(c.max_concurrent_reconciles, 4);
         assert_eq!(c.node_no_proxy.as_deref(), Some(".svc,10.0.0.0/8"));
         if std::env::var_os("REGCHECK_PROBE_NAMESPACE").is_none() {
             assert_eq!(c.probe_namespace, "ops");
@@ -550,6 +559,7 @@ mod tests {
     fn bad_flags_are_named() {
         assert!(parse(&[]).is_err() || std::env::var_os("REGCHECK_PROBE_IMAGE").is_some());
         assert!(parse(&["--probe-image", "i", "--max-concurrent-jobs", "0"]).is_err());
+        assert!(parse(&["--probe-image", "i", "--max-concurrent-reconciles", "0"]).is_err());
         assert!(parse(&["--probe-image", "i", "--leader-election", "maybe"]).is_err());
         assert!(
             parse(&["--probe-image", "i", "--node-no-proxy", "x"]).is_err()

@@ -52,7 +52,27 @@ pub fn run_number(id: &str) -> Option<u64> {
 /// Deterministic jitter of run `run` of the check with `uid`: up to a tenth of the interval,
 /// so that many checks created together spread out instead of probing in lockstep.
 pub fn jitter(uid: &str, run: u64, interval: Duration) -> Duration {
-    let max_ms = (interval / JITTER_DIVISOR).as_millis() as u64;
+    jitter_below(uid, run, interval / JITTER_DIVISOR)
+}
+
+/// Longest delay of a check's first run after its creation.
+pub const FIRST_RUN_JITTER_MAX: Duration = Duration::from_secs(30);
+
+/// Deterministic delay of the first run of the check with `uid` after its creation: below
+/// min(interval / 10, [`FIRST_RUN_JITTER_MAX`]), so that checks created together (a chart
+/// install, a GitOps sync of hundreds of checks) spread their first runs instead of all
+/// planning and creating Jobs at once.
+pub fn first_run_jitter(uid: &str, interval: Duration) -> Duration {
+    // Run numbers start at 1: 0 salts the first run's delay apart from every interval jitter.
+    jitter_below(
+        uid,
+        0,
+        (interval / JITTER_DIVISOR).min(FIRST_RUN_JITTER_MAX),
+    )
+}
+
+fn jitter_below(uid: &str, run: u64, max: Duration) -> Duration {
+    let max_ms = max.as_millis() as u64;
     if max_ms == 0 {
         return Duration::ZERO;
     }
@@ -237,6 +257,26 @@ pub fn decide(
         leftovers: leftovers.clone(),
     };
     let Some(last_run) = status.last_run.as_ref() else {
+        // The first run waits its jitter after the check's creation; a run-now request, or a
+        // check older than that (a restarted controller), starts at once.
+        let created = check.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        if run_now.is_none()
+            && let Some(created) = created
+            && let Ok(due) =
+                created.checked_add(first_run_jitter(&check.uid().unwrap_or_default(), every))
+            && due > now
+        {
+            let wait = now
+                .duration_until(due)
+                .unsigned_abs()
+                .max(Duration::from_millis(100));
+            return Decision {
+                action: Action::Idle {
+                    requeue_after: Some(wait),
+                },
+                leftovers,
+            };
+        }
         return start(StartReason::FirstRun);
     };
     if status.observed_generation != generation {
@@ -550,6 +590,73 @@ mod tests {
         assert!(distinct.len() > 150, "jitter varies with the run");
         assert_ne!(jitter("a", 1, every), jitter("b", 1, every));
         assert_eq!(jitter(UID, 1, Duration::from_millis(5)), Duration::ZERO);
+    }
+
+    /// A new check's first run waits a deterministic delay after its creation, below
+    /// min(interval / 10, 30 s); then it starts. A run-now request does not wait.
+    #[test]
+    fn first_run_waits_its_jitter_after_creation() {
+        let mut c = check(1, None);
+        c.metadata.creation_timestamp = Some(Time(ts(0)));
+        let j = first_run_jitter(UID, EVERY);
+        assert!(j > Duration::ZERO && j < Duration::from_secs(30), "{j:?}");
+        match act(&c, &[], 0) {
+            Action::Idle {
+                requeue_after: Some(d),
+            } => assert!(
+                d <= j && d + Duration::from_millis(1) >= j,
+                "{d:?} vs {j:?}"
+            ),
+            other => panic!("first run before its jitter: {other:?}"),
+        }
+        let after = j.as_secs() as i64 + 1;
+        assert_eq!(
+            act(&c, &[], after),
+            Action::Start {
+                run: 1,
+                reason: StartReason::FirstRun
+            }
+        );
+        // Created long ago (the controller was down): at once.
+        assert!(matches!(act(&c, &[], 3600), Action::Start { run: 1, .. }));
+        // Run-now: at once.
+        let mut now = c.clone();
+        now.annotations_mut()
+            .insert(RUN_NOW_ANNOTATION.into(), "2024-06-01T10:00".into());
+        assert!(matches!(act(&now, &[], 0), Action::Start { run: 1, .. }));
+        // No creation time known: at once (as before).
+        assert!(matches!(
+            act(&check(1, None), &[], 0),
+            Action::Start { run: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn first_run_jitter_is_bounded_and_spread() {
+        for (interval, bound) in [(300, 30), (3600, 30), (60, 6)] {
+            let every = Duration::from_secs(interval);
+            let bound = Duration::from_secs(bound);
+            let js: Vec<Duration> = (0..1000)
+                .map(|i| first_run_jitter(&format!("uid-{i}"), every))
+                .collect();
+            assert!(js.iter().all(|j| *j < bound), "interval {interval}");
+            assert_eq!(js[7], first_run_jitter("uid-7", every), "deterministic");
+            if interval == 3600 {
+                // bench/scale_nodes.py computes the same value.
+                assert_eq!(js[7], Duration::from_millis(11989));
+            }
+            // Spread over the window: each tenth of it gets some of 1,000 checks.
+            for k in 0..10 {
+                let lo = bound * k / 10;
+                let hi = bound * (k + 1) / 10;
+                let n = js.iter().filter(|j| **j >= lo && **j < hi).count();
+                assert!((50..=150).contains(&n), "tenth {k} of {bound:?}: {n}");
+            }
+        }
+        assert_eq!(
+            first_run_jitter(UID, Duration::from_millis(5)),
+            Duration::ZERO
+        );
     }
 
     #[test]

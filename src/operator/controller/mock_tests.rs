@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::operator::crd::RegistryConnectivityCheckSpec;
+use crate::operator::nodes::NodeInfo;
 use crate::operator::spec::ValidSpec;
 use ::http::{Method, Request, Response};
 use kube::client::Body;
@@ -34,6 +35,7 @@ fn config() -> Config {
         node_cache_ttl: Duration::ZERO,
         probe_image_platforms: Default::default(),
         observe_pull_failures: false,
+        max_concurrent_reconciles: MAX_CONCURRENT_RECONCILES,
     }
 }
 
@@ -207,6 +209,7 @@ fn list_nodes() -> Step {
         200,
         Some(list("NodeList", "v1", nodes())),
     )
+    .query("limit=500")
 }
 
 fn create_job(ns: &str, run: &str, context: &str, code: u16) -> Step {
@@ -2315,4 +2318,213 @@ async fn run_now_set_mid_run_is_not_taken_by_the_run_in_flight() {
             reason: decide::StartReason::RunNow
         }
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scale: many checks at once
+
+/// Check `i` of many (own name and uid), created long ago (no first-run jitter).
+fn check_n(i: usize) -> RegistryConnectivityCheck {
+    let mut c = check(1, json!({}));
+    c.metadata.name = Some(format!("acr-{i}"));
+    c.metadata.uid = Some(format!("0f0e0d0c-0000-4000-8000-{i:012}"));
+    c
+}
+
+/// Reconciles of many new checks at once make ONE node LIST between them, in pages
+/// (`limit=500`, then `continue=`), and plan with every page's nodes.
+#[tokio::test]
+async fn concurrent_first_runs_share_one_paged_node_list() {
+    const N: usize = 12;
+    // A zero TTL: only the single flight can make the callers share.
+    let Setup { ctx, mut handle } = setup(config());
+    let server = tokio::spawn(async move {
+        let (mut node_lists, mut creates) = (Vec::new(), 0usize);
+        while let Some((req, send)) = handle.next_request().await {
+            let query: Vec<String> =
+                url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+            let (code, reply) = match (req.method().clone(), req.uri().path()) {
+                (Method::GET, "/api/v1/nodes") => {
+                    node_lists.push(query.clone());
+                    // Slow enough for every other reconcile to arrive meanwhile.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let mut all = nodes();
+                    let mut page = list("NodeList", "v1", vec![]);
+                    if query.iter().any(|q| q == "continue=page-2") {
+                        page["items"] = json!([all.pop().unwrap()]);
+                    } else {
+                        page["items"] = json!([all.remove(0)]);
+                        page["metadata"]["continue"] = json!("page-2");
+                    }
+                    (200, page)
+                }
+                (Method::POST, p) if p.ends_with("/jobs") => {
+                    creates += 1;
+                    let bytes = req.into_body().collect_bytes().await.unwrap();
+                    (201, serde_json::from_slice(&bytes).unwrap())
+                }
+                (m, p) => panic!("unexpected request {m} {p}"),
+            };
+            send.send_response(
+                Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .unwrap(),
+            );
+        }
+        (node_lists, creates)
+    });
+    let reconciles: Vec<_> = (0..N)
+        .map(|i| {
+            let ctx = ctx.clone();
+            tokio::spawn(
+                async move { reconcile(Arc::new(StoredCheck::from(&check_n(i))), ctx).await },
+            )
+        })
+        .collect();
+    for r in reconciles {
+        tokio::time::timeout(Duration::from_secs(10), r)
+            .await
+            .expect("reconcile hung")
+            .unwrap()
+            .unwrap();
+    }
+    drop(ctx);
+    let (node_lists, creates) = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the mock server did not finish")
+        .unwrap();
+    assert_eq!(node_lists.len(), 2, "one list of two pages: {node_lists:?}");
+    assert!(
+        node_lists[0].contains(&"limit=500".to_string()),
+        "{node_lists:?}"
+    );
+    assert!(
+        node_lists[1].contains(&"limit=500".to_string()),
+        "{node_lists:?}"
+    );
+    assert!(
+        node_lists[1].contains(&"continue=page-2".to_string()),
+        "{node_lists:?}"
+    );
+    // Both pages' nodes planned: 2 targets × (node + pod context) per check.
+    assert_eq!(creates, N * 4);
+}
+
+/// What the caches keep of a Job and its pod still identifies the probe pod, gives the
+/// same outcome and run bookkeeping, and maps to the same check; a forged pod stays forged.
+#[test]
+fn slim_cache_objects_keep_what_reconciles_read() {
+    let c = check(1, json!({}));
+    let now: Timestamp = "2024-01-01T00:01:00Z".parse().unwrap();
+    let managed = json!([{"manager": "kube-controller-manager", "operation": "Update",
+        "apiVersion": "batch/v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {}}}]);
+    for j in jobs_of(&c, 1, "complete") {
+        let mut j = j;
+        j.metadata.managed_fields = serde_json::from_value(managed.clone()).unwrap();
+        let mut pod: Pod = serde_json::from_value(pod_of_job(&j, Some(HEALTHY))).unwrap();
+        pod.metadata.managed_fields = serde_json::from_value(managed.clone()).unwrap();
+        let (mut sj, mut sp) = (j.clone(), pod.clone());
+        slim::job(&mut sj);
+        slim::pod(&mut sp);
+        assert!(sj.metadata.managed_fields.is_none() && sp.metadata.managed_fields.is_none());
+        assert!(json_len(&sj) < json_len(&j) && json_len(&sp) < json_len(&pod));
+        assert_eq!(not_the_probe_pod(std::slice::from_ref(&sj), &sp), None);
+        assert_eq!(
+            probe_outcome(&sj, Some(&sp), now),
+            probe_outcome(&j, Some(&pod), now)
+        );
+        assert_ne!(probe_outcome(&sj, Some(&sp), now), ProbeOutcome::Running);
+        assert_eq!(RunJob::from_job(&sj, true), RunJob::from_job(&j, true));
+        assert_eq!(check_of(&sj), check_of(&j));
+        assert_eq!(check_of(&sp), check_of(&pod));
+        assert_eq!(job_target(&sj), job_target(&j));
+        assert_eq!(job_context(&sj), job_context(&j));
+        let mut forged = pod.clone();
+        forged.spec.as_mut().unwrap().containers[0].image = Some("evil:1".into());
+        slim::pod(&mut forged);
+        assert!(not_the_probe_pod(std::slice::from_ref(&sj), &forged).is_some());
+    }
+}
+
+/// JSON size of an object, for comparing what the caches keep.
+fn json_len<T: serde::Serialize>(t: &T) -> usize {
+    serde_json::to_vec(t).unwrap().len()
+}
+
+/// After an API server restart a watch often gets 410 Gone (its resource version was
+/// compacted away): the controller lists again at once, not after kube's default backoff
+/// (0.8 s doubling to 30 s).
+#[tokio::test]
+async fn a_watch_that_gets_410_lists_again_at_once() {
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "default");
+    let ctx = Arc::new(Context::new(
+        client,
+        config(),
+        Arc::new(metrics::Metrics::new()),
+    ));
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
+    let controller = tokio::spawn(run(ctx.clone(), ready.clone(), async move {
+        let _ = stop_rx.await;
+    }));
+    let server = async move {
+        let mut held = Vec::new();
+        let (mut gone_at, mut pod_lists) = (None::<std::time::Instant>, 0);
+        loop {
+            let (req, send) = handle.next_request().await.expect("client alive");
+            let path = req.uri().path().to_string();
+            let query = req.uri().query().unwrap_or("").to_string();
+            let reply = |code: u16, body: Vec<u8>| {
+                Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(Body::from(body))
+                    .unwrap()
+            };
+            let is_pods = path == "/api/v1/pods";
+            if query.contains("watch=true") {
+                if is_pods && gone_at.is_none() {
+                    let ev = json!({"type": "ERROR", "object": status_error(410, "Expired")});
+                    let mut line = serde_json::to_vec(&ev).unwrap();
+                    line.push(b'\n');
+                    send.send_response(reply(200, line));
+                    gone_at = Some(std::time::Instant::now());
+                } else {
+                    held.push(send);
+                }
+                continue;
+            }
+            let answer = match path.as_str() {
+                "/apis/regcheck.dev/v1alpha1/registryconnectivitychecks" => list(
+                    "RegistryConnectivityCheckList",
+                    "regcheck.dev/v1alpha1",
+                    vec![],
+                ),
+                "/apis/batch/v1/jobs" => list("JobList", "batch/v1", vec![]),
+                "/api/v1/pods" => {
+                    pod_lists += 1;
+                    list("PodList", "v1", vec![])
+                }
+                other => panic!("unexpected request {other} {query}"),
+            };
+            send.send_response(reply(200, serde_json::to_vec(&answer).unwrap()));
+            if is_pods && pod_lists == 2 {
+                return (gone_at.expect("the list follows the 410").elapsed(), held);
+            }
+        }
+    };
+    let (waited, _held) = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the pods were not listed again after 410 Gone");
+    assert!(
+        waited < Duration::from_millis(300),
+        "re-listed {waited:?} after the 410"
+    );
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), controller).await;
 }

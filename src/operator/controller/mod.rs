@@ -15,8 +15,11 @@ pub mod leader;
 pub mod metrics;
 #[cfg(test)]
 mod mock_tests;
+pub mod node_cache;
 pub mod pullwatch;
+pub mod slim;
 pub mod stored;
+pub mod watch_backoff;
 
 use crate::engine::findings::Reason;
 use crate::operator::aggregate::{self, ProbeOutcome, ProbeRecord, conditions};
@@ -24,13 +27,13 @@ use crate::operator::crd::{
     ProbeContext, ProxyMode, RegistryConnectivityCheck, RegistryConnectivityCheckStatus, RunInfo,
 };
 use crate::operator::jobs::{self, ProbeJob, labels};
-use crate::operator::nodes::{NodeInfo, NodeInventory, Target};
+use crate::operator::nodes::{NodeInventory, Target};
 use crate::operator::policy::{self, PolicyConfig};
 use crate::operator::spec::ValidSpec;
 use decide::{Action, DecideConfig, Decision, RunJob, annotations as run_ann};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -143,11 +146,16 @@ pub struct Config {
     pub probe_image_platforms: crate::operator::platform::Platforms,
     /// Watch the kubelet's pull failures ([`crate::operator::pullwatch`]).
     pub observe_pull_failures: bool,
+    /// Most reconciles at a time (per controller: one per watched namespace, or one).
+    pub max_concurrent_reconciles: usize,
 }
 
 /// Default of [`Config::node_cache_ttl`]: checks that start within this long of each other
 /// share one LIST of the nodes and one grouping per distinct node selector/tolerations.
 pub const NODE_CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// Default of [`Config::max_concurrent_reconciles`].
+pub const MAX_CONCURRENT_RECONCILES: usize = 16;
 
 impl Config {
     fn decide(&self) -> DecideConfig {
@@ -328,8 +336,8 @@ pub struct Context {
     pub caches: Caches,
     /// Workload pull failures by registry host (`None`: not observed).
     pub pull_failures: Option<std::sync::Mutex<crate::operator::pullwatch::Index>>,
-    /// The last node inventory and when it was listed (see [`Config::node_cache_ttl`]).
-    nodes: std::sync::Mutex<Option<(Instant, Arc<NodeInventory>)>>,
+    /// The node inventory, paged and single-flight (see [`Config::node_cache_ttl`]).
+    nodes: node_cache::NodeCache,
     /// Per check uid: the last run this process collected (status written, Jobs deleted), and
     /// when. Until the watches show that, the cached check and Jobs are older than it.
     collected: std::sync::Mutex<HashMap<String, (u64, Instant)>>,
@@ -415,9 +423,12 @@ impl Context {
             pull_failures: config
                 .observe_pull_failures
                 .then(|| std::sync::Mutex::new(crate::operator::pullwatch::Index::new())),
+            nodes: node_cache::NodeCache::new(
+                config.node_cache_ttl,
+                config.probe_image_platforms.clone(),
+            ),
             config,
             metrics,
-            nodes: std::sync::Mutex::new(None),
             collected: std::sync::Mutex::new(HashMap::new()),
             created: std::sync::Mutex::new(HashMap::new()),
             leadership: leader::Leadership::always(),
@@ -1068,32 +1079,13 @@ async fn create_jobs(
     Ok(out)
 }
 
-/// The node inventory: listed again when the cached one is older than
-/// [`Config::node_cache_ttl`].
+/// The node inventory: listed again (in pages, one refresh for all callers) when the cached
+/// one is older than [`Config::node_cache_ttl`].
 async fn list_nodes(ctx: &Context) -> Result<Arc<NodeInventory>, Error> {
-    let ttl = ctx.config.node_cache_ttl;
-    if !ttl.is_zero()
-        && let Ok(cached) = ctx.nodes.lock()
-        && let Some((at, inv)) = cached.as_ref()
-        && at.elapsed() < ttl
-    {
-        return Ok(inv.clone());
-    }
-    let api: Api<Node> = Api::all(ctx.client.clone());
-    let list = api
-        .list(&ListParams::default())
+    ctx.nodes
+        .get(|| node_cache::list_node_infos(ctx.client.clone()))
         .await
-        .map_err(|source| Error::ListNodes { source })?;
-    let inv = Arc::new(NodeInventory::with_platforms(
-        list.items.iter().map(NodeInfo::from_node).collect(),
-        ctx.config.probe_image_platforms.clone(),
-    ));
-    if !ttl.is_zero()
-        && let Ok(mut cached) = ctx.nodes.lock()
-    {
-        *cached = Some((Instant::now(), inv.clone()));
-    }
-    Ok(inv)
+        .map_err(|source| Error::ListNodes { source })
 }
 
 /// The labels of namespace `ns`, read only when the policy's namespace rule is a label.
@@ -1880,6 +1872,13 @@ where
     })
 }
 
+/// The controllers' settings: at most [`Config::max_concurrent_reconciles`] reconciles at a
+/// time (kube's default is unbounded: 1,000 new checks were 1,000 reconciles at once).
+pub fn controller_config(cfg: &Config) -> kube::runtime::controller::Config {
+    let n = cfg.max_concurrent_reconciles.clamp(1, u16::MAX as usize) as u16;
+    kube::runtime::controller::Config::default().concurrency(n)
+}
+
 /// Runs the controller until `shutdown` resolves; sets `ready` once every watch has listed.
 pub async fn run(
     ctx: Arc<Context>,
@@ -1888,18 +1887,26 @@ pub async fn run(
 ) {
     let client = ctx.client.clone();
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    // Every watch backs off by itself ([`watch_backoff`]): a 410 re-lists at once, waits are
+    // bounded and reset on success; the controller adds no backoff over all of them.
+    let checks_controller = |api: Api<StoredCheck>| {
+        let (reader, writer) = reflector::store();
+        let stream = reflector::reflector(
+            writer,
+            watch_backoff::bounded(watcher(api, watcher::Config::default())),
+        )
+        .applied_objects();
+        Controller::for_stream(stream, reader).trigger_backoff(watch_backoff::NoDelay)
+    };
     let mut controllers = Vec::new();
     if ctx.config.namespaces.is_empty() {
-        controllers.push(Controller::new(
-            Api::<StoredCheck>::all(client.clone()),
-            watcher::Config::default(),
-        ));
+        controllers.push(checks_controller(Api::<StoredCheck>::all(client.clone())));
     } else {
         for ns in &ctx.config.namespaces {
-            controllers.push(Controller::new(
-                Api::<StoredCheck>::namespaced(client.clone(), ns),
-                watcher::Config::default(),
-            ));
+            controllers.push(checks_controller(Api::<StoredCheck>::namespaced(
+                client.clone(),
+                ns,
+            )));
         }
     }
     // One watch per scope and kind feeds both a cache (read by reconciles) and the
@@ -1919,10 +1926,17 @@ pub async fn run(
             None => Api::all(client.clone()),
             Some(ns) => Api::namespaced(client.clone(), ns),
         };
-        let job_stream =
-            reflector::reflector(jw, watcher(jobs, wc.clone()).default_backoff()).touched_objects();
-        let pod_stream =
-            reflector::reflector(pw, watcher(pods, wc).default_backoff()).touched_objects();
+        // The stores keep only what reconciles read (no managed fields, no pod spec details).
+        let job_stream = reflector::reflector(
+            jw,
+            watch_backoff::bounded(watcher(jobs, wc.clone())).modify(slim::job),
+        )
+        .touched_objects();
+        let pod_stream = reflector::reflector(
+            pw,
+            watch_backoff::bounded(watcher(pods, wc)).modify(slim::pod),
+        )
+        .touched_objects();
         let i = scope.controller;
         let c = controllers.remove(i);
         let c = c
@@ -1968,8 +1982,10 @@ pub async fn run(
         ready.store(true, Ordering::SeqCst);
         info!("watches started");
     });
+    let concurrency = controller_config(&ctx.config);
     let runs = controllers.into_iter().map(|c| {
-        c.graceful_shutdown_on(shutdown.clone())
+        c.with_config(concurrency.clone())
+            .graceful_shutdown_on(shutdown.clone())
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|res| async move {
                 use kube::runtime::controller::Error as C;
