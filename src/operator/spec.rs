@@ -103,6 +103,10 @@ pub struct ValidSpec {
     pub node_enabled: bool,
     pub node_strategy: NodeStrategy,
     pub pod_enabled: bool,
+    /// Pull canaries on the node context's planned nodes (`spec.contexts.kubelet`).
+    pub kubelet_enabled: bool,
+    /// `spec.contexts.kubelet.serviceAccountName`.
+    pub kubelet_service_account: Option<String>,
 }
 
 impl ValidSpec {
@@ -242,6 +246,28 @@ impl ValidSpec {
                 "is not a host, domain or CIDR",
             ));
         }
+        let kubelet = &ctx.kubelet;
+        if kubelet.enabled && image.is_none() {
+            return Err(SpecError::field(
+                "spec.contexts.kubelet.enabled",
+                "needs spec.image (the image the kubelet pulls)",
+            ));
+        }
+        if let Some(sa) = &kubelet.service_account_name
+            && (sa.is_empty()
+                || sa.len() > 253
+                || !sa
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+                || sa.starts_with(['-', '.'])
+                || sa.ends_with(['-', '.']))
+        {
+            return Err(SpecError::new(
+                "spec.contexts.kubelet.serviceAccountName",
+                sa,
+                "is not a ServiceAccount name",
+            ));
+        }
         Ok(ValidSpec {
             input,
             endpoints,
@@ -254,6 +280,8 @@ impl ValidSpec {
             node_enabled: ctx.node.enabled,
             node_strategy,
             pod_enabled: ctx.pod.enabled,
+            kubelet_enabled: kubelet.enabled,
+            kubelet_service_account: kubelet.service_account_name.clone(),
         })
     }
 }
@@ -308,6 +336,8 @@ mod tests {
                    "url": "http://proxy.corp:3128", "noProxy": [".svc", "10.0.0.0/8"]}}),
             json!({"registry": "r.io", "contexts": {"node": {"strategy": "Sample", "count": 3}}}),
             json!({"registry": "r.io", "contexts": {"node": {"enabled": false}}}),
+            json!({"registry": "r.io", "image": "app:1", "contexts": {"node": {"enabled": false},
+                   "kubelet": {"enabled": true, "serviceAccountName": "builder"}}}),
         ] {
             assert_eq!(validate(&spec(v.clone())), Ok(()), "{v}");
         }
@@ -376,6 +406,15 @@ mod tests {
             (
                 json!({"registry": "r.io", "contexts": {"node": {"strategy": "Sample", "count": 0}}}),
                 "spec.contexts.node.count: '0'",
+            ),
+            (
+                json!({"registry": "r.io", "contexts": {"kubelet": {"enabled": true}}}),
+                "spec.contexts.kubelet.enabled: needs spec.image",
+            ),
+            (
+                json!({"registry": "r.io", "image": "app:1",
+                       "contexts": {"kubelet": {"enabled": true, "serviceAccountName": "Bad_SA"}}}),
+                "spec.contexts.kubelet.serviceAccountName: 'Bad_SA'",
             ),
             (
                 json!({"registry": "r.io", "proxy": {"mode": "Explicit"}}),

@@ -1475,6 +1475,7 @@ fn operator_built_diagnoses_have_the_catalogue_cause() {
             probe_failure: Some((r, "the probe pod failed".into())),
             disagreements: vec![],
             compared: false,
+            kubelet: Default::default(),
             errors: vec![],
             results: vec![],
             counts: Default::default(),
