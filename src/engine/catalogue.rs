@@ -36,9 +36,8 @@ pub mod links {
     pub const K8S_QUOTAS: &str = "https://kubernetes.io/docs/concepts/policy/resource-quotas/";
     pub const ACR_AKS_AUTH: &str =
         "https://learn.microsoft.com/azure/aks/cluster-container-registry-integration";
-    pub const K8S_SA_PULL_SECRETS: &str = "https://kubernetes.io/docs/tasks/configure-pod-container/configure-service-account/#add-imagepullsecrets-to-a-service-account";
-    pub const CONTAINERD_HOSTS: &str =
-        "https://github.com/containerd/containerd/blob/main/docs/hosts.md";
+    pub const AKS_CUSTOM_CA: &str =
+        "https://learn.microsoft.com/azure/aks/custom-certificate-authority";
     pub const K8S_CRD_VALIDATION: &str = "https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#validation";
 }
 
@@ -674,7 +673,7 @@ catalogue! {
         summary: "The node reaches the registry API and gets a valid challenge, but the kubelet's own pull on the same node is refused with 401/403: the node's identity (or the workload's pull secret) has no pull rights.",
         field_symptom: "Pods on the node stay in `ErrImagePull` / `ImagePullBackOff` with `401 Unauthorized`, `failed to authorize` or `403 Forbidden` while the network path is fine (what `az aks check-acr` / canipull reports as missing pull permission).",
         remediation: "Give the pulling identity pull rights: `az aks update -n <cluster> -g <rg> --attach-acr <registry>` (grants the kubelet identity the AcrPull role), or assign AcrPull on the registry to the node pool's kubelet identity yourself (`az role assignment create --assignee <kubelet-identity-client-id> --role AcrPull --scope <registry-id>`); for a workload's credentials, fix the Secret in the ServiceAccount's imagePullSecrets (`kubectl patch serviceaccount <sa> -p '{\"imagePullSecrets\":[{\"name\":\"<secret>\"}]}'`) or spec.credentialsSecretRef, and check that the token or password has not expired.",
-        docs: &[ACR_AKS_AUTH, K8S_SA_PULL_SECRETS],
+        docs: &[ACR_AKS_AUTH, HEALTH_ERRORS],
     },
     /// Built by the operator: the node probe verifies the registry's certificate, containerd
     /// on the same node does not.
@@ -688,7 +687,7 @@ catalogue! {
         summary: "The node probe verifies the registry's TLS certificate, but containerd on the same node does not trust it (or is sent to a mirror that presents another one): the runtime's trust store or registry host configuration differs from the node's.",
         field_symptom: "Pods on the node fail with `x509: certificate signed by unknown authority` (or another x509 error) in `ErrImagePull`, while `curl https://<registry>/v2/` from the node works.",
         remediation: "Make containerd trust what the node trusts: add the CA to the node's trust store and restart containerd, or set it per registry in `/etc/containerd/certs.d/<registry-host>/hosts.toml` (`ca = \"/etc/containerd/certs.d/<registry-host>/ca.crt\"`; `config_path` must point at `/etc/containerd/certs.d` in containerd's config); check that hosts.toml does not send the registry to a mirror (`[host.\"https://mirror\"]`) whose certificate differs. On AKS use a DaemonSet or the custom CA trust feature (`az aks nodepool update --enable-custom-ca-trust`).",
-        docs: &[CONTAINERD_HOSTS, HEALTH_ERRORS],
+        docs: &[AKS_CUSTOM_CA, HEALTH_ERRORS],
     },
     /// Built by the operator: the kubelet's pull fails at a proxy the node probe did not use.
     KubeletProxyDiffers => Entry {
