@@ -495,3 +495,128 @@ fn kubelet_reasons_are_registry_path_findings_not_probe_failures() {
             .contains("drop-in")
     );
 }
+
+// ---- aggregation: status.results, ImagePullable, ContextsConsistent, diagnosis
+
+fn status_after(
+    c: &RegistryConnectivityCheck,
+    records: &[ProbeRecord],
+) -> crate::operator::crd::RegistryConnectivityCheckStatus {
+    use crate::operator::aggregate::{aggregate, next_status};
+    use crate::operator::crd::RunInfo;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let summary = aggregate(records);
+    let run = RunInfo {
+        id: "r1".into(),
+        start_time: None,
+        completion_time: None,
+        duration_ms: None,
+    };
+    next_status(
+        &Default::default(),
+        &c.spec,
+        Some(3),
+        &summary,
+        run,
+        &Time(ts(0)),
+    )
+}
+
+fn cond<'a>(
+    st: &'a crate::operator::crd::RegistryConnectivityCheckStatus,
+    t: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    st.conditions.iter().find(|c| c.type_ == t)
+}
+
+#[test]
+fn unauthorized_kubelet_pull_next_to_a_healthy_node_probe_is_the_diagnosis() {
+    use crate::operator::aggregate::conditions;
+    let c = lab_check();
+    let records = [
+        node_report(Verdict::Healthy, Reason::Healthy),
+        kubelet(CanaryOutcome::PullFailed {
+            message: UNAUTHORIZED.into(),
+        }),
+    ];
+    let st = status_after(&c, &records);
+    let pullable = cond(&st, conditions::IMAGE_PULLABLE).unwrap();
+    assert_eq!(pullable.status, "False");
+    assert_eq!(pullable.reason, "KubeletPullUnauthorized");
+    assert!(
+        pullable.message.contains("aks-user-0"),
+        "{}",
+        pullable.message
+    );
+    let ctx = cond(&st, conditions::CONTEXTS_CONSISTENT).unwrap();
+    assert_eq!(ctx.status, "False");
+    assert_eq!(ctx.reason, "KubeletPullUnauthorized");
+    assert!(
+        ctx.message
+            .contains("node network Healthy, kubelet pull KubeletPullUnauthorized")
+    );
+    let d = st.diagnosis.as_ref().unwrap();
+    assert_eq!(d.reason, "KubeletPullUnauthorized");
+    assert_eq!(d.context, Some(ProbeContext::Kubelet));
+    assert!(d.remediation.contains("--attach-acr"));
+    // The kubelet's result is in status.results with context Kubelet.
+    assert!(st.results.iter().any(|r| r.context == ProbeContext::Kubelet
+        && r.reason == "KubeletPullUnauthorized"
+        && r.node.as_deref() == Some("aks-user-0")));
+    assert_eq!(st.consecutive_failures, 1);
+}
+
+#[test]
+fn pulled_image_makes_image_pullable_true_and_contexts_agree() {
+    use crate::operator::aggregate::{conditions, reasons};
+    let c = lab_check();
+    let records = [
+        node_report(Verdict::Healthy, Reason::Healthy),
+        kubelet(CanaryOutcome::Pulled { detail: "x".into() }),
+    ];
+    let st = status_after(&c, &records);
+    let pullable = cond(&st, conditions::IMAGE_PULLABLE).unwrap();
+    assert_eq!(
+        (pullable.status.as_str(), pullable.reason.as_str()),
+        ("True", reasons::IMAGE_PULLED)
+    );
+    let ctx = cond(&st, conditions::CONTEXTS_CONSISTENT).unwrap();
+    assert_eq!(ctx.status, "True");
+    assert_eq!(st.consecutive_successes, 1);
+    // A stalled pull is a registry-path finding: the run fails, probes stay healthy.
+    let stalled = [
+        node_report(Verdict::Healthy, Reason::Healthy),
+        kubelet(CanaryOutcome::Stalled { detail: "x".into() }),
+    ];
+    let st = status_after(&c, &stalled);
+    assert_eq!(
+        cond(&st, conditions::IMAGE_PULLABLE).unwrap().reason,
+        "KubeletPullStalled"
+    );
+    assert_eq!(
+        cond(&st, conditions::PROBES_HEALTHY).unwrap().status,
+        "True"
+    );
+    assert_eq!(st.consecutive_failures, 1);
+    // A canary that never pulled is probe infrastructure.
+    let unscheduled = [
+        node_report(Verdict::Healthy, Reason::Healthy),
+        kubelet(CanaryOutcome::NotRun {
+            reason: Reason::ProbeUnschedulable,
+            message: "taint".into(),
+        }),
+    ];
+    let st = status_after(&c, &unscheduled);
+    assert_eq!(
+        cond(&st, conditions::IMAGE_PULLABLE).unwrap().status,
+        "Unknown"
+    );
+    assert_eq!(
+        cond(&st, conditions::PROBES_HEALTHY).unwrap().reason,
+        "ProbeUnschedulable"
+    );
+    // Without the kubelet context the condition is not there.
+    let off = check(json!({"registry": "10.88.0.1:5000", "image": "lab/app:1"}));
+    let st = status_after(&off, &[node_report(Verdict::Healthy, Reason::Healthy)]);
+    assert!(cond(&st, conditions::IMAGE_PULLABLE).is_none());
+}

@@ -31,12 +31,17 @@ use tracing::{debug, info, warn};
 pub struct Settled {
     pub member: RunJob,
     pub record: ProbeRecord,
+    /// Its pod was deleted (or never existed).
+    pub deleted: bool,
 }
+
+/// A run number and its settled canaries by name.
+type SettledRun = (u64, BTreeMap<String, Settled>);
 
 /// Per check uid: the run and its settled canaries by name.
 #[derive(Debug, Default)]
 pub struct Memory {
-    settled: Mutex<HashMap<String, (u64, BTreeMap<String, Settled>)>>,
+    settled: Mutex<HashMap<String, SettledRun>>,
 }
 
 impl Memory {
@@ -72,6 +77,20 @@ impl Memory {
                     .map(|(_, s)| s.values().cloned().collect())
             })
             .unwrap_or_default()
+    }
+
+    /// Settled canary `name` of check `uid` whose pod is still to be deleted: `Some(false)`.
+    fn deleted(&self, uid: &str, name: &str) -> Option<bool> {
+        let m = self.settled.lock().ok()?;
+        m.get(uid)?.1.get(name).map(|s| s.deleted)
+    }
+
+    fn mark_deleted(&self, uid: &str, name: &str) {
+        if let Ok(mut m) = self.settled.lock()
+            && let Some(s) = m.get_mut(uid).and_then(|(_, s)| s.get_mut(name))
+        {
+            s.deleted = true;
+        }
     }
 
     fn knows(&self, uid: &str, run: u64, name: &str) -> bool {
@@ -166,8 +185,7 @@ async fn events_of(ctx: &Context, pod: &Pod) -> Result<Vec<Event>, Error> {
         Ok(l) => Ok(l.items),
         Err(source) => Err(Error::Canary {
             action: "listing the events of",
-            namespace: ns,
-            name: pod.name_any(),
+            object: format!("{ns}/{}", pod.name_any()),
             source,
         }),
     }
@@ -199,8 +217,7 @@ async fn delete_pod(ctx: &Context, pod: &Pod) -> Result<(), Error> {
         Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
         Err(source) => Err(Error::Canary {
             action: "deleting",
-            namespace: ns,
-            name,
+            object: format!("{ns}/{name}"),
             source,
         }),
     }
@@ -225,8 +242,11 @@ pub async fn settle(
     for pod in cached(ctx, ns, uid, Some(run)) {
         let name = pod.name_any();
         if ctx.canaries.knows(uid, n, &name) {
-            // Settled; its deletion is on its way through the watch (or is retried here).
-            delete_pod(ctx, &pod).await?;
+            // Settled; its deletion failed before, or is on its way through the watch.
+            if ctx.canaries.deleted(uid, &name) == Some(false) {
+                delete_pod(ctx, &pod).await?;
+                ctx.canaries.mark_deleted(uid, &name);
+            }
             continue;
         }
         let dl = canary::deadline(spec, created_at(&pod, now));
@@ -250,9 +270,11 @@ pub async fn settle(
             Settled {
                 member: member_of(&pod, true),
                 record,
+                deleted: false,
             },
         );
         delete_pod(ctx, &pod).await?;
+        ctx.canaries.mark_deleted(uid, &name);
     }
     Ok(())
 }
@@ -385,8 +407,7 @@ pub async fn create_missing(
                 let Some(message) = permanent_refusal(&source) else {
                     return Err(Error::Canary {
                         action: "creating",
-                        namespace: ns.to_string(),
-                        name,
+                        object: format!("{ns}/{name}"),
                         source,
                     });
                 };
@@ -410,6 +431,7 @@ pub async fn create_missing(
                         Settled {
                             member: member_of(&pod, true),
                             record,
+                            deleted: true,
                         },
                     );
                 }
@@ -431,6 +453,9 @@ pub async fn delete_run(
     run: Option<&str>,
 ) -> Result<(), Error> {
     for pod in cached(ctx, ns, uid, run) {
+        if ctx.canaries.deleted(uid, &pod.name_any()) == Some(true) {
+            continue;
+        }
         delete_pod(ctx, &pod).await?;
     }
     if run.is_none() {

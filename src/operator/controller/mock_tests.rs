@@ -2169,3 +2169,7 @@ async fn a_finished_job_waits_for_its_pod_in_the_cache() {
     let (res, _) = run_steps(&ctx, handle, c, steps).await;
     res.unwrap();
 }
+
+/// Pull canaries (context `kubelet`) against the mocked API server.
+#[path = "canary_mock_tests.rs"]
+mod canary_mock_tests;

@@ -90,11 +90,11 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    #[error("{action} pull canary {namespace}/{name}")]
+    #[error("{action} pull canary {object}")]
     Canary {
         action: &'static str,
-        namespace: String,
-        name: String,
+        /// `namespace/name`.
+        object: String,
         #[source]
         source: kube::Error,
     },
