@@ -1032,7 +1032,11 @@ fn kubelet_pull_through_containerds_proxy_differs_from_the_node_probe() {
             .any(|r| r["context"] == "Kubelet" && r["reason"] == "KubeletProxyDiffers"),
         "{st:#}"
     );
-    assert_eq!(condition(&v, "ProbesHealthy").unwrap()["status"], "True", "{st:#}");
+    assert_eq!(
+        condition(&v, "ProbesHealthy").unwrap()["status"],
+        "True",
+        "{st:#}"
+    );
     // The canaries are gone once their outcome is known.
     let uid = uid(&v);
     wait_for("no pull canary left", Duration::from_secs(30), || {
@@ -1047,7 +1051,10 @@ fn kubelet_pull_through_containerds_proxy_differs_from_the_node_probe() {
             .ok()?;
         pods["items"]
             .as_array()
-            .is_some_and(|a| a.iter().all(|p| !p["metadata"]["deletionTimestamp"].is_null()))
+            .is_some_and(|a| {
+                a.iter()
+                    .all(|p| !p["metadata"]["deletionTimestamp"].is_null())
+            })
             .then_some(())
     })
     .unwrap();
