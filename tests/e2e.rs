@@ -1000,6 +1000,77 @@ fn probe_jobs_run_on_the_node_with_restricted_security() {
     }
 }
 
+/// Pull canaries (spec.contexts.kubelet) on the real kubelet: the node probe reaches the lab
+/// registry by name (the lab's DNS), while the kubelet's own pull of that name goes through
+/// containerd's proxy (a dead one on this cluster) and fails there. The controller names the
+/// difference (KubeletProxyDiffers), and no canary outlives its run.
+fn kubelet_pull_through_containerds_proxy_differs_from_the_node_probe() {
+    let c = &fixture().cluster;
+    let _g = shared();
+    let ns = Ns::fresh(c, "kubelet-proxy");
+    ns.check(
+        "lab",
+        json!({"registry": LOGIN, "image": LAB_IMAGE,
+               "contexts": {"pod": {"enabled": false}, "kubelet": {"enabled": true}}}),
+    );
+    let v = ns.wait_check("lab", "ImagePullable reported", RUN_WAIT, |v| {
+        condition(v, "ImagePullable").is_some_and(|c| c["status"] != "Unknown")
+    });
+    let st = &v["status"];
+    let pullable = condition(&v, "ImagePullable").unwrap();
+    assert_eq!(pullable["status"], "False", "{st:#}");
+    assert_eq!(pullable["reason"], "KubeletProxyDiffers", "{st:#}");
+    let contexts = condition(&v, "ContextsConsistent").unwrap();
+    assert_eq!(contexts["status"], "False", "{st:#}");
+    assert_eq!(contexts["reason"], "KubeletProxyDiffers", "{st:#}");
+    assert!(
+        contexts["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("proxyconnect"),
+        "the runtime's own words: {st:#}"
+    );
+    let results = st["results"].as_array().expect("results");
+    assert!(
+        results
+            .iter()
+            .any(|r| r["context"] == "Node" && r["verdict"] == "Healthy"),
+        "the node probe reached the registry: {st:#}"
+    );
+    assert!(
+        results
+            .iter()
+            .any(|r| r["context"] == "Kubelet" && r["reason"] == "KubeletProxyDiffers"),
+        "{st:#}"
+    );
+    assert_eq!(
+        condition(&v, "ProbesHealthy").unwrap()["status"],
+        "True",
+        "{st:#}"
+    );
+    // The canaries are gone once their outcome is known.
+    let uid = uid(&v);
+    wait_for("no pull canary left", Duration::from_secs(30), || {
+        let pods = c
+            .get_json(&[
+                "pods",
+                "-n",
+                &ns.name,
+                "-l",
+                &format!("{LABEL_CHECK_UID}={uid},{LABEL_CONTEXT}=kubelet"),
+            ])
+            .ok()?;
+        pods["items"]
+            .as_array()
+            .is_some_and(|a| {
+                a.iter()
+                    .all(|p| !p["metadata"]["deletionTimestamp"].is_null())
+            })
+            .then_some(())
+    })
+    .unwrap();
+}
+
 fn healthy_registry_gets_ready_true_from_real_termination_messages() {
     let c = &fixture().cluster;
     let _g = shared();
@@ -2308,6 +2379,7 @@ fn main() {
         run_now_annotation_starts_a_run,
         kubectl_plugin_runs_waits_and_shows,
         workload_pull_failures_show_on_the_check_and_in_the_metric,
+        kubelet_pull_through_containerds_proxy_differs_from_the_node_probe,
         deleting_the_check_removes_every_job,
     ];
     let shared_cluster_only: &[(&str, fn())] = tests![

@@ -36,6 +36,10 @@ pub mod links {
     pub const K8S_QUOTAS: &str = "https://kubernetes.io/docs/concepts/policy/resource-quotas/";
     pub const CONTAINERD_HOSTS: &str =
         "https://github.com/containerd/containerd/blob/main/docs/hosts.md";
+    pub const ACR_AKS_AUTH: &str =
+        "https://learn.microsoft.com/azure/aks/cluster-container-registry-integration";
+    pub const AKS_CUSTOM_CA: &str =
+        "https://learn.microsoft.com/azure/aks/custom-certificate-authority";
     pub const K8S_CRD_VALIDATION: &str = "https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#validation";
 }
 
@@ -53,6 +57,8 @@ pub enum Phase {
     DataPath,
     /// The operator compared the node and pod contexts.
     OperatorContexts,
+    /// The kubelet's own pull (a pull canary) compared with the node probe.
+    OperatorKubelet,
     /// The operator's target policy refused the check.
     OperatorPolicy,
     /// The check's spec is unusable.
@@ -72,6 +78,7 @@ impl Phase {
             Self::Proxy => "Proxy",
             Self::DataPath => "Data path",
             Self::OperatorContexts => "Operator: node and pod contexts",
+            Self::OperatorKubelet => "Operator: the kubelet's own pull",
             Self::OperatorPolicy => "Operator: target policy",
             Self::OperatorSpec => "Operator: the check's spec",
             Self::OperatorProbe => "Operator: the probe itself",
@@ -84,6 +91,7 @@ impl Phase {
         matches!(
             self,
             Self::OperatorContexts
+                | Self::OperatorKubelet
                 | Self::OperatorPolicy
                 | Self::OperatorSpec
                 | Self::OperatorProbe
@@ -719,6 +727,60 @@ catalogue! {
         remediation: "Compare the node's resolver with CoreDNS: check the coredns-custom ConfigMap forwarders and stub domains for the registry's zone (azurecr.io, privatelink.azurecr.io), NetworkPolicies and egress rules that apply to pods but not to nodes, and proxy settings injected into pods. Pods must see the registry the way the node does.",
         docs: &[PRIVATE_LINK, AKS_HTTP_PROXY],
     },
+    /// Built by the operator: the node probe on a node reaches the registry API, the kubelet's
+    /// pull on the same node gets 401/403.
+    KubeletPullUnauthorized => Entry {
+        phase: Phase::OperatorKubelet,
+        cause: Cause::RegistryAuthentication,
+        code: None,
+        severity: Severity::Error,
+        condition: None,
+        blocks_api: false,
+        summary: "The node reaches the registry API and gets a valid challenge, but the kubelet's own pull on the same node is refused with 401/403: the node's identity (or the workload's pull secret) has no pull rights.",
+        field_symptom: "Pods on the node stay in `ErrImagePull` / `ImagePullBackOff` with `401 Unauthorized`, `failed to authorize` or `403 Forbidden` while the network path is fine (what `az aks check-acr` / canipull reports as missing pull permission).",
+        remediation: "Give the pulling identity pull rights: `az aks update -n <cluster> -g <rg> --attach-acr <registry>` (grants the kubelet identity the AcrPull role), or assign AcrPull on the registry to the node pool's kubelet identity yourself (`az role assignment create --assignee <kubelet-identity-client-id> --role AcrPull --scope <registry-id>`); for a workload's credentials, fix the Secret in the ServiceAccount's imagePullSecrets (`kubectl patch serviceaccount <sa> -p '{\"imagePullSecrets\":[{\"name\":\"<secret>\"}]}'`) or spec.credentialsSecretRef, and check that the token or password has not expired.",
+        docs: &[ACR_AKS_AUTH, HEALTH_ERRORS],
+    },
+    /// Built by the operator: the node probe verifies the registry's certificate, containerd
+    /// on the same node does not.
+    KubeletTLSUntrusted => Entry {
+        phase: Phase::OperatorKubelet,
+        cause: Cause::VirtualNetworkConfiguration,
+        code: Some("CONNECTIVITY_SSL_ERROR"),
+        severity: Severity::Error,
+        condition: None,
+        blocks_api: false,
+        summary: "The node probe verifies the registry's TLS certificate, but containerd on the same node does not trust it (or is sent to a mirror that presents another one): the runtime's trust store or registry host configuration differs from the node's.",
+        field_symptom: "Pods on the node fail with `x509: certificate signed by unknown authority` (or another x509 error) in `ErrImagePull`, while `curl https://<registry>/v2/` from the node works.",
+        remediation: "Make containerd trust what the node trusts: add the CA to the node's trust store and restart containerd, or set it per registry in `/etc/containerd/certs.d/<registry-host>/hosts.toml` (`ca = \"/etc/containerd/certs.d/<registry-host>/ca.crt\"`; `config_path` must point at `/etc/containerd/certs.d` in containerd's config); check that hosts.toml does not send the registry to a mirror (`[host.\"https://mirror\"]`) whose certificate differs. On AKS use a DaemonSet or the custom CA trust feature (`az aks nodepool update --enable-custom-ca-trust`).",
+        docs: &[AKS_CUSTOM_CA, HEALTH_ERRORS],
+    },
+    /// Built by the operator: the kubelet's pull fails at a proxy the node probe did not use.
+    KubeletProxyDiffers => Entry {
+        phase: Phase::OperatorKubelet,
+        cause: Cause::ClientFirewallOrProxy,
+        code: None,
+        severity: Severity::Error,
+        condition: None,
+        blocks_api: false,
+        summary: "The kubelet's pull goes through an HTTP proxy (containerd's HTTPS_PROXY) and fails there, while the node probe on the same node reaches the registry without that proxy: containerd's proxy settings differ from the node's.",
+        field_symptom: "Pods on the node fail with `proxyconnect tcp: dial tcp <proxy>: connection refused`, `Proxy Authentication Required` or a proxy's 403/502, while the node itself reaches the registry.",
+        remediation: "Align containerd's proxy with the node's: fix or remove the proxy in containerd's systemd drop-in (`/etc/systemd/system/containerd.service.d/http-proxy.conf`: `HTTPS_PROXY`, and `NO_PROXY` listing the registry and its data endpoints), then `systemctl daemon-reload && systemctl restart containerd`; on AKS set the cluster's HTTP proxy configuration (`az aks update --http-proxy-config`) so nodes and containerd get the same settings.",
+        docs: &[AKS_HTTP_PROXY],
+    },
+    /// Built by the operator: the kubelet is still pulling at the check's deadline.
+    KubeletPullStalled => Entry {
+        phase: Phase::OperatorKubelet,
+        cause: Cause::ClientFirewallOrProxy,
+        code: None,
+        severity: Severity::Error,
+        condition: None,
+        blocks_api: false,
+        summary: "The kubelet's pull of the image was still running at the check's deadline: the manifest was found, but the layers do not arrive (the classic symptom of a blocked data endpoint or a proxy that stalls large downloads).",
+        field_symptom: "Pods stay in `ContainerCreating` with the Event `Pulling image \"<image>\"` and no `Pulled`; after minutes `context deadline exceeded` or `i/o timeout` from the data endpoint.",
+        remediation: "Allow the registry's data endpoints (`az acr show-endpoints -n <registry>`: `<registry>.<region>.data.azurecr.io` or `*.blob.core.windows.net`) in the firewall / NSG / UDR and exempt them from TLS inspection; check containerd's proxy (`/etc/systemd/system/containerd.service.d/http-proxy.conf`) for a NO_PROXY that misses them; compare with the node probe's DataEndpointReachable condition.",
+        docs: &[FIREWALL_RULES, AKS_EGRESS],
+    },
     ProbeUnschedulable => Entry {
         phase: Phase::OperatorProbe,
         cause: Cause::ProbeInfrastructure,
@@ -1098,7 +1160,7 @@ mod tests {
             _ => 0,
         };
         assert_eq!(Reason::ALL.iter().map(|r| count(*r)).sum::<i32>(), 2);
-        assert_eq!(Reason::ALL.len(), 51);
+        assert_eq!(Reason::ALL.len(), 55);
     }
 
     #[test]

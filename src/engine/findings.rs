@@ -146,6 +146,9 @@ pub enum ProbeContext {
     Node,
     /// Pod network and cluster DNS.
     Pod,
+    /// The kubelet's own image pull (a pull canary pod): the runtime's network, proxy,
+    /// mirrors, trust store and credentials.
+    Kubelet,
 }
 
 impl ProbeContext {
@@ -153,6 +156,7 @@ impl ProbeContext {
         match self {
             Self::Node => "node",
             Self::Pod => "pod",
+            Self::Kubelet => "kubelet",
         }
     }
 }

@@ -34,6 +34,8 @@ pub mod conditions {
     pub const DATA_ENDPOINT_REACHABLE: &str = StatusCondition::DataEndpointReachable.type_name();
     pub const CONTEXTS_CONSISTENT: &str = "ContextsConsistent";
     pub const PROBES_HEALTHY: &str = "ProbesHealthy";
+    /// The kubelet's own pulls (pull canaries, `spec.contexts.kubelet`).
+    pub const IMAGE_PULLABLE: &str = "ImagePullable";
 }
 
 /// Condition reasons that are not finding reasons.
@@ -44,6 +46,7 @@ pub mod reasons {
     pub const NO_RESULTS: &str = "NoResults";
     pub const AWAITING_THRESHOLD: &str = "AwaitingThreshold";
     pub const NO_FINDING: &str = "NoFinding";
+    pub const IMAGE_PULLED: &str = "ImagePulled";
 }
 
 /// Why a termination message is not a usable report.
@@ -331,6 +334,8 @@ pub struct RunSummary {
     pub disagreements: Vec<Disagreement>,
     /// Whether both contexts reported on at least one common node.
     pub compared: bool,
+    /// The pull canaries (context `kubelet`).
+    pub kubelet: crate::operator::canary::KubeletSummary,
     /// Error findings (all reports), for the detail conditions.
     pub errors: Vec<Finding>,
     pub results: Vec<ProbeResult>,
@@ -381,6 +386,9 @@ pub fn timings(r: &Report) -> PhaseTimings {
 
 /// Folds the records of one run into a summary. Running probes are ignored.
 pub fn aggregate(records: &[ProbeRecord]) -> RunSummary {
+    // Kubelet pulls that differ from the node probe on their node get the reason naming it.
+    let refined = crate::operator::canary::compare_with_node(records);
+    let records = refined.as_slice();
     let done: Vec<&ProbeRecord> = records
         .iter()
         .filter(|r| r.outcome != ProbeOutcome::Running)
@@ -438,6 +446,7 @@ pub fn aggregate(records: &[ProbeRecord]) -> RunSummary {
             match rec.context {
                 ProbeContext::Node => e.0 = Some(r),
                 ProbeContext::Pod => e.1 = Some(r),
+                ProbeContext::Kubelet => {}
             }
         }
     }
@@ -517,6 +526,7 @@ pub fn aggregate(records: &[ProbeRecord]) -> RunSummary {
         probe_failure,
         disagreements,
         compared,
+        kubelet: crate::operator::canary::summarize(records),
         errors,
         results,
         counts,
@@ -762,7 +772,21 @@ pub fn next_status(
                 d.pod_reason
             ),
         )
-    } else if summary.compared {
+    } else if let Some(d) = summary.kubelet.disagreements.first() {
+        c(
+            conditions::CONTEXTS_CONSISTENT,
+            "False",
+            d.kubelet_reason.as_str(),
+            format!(
+                "{} node(s) differ between the node probe and the kubelet's pull; on {}: node network {}, kubelet pull {}: {}",
+                summary.kubelet.disagreements.len(),
+                d.node,
+                d.node_reason,
+                d.kubelet_reason,
+                d.message
+            ),
+        )
+    } else if summary.compared || summary.kubelet.compared {
         c(
             conditions::CONTEXTS_CONSISTENT,
             "True",
@@ -778,6 +802,37 @@ pub fn next_status(
         )
     };
     set_condition(conds, contexts);
+
+    // The kubelet's own pulls.
+    if spec.contexts.kubelet.enabled {
+        let k = &summary.kubelet;
+        let pullable = match &k.worst {
+            Some((reason, node, message)) => c(
+                conditions::IMAGE_PULLABLE,
+                "False",
+                reason.as_str(),
+                format!(
+                    "{} of {} kubelet pull(s) failed; on {node}: {message}",
+                    k.failed, k.reported
+                ),
+            ),
+            None if k.reported > 0 => c(
+                conditions::IMAGE_PULLABLE,
+                "True",
+                reasons::IMAGE_PULLED,
+                format!("the kubelet pulled the image on {} node(s)", k.pulled),
+            ),
+            None => c(
+                conditions::IMAGE_PULLABLE,
+                "Unknown",
+                reasons::NO_RESULTS,
+                "no pull canary reported".into(),
+            ),
+        };
+        set_condition(conds, pullable);
+    } else {
+        conds.retain(|c| c.type_ != conditions::IMAGE_PULLABLE);
+    }
 
     // Probes.
     let probes = match &summary.probe_failure {

@@ -239,6 +239,29 @@ pub struct Contexts {
     /// NetworkPolicies, proxy settings and mesh that apply to this namespace.
     #[serde(default)]
     pub pod: PodContext,
+    /// Pull canaries: the kubelet itself pulls `spec.image` on the nodes the node context
+    /// plans (its selector, tolerations and strategy), so node and kubelet results compare
+    /// node by node. Needs `spec.image`.
+    #[serde(default)]
+    pub kubelet: KubeletContext,
+}
+
+/// Pull canaries: a pod per planned node whose image the kubelet pulls and never runs.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeletContext {
+    /// Create pull canaries (default false; needs `spec.image`).
+    #[serde(default)]
+    pub enabled: bool,
+    /// A ServiceAccount in this namespace whose `imagePullSecrets` the canaries use, so the
+    /// pull has exactly the credentials of a workload. Without it the canaries have the
+    /// kubelet's own credentials plus `spec.credentialsSecretRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub service_account_name: Option<String>,
 }
 
 /// Node-network probes.

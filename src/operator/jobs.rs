@@ -199,6 +199,7 @@ pub fn job_name(p: &ProbeJob) -> String {
     let ctx = match p.context {
         ProbeContext::Node => "n",
         ProbeContext::Pod => "p",
+        ProbeContext::Kubelet => "k",
     };
     let node = p.target.map(|t| t.node.as_str()).unwrap_or("");
     let ns = check.namespace().unwrap_or_default();
@@ -350,7 +351,7 @@ pub fn build_job(p: &ProbeJob) -> Job {
     let check_ns = check.namespace().unwrap_or_default();
     let namespace = match p.context {
         ProbeContext::Node => p.operator_namespace.to_string(),
-        ProbeContext::Pod => check_ns.clone(),
+        ProbeContext::Pod | ProbeContext::Kubelet => check_ns.clone(),
     };
     let labels = job_labels(p);
     let mut annotations = BTreeMap::from([(

@@ -2,6 +2,7 @@
 //! pods' networks, and the probes' reports become status conditions, Events and metrics.
 
 pub mod aggregate;
+pub mod canary;
 pub mod controller;
 pub mod crd;
 pub mod jobs;

@@ -105,6 +105,10 @@ pub struct ValidSpec {
     pub node_enabled: bool,
     pub node_strategy: NodeStrategy,
     pub pod_enabled: bool,
+    /// Pull canaries on the node context's planned nodes (`spec.contexts.kubelet`).
+    pub kubelet_enabled: bool,
+    /// `spec.contexts.kubelet.serviceAccountName`.
+    pub kubelet_service_account: Option<String>,
 }
 
 impl ValidSpec {
@@ -253,6 +257,22 @@ impl ValidSpec {
             ));
         }
         let egress_ips = crate::engine::denial::parse_egress_ips(field, &spec.expect.egress_ips)?;
+        let kubelet = &ctx.kubelet;
+        if kubelet.enabled && image.is_none() {
+            return Err(SpecError::field(
+                "spec.contexts.kubelet.enabled",
+                "needs spec.image (the image the kubelet pulls)",
+            ));
+        }
+        if let Some(sa) = &kubelet.service_account_name
+            && !crate::operator::names::is_dns_subdomain(sa)
+        {
+            return Err(SpecError::new(
+                "spec.contexts.kubelet.serviceAccountName",
+                sa,
+                "is not a ServiceAccount name",
+            ));
+        }
         Ok(ValidSpec {
             input,
             endpoints,
@@ -266,6 +286,8 @@ impl ValidSpec {
             node_enabled: ctx.node.enabled,
             node_strategy,
             pod_enabled: ctx.pod.enabled,
+            kubelet_enabled: kubelet.enabled,
+            kubelet_service_account: kubelet.service_account_name.clone(),
         })
     }
 }
@@ -354,6 +376,8 @@ mod tests {
                    "url": "http://proxy.corp:3128", "noProxy": [".svc", "10.0.0.0/8"]}}),
             json!({"registry": "r.io", "contexts": {"node": {"strategy": "Sample", "count": 3}}}),
             json!({"registry": "r.io", "contexts": {"node": {"enabled": false}}}),
+            json!({"registry": "r.io", "image": "app:1", "contexts": {"node": {"enabled": false},
+                   "kubelet": {"enabled": true, "serviceAccountName": "builder"}}}),
         ] {
             assert_eq!(validate(&spec(v.clone())), Ok(()), "{v}");
         }
@@ -422,6 +446,15 @@ mod tests {
             (
                 json!({"registry": "r.io", "contexts": {"node": {"strategy": "Sample", "count": 0}}}),
                 "spec.contexts.node.count: '0'",
+            ),
+            (
+                json!({"registry": "r.io", "contexts": {"kubelet": {"enabled": true}}}),
+                "spec.contexts.kubelet.enabled: needs spec.image",
+            ),
+            (
+                json!({"registry": "r.io", "image": "app:1",
+                       "contexts": {"kubelet": {"enabled": true, "serviceAccountName": "Bad_SA"}}}),
+                "spec.contexts.kubelet.serviceAccountName: 'Bad_SA'",
             ),
             (
                 json!({"registry": "r.io", "proxy": {"mode": "Explicit"}}),

@@ -1569,6 +1569,7 @@ fn operator_built_diagnoses_have_the_catalogue_cause() {
             probe_failure: Some((r, "the probe pod failed".into())),
             disagreements: vec![],
             compared: false,
+            kubelet: Default::default(),
             errors: vec![],
             results: vec![],
             counts: Default::default(),
@@ -2528,3 +2529,7 @@ async fn a_watch_that_gets_410_lists_again_at_once() {
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), controller).await;
 }
+
+/// Pull canaries (context `kubelet`) against the mocked API server.
+#[path = "canary_mock_tests.rs"]
+mod canary_mock_tests;

@@ -9,6 +9,7 @@
 //! computing conditions ([`crate::operator::aggregate`]).
 
 pub mod api_count;
+pub mod canaries;
 pub mod decide;
 pub mod http;
 pub mod leader;
@@ -93,6 +94,14 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("{action} pull canary {object}")]
+    Canary {
+        action: &'static str,
+        /// `namespace/name`.
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("the check has no {0}")]
     MissingField(&'static str),
     /// Leadership was lost: no Job is created, no status written, nothing deleted.
@@ -112,6 +121,7 @@ impl Error {
             Self::CreateJob { .. } => "create_job",
             Self::DeleteJobs { .. } => "delete_jobs",
             Self::PatchStatus { .. } => "patch_status",
+            Self::Canary { .. } => "pull_canary",
             Self::MissingField(_) => "missing_field",
             Self::NotLeader => "not_leader",
             Self::Finalizer(f) => match f.as_ref() {
@@ -354,6 +364,8 @@ pub struct Context {
     /// Per check uid: the nodes the run this process started could not probe
     /// (`status.skippedNodes`, `status.skippedNodeCount`).
     skipped: std::sync::Mutex<HashMap<String, (Vec<crate::operator::crd::SkippedNode>, u32)>>,
+    /// Settled pull canaries of the run in progress ([`canaries::Memory`]).
+    canaries: canaries::Memory,
 }
 
 /// Longest wait before retrying a check whose reconciles keep failing.
@@ -435,6 +447,7 @@ impl Context {
             skipped: std::sync::Mutex::new(HashMap::new()),
             refused: std::sync::Mutex::new(HashMap::new()),
             errors_in_a_row: std::sync::Mutex::new(HashMap::new()),
+            canaries: canaries::Memory::default(),
         }
     }
 
@@ -981,7 +994,7 @@ pub fn plan_jobs(
     if spec.pod_enabled {
         contexts.push(ProbeContext::Pod);
     }
-    let size = contexts.len() * targets.len();
+    let size = contexts.len() * targets.len() + canaries::count(spec, targets.len());
     let mut out = Vec::with_capacity(size);
     for context in contexts {
         for t in &targets {
@@ -1441,12 +1454,15 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
         .iter()
         .map(|j| RunJob::from_job(j, job_finished(j)))
         .chain(refused.iter().cloned())
+        .chain(canaries::members(ctx, &ns, &uid, &spec, now))
         .collect();
     let mut decision = decide::decide(check, spec.interval, &by_job_status, now, &cfg);
     // A run in progress: its pods say more than its Jobs (a pod that cannot be scheduled or
     // pulled leaves its Job running until the deadline), and hold the reports.
     let mut pods = Vec::new();
     if let Action::Wait { run, .. } | Action::Collect { run } = &decision.action {
+        // Pull canaries with an outcome are read and deleted now.
+        canaries::settle(ctx, &ns, &uid, run, &spec, now).await?;
         pods = probe_pods(
             &jobs,
             ctx.caches
@@ -1459,6 +1475,7 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
                 RunJob::from_job(j, done)
             })
             .chain(refused.iter().cloned())
+            .chain(canaries::members(ctx, &ns, &uid, &spec, now))
             .collect();
         decision = decide::decide(check, spec.interval, &by_outcome, now, &cfg);
     }
@@ -1466,6 +1483,7 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
     debug!(?action, ?leftovers, "decided");
     for run in &leftovers {
         delete_jobs(ctx, &namespaces_of(&jobs, run, &order), &uid, Some(run)).await?;
+        canaries::delete_run(ctx, &ns, &uid, Some(run)).await?;
     }
     set_metrics(ctx, check, &prev);
 
@@ -1495,6 +1513,7 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
                 let n = decide::run_number(&run).unwrap_or(1);
                 let nodes = list_nodes(ctx).await?;
                 let planned = plan_jobs(check, &spec, &nodes, n, &ctx.config);
+                let size = canaries::run_size(&planned);
                 // Refused Jobs are results of this run: not asked for again in it.
                 let existing: Vec<String> = jobs
                     .iter()
@@ -1525,7 +1544,19 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
                         (c, j)
                     })
                     .collect();
-                if missing.is_empty() && active == 0 {
+                let planned_canaries = canaries::plan(check, &spec, &nodes, n, size);
+                let canaries_created =
+                    canaries::create_missing(ctx, &ns, &uid, n, planned_canaries, token.as_deref())
+                        .await?;
+                let canaries_active = canaries::members(ctx, &ns, &uid, &spec, now)
+                    .iter()
+                    .filter(|m| m.run == run && !m.done)
+                    .count();
+                if missing.is_empty()
+                    && active == 0
+                    && canaries_created == 0
+                    && canaries_active == 0
+                {
                     // Nodes went away since the run was planned: what ran is the run.
                     return collect(check, &spec, ctx, &run, &jobs, &pods, &order, now).await;
                 }
@@ -1557,6 +1588,7 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
                 info!(%run, "spec changed during the run: deleting its probe jobs");
                 delete_jobs(ctx, &namespaces_of(&jobs, run, &order), &uid, Some(run)).await?;
             }
+            canaries::delete_run(ctx, &ns, &uid, None).await?;
             match next {
                 Some(n) => start(check, &spec, ctx, n, now).await,
                 None => Ok(Requeue::await_change()),
@@ -1580,6 +1612,7 @@ async fn start(
     {
         m.insert(uid, (skipped.clone(), skipped_count));
     }
+    let size = canaries::run_size(&planned);
     if planned.is_empty() {
         // Nothing can run: the run ends at once with that as its result.
         let run_id = decide::run_id(run);
@@ -1669,6 +1702,10 @@ async fn start(
         with_status.status = Some(st);
         return Ok(after_run(&with_status, spec, ctx, now));
     }
+    let ns = check.namespace().unwrap_or_default();
+    let planned_canaries = canaries::plan(check, spec, &nodes, run, size);
+    let token = current_run_now(check);
+    canaries::create_missing(ctx, &ns, &uid, run, planned_canaries, token.as_deref()).await?;
     Ok(Requeue::requeue(decide::POLL_RUNNING))
 }
 
@@ -1777,6 +1814,7 @@ async fn collect(
             outcome: probe_outcome(j, pod_of(j, pods), now),
         })
         .chain(refused.iter().map(Refused::record))
+        .chain(canaries::records(ctx, &uid, run))
         .collect();
     let start = mine
         .iter()
@@ -1820,6 +1858,8 @@ async fn collect(
         ctx.note_collected(&uid, n);
     }
     delete_jobs(ctx, &namespaces_of(jobs, run, order), &uid, Some(run)).await?;
+    let ns = check.namespace().unwrap_or_default();
+    canaries::delete_run(ctx, &ns, &uid, None).await?;
     Ok(after_run(&with_status, spec, ctx, now))
 }
 
@@ -1830,6 +1870,7 @@ pub async fn cleanup(check: &RegistryConnectivityCheck, ctx: &Context) -> Result
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let uid = check_uid(check)?;
     delete_jobs(ctx, &job_namespaces(&ns, &ctx.config), &uid, None).await?;
+    canaries::delete_run(ctx, &ns, &uid, None).await?;
     ctx.forget(&uid);
     ctx.metrics.remove_check(&ns, &check.name_any());
     info!("deleted; probe jobs removed");
