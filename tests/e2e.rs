@@ -818,6 +818,10 @@ fn controller_runs_with_the_deploy_rbac_and_nothing_more() {
         ("deletecollection", "jobs.batch"),
         ("list", "pods"),
         ("watch", "pods"),
+        // Pull canaries (the kubelet context) and the kubelet's Events about them.
+        ("create", "pods"),
+        ("delete", "pods"),
+        ("list", "events"),
         ("list", "nodes"),
         ("get", "namespaces"),
         ("patch", "registryconnectivitychecks.regcheck.dev"),
@@ -839,7 +843,9 @@ fn controller_runs_with_the_deploy_rbac_and_nothing_more() {
         ("get", "secrets", None),
         ("list", "namespaces", None),
         ("list", "secrets", Some(OPERATOR_NS)),
-        ("create", "pods", None),
+        // Pull canaries are created and deleted, never changed or exec'd into.
+        ("update", "pods", None),
+        ("create", "pods/exec", None),
         (
             "get",
             "registryconnectivitychecks.regcheck.dev/finalizers",

@@ -191,7 +191,23 @@ pub fn label_value(s: &str) -> String {
     }
 }
 
-/// Deterministic Job name: `rcc-<check>-<n|p>-<hash>`, at most 63 characters; the hash covers
+/// Whether `name` is the name [`job_name`] gives a pull canary (`rcc-...-k-<10 hex>`): the
+/// kubelet's pull failures of regcheck's own canaries are not workload pull failures.
+pub fn is_canary_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("rcc-") else {
+        return false;
+    };
+    let Some((head, hash)) = rest.rsplit_once('-') else {
+        return false;
+    };
+    hash.len() == 10
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && (head == "k" || head.ends_with("-k"))
+}
+
+/// Deterministic Job name: `rcc-<check>-<n|p|k>-<hash>`, at most 63 characters; the hash covers
 /// namespace, name and UID of the check, the run, the context and the node, so names never
 /// collide between checks, runs or nodes, and a restarted controller finds the same name.
 pub fn job_name(p: &ProbeJob) -> String {
@@ -795,6 +811,31 @@ mod tests {
             }
         }
         assert_eq!(names.len(), 3 * 2 * 2 * 2);
+    }
+
+    #[test]
+    fn canary_names_are_recognised() {
+        let c = check("acr", "team-a");
+        let valid = ValidSpec::parse(&c.spec).unwrap();
+        let t = target("n1");
+        for (ctx, canary) in [
+            (ProbeContext::Kubelet, true),
+            (ProbeContext::Node, false),
+            (ProbeContext::Pod, false),
+        ] {
+            let name = job_name(&ProbeJob {
+                check: &c,
+                spec: &valid,
+                run_id: "r1",
+                context: ctx,
+                target: Some(&t),
+                image: "img",
+                operator_namespace: "ops",
+            });
+            assert_eq!(is_canary_name(&name), canary, "{name}");
+        }
+        assert!(!is_canary_name("web-k-8fb36d278a"));
+        assert!(!is_canary_name("rcc-lab-k-8fb36d278z"));
     }
 
     #[test]

@@ -66,6 +66,14 @@ pub fn pull_event(ev: &Event) -> Option<PullEvent> {
     if obj.kind.as_deref() != Some("Pod") {
         return None;
     }
+    // regcheck's own pull canaries are results of their check, not workloads.
+    if obj
+        .name
+        .as_deref()
+        .is_some_and(crate::operator::jobs::is_canary_name)
+    {
+        return None;
+    }
     let series = ev.series.as_ref();
     let time = series
         .and_then(|s| s.last_observed_time.as_ref().map(|t| t.0))
@@ -220,6 +228,9 @@ mod tests {
         let mut other = ev.clone();
         other.involved_object.kind = Some("Node".into());
         assert_eq!(pull_event(&other), None);
+        let mut canary = ev.clone();
+        canary.involved_object.name = Some("rcc-lab-k-8fb36d278a".into());
+        assert_eq!(pull_event(&canary), None, "a pull canary is no workload");
     }
 
     #[test]
