@@ -134,7 +134,7 @@ const RETRIED_PULL_REASONS: [&str; 3] = ["ErrImagePull", "ImagePullBackOff", "Re
 /// kubelet retries after 10s, 20s, 40s; the Job deadline is at least two minutes).
 pub const PULL_RETRY_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Pod failure reasons of a pod that the kubelet did not admit or lost.
-const UNSCHEDULABLE_POD_REASONS: [&str; 7] = [
+pub const UNSCHEDULABLE_POD_REASONS: [&str; 7] = [
     "OutOfcpu",
     "OutOfmemory",
     "OutOfpods",

@@ -230,16 +230,6 @@ const PULL_FAILED_WAITING: [&str; 4] = [
     "InvalidImageName",
     "RegistryUnavailable",
 ];
-/// Pod failure reasons of a pod the kubelet did not admit or lost.
-const NOT_ADMITTED: [&str; 7] = [
-    "OutOfcpu",
-    "OutOfmemory",
-    "OutOfpods",
-    "NodeAffinity",
-    "NodeLost",
-    "UnexpectedAdmissionError",
-    "Evicted",
-];
 
 /// The kubelet's events of this pod (by UID, or by name when the event has no UID), oldest
 /// first.
@@ -348,7 +338,9 @@ pub fn read_outcome(
         return CanaryOutcome::PullFailed { message: m };
     }
     let phase_reason = status.reason.as_deref().unwrap_or("");
-    if status.phase.as_deref() == Some("Failed") && NOT_ADMITTED.contains(&phase_reason) {
+    if status.phase.as_deref() == Some("Failed")
+        && crate::operator::aggregate::UNSCHEDULABLE_POD_REASONS.contains(&phase_reason)
+    {
         return CanaryOutcome::NotRun {
             reason: Reason::ProbeUnschedulable,
             message: format!(
@@ -552,18 +544,23 @@ pub fn kubelet_difference(node: &Report, kubelet: Reason) -> Option<Reason> {
     }
 }
 
-/// The records with each kubelet finding that differs from the node probe on its node in a
-/// way [`kubelet_difference`] names replaced by that reason (the message keeps the runtime's
-/// words and names the node probe's result).
-pub fn compare_with_node(records: &[ProbeRecord]) -> Vec<ProbeRecord> {
-    let node_reports: BTreeMap<&str, &Report> = records
+/// The node probes' reports of `records`, by node.
+fn node_reports(records: &[ProbeRecord]) -> BTreeMap<&str, &Report> {
+    records
         .iter()
         .filter(|r| r.context == ProbeContext::Node)
         .filter_map(|r| match (&r.target, &r.outcome) {
             (Some(t), ProbeOutcome::Report(rep)) => Some((t.node.as_str(), rep.as_ref())),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// The records with each kubelet finding that differs from the node probe on its node in a
+/// way [`kubelet_difference`] names replaced by that reason (the message keeps the runtime's
+/// words and names the node probe's result).
+pub fn compare_with_node(records: &[ProbeRecord]) -> Vec<ProbeRecord> {
+    let node_reports = node_reports(records);
     records
         .iter()
         .map(|rec| {
@@ -625,14 +622,7 @@ pub struct KubeletSummary {
 /// Summarises the kubelet records of `records` (already through [`compare_with_node`]).
 pub fn summarize(records: &[ProbeRecord]) -> KubeletSummary {
     let mut s = KubeletSummary::default();
-    let node_reports: BTreeMap<&str, &Report> = records
-        .iter()
-        .filter(|r| r.context == ProbeContext::Node)
-        .filter_map(|r| match (&r.target, &r.outcome) {
-            (Some(t), ProbeOutcome::Report(rep)) => Some((t.node.as_str(), rep.as_ref())),
-            _ => None,
-        })
-        .collect();
+    let node_reports = node_reports(records);
     let mut failures: Vec<(Reason, String, String)> = Vec::new();
     for rec in records
         .iter()
