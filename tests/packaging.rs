@@ -134,21 +134,7 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("{what}: cannot start: {e}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() {
-        Ok(text)
-    } else {
-        Err(format!("{what} failed ({}):\n{}", out.status, text.trim()))
-    }
-}
+use venv::run;
 
 /// The venv with the pinned packages (tests/common/venv.rs).
 fn python_tools() -> &'static Result<PathBuf, String> {

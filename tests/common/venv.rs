@@ -17,7 +17,8 @@ pub fn venv_dir(root: &Path) -> PathBuf {
     target.join("packaging-venv")
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
+/// Runs `cmd`; its output, or an error naming `what` with the output.
+pub fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
     let out = cmd
         .output()
         .map_err(|e| format!("{what}: cannot start: {e}"))?;

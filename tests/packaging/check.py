@@ -138,7 +138,7 @@ BAD_VALUES = [
     ("controller.nodeContextNamespaces", "probes=" + "v" * 64),  # value over 63
     ("controller.nodeContextNamespaces", "team-a," + "n" * 64),  # namespace over 63
     ("controller.namespaces", ["n" * 64]),
-    ("tests.registry", "https://myreg.azurecr.io"),
+    ("tests.registry", "https://registry.example.test"),  # a URL, not host[:port]
     ("tests.timeout", "soon"),
 ]
 
