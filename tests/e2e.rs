@@ -30,9 +30,15 @@ use std::time::{Duration, Instant};
 
 #[path = "common/deps.rs"]
 mod deps;
+#[path = "e2e/faults.rs"]
+mod faults;
+use faults::*;
 #[path = "e2e/helm.rs"]
 mod helm;
+#[path = "e2e/kubelet.rs"]
+mod kubelet;
 use helm::helm_chart_lifecycle_on_the_test_cluster;
+use kubelet::*;
 #[path = "e2e/prometheus.rs"]
 mod prometheus;
 #[path = "e2e/quickstart.rs"]
@@ -1785,11 +1791,17 @@ fn controller_restart_mid_run_resumes_without_duplicate_jobs() {
         .write()
         .unwrap_or_else(|e| e.into_inner());
     let ns = Ns::fresh(c, "restart");
-    let check = ns.check(
-        "hang",
-        // The probes wait for headers that never come: the run lasts a good part of 60 s.
-        json!({"registry": HANG, "timeoutSeconds": 60, "interval": "1h"}),
-    );
+    // On the shared cluster the kubelet pulls too, from a mirror that never answers: its
+    // canary is still pulling when the controller goes away.
+    let shared_cluster = matches!(c.mode, Mode::Shared { .. });
+    let _hosts = shared_cluster.then(|| kubelet::HostsToml::mirror(c, HANG, 5446));
+    let mut spec = json!({"registry": HANG, "timeoutSeconds": 60, "interval": "1h"});
+    if shared_cluster {
+        spec["image"] = json!(LAB_IMAGE);
+        spec["contexts"] = json!({"kubelet": {"enabled": true}});
+    }
+    // The probes wait for headers that never come: the run lasts a good part of 60 s.
+    let check = ns.check("hang", spec);
     let uid = uid(&check);
     // Every Job ever seen for the check: name -> (run, context, uid).
     let mut seen: BTreeMap<String, (String, String, String)> = BTreeMap::new();
@@ -1869,6 +1881,16 @@ fn controller_restart_mid_run_resumes_without_duplicate_jobs() {
         "one Job per context in run {run}: {seen:#?}"
     );
     assert_eq!(reason(&v), Some("HeadersTimeout"), "{v:#}");
+    if shared_cluster {
+        // The canary the old controller created was still pulling at the deadline: the new
+        // controller reported the stalled pull and removed it.
+        let kubelet = v["status"]["results"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["context"] == "Kubelet"))
+            .unwrap_or_else(|| panic!("no Kubelet result: {:#}", v["status"]));
+        assert_eq!(kubelet["reason"], "KubeletPullStalled", "{:#}", v["status"]);
+        kubelet::wait_no_canary(c, &ns.name, &uid, Duration::from_secs(30));
+    }
     // The new controller is a different pod and is ready.
     let pods = c
         .get_json(&["pods", "-n", OPERATOR_NS, "-l", CONTROLLER_SELECTOR])
@@ -2387,13 +2409,23 @@ fn main() {
         workload_pull_failures_show_on_the_check_and_in_the_metric,
         kubelet_pull_through_containerds_proxy_differs_from_the_node_probe,
         deleting_the_check_removes_every_job,
+        fault_quota_refusing_probe_jobs_is_ready_unknown_naming_the_quota,
     ];
     let shared_cluster_only: &[(&str, fn())] = tests![
         prometheus_alert_fires_for_a_broken_registry_and_resolves,
         readme_quick_start_runs_on_the_test_cluster,
         helm_chart_lifecycle_on_the_test_cluster,
+        kubelet_pull_through_a_hosts_toml_mirror_is_healthy,
+        kubelet_pull_of_blobs_redirected_to_a_blocked_data_endpoint,
+        kubelet_pull_needs_credentials_then_pulls_with_the_secret,
+        kubelet_containerd_not_trusting_the_lab_ca_the_probe_trusts,
+        kubelet_canaries_of_a_deleted_check_are_removed,
     ];
-    let last: &[(&str, fn())] = tests![controller_restart_mid_run_resumes_without_duplicate_jobs];
+    let last: &[(&str, fn())] = tests![
+        controller_restart_mid_run_resumes_without_duplicate_jobs,
+        fault_api_server_restart_mid_run_status_current_within_interval_plus_15s,
+        fault_frozen_leader_loses_the_lease_and_one_controller_writes_at_a_time,
+    ];
     let tests: Vec<(&str, fn(), bool)> = anywhere
         .iter()
         .map(|&(n, f)| (n, f, false))
@@ -2405,6 +2437,7 @@ fn main() {
     let offline: &[(&str, fn())] = tests![
         offline_prometheus_rules_copy_changes_only_for,
         offline_readme_quick_start_commands_are_all_accounted_for,
+        offline_epoch_seconds_parses_api_times,
     ];
     let mut trials: Vec<libtest_mimic::Trial> = offline
         .iter()

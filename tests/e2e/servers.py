@@ -17,6 +17,17 @@ nodes and pods reach; on the shared cluster the bridge address 10.88.0.1):
       e2edeny.azurecr.io             Azure's network-rule denial: 403 DENIED naming the client IP
       e2ehang.azurecr.io             completes TLS, then never sends response headers (a probe
                                      runs until its deadline: long enough to act mid-run)
+      e2emirror.azurecr.io           the same images from a registry that serves blobs itself
+                                     (no redirect)
+      e2eredir.azurecr.io            the same images, blobs redirected to IP:DEAD_PORT where
+                                     nothing listens (a data endpoint the firewall blocks)
+  - nginx on IP:MIRROR_PORT, IP:AUTH_PORT, IP:REDIR_PORT, IP:HANG_MIRROR_PORT (certificate also
+    valid for the IP) for the kubelet's own pulls, which go by IP (containerd sends any *name*
+    to the test cluster's dead proxy; `$DIR/certs.d/<host>/hosts.toml` maps names to these):
+      MIRROR_PORT       e2emirror's registry (blobs served directly)
+      AUTH_PORT         the same behind HTTP Basic authentication (user AUTH_USER, AUTH_PASSWORD)
+      REDIR_PORT        e2eredir's registry (blobs redirected to the dead data endpoint)
+      HANG_MIRROR_PORT  e2ehang's backend (never answers)
   - the image e2e/hello:1.0 is pushed into the registry.
   - nosuch.azurecr.io (and anything else) does not resolve.
 
@@ -41,14 +52,25 @@ DATA = "e2ereg.eastus.data.azurecr.io"
 DENY = "e2edeny.azurecr.io"
 HANG = "e2ehang.azurecr.io"
 MISSING = "nosuch.azurecr.io"
-NAMES = [LOGIN, DATA, DENY, HANG]
+MIRROR = "e2emirror.azurecr.io"
+REDIR = "e2eredir.azurecr.io"
+NAMES = [LOGIN, DATA, DENY, HANG, MIRROR, REDIR]
 IMAGE_REPO, IMAGE_TAG = "e2e/hello", "1.0"
+REDIRECTED_REPO = "e2e/redirected"
 # Below Linux's ephemeral range (32768-60999): a port in it can be the local end of some
 # client's connection (seen: kube-apiserver -> etcd on 127.0.0.1:35000), and bind() then fails.
 REG_PORT = 31500  # docker-registry on loopback only; nginx proxies to it
 HANG_PORT = 31501  # accepts and never answers; nginx proxies e2ehang.azurecr.io to it
 HANG_SECONDS = 600  # a held connection is closed after this long at the latest
-SERVICES = ("dnsmasq", "registry", "hang", "nginx")
+REG_DIRECT_PORT = 31502  # the same storage, blobs served by the registry itself
+REG_REDIR_PORT = 31503  # the same storage, blobs redirected to https://IP:DEAD_PORT
+DEAD_PORT = 31509  # nothing listens here: connections are refused
+MIRROR_PORT = 5443
+AUTH_PORT = 5444
+REDIR_PORT = 5445
+HANG_MIRROR_PORT = 5446
+AUTH_USER, AUTH_PASSWORD = "e2e-puller", "e2e-pull-secret-1"
+SERVICES = ("dnsmasq", "registry", "registry-direct", "registry-redir", "hang", "nginx")
 
 
 def log(msg):
@@ -80,7 +102,7 @@ def which(binary):
 # ---------------------------------------------------------------------------------------------
 # PKI (same approach as tests/lab/lab.py)
 
-def pki(state):
+def pki(state, ip):
     """The lab CA (kept across runs: an image built with it keeps working) and a server
     certificate for every lab name (re-issued when the names change)."""
     d = os.path.join(state, "pki")
@@ -91,7 +113,7 @@ def pki(state):
              "-subj", "/O=regcheck e2e/CN=regcheck e2e Root CA",
              "-addext", "basicConstraints=critical,CA:TRUE",
              "-addext", "keyUsage=critical,keyCertSign,cRLSign"], cwd=d)
-    sans = ",".join(f"DNS:{n}" for n in NAMES)
+    sans = ",".join([f"DNS:{n}" for n in NAMES] + [f"IP:{ip}"])
     names_file = os.path.join(d, "server.names")
     if (os.path.exists(os.path.join(d, "server.pem")) and os.path.exists(names_file)
             and open(names_file).read() == sans):
@@ -224,10 +246,18 @@ def start_dnsmasq(state, ip):
     wait("dnsmasq", lambda: dns_query(ip, LOGIN) == (0, [ip]))
 
 
-def start_registry(state):
+def start_registry(state, name, port, redirect):
+    """docker-registry on 127.0.0.1:`port` over the one shared store; `redirect` is the base URL
+    blobs are redirected to, or None to serve them itself."""
     store = os.path.join(state, "registry")
     os.makedirs(store, exist_ok=True)
-    write(os.path.join(state, "registry.yml"), f"""version: 0.1
+    middleware = "" if redirect is None else f"""middleware:
+  storage:
+    - name: redirect
+      options:
+        baseurl: {redirect}
+"""
+    write(os.path.join(state, f"{name}.yml"), f"""version: 0.1
 log:
   level: info
 storage:
@@ -237,16 +267,11 @@ storage:
     uploadpurging:
       enabled: false
 http:
-  addr: 127.0.0.1:{REG_PORT}
+  addr: 127.0.0.1:{port}
   secret: regcheck-e2e-secret
-middleware:
-  storage:
-    - name: redirect
-      options:
-        baseurl: https://{DATA}
-""")
-    spawn(state, "registry", [which("docker-registry"), "serve", f"{state}/registry.yml"])
-    wait("docker-registry", lambda: tcp_open("127.0.0.1", REG_PORT))
+{middleware}""")
+    spawn(state, name, [which("docker-registry"), "serve", f"{state}/{name}.yml"])
+    wait(name, lambda: tcp_open("127.0.0.1", port))
 
 
 def start_nginx(state, ip, d):
@@ -317,8 +342,55 @@ http {{
             return 403 {quoted_deny};
         }}
     }}
+    server {{
+        listen {ip}:443 ssl;
+        listen {ip}:{MIRROR_PORT} ssl;
+        server_name {MIRROR};
+        {tls}
+        location / {{
+            proxy_pass http://127.0.0.1:{REG_DIRECT_PORT};
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-Proto https;
+            proxy_buffering off;
+        }}
+    }}
+    server {{
+        listen {ip}:{AUTH_PORT} ssl;
+        {tls}
+        location / {{
+            auth_basic "regcheck e2e";
+            auth_basic_user_file {state}/htpasswd;
+            add_header Docker-Distribution-Api-Version registry/2.0 always;
+            proxy_pass http://127.0.0.1:{REG_DIRECT_PORT};
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-Proto https;
+            proxy_buffering off;
+        }}
+    }}
+    server {{
+        listen {ip}:443 ssl;
+        listen {ip}:{REDIR_PORT} ssl;
+        server_name {REDIR};
+        {tls}
+        location / {{
+            proxy_pass http://127.0.0.1:{REG_REDIR_PORT};
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-Proto https;
+            proxy_buffering off;
+        }}
+    }}
+    server {{
+        listen {ip}:{HANG_MIRROR_PORT} ssl;
+        {tls}
+        location / {{
+            proxy_pass http://127.0.0.1:{HANG_PORT};
+            proxy_read_timeout 300s;
+        }}
+    }}
 }}
 """
+    # nginx's own plain-text password scheme: no htpasswd tool needed.
+    write(os.path.join(state, "htpasswd"), f"{AUTH_USER}:{{PLAIN}}{AUTH_PASSWORD}\n")
     write(os.path.join(state, "nginx.conf"), conf)
     nginx = which("nginx")
     run([nginx, "-t", "-q", "-e", f"{state}/nginx-error.log", "-c", f"{state}/nginx.conf"])
@@ -369,6 +441,10 @@ def serve_hang():
 def push_image():
     """Push a one-layer image over the registry API (loopback, plain HTTP)."""
     oci_push.push_image(REG_PORT, IMAGE_REPO, IMAGE_TAG, b"hello from the regcheck e2e lab\n")
+    # Pulled only through e2eredir's redirect to the dead data endpoint, so containerd never has
+    # its blobs already (a pull of e2e/hello through a mirror would fill its content store).
+    oci_push.push_image(REG_PORT, REDIRECTED_REPO, IMAGE_TAG,
+                        b"a blob only ever served through a redirect\n")
 
 
 def cmd_up(args):
@@ -381,10 +457,12 @@ def cmd_up(args):
     except OSError as e:
         raise RuntimeError(f"{args.ip} is not an address of this machine ({e}); is the "
                            "cluster up with --bridge-ip?")
-    d = pki(state)
+    d = pki(state, args.ip)
     try:
         start_dnsmasq(state, args.ip)
-        start_registry(state)
+        start_registry(state, "registry", REG_PORT, f"https://{DATA}")
+        start_registry(state, "registry-direct", REG_DIRECT_PORT, None)
+        start_registry(state, "registry-redir", REG_REDIR_PORT, f"https://{args.ip}:{DEAD_PORT}")
         start_hang(state)
         start_nginx(state, args.ip, d)
         push_image()
@@ -397,6 +475,9 @@ def cmd_up(args):
     print(json.dumps({
         "ip": args.ip, "ca": f"{d}/ca.pem", "login": LOGIN, "data": DATA, "deny": DENY, "hang": HANG,
         "missing": MISSING, "image": f"{IMAGE_REPO}:{IMAGE_TAG}", "state": state,
+        "mirror": MIRROR, "redir": REDIR, "mirror_port": MIRROR_PORT, "auth_port": AUTH_PORT,
+        "redir_port": REDIR_PORT, "hang_mirror_port": HANG_MIRROR_PORT, "dead_port": DEAD_PORT,
+        "auth_user": AUTH_USER, "auth_password": AUTH_PASSWORD,
     }))
 
 
@@ -411,6 +492,7 @@ def main():
     down.add_argument("--state", required=True)
     p = sub.add_parser("pki")
     p.add_argument("--state", required=True)
+    p.add_argument("--ip", default="10.88.0.1")
     h = sub.add_parser("_hang")  # internal: the hanging backend
     h.add_argument("--state", required=True)
     args = ap.parse_args()
@@ -424,7 +506,7 @@ def main():
             stop(os.path.abspath(args.state))
         else:
             os.makedirs(args.state, exist_ok=True)
-            print(os.path.join(pki(os.path.abspath(args.state)), "ca.pem"))
+            print(os.path.join(pki(os.path.abspath(args.state), args.ip), "ca.pem"))
     except (RuntimeError, OSError, subprocess.SubprocessError) as e:
         log(f"error: {e}")
         sys.exit(1)
