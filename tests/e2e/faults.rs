@@ -181,6 +181,8 @@ pub fn fault_api_server_restart_mid_run_status_current_within_interval_plus_15s(
 
 /// Identity of the second controller the frozen-leader test starts on the host.
 const STANDBY: &str = "e2e-standby";
+/// The leader-election Lease in the operator namespace (`--lease-name`, default).
+const LEASE: &str = "regcheck-controller";
 
 /// The second controller: the same binary and settings as the Deployment's, on the host with
 /// the admin kubeconfig, its metrics on another loopback port, and probe Jobs created with
@@ -263,10 +265,54 @@ fn deployment_controller_pid(standby: u32) -> Option<u32> {
         })
 }
 
+/// Every Job of a check, as `kubectl get --watch` streams them (Jobs of finished runs are
+/// deleted within seconds: a poll would miss them).
+struct JobWatch {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl JobWatch {
+    fn start(c: &Cluster, uid: &str) -> JobWatch {
+        let out = Path::new(TMP).join("e2e-frozen-leader-jobs.json");
+        let file = std::fs::File::create(&out).unwrap();
+        let child = c
+            .kubectl()
+            .args(["get", "jobs", "-A", "--watch", "-o", "json", "-l"])
+            .arg(format!("{LABEL_CHECK_UID}={uid}"))
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl get --watch");
+        JobWatch { child, out }
+    }
+
+    /// Stops the watch; every Job seen, by UID, as first seen.
+    fn finish(mut self) -> Vec<Value> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let mut seen = BTreeMap::new();
+        for v in serde_json::Deserializer::from_str(&text)
+            .into_iter::<Value>()
+            .map_while(Result::ok)
+        {
+            let items = match v["kind"].as_str() {
+                Some("List") => v["items"].as_array().cloned().unwrap_or_default(),
+                _ => vec![v],
+            };
+            for j in items {
+                if let Some(uid) = j["metadata"]["uid"].as_str() {
+                    seen.entry(uid.to_string()).or_insert(j);
+                }
+            }
+        }
+        seen.into_values().collect()
+    }
+}
+
 fn lease_holder(c: &Cluster) -> Option<String> {
-    let l = c
-        .get_json(&["lease", "-n", OPERATOR_NS, "regcheck-leader-election"])
-        .ok()?;
+    let l = c.get_json(&["lease", "-n", OPERATOR_NS, LEASE]).ok()?;
     l["spec"]["holderIdentity"].as_str().map(String::from)
 }
 
@@ -322,6 +368,7 @@ pub fn fault_frozen_leader_loses_the_lease_and_one_controller_writes_at_a_time()
         json!({"registry": LOGIN, "interval": "30s", "contexts": {"pod": {"enabled": false}}}),
     );
     let uid = uid(&check);
+    let watch = JobWatch::start(c, &uid);
     ns.wait_check("lab", "the first run", RUN_WAIT, |v| last_run(v).is_some());
     let standby = Standby::start(c);
     wait_for("the standby to serve", Duration::from_secs(60), || {
@@ -340,9 +387,7 @@ pub fn fault_frozen_leader_loses_the_lease_and_one_controller_writes_at_a_time()
         "the standby to take the lease",
         Duration::from_secs(40),
         || {
-            let l = c
-                .get_json(&["lease", "-n", OPERATOR_NS, "regcheck-leader-election"])
-                .ok()?;
+            let l = c.get_json(&["lease", "-n", OPERATOR_NS, LEASE]).ok()?;
             (l["spec"]["holderIdentity"] == STANDBY).then(|| {
                 l["spec"]["acquireTime"]
                     .as_str()
@@ -393,7 +438,8 @@ pub fn fault_frozen_leader_loses_the_lease_and_one_controller_writes_at_a_time()
     .join("\n");
 
     // Who created which Job, and when.
-    let jobs = ns.jobs(&uid);
+    let jobs = watch.finish();
+    say(&format!("frozen leader: {} Jobs seen", jobs.len()));
     let mut runs = BTreeSet::new();
     for j in &jobs {
         let name = j["metadata"]["name"].as_str().unwrap_or("");
