@@ -172,6 +172,17 @@ pub fn fault_api_server_restart_mid_run_status_current_within_interval_plus_15s(
         back.elapsed(),
         last_run(&v)
     ));
+    // Its runs every 30 s would outlive the test: the check goes (its Jobs with it).
+    c.k(&[
+        "delete",
+        "rcc",
+        "-n",
+        &ns.name,
+        "hang",
+        "--wait=true",
+        "--timeout=60s",
+    ])
+    .unwrap();
     // The controller is still the one pod, ready.
     wait_for("controller /readyz", Duration::from_secs(60), || {
         c.http_get("/readyz").ok().filter(|(s, _)| *s == 200)
@@ -496,6 +507,9 @@ pub fn fault_frozen_leader_loses_the_lease_and_one_controller_writes_at_a_time()
     );
     assert_eq!(ready(&v), Some("True"), "{:#}", v["status"]);
     drop(standby);
+    // Its runs every 30 s would outlive the test.
+    c.k(&["delete", "rcc", "-n", &ns.name, "lab", "--wait=false"])
+        .unwrap();
     // The Deployment's replica leads again.
     wait_for(
         "the Deployment's controller to lead again",
