@@ -761,12 +761,12 @@ pub fn evaluate(
 /// The administrator's caps that the spec alone decides: interval, strategy, sample size.
 fn evaluate_caps(spec: &ValidSpec, caps: &Caps) -> Result<(), Violation> {
     if spec.interval < caps.min_interval {
-        let min = human_duration(caps.min_interval);
+        let min = inputs::format_duration(caps.min_interval);
         return Err(Violation {
             rule: rules::MIN_INTERVAL,
             message: format!(
                 "spec.interval {} is shorter than the administrator's minimum ({FLAG_MIN_INTERVAL}={min}); set spec.interval to {min} or more",
-                human_duration(spec.interval)
+                inputs::format_duration(spec.interval)
             ),
         });
     }
@@ -847,23 +847,6 @@ pub fn check_node_addresses(spec: &ValidSpec, node_addresses: &[IpAddr]) -> Resu
         }
     }
     Ok(())
-}
-
-/// `90s` → `1m30s`, `300s` → `5m`.
-pub fn human_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    let (h, m, sec) = (s / 3600, s % 3600 / 60, s % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if sec > 0 || out.is_empty() {
-        out.push_str(&format!("{sec}s"));
-    }
-    out
 }
 
 fn role_name(role: crate::engine::evidence::Role) -> &'static str {
@@ -1591,7 +1574,8 @@ mod tests {
             node_spec(serde_json::json!({"contexts": {"node": {"strategy": "Sample", "count": n}}}))
         };
         // (name, spec, expected rule and message parts or None)
-        let cases: Vec<(&str, ValidSpec, Option<(&str, &[&str])>)> = vec![
+        type Case<'a> = (&'a str, ValidSpec, Option<(&'a str, &'a [&'a str])>);
+        let cases: Vec<Case> = vec![
             (
                 "default strategy, default interval",
                 node_spec(serde_json::json!({})),
@@ -1718,8 +1702,6 @@ mod tests {
         .unwrap();
         assert_eq!(c.caps, Caps::parse("PerNodePool", 10, 50, "5m").unwrap());
         assert_eq!(c.proxy_ports, vec![3128]);
-        assert_eq!(human_duration(Duration::from_secs(3661)), "1h1m1s");
-        assert_eq!(human_duration(Duration::ZERO), "0s");
     }
 
     #[test]
