@@ -496,6 +496,7 @@ fn main() {
                         target: Some(t),
                         image,
                         operator_namespace: "regcheck-system",
+                        node_addresses: &[],
                     }));
                     n += 1;
                 }
@@ -523,6 +524,7 @@ fn main() {
         target: plans[0].first(),
         image,
         operator_namespace: "regcheck-system",
+        node_addresses: &[],
     });
     println!(
         "  one node-context Job as JSON (what is POSTed): {} bytes",

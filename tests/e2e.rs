@@ -493,6 +493,13 @@ fn load_image(home: &Path, ca: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The environment that opens deploy/'s multi-tenant defaults up for the tests (as
+/// tests/e2e/overlay/controller.yaml does): they create checks with node probes in namespaces
+/// of their own, with 30s intervals.
+const OPEN_UP: &str = "        - name: REGCHECK_NODE_CONTEXT_NAMESPACES\n          value: \"*\"\n        \
+     - name: REGCHECK_MIN_INTERVAL\n          value: 30s\n        \
+     - name: REGCHECK_ALLOWED_PROXIES\n          value: \"*\"\n";
+
 /// For a cluster of the user's: deploy/ with the given image for controller and probes.
 fn external_overlay(image: &str) -> Result<PathBuf, String> {
     let dir = Path::new(TMP).join("e2e-overlay");
@@ -510,7 +517,7 @@ fn external_overlay(image: &str) -> Result<PathBuf, String> {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: regcheck-controller\n  \
          namespace: {OPERATOR_NS}\nspec:\n  template:\n    spec:\n      containers:\n      \
          - name: controller\n        env:\n        - name: REGCHECK_PROBE_IMAGE\n          \
-         value: {image}\n"
+         value: {image}\n{OPEN_UP}"
     );
     for (file, text) in [
         ("kustomization.yaml", kustomization),

@@ -163,10 +163,38 @@ pub struct ControllerArgs {
     /// Ports checks may name, comma separated
     #[arg(long, env = policy::ENV_ALLOWED_PORTS, value_name = "PORT,...", default_value = "443")]
     pub allowed_ports: String,
-    /// Hosts an Explicit spec.proxy.url may name: '*' (any) or a comma list of host patterns
+    /// Hosts an Explicit spec.proxy.url may name: '*' (any), empty (none), or a comma list of
+    /// host patterns
     #[arg(long, env = policy::ENV_ALLOWED_PROXIES, value_name = "*|PATTERN,...",
           default_value = "*")]
     pub allowed_proxies: String,
+    /// Ports an Explicit spec.proxy.url may use, comma separated
+    #[arg(long, env = policy::ENV_ALLOWED_PROXY_PORTS, value_name = "PORT,...",
+          default_value = policy::DEFAULT_PROXY_PORTS)]
+    pub allowed_proxy_ports: String,
+    /// Node strategies checks may use (spec.contexts.node.strategy), comma separated:
+    /// PerNodePool, AllNodes, Sample
+    #[arg(long, env = policy::ENV_ALLOWED_NODE_STRATEGIES, value_name = "STRATEGY,...",
+          default_value = policy::DEFAULT_NODE_STRATEGIES)]
+    pub allowed_node_strategies: String,
+    /// Most nodes a check with strategy Sample may ask for (spec.contexts.node.count); a check
+    /// asking for more is refused
+    #[arg(long, env = policy::ENV_MAX_SAMPLE_NODES, value_name = "N",
+          default_value_t = crate::operator::spec::MAX_SAMPLE,
+          value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub max_sample_nodes: u32,
+    /// Most nodes a run of strategy AllNodes may probe; a check whose plan has more is refused
+    /// (0: no cap)
+    #[arg(long, env = policy::ENV_MAX_NODES_PER_RUN, value_name = "N", default_value_t = 0)]
+    pub max_nodes_per_run: u32,
+    /// Shortest spec.interval a check may have; a check with a shorter one is refused
+    #[arg(long, env = policy::ENV_MIN_INTERVAL, value_name = "DURATION", default_value = "30s")]
+    pub min_interval: String,
+    /// Most probe Jobs and pull canaries unfinished at once over all checks; more wait for a
+    /// later reconcile (0: no cap)
+    #[arg(long, env = "REGCHECK_MAX_PROBE_JOBS_IN_FLIGHT", value_name = "N",
+          default_value_t = crate::operator::controller::MAX_PROBE_JOBS_IN_FLIGHT as u32)]
+    pub max_probe_jobs_in_flight: u32,
     /// Watch the kubelet's image pull failures (Events with reason Failed, cluster-wide) and
     /// show them on the checks of their registries (true|false)
     #[arg(long, env = "REGCHECK_OBSERVE_PULL_FAILURES", value_name = "BOOL", default_value_t = true,
@@ -257,7 +285,14 @@ pub fn config(
         &args.allowed_registries,
         &args.allowed_ports,
         &args.allowed_proxies,
-    )?;
+    )?
+    .with_proxy_ports(&args.allowed_proxy_ports)?
+    .with_caps(policy::Caps::parse(
+        &args.allowed_node_strategies,
+        args.max_sample_nodes,
+        args.max_nodes_per_run,
+        &args.min_interval,
+    )?);
     Ok(Config {
         probe_image: args.probe_image.clone(),
         probe_image_pull_policy: args.probe_image_pull_policy.as_str().into(),
@@ -271,6 +306,7 @@ pub fn config(
         probe_image_platforms,
         observe_pull_failures: args.observe_pull_failures,
         max_concurrent_reconciles: args.max_concurrent_reconciles as usize,
+        max_probe_jobs_in_flight: args.max_probe_jobs_in_flight as usize,
     })
 }
 
@@ -361,6 +397,12 @@ async fn run(args: ControllerArgs, cfg: Config, timings: LeaseTimings) -> i32 {
         allowed_registries = %args.allowed_registries,
         allowed_ports = %args.allowed_ports,
         allowed_proxies = %args.allowed_proxies,
+        allowed_proxy_ports = %args.allowed_proxy_ports,
+        allowed_node_strategies = %args.allowed_node_strategies,
+        max_sample_nodes = args.max_sample_nodes,
+        max_nodes_per_run = args.max_nodes_per_run,
+        min_interval = %args.min_interval,
+        max_probe_jobs_in_flight = args.max_probe_jobs_in_flight,
         addr = %args.metrics_addr,
         leader_election = args.leader_election,
         observe_pull_failures = args.observe_pull_failures,
@@ -640,5 +682,75 @@ mod tests {
         let e = config(&a, |_| None).unwrap_err();
         assert_eq!(e.field, "--probe-image-platforms");
         assert!(e.to_string().contains("x86_64"), "{e}");
+    }
+
+    #[test]
+    fn caps_flags_reach_the_config() {
+        let a = parse(&[
+            "--probe-image",
+            "i",
+            "--allowed-proxy-ports",
+            "3128,8888",
+            "--allowed-node-strategies",
+            "PerNodePool,Sample",
+            "--max-sample-nodes",
+            "10",
+            "--max-nodes-per-run",
+            "50",
+            "--min-interval",
+            "5m",
+            "--max-probe-jobs-in-flight",
+            "100",
+            "--node-context-namespaces",
+            "regcheck-system,regcheck.dev/node-probes=true",
+            "--allowed-proxies=",
+        ])
+        .unwrap();
+        let c = config(&a, |_| None).unwrap();
+        assert_eq!(c.policy.proxy_ports, vec![3128, 8888]);
+        assert_eq!(
+            c.policy.caps,
+            policy::Caps::parse("PerNodePool,Sample", 10, 50, "5m").unwrap()
+        );
+        assert_eq!(c.max_probe_jobs_in_flight, 100);
+        assert!(c.policy.proxy_hosts.is_empty(), "empty: no Explicit proxy");
+        assert_eq!(
+            c.policy.node_context_namespaces,
+            policy::NamespaceRule::parse("regcheck-system,regcheck.dev/node-probes=true").unwrap()
+        );
+        let env = [
+            policy::ENV_ALLOWED_PROXY_PORTS,
+            policy::ENV_ALLOWED_NODE_STRATEGIES,
+            policy::ENV_MAX_SAMPLE_NODES,
+            policy::ENV_MAX_NODES_PER_RUN,
+            policy::ENV_MIN_INTERVAL,
+            "REGCHECK_MAX_PROBE_JOBS_IN_FLIGHT",
+        ];
+        if env.iter().all(|k| std::env::var_os(k).is_none()) {
+            let c = config(&parse(&["--probe-image", "i"]).unwrap(), |_| None).unwrap();
+            assert_eq!(c.policy.proxy_ports, vec![3128, 8080, 80, 443]);
+            assert_eq!(c.policy.caps, policy::Caps::default());
+            assert_eq!(c.max_probe_jobs_in_flight, 100);
+        }
+        assert!(parse(&["--probe-image", "i", "--max-sample-nodes", "1001"]).is_err());
+        for (args, want) in [
+            (
+                &["--probe-image", "i", "--allowed-proxy-ports", "ssh"][..],
+                "--allowed-proxy-ports: 'ssh'",
+            ),
+            (
+                &["--probe-image", "i", "--allowed-node-strategies", "Every"][..],
+                "--allowed-node-strategies: 'Every'",
+            ),
+            (
+                &["--probe-image", "i", "--min-interval", "10s"][..],
+                "--min-interval: '10s'",
+            ),
+        ] {
+            let e = config(&parse(args).unwrap(), |_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(want), "{args:?}: {e}");
+        }
     }
 }

@@ -568,6 +568,7 @@ mod tests {
                         target: tgt,
                         image: "img",
                         operator_namespace: "regcheck-system",
+                        node_addresses: &[],
                     };
                     let argv = probe_args(&pj);
                     seen_flags.extend(argv.iter().filter(|a| a.starts_with("--")).cloned());

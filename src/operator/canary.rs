@@ -95,6 +95,7 @@ pub fn build_canary(p: &CanaryPod) -> Option<Pod> {
         target: Some(p.target),
         image: &image,
         operator_namespace: &check_ns,
+        node_addresses: &[],
     };
     let mut labels = job_labels(&probe);
     labels.insert(labels::COMPONENT.into(), COMPONENT.into());

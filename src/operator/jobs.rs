@@ -58,7 +58,8 @@ pub const PROBE_UID: i64 = 65532;
 pub const DOCKER_CONFIG_DIR: &str = "/var/run/regcheck/docker";
 const DOCKER_CONFIG_FILE: &str = "config.json";
 /// Environment variable with the node's own addresses (comma list), filled by the downward
-/// API from `status.hostIP`: the probe never dials them.
+/// API from `status.hostIP`: the probe never dials them. The node's other addresses (the
+/// other family of a dual-stack node) come as `--node-ip` ([`ProbeJob::node_addresses`]).
 pub const NODE_IPS_ENV: &str = "REGCHECK_NODE_IPS";
 /// Slack on top of the probe's own deadline for scheduling and image pull.
 pub const DEADLINE_SLACK_SECONDS: i64 = 120;
@@ -89,6 +90,11 @@ pub struct ProbeJob<'a> {
     pub image: &'a str,
     /// Namespace of the operator, where node-context probes run.
     pub operator_namespace: &'a str,
+    /// The target node's own addresses from its Node object (`status.addresses`, both
+    /// families), passed as `--node-ip`: the probe never dials them. The downward API adds
+    /// `status.hostIP` ([`NODE_IPS_ENV`]), which names one family only; `status.hostIPs`
+    /// (both) is not used there because API servers before 1.28 refuse a pod that asks for it.
+    pub node_addresses: &'a [std::net::IpAddr],
 }
 
 /// A required node affinity `kubernetes.io/arch In (<archs of the probe image>)`: a probe Job
@@ -292,6 +298,10 @@ pub fn probe_args(p: &ProbeJob) -> Vec<String> {
     if let Some(t) = p.target {
         a.push("--node".into());
         a.push(t.node.clone());
+    }
+    for ip in p.node_addresses {
+        a.push("--node-ip".into());
+        a.push(ip.to_string());
     }
     a
 }
@@ -539,6 +549,7 @@ mod tests {
             target: Some(t),
             image: "ghcr.io/x/regcheck:1",
             operator_namespace: "regcheck-system",
+            node_addresses: &[],
         })
     }
 
@@ -696,6 +707,7 @@ mod tests {
             target: Some(&t),
             image: "img",
             operator_namespace: "ops",
+            node_addresses: &[],
         };
         assert_eq!(
             probe_args(&pj),
@@ -769,6 +781,45 @@ mod tests {
         assert_eq!(parsed.target.egress_ips, vec!["20.1.2.3/32", "52.0.0.0/16"]);
     }
 
+    /// The target node's own addresses of both families reach the probe as `--node-ip`, and
+    /// the probe refuses to dial them (the downward API's `status.hostIP` names one family).
+    #[test]
+    fn node_addresses_of_both_families_become_node_ips_the_probe_never_dials() {
+        let c = check("acr", "team-a");
+        let t = target("n1");
+        let valid = ValidSpec::parse(&c.spec).unwrap();
+        let addrs: Vec<std::net::IpAddr> = vec![
+            "10.224.0.4".parse().unwrap(),
+            "fd00:10:224::4".parse().unwrap(),
+        ];
+        let args = probe_args(&ProbeJob {
+            check: &c,
+            spec: &valid,
+            run_id: "r1",
+            context: ProbeContext::Node,
+            target: Some(&t),
+            image: "img",
+            operator_namespace: "ops",
+            node_addresses: &addrs,
+        });
+        let joined = args.join(" ");
+        assert!(
+            joined.ends_with("--node n1 --node-ip 10.224.0.4 --node-ip fd00:10:224::4"),
+            "{joined}"
+        );
+        let parsed = <crate::cli::probe::ProbeArgs as clap::Parser>::try_parse_from(
+            std::iter::once("regcheck-probe".to_string()).chain(args.into_iter().skip(1)),
+        )
+        .unwrap();
+        let env = |k: &str| (k == NODE_IPS_ENV).then(|| "10.224.0.4".to_string());
+        let prepared = crate::cli::probe::prepare(&parsed, env).unwrap();
+        let policy = &prepared.check.config.policy;
+        for a in &addrs {
+            assert!(policy.check(*a).is_err(), "{a} is the node's own");
+        }
+        assert!(policy.check("10.224.0.5".parse().unwrap()).is_ok());
+    }
+
     #[test]
     fn names_are_short_deterministic_and_distinct() {
         let long = "a".repeat(200) + ".example.with-dots";
@@ -792,6 +843,7 @@ mod tests {
                             target: Some(&t),
                             image: "img",
                             operator_namespace: "ops",
+                            node_addresses: &[],
                         };
                         let n = job_name(&pj);
                         assert!(n.len() <= MAX_NAME, "{n}");
@@ -831,6 +883,7 @@ mod tests {
                 target: Some(&t),
                 image: "img",
                 operator_namespace: "ops",
+                node_addresses: &[],
             });
             assert_eq!(is_canary_name(&name), canary, "{name}");
         }
@@ -861,6 +914,7 @@ mod tests {
             target: None,
             image: "img",
             operator_namespace: "ops",
+            node_addresses: &[],
         });
         let p = pod(&j);
         assert!(p.node_name.is_none() && p.tolerations.is_none());

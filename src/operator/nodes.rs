@@ -8,6 +8,7 @@
 use crate::operator::crd::{NodeContext, Strategy};
 use k8s_openapi::api::core::v1::{Node, Taint, Toleration};
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 /// Node-pool labels, most specific first: AKS, older AKS, EKS, GKE.
 pub const POOL_LABELS: [&str; 4] = [
@@ -31,6 +32,34 @@ pub struct NodeInfo {
     pub ready: bool,
     /// `status.nodeInfo.architecture`, used when the node has no `kubernetes.io/arch` label.
     pub status_arch: Option<String>,
+    /// The node's own IP addresses (`status.addresses` of type InternalIP and ExternalIP, both
+    /// families, at most [`MAX_NODE_ADDRESSES`]): probes never dial them.
+    pub addresses: Vec<IpAddr>,
+}
+
+/// Most addresses kept per node (the probe takes at most 16 with the downward API's).
+pub const MAX_NODE_ADDRESSES: usize = 8;
+
+/// A node's InternalIP and ExternalIP addresses of both families, once each, in the order
+/// the node gives them. Host names and unparsable entries are ignored.
+pub fn node_addresses(node: &Node) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    let listed = node
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP");
+    for a in listed {
+        if let Ok(ip) = a.address.trim().parse::<IpAddr>()
+            && !out.contains(&ip)
+            && out.len() < MAX_NODE_ADDRESSES
+        {
+            out.push(ip);
+        }
+    }
+    out
 }
 
 /// Label and taint that mark virtual-kubelet nodes (ACI virtual nodes, ...): no kubelet, no
@@ -59,6 +88,7 @@ impl NodeInfo {
                 .and_then(|s| s.node_info.as_ref())
                 .map(|i| i.architecture.clone())
                 .filter(|a| !a.is_empty()),
+            addresses: node_addresses(node),
         }
     }
 
@@ -282,6 +312,8 @@ pub struct NodeInventory {
     order: Vec<usize>,
     cache: std::sync::Mutex<std::collections::HashMap<String, Arc<Groups>>>,
     platforms: crate::operator::platform::Platforms,
+    /// Index into `nodes` by node name.
+    by_name: std::collections::HashMap<String, usize>,
 }
 
 /// Candidate groups: indices into [`NodeInventory::nodes`], one `Vec` per (pool, zone) in key
@@ -335,12 +367,34 @@ impl NodeInventory {
             let (x, y) = (&nodes[a], &nodes[b]);
             (&x.pool, &x.zone, &x.info.name).cmp(&(&y.pool, &y.zone, &y.info.name))
         });
+        let by_name = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.info.name.clone(), i))
+            .collect();
         Self {
             nodes,
             order,
             cache: Default::default(),
             platforms,
+            by_name,
         }
+    }
+
+    /// The own addresses of node `name` (none for a node the inventory does not know).
+    pub fn addresses_of(&self, name: &str) -> &[IpAddr] {
+        self.by_name
+            .get(name)
+            .map(|&i| self.nodes[i].info.addresses.as_slice())
+            .unwrap_or_default()
+    }
+
+    /// The own addresses of every node, eligible or not.
+    pub fn all_addresses(&self) -> Vec<IpAddr> {
+        self.nodes
+            .iter()
+            .flat_map(|n| n.info.addresses.iter().copied())
+            .collect()
     }
 
     /// The probe image's platforms this inventory plans for.
@@ -524,6 +578,7 @@ mod tests {
             unschedulable: false,
             ready: true,
             status_arch: None,
+            addresses: Vec::new(),
         }
     }
 
@@ -860,6 +915,44 @@ mod tests {
         assert_eq!(info.name, "aks-sys-1");
         assert!(info.ready && info.unschedulable && info.is_linux());
         assert!(!NodeInfo::from_node(&Node::default()).ready);
+    }
+
+    /// A dual-stack node's own addresses: InternalIP and ExternalIP of both families, once
+    /// each; host names and garbage ignored; a node without `status.addresses` has none.
+    #[test]
+    fn node_addresses_of_both_families() {
+        use k8s_openapi::api::core::v1::{NodeAddress, NodeStatus};
+        let mut n = k8s_node("aks-sys-1", &[(OS_LABEL, "linux")], &[], "amd64");
+        let addr = |t: &str, a: &str| NodeAddress {
+            type_: t.into(),
+            address: a.into(),
+        };
+        n.status = Some(NodeStatus {
+            addresses: Some(vec![
+                addr("Hostname", "aks-sys-1"),
+                addr("InternalIP", "10.224.0.4"),
+                addr("InternalIP", "fd00:10:224::4"),
+                addr("ExternalIP", "20.1.2.3"),
+                addr("InternalIP", "10.224.0.4"),
+                addr("InternalDNS", "aks-sys-1.internal"),
+                addr("InternalIP", "not-an-ip"),
+            ]),
+            ..n.status.unwrap()
+        });
+        let info = NodeInfo::from_node(&n);
+        let want: Vec<IpAddr> = ["10.224.0.4", "fd00:10:224::4", "20.1.2.3"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(info.addresses, want);
+        assert!(NodeInfo::from_node(&Node::default()).addresses.is_empty());
+        let inv = NodeInventory::new(vec![
+            info,
+            NodeInfo::from_node(&k8s_node("b", &[], &[], "")),
+        ]);
+        assert_eq!(inv.addresses_of("aks-sys-1"), want.as_slice());
+        assert!(inv.addresses_of("b").is_empty() && inv.addresses_of("nope").is_empty());
+        assert_eq!(inv.all_addresses(), want);
     }
 
     fn cluster() -> Vec<NodeInfo> {

@@ -8,10 +8,23 @@
 //!
 //! | flag | env | value | default |
 //! |------|-----|-------|---------|
-//! | `--node-context-namespaces` | `REGCHECK_NODE_CONTEXT_NAMESPACES` | `*` (all), a comma list of namespaces (`team-a,team-b`), or one label `key=value` that the namespace must carry (`regcheck.dev/node-probes=true`) | `*` |
+//! | `--node-context-namespaces` | `REGCHECK_NODE_CONTEXT_NAMESPACES` | `*` (all), or a comma list of namespaces (`team-a,team-b`) and namespace labels `key=value` (`regcheck.dev/node-probes=true`): a namespace that is listed or carries one of the labels may | `*` |
 //! | `--allowed-registries` | `REGCHECK_ALLOWED_REGISTRIES` | `*` (any), or a comma list of host patterns: `myreg.azurecr.io` (exact), `*.azurecr.io` (any name below `azurecr.io`), IP literals | `*` |
 //! | `--allowed-ports` | `REGCHECK_ALLOWED_PORTS` | comma list of ports | `443` |
-//! | `--allowed-proxies` | `REGCHECK_ALLOWED_PROXIES` | `*` (any), or a comma list of host patterns (as for registries) that `spec.proxy.url` of an `Explicit` proxy may name; any port | `*` |
+//! | `--allowed-proxies` | `REGCHECK_ALLOWED_PROXIES` | `*` (any), empty (none: no `Explicit` proxy), or a comma list of host patterns (as for registries) that `spec.proxy.url` of an `Explicit` proxy may name | `*` |
+//! | `--allowed-proxy-ports` | `REGCHECK_ALLOWED_PROXY_PORTS` | comma list of ports `spec.proxy.url` may use | `3128,8080,80,443` |
+//! | `--allowed-node-strategies` | `REGCHECK_ALLOWED_NODE_STRATEGIES` | comma list of `PerNodePool`, `AllNodes`, `Sample` (`spec.contexts.node.strategy`) | all three |
+//! | `--max-sample-nodes` | `REGCHECK_MAX_SAMPLE_NODES` | most nodes `spec.contexts.node.count` may ask for (1 to 1000) | `1000` |
+//! | `--max-nodes-per-run` | `REGCHECK_MAX_NODES_PER_RUN` | most nodes a run of strategy `AllNodes` may plan; 0: no cap | `0` |
+//! | `--min-interval` | `REGCHECK_MIN_INTERVAL` | shortest `spec.interval` (30s to 24h) | `30s` |
+//!
+//! Every cap refuses: a check beyond one gets `Ready=False`, reason `TargetNotAllowed`, a
+//! message naming the spec field, its value and the flag. Nothing is silently clamped, so what
+//! a check's status shows is what ran. `--max-nodes-per-run` needs the node inventory and is
+//! checked when a run is planned ([`check_planned`]); the others before anything is planned.
+//! The binary's defaults are the permissive ones above (older manifests keep working); the
+//! Helm chart and `deploy/` set the multi-tenant ones (docs/install.md, "Multi-tenant
+//! defaults and what to open up").
 //!
 //! Wiring in the controller (clap):
 //! ```ignore
@@ -36,16 +49,20 @@
 //! A proxy is a host the probes connect to as well: with proxy mode `Explicit`, the host of
 //! `spec.proxy.url` must match `--allowed-proxies` (and must not be an address probes never
 //! dial), so that a user cannot make node probes open connections to an arbitrary host:port
-//! by calling it a proxy. `Inherit` uses the administrator's `--node-proxy` or the pod's own
+//! by calling it a proxy, and its port must be in `--allowed-proxy-ports`. `Inherit` uses the administrator's `--node-proxy` or the pod's own
 //! environment; `None` connects directly.
 
 use crate::engine::findings::Reason;
 use crate::engine::inputs::{self, HTTPS_PORT, InputError};
 use crate::engine::probe::TargetPolicy;
-use crate::operator::spec::{ProxySetting, ValidSpec};
+use crate::operator::crd::Strategy;
+use crate::operator::spec::{
+    MAX_INTERVAL, MAX_SAMPLE, MIN_INTERVAL, NodeStrategy, ProxySetting, ValidSpec,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::Duration;
 
 pub const FLAG_NODE_CONTEXT_NAMESPACES: &str = "--node-context-namespaces";
 pub const ENV_NODE_CONTEXT_NAMESPACES: &str = "REGCHECK_NODE_CONTEXT_NAMESPACES";
@@ -55,6 +72,22 @@ pub const FLAG_ALLOWED_PORTS: &str = "--allowed-ports";
 pub const ENV_ALLOWED_PORTS: &str = "REGCHECK_ALLOWED_PORTS";
 pub const FLAG_ALLOWED_PROXIES: &str = "--allowed-proxies";
 pub const ENV_ALLOWED_PROXIES: &str = "REGCHECK_ALLOWED_PROXIES";
+pub const FLAG_ALLOWED_PROXY_PORTS: &str = "--allowed-proxy-ports";
+pub const ENV_ALLOWED_PROXY_PORTS: &str = "REGCHECK_ALLOWED_PROXY_PORTS";
+pub const FLAG_ALLOWED_NODE_STRATEGIES: &str = "--allowed-node-strategies";
+pub const ENV_ALLOWED_NODE_STRATEGIES: &str = "REGCHECK_ALLOWED_NODE_STRATEGIES";
+pub const FLAG_MAX_SAMPLE_NODES: &str = "--max-sample-nodes";
+pub const ENV_MAX_SAMPLE_NODES: &str = "REGCHECK_MAX_SAMPLE_NODES";
+pub const FLAG_MAX_NODES_PER_RUN: &str = "--max-nodes-per-run";
+pub const ENV_MAX_NODES_PER_RUN: &str = "REGCHECK_MAX_NODES_PER_RUN";
+pub const FLAG_MIN_INTERVAL: &str = "--min-interval";
+pub const ENV_MIN_INTERVAL: &str = "REGCHECK_MIN_INTERVAL";
+
+/// Default of `--allowed-proxy-ports`: the usual ports of forward proxies (squid, the
+/// common alternative, plain HTTP and HTTPS).
+pub const DEFAULT_PROXY_PORTS: &str = "3128,8080,80,443";
+/// Default of `--allowed-node-strategies`.
+pub const DEFAULT_NODE_STRATEGIES: &str = "PerNodePool,AllNodes,Sample";
 
 /// Rule names carried in [`Violation::rule`] (stable: they appear in status messages).
 pub mod rules {
@@ -62,6 +95,13 @@ pub mod rules {
     pub const ALLOWED_REGISTRIES: &str = "allowed-registries";
     pub const ALLOWED_PORTS: &str = "allowed-ports";
     pub const ALLOWED_PROXIES: &str = "allowed-proxies";
+    pub const ALLOWED_PROXY_PORTS: &str = "allowed-proxy-ports";
+    pub const ALLOWED_NODE_STRATEGIES: &str = "allowed-node-strategies";
+    pub const MAX_SAMPLE_NODES: &str = "max-sample-nodes";
+    pub const MAX_NODES_PER_RUN: &str = "max-nodes-per-run";
+    pub const MIN_INTERVAL: &str = "min-interval";
+    /// An IP literal that is one of the cluster's nodes' own addresses.
+    pub const NODE_ADDRESS: &str = "node-address";
     /// An IP literal of a forbidden class (loopback, link-local/metadata, platform, ...).
     pub const FORBIDDEN_ADDRESS: &str = "forbidden-address";
 }
@@ -79,84 +119,108 @@ pub enum NamespaceRule {
         key: String,
         value: String,
     },
+    /// The namespace is one of `names` or carries one of `labels` (`key`, `value`).
+    Either {
+        names: Vec<String>,
+        labels: Vec<(String, String)>,
+    },
 }
 
 impl NamespaceRule {
-    /// `*` (or empty) → all; `key=value` → label; otherwise a comma list of namespace names.
+    /// `*` (or empty) → all; otherwise a comma list whose entries are namespace names or
+    /// labels `key=value`: names only → a list, one label alone → a label, else either.
     pub fn parse(s: &str) -> Result<Self, InputError> {
         const F: &str = FLAG_NODE_CONTEXT_NAMESPACES;
         let t = s.trim();
         if t.is_empty() || t == "*" {
             return Ok(Self::All);
         }
-        if let Some((k, v)) = t.split_once('=') {
-            let (k, v) = (k.trim(), v.trim());
-            if !valid_label_key(k) {
-                return Err(InputError::new(
-                    F,
-                    s,
-                    "is not a label selector key=value: the key must be a Kubernetes label key ([prefix/]name, name up to 63 of letters, digits, '-', '_', '.')",
-                ));
-            }
-            if !crate::operator::names::is_label_value(v) {
-                return Err(InputError::new(
-                    F,
-                    s,
-                    "has an invalid label value: up to 63 letters, digits, '-', '_', '.', starting and ending alphanumeric",
-                ));
-            }
-            return Ok(Self::Label {
-                key: k.to_string(),
-                value: v.to_string(),
-            });
-        }
-        let mut out: Vec<String> = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        let mut labels: Vec<(String, String)> = Vec::new();
         for part in t.split(',') {
-            let ns = part.trim();
-            if ns.is_empty() {
+            let entry = part.trim();
+            if entry.is_empty() {
                 return Err(InputError::new(
                     F,
                     s,
-                    "has an empty entry; give namespaces separated by commas, '*' for all, or key=value",
+                    "has an empty entry; give namespaces or labels key=value separated by commas, or '*' for all",
                 ));
             }
-            if ns == "*" {
+            if entry == "*" {
                 return Err(InputError::new(
                     F,
                     s,
                     "mixes '*' with namespace names; give '*' alone",
                 ));
             }
-            if !crate::operator::names::is_dns_label(ns) {
+            if let Some((k, v)) = entry.split_once('=') {
+                let (k, v) = (k.trim(), v.trim());
+                if !valid_label_key(k) {
+                    return Err(InputError::new(
+                        F,
+                        s,
+                        "is not a label selector key=value: the key must be a Kubernetes label key ([prefix/]name, name up to 63 of letters, digits, '-', '_', '.')",
+                    ));
+                }
+                if !crate::operator::names::is_label_value(v) {
+                    return Err(InputError::new(
+                        F,
+                        s,
+                        "has an invalid label value: up to 63 letters, digits, '-', '_', '.', starting and ending alphanumeric",
+                    ));
+                }
+                let l = (k.to_string(), v.to_string());
+                if !labels.contains(&l) {
+                    labels.push(l);
+                }
+                continue;
+            }
+            if !crate::operator::names::is_dns_label(entry) {
                 return Err(InputError::new(
                     F,
                     s,
                     format!(
                         "has '{}', which is not a namespace name (lowercase letters, digits and '-', at most 63)",
-                        inputs::shown_value(ns)
+                        inputs::shown_value(entry)
                     ),
                 ));
             }
-            if !out.iter().any(|o| o == ns) {
-                out.push(ns.to_string());
+            if !names.iter().any(|o| o == entry) {
+                names.push(entry.to_string());
             }
         }
-        if out.len() > MAX_ENTRIES {
+        if names.len() + labels.len() > MAX_ENTRIES {
             return Err(InputError::new(
                 F,
                 s,
-                format!("lists more than {MAX_ENTRIES} namespaces; use a namespace label instead"),
+                format!("lists more than {MAX_ENTRIES} entries; use a namespace label instead"),
             ));
         }
-        Ok(Self::List(out))
+        Ok(match (names.is_empty(), labels.len()) {
+            (_, 0) => Self::List(names),
+            (true, 1) => {
+                let (key, value) = labels.remove(0);
+                Self::Label { key, value }
+            }
+            _ => Self::Either { names, labels },
+        })
     }
 
-    pub fn allows(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
+    pub fn allows(&self, namespace: &str, ns_labels: &BTreeMap<String, String>) -> bool {
+        let has = |k: &String, v: &String| ns_labels.get(k) == Some(v);
         match self {
             Self::All => true,
             Self::List(l) => l.iter().any(|n| n == namespace),
-            Self::Label { key, value } => labels.get(key) == Some(value),
+            Self::Label { key, value } => has(key, value),
+            Self::Either { names, labels } => {
+                names.iter().any(|n| n == namespace) || labels.iter().any(|(k, v)| has(k, v))
+            }
         }
+    }
+
+    /// Whether deciding needs the namespace's labels.
+    fn uses_labels(&self) -> bool {
+        matches!(self, Self::Label { .. } | Self::Either { .. })
     }
 
     fn describe(&self) -> String {
@@ -164,6 +228,15 @@ impl NamespaceRule {
             Self::All => "all namespaces".into(),
             Self::List(l) => format!("namespaces {}", l.join(", ")),
             Self::Label { key, value } => format!("namespaces labelled {key}={value}"),
+            Self::Either { names, labels } => {
+                let mut parts = Vec::new();
+                if !names.is_empty() {
+                    parts.push(format!("namespaces {}", names.join(", ")));
+                }
+                let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                parts.push(format!("namespaces labelled {}", l.join(" or ")));
+                parts.join(" or ")
+            }
         }
     }
 }
@@ -226,8 +299,9 @@ impl HostPattern {
                 field,
                 s,
                 if field == FLAG_ALLOWED_PROXIES {
-                    "contains a port; give host patterns only (a proxy may use any port)"
-                        .to_string()
+                    format!(
+                        "contains a port; give host patterns only and proxy ports in {FLAG_ALLOWED_PROXY_PORTS}"
+                    )
                 } else {
                     format!(
                         "contains a port; give host patterns only and ports in {FLAG_ALLOWED_PORTS}"
@@ -268,8 +342,104 @@ pub struct PolicyConfig {
     pub node_context_namespaces: NamespaceRule,
     pub registry_hosts: Vec<HostPattern>,
     pub allowed_ports: Vec<u16>,
-    /// Hosts an `Explicit` proxy may name.
+    /// Hosts an `Explicit` proxy may name (empty: no `Explicit` proxy).
     pub proxy_hosts: Vec<HostPattern>,
+    /// Ports an `Explicit` proxy may use.
+    pub proxy_ports: Vec<u16>,
+    pub caps: Caps,
+}
+
+/// The administrator's caps on how much a check may ask of the nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caps {
+    /// Allowed `spec.contexts.node.strategy` values.
+    pub node_strategies: Vec<Strategy>,
+    /// Most nodes a `Sample` strategy may ask for.
+    pub max_sample_nodes: u32,
+    /// Most nodes a run of strategy `AllNodes` may plan (0: no cap).
+    pub max_nodes_per_run: u32,
+    /// Shortest `spec.interval`.
+    pub min_interval: Duration,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Self {
+            node_strategies: vec![Strategy::PerNodePool, Strategy::AllNodes, Strategy::Sample],
+            max_sample_nodes: MAX_SAMPLE,
+            max_nodes_per_run: 0,
+            min_interval: MIN_INTERVAL,
+        }
+    }
+}
+
+impl Caps {
+    /// From the flag values (see the module documentation).
+    pub fn parse(
+        strategies: &str,
+        max_sample_nodes: u32,
+        max_nodes_per_run: u32,
+        min_interval: &str,
+    ) -> Result<Self, InputError> {
+        if !(1..=MAX_SAMPLE).contains(&max_sample_nodes) {
+            return Err(InputError::new(
+                FLAG_MAX_SAMPLE_NODES,
+                &max_sample_nodes.to_string(),
+                format!("is not between 1 and {MAX_SAMPLE}"),
+            ));
+        }
+        let min = inputs::parse_duration(FLAG_MIN_INTERVAL, min_interval, MAX_INTERVAL)?;
+        if min < MIN_INTERVAL {
+            return Err(InputError::new(
+                FLAG_MIN_INTERVAL,
+                min_interval,
+                "is shorter than 30s, the shortest interval a check may have anyway",
+            ));
+        }
+        Ok(Self {
+            node_strategies: parse_strategies(strategies)?,
+            max_sample_nodes,
+            max_nodes_per_run,
+            min_interval: min,
+        })
+    }
+}
+
+/// Comma-separated strategy names (`PerNodePool`, `AllNodes`, `Sample`, any case); at least
+/// one.
+pub fn parse_strategies(s: &str) -> Result<Vec<Strategy>, InputError> {
+    const F: &str = FLAG_ALLOWED_NODE_STRATEGIES;
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let p = part.trim();
+        let st = match p.to_ascii_lowercase().as_str() {
+            "pernodepool" => Strategy::PerNodePool,
+            "allnodes" => Strategy::AllNodes,
+            "sample" => Strategy::Sample,
+            _ => {
+                return Err(InputError::new(
+                    F,
+                    s,
+                    format!(
+                        "has '{}', which is not a strategy: give PerNodePool, AllNodes and/or Sample, comma separated",
+                        inputs::shown_value(p)
+                    ),
+                ));
+            }
+        };
+        if !out.contains(&st) {
+            out.push(st);
+        }
+    }
+    Ok(out)
+}
+
+fn strategy_name(s: Strategy) -> &'static str {
+    match s {
+        Strategy::PerNodePool => "PerNodePool",
+        Strategy::AllNodes => "AllNodes",
+        Strategy::Sample => "Sample",
+    }
 }
 
 impl Default for PolicyConfig {
@@ -279,17 +449,23 @@ impl Default for PolicyConfig {
             registry_hosts: vec![HostPattern::Any],
             allowed_ports: vec![HTTPS_PORT],
             proxy_hosts: vec![HostPattern::Any],
+            proxy_ports: parse_proxy_ports(DEFAULT_PROXY_PORTS).expect("valid default"),
+            caps: Caps::default(),
         }
     }
 }
 
-/// `*` or empty → any host; otherwise comma-separated [`HostPattern`]s.
+/// `*` or empty → any registry host; otherwise comma-separated [`HostPattern`]s.
 pub fn parse_registry_hosts(s: &str) -> Result<Vec<HostPattern>, InputError> {
     parse_host_patterns(FLAG_ALLOWED_REGISTRIES, s)
 }
 
-/// `*` or empty → any proxy host; otherwise comma-separated [`HostPattern`]s.
+/// `*` → any proxy host; empty → none (no `Explicit` proxy is allowed); otherwise
+/// comma-separated [`HostPattern`]s.
 pub fn parse_proxy_hosts(s: &str) -> Result<Vec<HostPattern>, InputError> {
+    if s.trim().is_empty() {
+        return Ok(Vec::new());
+    }
     parse_host_patterns(FLAG_ALLOWED_PROXIES, s)
 }
 
@@ -331,11 +507,19 @@ fn parse_host_patterns(flag: &str, s: &str) -> Result<Vec<HostPattern>, InputErr
 
 /// Comma-separated ports (1 to 65535); at least one.
 pub fn parse_ports(s: &str) -> Result<Vec<u16>, InputError> {
-    const F: &str = FLAG_ALLOWED_PORTS;
+    parse_port_list(FLAG_ALLOWED_PORTS, s)
+}
+
+/// Comma-separated proxy ports (1 to 65535); at least one.
+pub fn parse_proxy_ports(s: &str) -> Result<Vec<u16>, InputError> {
+    parse_port_list(FLAG_ALLOWED_PROXY_PORTS, s)
+}
+
+fn parse_port_list(flag: &str, s: &str) -> Result<Vec<u16>, InputError> {
     let t = s.trim();
     if t.is_empty() {
         return Err(InputError::new(
-            F,
+            flag,
             s,
             "is empty; give at least one port, e.g. 443",
         ));
@@ -347,7 +531,7 @@ pub fn parse_ports(s: &str) -> Result<Vec<u16>, InputError> {
             Ok(n) if (1..=65535).contains(&n) && p.bytes().all(|b| b.is_ascii_digit()) => n as u16,
             _ => {
                 return Err(InputError::new(
-                    F,
+                    flag,
                     s,
                     format!(
                         "has '{}', which is not a port (1 to 65535)",
@@ -376,7 +560,21 @@ impl PolicyConfig {
             registry_hosts: parse_registry_hosts(allowed_registries)?,
             allowed_ports: parse_ports(allowed_ports)?,
             proxy_hosts: parse_proxy_hosts(allowed_proxies)?,
+            proxy_ports: parse_proxy_ports(DEFAULT_PROXY_PORTS)?,
+            caps: Caps::default(),
         })
+    }
+
+    /// With `--allowed-proxy-ports`.
+    pub fn with_proxy_ports(mut self, ports: &str) -> Result<Self, InputError> {
+        self.proxy_ports = parse_proxy_ports(ports)?;
+        Ok(self)
+    }
+
+    /// With the caps.
+    pub fn with_caps(mut self, caps: Caps) -> Self {
+        self.caps = caps;
+        self
     }
 
     /// From environment variables only (unset → default).
@@ -395,6 +593,30 @@ impl PolicyConfig {
                 .map_err(|e| named(e, ENV_ALLOWED_PORTS))?,
             proxy_hosts: parse_proxy_hosts(&or(ENV_ALLOWED_PROXIES, "*"))
                 .map_err(|e| named(e, ENV_ALLOWED_PROXIES))?,
+            proxy_ports: parse_proxy_ports(&or(ENV_ALLOWED_PROXY_PORTS, DEFAULT_PROXY_PORTS))
+                .map_err(|e| named(e, ENV_ALLOWED_PROXY_PORTS))?,
+            caps: {
+                let number = |env: &str, d: u32| -> Result<u32, InputError> {
+                    let v = or(env, &d.to_string());
+                    v.trim()
+                        .parse()
+                        .map_err(|_| InputError::new(env, &v, "is not a whole number"))
+                };
+                Caps::parse(
+                    &or(ENV_ALLOWED_NODE_STRATEGIES, DEFAULT_NODE_STRATEGIES),
+                    number(ENV_MAX_SAMPLE_NODES, MAX_SAMPLE)?,
+                    number(ENV_MAX_NODES_PER_RUN, 0)?,
+                    &or(ENV_MIN_INTERVAL, "30s"),
+                )
+                .map_err(|e| {
+                    let env = match e.field.as_str() {
+                        FLAG_ALLOWED_NODE_STRATEGIES => ENV_ALLOWED_NODE_STRATEGIES,
+                        FLAG_MAX_SAMPLE_NODES => ENV_MAX_SAMPLE_NODES,
+                        _ => ENV_MIN_INTERVAL,
+                    };
+                    named(e, env)
+                })?
+            },
         })
     }
 
@@ -405,7 +627,7 @@ impl PolicyConfig {
     /// Whether the node-context namespace rule needs the namespace's labels (the controller
     /// reads the Namespace only then).
     pub fn needs_namespace_labels(&self, spec: &ValidSpec) -> bool {
-        spec.node_enabled && matches!(self.node_context_namespaces, NamespaceRule::Label { .. })
+        spec.node_enabled && self.node_context_namespaces.uses_labels()
     }
 }
 
@@ -489,6 +711,14 @@ pub fn evaluate(
                 message: format!("{what} is refused: {rule}"),
             });
         }
+        if cfg.proxy_hosts.is_empty() {
+            return Err(Violation {
+                rule: rules::ALLOWED_PROXIES,
+                message: format!(
+                    "{what} (spec.proxy.url) is refused: no Explicit proxy is allowed ({FLAG_ALLOWED_PROXIES} is empty); use proxy mode Inherit (the administrator's --node-proxy) or None, or ask for the proxy to be allowed"
+                ),
+            });
+        }
         if !cfg.proxy_hosts.iter().any(|p| p.matches(host)) {
             let list: Vec<String> = cfg.proxy_hosts.iter().map(|p| p.to_string()).collect();
             return Err(Violation {
@@ -496,6 +726,17 @@ pub fn evaluate(
                 message: format!(
                     "{what} (spec.proxy.url) matches none of the allowed proxy hosts ({FLAG_ALLOWED_PROXIES}={})",
                     inputs::shown_value(&list.join(","))
+                ),
+            });
+        }
+        if !cfg.proxy_ports.contains(&proxy.port) {
+            let list: Vec<String> = cfg.proxy_ports.iter().map(|p| p.to_string()).collect();
+            return Err(Violation {
+                rule: rules::ALLOWED_PROXY_PORTS,
+                message: format!(
+                    "{what} (spec.proxy.url) uses port {}, which is not an allowed proxy port ({FLAG_ALLOWED_PROXY_PORTS}={})",
+                    proxy.port,
+                    list.join(",")
                 ),
             });
         }
@@ -513,6 +754,97 @@ pub fn evaluate(
                 cfg.node_context_namespaces.describe()
             ),
         });
+    }
+    evaluate_caps(spec, &cfg.caps)
+}
+
+/// The administrator's caps that the spec alone decides: interval, strategy, sample size.
+fn evaluate_caps(spec: &ValidSpec, caps: &Caps) -> Result<(), Violation> {
+    if spec.interval < caps.min_interval {
+        let min = inputs::format_duration(caps.min_interval);
+        return Err(Violation {
+            rule: rules::MIN_INTERVAL,
+            message: format!(
+                "spec.interval {} is shorter than the administrator's minimum ({FLAG_MIN_INTERVAL}={min}); set spec.interval to {min} or more",
+                inputs::format_duration(spec.interval)
+            ),
+        });
+    }
+    let strategy = match spec.node_strategy {
+        NodeStrategy::PerNodePool => Strategy::PerNodePool,
+        NodeStrategy::AllNodes => Strategy::AllNodes,
+        NodeStrategy::Sample(_) => Strategy::Sample,
+    };
+    if !caps.node_strategies.contains(&strategy) {
+        let list: Vec<&str> = caps
+            .node_strategies
+            .iter()
+            .map(|s| strategy_name(*s))
+            .collect();
+        return Err(Violation {
+            rule: rules::ALLOWED_NODE_STRATEGIES,
+            message: format!(
+                "spec.contexts.node.strategy {} is not allowed ({FLAG_ALLOWED_NODE_STRATEGIES}={})",
+                strategy_name(strategy),
+                list.join(",")
+            ),
+        });
+    }
+    if let NodeStrategy::Sample(n) = spec.node_strategy
+        && n > caps.max_sample_nodes
+    {
+        return Err(Violation {
+            rule: rules::MAX_SAMPLE_NODES,
+            message: format!(
+                "spec.contexts.node.count {n} is more than the administrator allows ({FLAG_MAX_SAMPLE_NODES}={}); ask for {} nodes or fewer",
+                caps.max_sample_nodes, caps.max_sample_nodes
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The caps that need the run's plan: strategy `AllNodes` planned `nodes` nodes. Refused, not
+/// truncated: a run over part of "all nodes" would look like a run over all of them.
+pub fn check_planned(spec: &ValidSpec, nodes: usize, caps: &Caps) -> Result<(), Violation> {
+    let max = caps.max_nodes_per_run as usize;
+    if spec.node_strategy == NodeStrategy::AllNodes && max > 0 && nodes > max {
+        return Err(Violation {
+            rule: rules::MAX_NODES_PER_RUN,
+            message: format!(
+                "spec.contexts.node.strategy AllNodes plans {nodes} nodes, more than the administrator allows in one run ({FLAG_MAX_NODES_PER_RUN}={max}); narrow spec.contexts.node.nodeSelector, or use strategy PerNodePool or Sample"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses IP literals among the spec's hosts and its Explicit proxy that are one of the
+/// cluster's nodes' own addresses (`node_addresses`, both families): a probe on one node's
+/// host network must not be pointed at another node. The probe refuses its own node's
+/// addresses again ([`TargetPolicy`]).
+pub fn check_node_addresses(spec: &ValidSpec, node_addresses: &[IpAddr]) -> Result<(), Violation> {
+    let own = TargetPolicy::in_cluster(node_addresses.to_vec());
+    let proxy = match &spec.proxy {
+        ProxySetting::Explicit { url, .. } => Some(("proxy", url.host.trim_end_matches('.'))),
+        _ => None,
+    };
+    let hosts = spec
+        .endpoints
+        .iter()
+        .map(|ep| (role_name(ep.role), ep.host.as_str()))
+        .chain(proxy);
+    for (role, host) in hosts {
+        if let Ok(ip) = host.parse::<IpAddr>()
+            && own.check(ip) == Err(crate::engine::probe::NODE_ADDRESS_RULE)
+        {
+            return Err(Violation {
+                rule: rules::NODE_ADDRESS,
+                message: format!(
+                    "{role} {host} is refused: it is an address of one of the cluster's nodes, which probes never dial"
+                ),
+            });
+        }
     }
     Ok(())
 }
@@ -1098,5 +1430,326 @@ mod tests {
         assert!(!label.needs_namespace_labels(&pod_only));
         assert!(!list.needs_namespace_labels(&node));
         assert!(!PolicyConfig::default().needs_namespace_labels(&node));
+    }
+
+    #[test]
+    fn proxy_port_outside_the_allowed_ports_is_refused_naming_the_field_and_port() {
+        let cfg = PolicyConfig::parse("*", "*", "443", "proxy.corp.example").unwrap();
+        assert_eq!(cfg.proxy_ports, vec![3128, 8080, 80, 443]);
+        let none = labels(&[]);
+        for port in [3128, 8080, 80, 443] {
+            let url = format!("http://proxy.corp.example:{port}");
+            assert!(
+                evaluate(&with_proxy("Explicit", Some(&url)), "x", &none, &cfg).is_ok(),
+                "{port}"
+            );
+        }
+        // A listed proxy host on a port of another service (ssh) is no proxy.
+        let v = evaluate(
+            &with_proxy("Explicit", Some("http://proxy.corp.example:22")),
+            "x",
+            &none,
+            &cfg,
+        )
+        .unwrap_err();
+        assert_eq!(v.rule, rules::ALLOWED_PROXY_PORTS);
+        assert!(v.message.contains("spec.proxy.url"), "{v}");
+        assert!(v.message.contains("port 22"), "{v}");
+        assert!(
+            v.message.contains("--allowed-proxy-ports=3128,8080,80,443"),
+            "{v}"
+        );
+        // The default policy (any proxy host) checks the port too.
+        let v = evaluate(
+            &with_proxy("Explicit", Some("http://10.1.2.3:6443")),
+            "x",
+            &none,
+            &PolicyConfig::default(),
+        )
+        .unwrap_err();
+        assert_eq!(v.rule, rules::ALLOWED_PROXY_PORTS);
+        let wide = cfg.clone().with_proxy_ports("3128,8888").unwrap();
+        assert!(
+            evaluate(
+                &with_proxy("Explicit", Some("http://proxy.corp.example:8888")),
+                "x",
+                &none,
+                &wide
+            )
+            .is_ok()
+        );
+        let e = cfg.with_proxy_ports("3128,ssh").unwrap_err();
+        assert_eq!(e.field, FLAG_ALLOWED_PROXY_PORTS);
+        let e = parse_proxy_hosts("proxy.corp:3128").unwrap_err();
+        assert!(e.to_string().contains("--allowed-proxy-ports"), "{e}");
+    }
+
+    #[test]
+    fn empty_proxy_list_allows_no_explicit_proxy() {
+        let cfg = PolicyConfig::parse("*", "*", "443", "").unwrap();
+        assert!(cfg.proxy_hosts.is_empty());
+        let none = labels(&[]);
+        let v = evaluate(
+            &with_proxy("Explicit", Some("http://proxy.corp.example:3128")),
+            "x",
+            &none,
+            &cfg,
+        )
+        .unwrap_err();
+        assert_eq!(v.rule, rules::ALLOWED_PROXIES);
+        assert!(v.message.contains("no Explicit proxy is allowed"), "{v}");
+        assert!(evaluate(&with_proxy("Inherit", None), "x", &none, &cfg).is_ok());
+        assert!(evaluate(&with_proxy("None", None), "x", &none, &cfg).is_ok());
+        // Unset stays any host.
+        assert_eq!(
+            PolicyConfig::from_env(|_| None).unwrap().proxy_hosts,
+            vec![HostPattern::Any]
+        );
+        let from_env =
+            PolicyConfig::from_env(|k| (k == ENV_ALLOWED_PROXIES).then(String::new)).unwrap();
+        assert!(from_env.proxy_hosts.is_empty());
+    }
+
+    #[test]
+    fn namespace_list_and_labels_together() {
+        let r = NamespaceRule::parse("regcheck-system, regcheck.dev/node-probes=true").unwrap();
+        assert_eq!(
+            r,
+            NamespaceRule::Either {
+                names: vec!["regcheck-system".into()],
+                labels: vec![("regcheck.dev/node-probes".into(), "true".into())],
+            }
+        );
+        assert!(r.allows("regcheck-system", &labels(&[])));
+        assert!(r.allows("default", &labels(&[("regcheck.dev/node-probes", "true")])));
+        assert!(!r.allows("default", &labels(&[("regcheck.dev/node-probes", "false")])));
+        assert!(!r.allows("team-a", &labels(&[])));
+        let two = NamespaceRule::parse("a=1,b=2").unwrap();
+        assert!(two.allows("x", &labels(&[("b", "2")])));
+        assert!(!two.allows("x", &labels(&[("a", "2")])));
+        let cfg = PolicyConfig::parse(
+            "regcheck-system,regcheck.dev/node-probes=true",
+            "*",
+            "443",
+            "*",
+        )
+        .unwrap();
+        let node = ValidSpec::parse(&spec("myreg.azurecr.io")).unwrap();
+        assert!(cfg.needs_namespace_labels(&node));
+        let v = super::evaluate(&node, "team-a", &labels(&[]), &cfg).unwrap_err();
+        assert_eq!(v.rule, rules::NODE_CONTEXT_NAMESPACES);
+        assert!(
+            v.message.contains(
+                "namespaces regcheck-system or namespaces labelled regcheck.dev/node-probes=true"
+            ),
+            "{v}"
+        );
+        for (s, want) in [
+            ("a,k=-x", "label value"),
+            ("a,*", "mixes '*'"),
+            ("a,,k=v", "empty entry"),
+        ] {
+            let e = NamespaceRule::parse(s).unwrap_err();
+            assert!(e.to_string().contains(want), "{s:?}: {e}");
+        }
+    }
+
+    fn caps(strategies: &str, sample: u32, per_run: u32, min: &str) -> PolicyConfig {
+        PolicyConfig::default().with_caps(Caps::parse(strategies, sample, per_run, min).unwrap())
+    }
+
+    fn node_spec(v: serde_json::Value) -> ValidSpec {
+        let mut base = serde_json::json!({"registry": "myreg.azurecr.io"});
+        base.as_object_mut()
+            .unwrap()
+            .extend(v.as_object().unwrap().clone());
+        ValidSpec::parse(&serde_json::from_value(base).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn caps_refuse_naming_the_field_the_value_and_the_flag() {
+        let none = labels(&[]);
+        let cfg = caps("PerNodePool,Sample", 10, 50, "5m");
+        let sample = |n: u32| {
+            node_spec(serde_json::json!({"contexts": {"node": {"strategy": "Sample", "count": n}}}))
+        };
+        // (name, spec, expected rule and message parts or None)
+        type Case<'a> = (&'a str, ValidSpec, Option<(&'a str, &'a [&'a str])>);
+        let cases: Vec<Case> = vec![
+            (
+                "default strategy, default interval",
+                node_spec(serde_json::json!({})),
+                None,
+            ),
+            ("sample at the cap", sample(10), None),
+            (
+                "sample over the cap",
+                sample(11),
+                Some((
+                    rules::MAX_SAMPLE_NODES,
+                    &["spec.contexts.node.count 11", "--max-sample-nodes=10"],
+                )),
+            ),
+            (
+                "strategy not allowed",
+                node_spec(serde_json::json!({"contexts": {"node": {"strategy": "AllNodes"}}})),
+                Some((
+                    rules::ALLOWED_NODE_STRATEGIES,
+                    &[
+                        "spec.contexts.node.strategy AllNodes",
+                        "--allowed-node-strategies=PerNodePool,Sample",
+                    ],
+                )),
+            ),
+            (
+                "interval below the minimum",
+                node_spec(serde_json::json!({"interval": "90s"})),
+                Some((
+                    rules::MIN_INTERVAL,
+                    &["spec.interval 1m30s", "--min-interval=5m", "5m or more"],
+                )),
+            ),
+            (
+                "interval at the minimum",
+                node_spec(serde_json::json!({"interval": "5m"})),
+                None,
+            ),
+            (
+                "pod context only: the strategy still picks the nodes",
+                node_spec(
+                    serde_json::json!({"contexts": {"node": {"enabled": false, "strategy": "AllNodes"}}}),
+                ),
+                Some((rules::ALLOWED_NODE_STRATEGIES, &["AllNodes"])),
+            ),
+        ];
+        for (name, s, want) in cases {
+            match (want, super::evaluate(&s, "x", &none, &cfg)) {
+                (None, Ok(())) => {}
+                (Some((rule, parts)), Err(v)) => {
+                    assert_eq!(v.rule, rule, "{name}: {v}");
+                    for p in parts {
+                        assert!(v.message.contains(p), "{name}: {p:?} in {v}");
+                    }
+                }
+                (w, g) => panic!("{name}: expected {w:?}, got {g:?}"),
+            }
+        }
+        // The binary's defaults keep what the CRD allows.
+        let open = PolicyConfig::default();
+        for s in [
+            sample(1000),
+            node_spec(
+                serde_json::json!({"interval": "30s", "contexts": {"node": {"strategy": "AllNodes"}}}),
+            ),
+        ] {
+            assert!(super::evaluate(&s, "x", &none, &open).is_ok());
+        }
+    }
+
+    #[test]
+    fn all_nodes_beyond_the_per_run_cap_is_refused_not_truncated() {
+        let all = node_spec(serde_json::json!({"contexts": {"node": {"strategy": "AllNodes"}}}));
+        let per_pool = node_spec(serde_json::json!({}));
+        let c = caps("PerNodePool,AllNodes,Sample", 10, 50, "30s").caps;
+        assert!(check_planned(&all, 50, &c).is_ok());
+        let v = check_planned(&all, 51, &c).unwrap_err();
+        assert_eq!(v.rule, rules::MAX_NODES_PER_RUN);
+        for p in [
+            "spec.contexts.node.strategy AllNodes plans 51 nodes",
+            "--max-nodes-per-run=50",
+        ] {
+            assert!(v.message.contains(p), "{p:?} in {v}");
+        }
+        // Other strategies are bounded otherwise; 0 is no cap.
+        assert!(check_planned(&per_pool, 500, &c).is_ok());
+        assert!(check_planned(&all, 5000, &Caps::default()).is_ok());
+    }
+
+    #[test]
+    fn caps_flags_parse_with_errors_naming_the_flag() {
+        let c = Caps::parse(" sample , PerNodePool,sample", 10, 0, "5m").unwrap();
+        assert_eq!(
+            c.node_strategies,
+            vec![Strategy::Sample, Strategy::PerNodePool]
+        );
+        assert_eq!(c.min_interval, Duration::from_secs(300));
+        for (args, field) in [
+            (("Some", 10, "5m"), FLAG_ALLOWED_NODE_STRATEGIES),
+            (("", 10, "5m"), FLAG_ALLOWED_NODE_STRATEGIES),
+            (("Sample", 0, "5m"), FLAG_MAX_SAMPLE_NODES),
+            (("Sample", 1001, "5m"), FLAG_MAX_SAMPLE_NODES),
+            (("Sample", 10, "10s"), FLAG_MIN_INTERVAL),
+            (("Sample", 10, "soon"), FLAG_MIN_INTERVAL),
+            (("Sample", 10, "48h"), FLAG_MIN_INTERVAL),
+        ] {
+            let e = Caps::parse(args.0, args.1, 0, args.2).unwrap_err();
+            assert_eq!(e.field, field, "{args:?}: {e}");
+        }
+        let e = PolicyConfig::from_env(|k| (k == ENV_MIN_INTERVAL).then(|| "1s".to_string()))
+            .unwrap_err();
+        assert_eq!(e.field, ENV_MIN_INTERVAL);
+        let e = PolicyConfig::from_env(|k| (k == ENV_MAX_NODES_PER_RUN).then(|| "x".to_string()))
+            .unwrap_err();
+        assert_eq!(e.field, ENV_MAX_NODES_PER_RUN);
+        let c = PolicyConfig::from_env(|k| match k {
+            ENV_ALLOWED_NODE_STRATEGIES => Some("PerNodePool".into()),
+            ENV_MAX_SAMPLE_NODES => Some("10".into()),
+            ENV_MAX_NODES_PER_RUN => Some("50".into()),
+            ENV_MIN_INTERVAL => Some("5m".into()),
+            ENV_ALLOWED_PROXY_PORTS => Some("3128".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.caps, Caps::parse("PerNodePool", 10, 50, "5m").unwrap());
+        assert_eq!(c.proxy_ports, vec![3128]);
+    }
+
+    #[test]
+    fn node_addresses_of_both_families_are_refused_as_targets() {
+        let nodes: Vec<IpAddr> = ["10.224.0.4", "fd00:10:224::4", "10.224.0.5"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let sp =
+            |v: serde_json::Value| ValidSpec::parse(&serde_json::from_value(v).unwrap()).unwrap();
+        for (what, s) in [
+            (
+                "v4 registry",
+                sp(serde_json::json!({"registry": "10.224.0.5"})),
+            ),
+            (
+                "v6 registry",
+                sp(serde_json::json!({"registry": "[fd00:10:224::4]"})),
+            ),
+            (
+                "v4-mapped v6 of a v4 node address",
+                sp(serde_json::json!({"registry": "[::ffff:10.224.0.4]"})),
+            ),
+            (
+                "data endpoint",
+                sp(
+                    serde_json::json!({"registry": "r.example.com", "dataEndpoints": ["[fd00:10:224::4]"]}),
+                ),
+            ),
+            (
+                "explicit proxy",
+                sp(
+                    serde_json::json!({"registry": "r.example.com", "proxy": {"mode": "Explicit", "url": "http://[fd00:10:224::4]:3128"}}),
+                ),
+            ),
+        ] {
+            let v = check_node_addresses(&s, &nodes).unwrap_err();
+            assert_eq!(v.rule, rules::NODE_ADDRESS, "{what}");
+            assert!(
+                v.message.contains("address of one of the cluster's nodes"),
+                "{what}: {v}"
+            );
+        }
+        for s in [
+            sp(serde_json::json!({"registry": "10.224.0.6"})),
+            sp(serde_json::json!({"registry": "r.example.com"})),
+        ] {
+            assert!(check_node_addresses(&s, &nodes).is_ok());
+        }
     }
 }

@@ -69,10 +69,18 @@ pub const TABLE: &[(&str, Action)] = &[
              these values",
         ),
     ),
+    (
+        "kubectl label namespace default regcheck.dev/node-probes=true",
+        Action::Run,
+    ),
     ("kubectl apply -f - <<'YAML'", Action::Run),
     ("kubectl get rcc -A", Action::Run),
     ("kubectl describe rcc -n default myregistry", Action::Run),
     ("kubectl delete rcc --all -A", Action::Run),
+    (
+        "kubectl label namespace default regcheck.dev/node-probes-",
+        Action::Run,
+    ),
     (
         "helm uninstall regcheck -n regcheck-system",
         Action::Instead(

@@ -68,6 +68,12 @@ ALL_OPTIONS = {
         "allowedRegistries": ["*.azurecr.io", "mcr.microsoft.com"],
         "allowedPorts": [443, 5000],
         "allowedProxies": ["proxy.corp.example"],
+        "allowedProxyPorts": [3128, 8888],
+        "allowedNodeStrategies": ["PerNodePool", "Sample"],
+        "maxSampleNodes": 20,
+        "maxNodesPerRun": 200,
+        "minInterval": "10m",
+        "maxProbeJobsInFlight": 40,
         "logFormat": "text",
         "logLevel": "regcheck=debug,info",
         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
@@ -118,6 +124,16 @@ BAD_VALUES = [
     ("controller.allowedPorts", [0]),
     ("controller.allowedPorts", ["443"]),
     ("controller.allowedProxies", ["proxy.corp:3128"]),
+    ("controller.allowedProxyPorts", []),
+    ("controller.allowedProxyPorts", [65536]),
+    ("controller.allowedNodeStrategies", ["Everything"]),
+    ("controller.allowedNodeStrategies", []),
+    ("controller.maxSampleNodes", 0),
+    ("controller.maxSampleNodes", 1001),
+    ("controller.maxNodesPerRun", -1),
+    ("controller.minInterval", "5 minutes"),
+    ("controller.maxProbeJobsInFlight", -1),
+    ("controller.nodeContextNamespaces", "team-a,,probes=true"),
     ("prometheusRule.runbookBaseUrl", "docs/reasons.md"),
     ("prometheusRule.runbookBaseUrl", "https://wiki.example/regcheck#top"),
     # What the controller refuses at start (src/operator/policy.rs HostPattern, NamespaceRule;
@@ -151,6 +167,14 @@ GOOD_VALUES = [
     ("controller.nodeContextNamespaces", "regcheck.dev/node-probes=true"),
     ("controller.nodeContextNamespaces", "team-a,team-b"),
     ("controller.nodeContextNamespaces", "probes="),
+    ("controller.nodeContextNamespaces", ""),
+    ("controller.nodeContextNamespaces", "regcheck-system,regcheck.dev/node-probes=true,team-a"),
+    ("controller.nodeContextNamespaces", "*"),
+    ("controller.allowedProxies", []),
+    ("controller.allowedProxies", ["*"]),
+    ("controller.minInterval", "1h30m"),
+    ("controller.maxNodesPerRun", 0),
+    ("controller.maxProbeJobsInFlight", 0),
 ]
 
 # The metrics of the controller (CONTRACT.md), for the dashboard.
@@ -374,7 +398,20 @@ def check_default_render() -> list[dict]:
         problems.append(f"args {c['args']}")
     if "--probe-image=localhost/regcheck:0.1.0" not in c["args"]:
         problems.append("probe image defaults to the controller image")
-    for arg in ["--node-context-namespaces=*", "--allowed-registries=*", "--allowed-ports=443", "--allowed-proxies=*"]:
+    # Multi-tenant defaults (docs/install.md): node probes only for the release namespace and
+    # labelled namespaces, no Explicit proxy, capped strategies, interval and Jobs in flight.
+    for arg in [
+        f"--node-context-namespaces={RELEASE_NS},regcheck.dev/node-probes=true",
+        "--allowed-registries=*",
+        "--allowed-ports=443",
+        "--allowed-proxies=",
+        "--allowed-proxy-ports=3128,8080,80,443",
+        "--allowed-node-strategies=PerNodePool,AllNodes,Sample",
+        "--max-sample-nodes=10",
+        "--max-nodes-per-run=50",
+        "--min-interval=5m",
+        "--max-probe-jobs-in-flight=100",
+    ]:
         if arg not in c["args"]:
             problems.append(f"default target policy: no {arg} in {c['args']}")
     svc = by_kind(objs, "Service")[0]
@@ -452,6 +489,12 @@ def check_all_options() -> list[dict]:
         "--allowed-registries=*.azurecr.io,mcr.microsoft.com",
         "--allowed-ports=443,5000",
         "--allowed-proxies=proxy.corp.example",
+        "--allowed-proxy-ports=3128,8888",
+        "--allowed-node-strategies=PerNodePool,Sample",
+        "--max-sample-nodes=20",
+        "--max-nodes-per-run=200",
+        "--min-interval=10m",
+        "--max-probe-jobs-in-flight=40",
         "--log-format=text",
     ]
     problems = []

@@ -29,6 +29,9 @@ pub struct TargetPolicy {
     pub forbidden: Vec<IpAddr>,
 }
 
+/// The rule [`TargetPolicy::check`] names for a node's own address.
+pub const NODE_ADDRESS_RULE: &str = "the node's own addresses are never probed";
+
 /// Azure's platform address (DNS, DHCP, health probes): only DNS may be asked there.
 pub const AZURE_PLATFORM_IP: Ipv4Addr = Ipv4Addr::new(168, 63, 129, 16);
 
@@ -78,7 +81,7 @@ impl TargetPolicy {
                 .iter()
                 .any(|f| *f == ip || embedded_v4(*f) == ip) =>
             {
-                Err("the node's own addresses are never probed")
+                Err(NODE_ADDRESS_RULE)
             }
             _ => Ok(()),
         }

@@ -363,9 +363,18 @@ fn run_annotations(
     ann
 }
 
+/// What [`create_missing`] did: canaries created, and canaries held back by
+/// `--max-probe-jobs-in-flight` (created at a later reconcile; the run waits for them).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CanariesCreated {
+    pub created: usize,
+    pub held: usize,
+}
+
 /// Creates the planned canaries of run `run` that do not exist yet (not cached, not settled,
-/// not created a moment ago). `token` is the run-now token the run started with. Returns how
-/// many were created. A canary the API server refuses for good is a `ProbeNotCreated` result.
+/// not created a moment ago), as far as `--max-probe-jobs-in-flight` admits them. `token` is
+/// the run-now token the run started with. A canary the API server refuses for good is a
+/// `ProbeNotCreated` result.
 pub async fn create_missing(
     ctx: &Context,
     ns: &str,
@@ -373,13 +382,14 @@ pub async fn create_missing(
     run: u64,
     planned: Vec<Pod>,
     token: Option<&str>,
-) -> Result<usize, Error> {
+) -> Result<CanariesCreated, Error> {
     let id = run_id(run);
     let cached: Vec<String> = cached(ctx, ns, uid, Some(&id))
         .iter()
         .map(|p| p.name_any())
         .collect();
     let mut created = 0;
+    let mut held = 0;
     for mut pod in planned {
         let name = pod.name_any();
         if cached.contains(&name)
@@ -393,8 +403,17 @@ pub async fn create_missing(
             Some(t) => ann.insert(run_ann::RUN_NOW.into(), t.to_string()),
             None => ann.remove(run_ann::RUN_NOW),
         };
+        let key = format!("{ns}/{name}");
+        if !ctx.admit(&key) {
+            held += 1;
+            continue;
+        }
         let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-        match leading(ctx, api.create(&PostParams::default(), &pod)).await? {
+        let res = leading(ctx, api.create(&PostParams::default(), &pod)).await;
+        if !super::created_or_exists(&res) {
+            ctx.release(&key);
+        }
+        match res? {
             Ok(_) => {
                 ctx.metrics.job_created(ProbeContext::Kubelet);
                 ctx.note_created(uid, &name);
@@ -441,7 +460,10 @@ pub async fn create_missing(
     if created > 0 {
         info!(run = %id, created, "pull canaries created");
     }
-    Ok(created)
+    if held > 0 {
+        info!(run = %id, held, "pull canaries wait for room under --max-probe-jobs-in-flight");
+    }
+    Ok(CanariesCreated { created, held })
 }
 
 /// Deletes the cached canaries of check `uid` (of run `run`, or of every run) and forgets

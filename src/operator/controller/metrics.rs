@@ -111,6 +111,8 @@ pub struct Metrics {
     runs: Family<ResultLabels, Counter>,
     reconcile_errors: Family<ErrorLabels, Counter>,
     jobs_created: Family<ContextLabels, Counter>,
+    /// Probe Jobs and canaries that waited for room under --max-probe-jobs-in-flight.
+    jobs_held: Counter,
     api_requests: Family<ApiLabels, Counter>,
     workload_pull_failures: Family<PullFailureLabels, Counter>,
     /// The one `check_info` series of each check, so that the old one goes when labels change.
@@ -142,6 +144,7 @@ impl Metrics {
             runs: Family::default(),
             reconcile_errors: Family::default(),
             jobs_created: Family::default(),
+            jobs_held: Counter::default(),
             api_requests: Family::default(),
             workload_pull_failures: Family::default(),
             info_series: Mutex::new(HashMap::new()),
@@ -213,6 +216,11 @@ impl Metrics {
             m.jobs_created.clone(),
         );
         registry.register(
+            "probe_jobs_held",
+            "Probe Jobs and pull canaries not created at once because --max-probe-jobs-in-flight were unfinished (they are created at a later reconcile)",
+            m.jobs_held.clone(),
+        );
+        registry.register(
             "api_requests",
             "Requests sent to the Kubernetes API server, by verb and resource",
             m.api_requests.clone(),
@@ -254,6 +262,11 @@ impl Metrics {
                 context: context.as_str(),
             })
             .inc();
+    }
+
+    /// A probe Job or canary waits for room under `--max-probe-jobs-in-flight`.
+    pub fn probe_jobs_held(&self) {
+        self.jobs_held.inc();
     }
 
     pub fn run(&self, result: RunResult) {

@@ -36,6 +36,7 @@ fn config() -> Config {
         probe_image_platforms: Default::default(),
         observe_pull_failures: false,
         max_concurrent_reconciles: MAX_CONCURRENT_RECONCILES,
+        max_probe_jobs_in_flight: 0,
     }
 }
 
@@ -2533,3 +2534,123 @@ async fn a_watch_that_gets_410_lists_again_at_once() {
 /// Pull canaries (context `kubelet`) against the mocked API server.
 #[path = "canary_mock_tests.rs"]
 mod canary_mock_tests;
+
+// ---------------------------------------------------------------------------------------------
+// Caps for a shared cluster (issue 13, finding 7)
+
+/// An Explicit proxy on a port outside `--allowed-proxy-ports` (here ssh on a listed proxy
+/// host) is refused before any Job exists, naming spec.proxy.url and the port.
+#[tokio::test]
+async fn proxy_on_a_port_outside_the_allowed_proxy_ports_is_refused() {
+    let Setup { ctx, handle } = setup(with_policy("*", "*", "443", "proxy.corp.example"));
+    let c = check(
+        1,
+        json!({"proxy": {"mode": "Explicit", "url": "http://proxy.corp.example:22"}}),
+    );
+    let steps = vec![
+        patch_status(|s| {
+            let ready = condition(s, "Ready");
+            assert_eq!(ready["reason"], "TargetNotAllowed");
+            let m = ready["message"].as_str().unwrap();
+            assert!(m.starts_with("allowed-proxy-ports: "), "{m}");
+            assert!(m.contains("spec.proxy.url") && m.contains("port 22"), "{m}");
+        }),
+        event("Warning", "TargetNotAllowed"),
+    ];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    res.unwrap();
+}
+
+/// Strategy AllNodes whose plan has more nodes than `--max-nodes-per-run` is refused when the
+/// run is planned: Ready=False naming the strategy and the count, and no Job is created.
+#[tokio::test]
+async fn all_nodes_beyond_max_nodes_per_run_is_refused_without_jobs() {
+    let mut cfg = config();
+    cfg.policy.caps.max_nodes_per_run = 1;
+    let Setup { ctx, handle } = setup(cfg);
+    let c = check(1, json!({"contexts": {"node": {"strategy": "AllNodes"}}}));
+    let steps = vec![
+        list_nodes(),
+        patch_status(|s| {
+            let ready = condition(s, "Ready");
+            assert_eq!(ready["status"], "False");
+            assert_eq!(ready["reason"], "TargetNotAllowed");
+            let m = ready["message"].as_str().unwrap();
+            assert!(m.starts_with("max-nodes-per-run: "), "{m}");
+            assert!(
+                m.contains("spec.contexts.node.strategy AllNodes plans 2 nodes"),
+                "{m}"
+            );
+            assert!(m.contains("--max-nodes-per-run=1"), "{m}");
+        }),
+        event("Warning", "TargetNotAllowed"),
+    ];
+    let (res, _) = run_steps(&ctx, handle, c, steps).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(Duration::from_secs(300)));
+}
+
+/// `--max-probe-jobs-in-flight` counts every check's unfinished probe Jobs and pull canaries
+/// in the caches, and the Jobs admitted a moment ago that the caches do not show yet: a run
+/// with no room creates nothing and waits; with room for one, one Job; triggered again
+/// before the cache shows it, none more.
+#[tokio::test]
+async fn max_probe_jobs_in_flight_holds_jobs_beyond_the_global_cap() {
+    let Setup { ctx, handle } = setup(Config {
+        max_probe_jobs_in_flight: 3,
+        ..config()
+    });
+    let mut other = check(1, json!({}));
+    other.metadata.name = Some("other".into());
+    other.metadata.uid = Some("0f0e0d0c-0000-4000-8000-00000000beef".into());
+    let others = jobs_of(&other, 1, "active");
+    let mut done = jobs_of(&other, 2, "complete");
+    done.truncate(1);
+    // A pull canary of a third check, still pulling; and one that has ended.
+    let canary = |name: &str, phase: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": "team-c", "labels": {
+                   "app.kubernetes.io/managed-by": "regcheck",
+                   "regcheck.dev/context": "kubelet",
+                   "regcheck.dev/check-uid": "0f0e0d0c-0000-4000-8000-00000000cafe"}},
+               "status": {"phase": phase}})
+    };
+    cache(
+        &ctx,
+        &[&others[..2], &done[..]].concat(),
+        &[
+            canary("rcc-third-k-1", "Pending"),
+            canary("rcc-third-k-2", "Failed"),
+        ],
+    );
+    let c = check(1, json!({}));
+    // 2 Jobs + 1 canary in flight (the finished Job and the ended canary do not count).
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), vec![list_nodes()]).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(IN_FLIGHT_WAIT));
+    assert!(
+        ctx.metrics
+            .render()
+            .contains("regcheck_probe_jobs_held_total 1"),
+        "{}",
+        ctx.metrics.render()
+    );
+    assert!(
+        !ctx.metrics
+            .render()
+            .contains("regcheck_probe_jobs_created_total")
+    );
+    // One of the other check's Jobs is gone: room for one.
+    ctx.caches.forget_jobs(&others[..1]);
+    let steps = vec![list_nodes(), create_job(PROBE_NS, "r1", "node", 201)];
+    let (res, handle) = run_steps(&ctx, handle, c.clone(), steps).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+    // The cache does not show it yet: it still counts, nothing more is created.
+    let (res, _) = run_steps(&ctx, handle, c, vec![list_nodes()]).await;
+    assert_eq!(res.unwrap(), Requeue::requeue(decide::POLL_RUNNING));
+    assert!(
+        ctx.metrics
+            .render()
+            .contains(r#"regcheck_probe_jobs_created_total{context="node"} 1"#),
+        "{}",
+        ctx.metrics.render()
+    );
+}

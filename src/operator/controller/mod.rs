@@ -30,7 +30,7 @@ use crate::operator::crd::{
 use crate::operator::jobs::{self, ProbeJob, labels};
 use crate::operator::nodes::{NodeInventory, Target};
 use crate::operator::policy::{self, PolicyConfig};
-use crate::operator::spec::ValidSpec;
+use crate::operator::spec::{NodeStrategy, ValidSpec};
 use decide::{Action, DecideConfig, Decision, RunJob, annotations as run_ann};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -44,7 +44,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -158,11 +158,21 @@ pub struct Config {
     pub observe_pull_failures: bool,
     /// Most reconciles at a time (per controller: one per watched namespace, or one).
     pub max_concurrent_reconciles: usize,
+    /// Most probe Jobs and pull canaries unfinished at once over all checks (0: no cap);
+    /// [`Context::reserve`].
+    pub max_probe_jobs_in_flight: usize,
 }
 
 /// Default of [`Config::node_cache_ttl`]: checks that start within this long of each other
 /// share one LIST of the nodes and one grouping per distinct node selector/tolerations.
 pub const NODE_CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// Default of [`Config::max_probe_jobs_in_flight`].
+pub const MAX_PROBE_JOBS_IN_FLIGHT: usize = 100;
+
+/// How long a run that found no room under [`Config::max_probe_jobs_in_flight`] waits before
+/// it tries again.
+pub const IN_FLIGHT_WAIT: Duration = Duration::from_secs(10);
 
 /// Default of [`Config::max_concurrent_reconciles`].
 pub const MAX_CONCURRENT_RECONCILES: usize = 16;
@@ -315,6 +325,46 @@ impl Caches {
         out.into_values().collect()
     }
 
+    /// Every cached probe Job and pod as `namespace/name`, and of them those in flight:
+    /// unfinished probe Jobs and pull canaries not yet finished, neither being deleted.
+    /// Watches can overlap (the probe namespace watched as well): each object counts once.
+    fn probe_objects(&self) -> (HashSet<String>, HashSet<String>) {
+        let key = |m: &kube::api::ObjectMeta| {
+            format!(
+                "{}/{}",
+                m.namespace.as_deref().unwrap_or_default(),
+                m.name.as_deref().unwrap_or_default()
+            )
+        };
+        let (mut all, mut in_flight) = (HashSet::new(), HashSet::new());
+        for s in &self.jobs {
+            for j in s.state() {
+                let k = key(&j.metadata);
+                if !job_finished(&j) && j.metadata.deletion_timestamp.is_none() {
+                    in_flight.insert(k.clone());
+                }
+                all.insert(k);
+            }
+        }
+        for s in &self.pods {
+            for p in s.state() {
+                let k = key(&p.metadata);
+                let canary = p.labels().get(labels::CONTEXT).map(String::as_str)
+                    == Some(ProbeContext::Kubelet.as_str());
+                let ended = p
+                    .status
+                    .as_ref()
+                    .and_then(|st| st.phase.as_deref())
+                    .is_some_and(|ph| ph == "Succeeded" || ph == "Failed");
+                if canary && !ended && p.metadata.deletion_timestamp.is_none() {
+                    in_flight.insert(k.clone());
+                }
+                all.insert(k);
+            }
+        }
+        (all, in_flight)
+    }
+
     /// The check's Jobs (label check-uid) in `namespaces`.
     pub fn jobs(&self, namespaces: &[String], uid: &str) -> Vec<Job> {
         Self::select(&self.jobs, namespaces, labels::CHECK_UID, uid, None)
@@ -366,6 +416,9 @@ pub struct Context {
     skipped: std::sync::Mutex<HashMap<String, (Vec<crate::operator::crd::SkippedNode>, u32)>>,
     /// Settled pull canaries of the run in progress ([`canaries::Memory`]).
     canaries: canaries::Memory,
+    /// Probe Jobs and canaries (`namespace/name`) admitted under
+    /// [`Config::max_probe_jobs_in_flight`] that the caches do not show yet, and when.
+    admitted: std::sync::Mutex<HashMap<String, Instant>>,
 }
 
 /// Longest wait before retrying a check whose reconciles keep failing.
@@ -448,6 +501,41 @@ impl Context {
             refused: std::sync::Mutex::new(HashMap::new()),
             errors_in_a_row: std::sync::Mutex::new(HashMap::new()),
             canaries: canaries::Memory::default(),
+            admitted: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Admits one more probe Job or canary (`namespace/name`) under
+    /// `--max-probe-jobs-in-flight`: the unfinished ones in the caches, plus those admitted
+    /// lately that the caches do not show yet, must stay below the cap. One lock for the count
+    /// and the admission, so that reconciles running at once cannot overshoot together.
+    /// `false`: no room; the object waits for a later reconcile.
+    pub fn admit(&self, key: &str) -> bool {
+        let max = self.config.max_probe_jobs_in_flight;
+        if max == 0 {
+            return true;
+        }
+        let Ok(mut admitted) = self.admitted.lock() else {
+            return true;
+        };
+        let (all, in_flight) = self.caches.probe_objects();
+        // Shown by the caches now (counted from there), or too old to be on its way.
+        admitted.retain(|k, at| !all.contains(k) && at.elapsed() < COLLECTED_MEMORY);
+        if in_flight.contains(key) || admitted.contains_key(key) {
+            return true;
+        }
+        if in_flight.len() + admitted.len() >= max {
+            self.metrics.probe_jobs_held();
+            return false;
+        }
+        admitted.insert(key.to_string(), Instant::now());
+        true
+    }
+
+    /// Gives back an admission whose object was not created.
+    pub fn release(&self, key: &str) {
+        if let Ok(mut m) = self.admitted.lock() {
+            m.remove(key);
         }
     }
 
@@ -1006,6 +1094,7 @@ pub fn plan_jobs(
                 target: Some(t),
                 image: &cfg.probe_image,
                 operator_namespace: &cfg.probe_namespace,
+                node_addresses: nodes.addresses_of(&t.node),
             });
             out.push((context, stamp_job(job, check, context, Some(t), size, cfg)));
         }
@@ -1022,8 +1111,10 @@ struct Created {
     exist: usize,
     /// Refused for good ([`permanent_refusal`]); remembered with [`Context::note_refused`].
     refused: usize,
-    /// Not tried: no room left.
+    /// Not tried: no room left (in the run, or under `--max-probe-jobs-in-flight`).
     untried: usize,
+    /// Of `untried`, those held back by `--max-probe-jobs-in-flight`.
+    held: usize,
 }
 
 /// Creates `jobs` until `room` of them exist. 409 AlreadyExists is fine: that is how a
@@ -1044,13 +1135,23 @@ async fn create_jobs(
         }
         let ns = job.namespace().unwrap_or_default();
         let name = job.name_any();
+        let key = format!("{ns}/{name}");
+        if !ctx.admit(&key) {
+            out.untried = total - i;
+            out.held = out.untried;
+            break;
+        }
         let uid = job
             .labels()
             .get(labels::CHECK_UID)
             .cloned()
             .unwrap_or_default();
         let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-        match leading(ctx, api.create(&PostParams::default(), &job)).await? {
+        let res = leading(ctx, api.create(&PostParams::default(), &job)).await;
+        if !created_or_exists(&res) {
+            ctx.release(&key);
+        }
+        match res? {
             Ok(_) => {
                 ctx.metrics.job_created(context);
                 ctx.note_created(&uid, &name);
@@ -1090,6 +1191,16 @@ async fn create_jobs(
         }
     }
     Ok(out)
+}
+
+/// Whether a create's answer means the object exists now (created, or 409 AlreadyExists):
+/// otherwise its admission under `--max-probe-jobs-in-flight` is given back.
+pub(crate) fn created_or_exists<T>(res: &Result<Result<T, kube::Error>, Error>) -> bool {
+    match res {
+        Ok(Ok(_)) => true,
+        Ok(Err(kube::Error::Api(s))) => s.code == 409,
+        _ => false,
+    }
 }
 
 /// The node inventory: listed again (in pages, one refresh for all callers) when the cached
@@ -1554,7 +1665,8 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
                     .count();
                 if missing.is_empty()
                     && active == 0
-                    && canaries_created == 0
+                    && canaries_created.created == 0
+                    && canaries_created.held == 0
                     && canaries_active == 0
                 {
                     // Nodes went away since the run was planned: what ran is the run.
@@ -1570,7 +1682,7 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
                 } else {
                     let room = ctx.config.max_concurrent_jobs.max(1).saturating_sub(active);
                     let c = create_jobs(ctx, missing, room).await?;
-                    info!(%run, created = c.created, refused = c.refused, "continued run");
+                    info!(%run, created = c.created, refused = c.refused, held = c.held, "continued run");
                 }
             }
             Ok(Requeue::requeue(requeue_after))
@@ -1605,6 +1717,28 @@ async fn start(
     now: Timestamp,
 ) -> Result<Requeue, Error> {
     let nodes = list_nodes(ctx).await?;
+    // The caps that need the inventory: nothing is created for a refused plan.
+    let caps = &ctx.config.policy.caps;
+    let planned_nodes =
+        if spec.node_strategy == NodeStrategy::AllNodes && caps.max_nodes_per_run > 0 {
+            nodes.plan(&check.spec.contexts.node, run).len()
+        } else {
+            0
+        };
+    if let Err(v) = policy::check_planned(spec, planned_nodes, caps)
+        .and_then(|()| policy::check_node_addresses(spec, &nodes.all_addresses()))
+    {
+        let prev = check.status.clone().unwrap_or_default();
+        let st = refused_status(&prev, check.metadata.generation, &v, &Time(now));
+        return refuse(
+            check,
+            ctx,
+            st,
+            &v.to_string(),
+            Requeue::requeue(spec.interval),
+        )
+        .await;
+    }
     let planned = plan_jobs(check, spec, &nodes, run, &ctx.config);
     let (skipped, skipped_count) = nodes.skipped_status(&check.spec.contexts.node);
     if let Ok(uid) = check_uid(check)
@@ -1675,7 +1809,14 @@ async fn start(
         return Ok(Requeue::requeue(decide::POLL_RUNNING));
     }
     let c = create_jobs(ctx, planned, room).await?;
-    info!(run = %decide::run_id(run), created = c.created, refused = c.refused, "run started");
+    if pending.is_empty() && c.exist == 0 && c.refused == 0 && c.held > 0 {
+        // Nothing admitted under --max-probe-jobs-in-flight: the run starts at a later
+        // reconcile, when other checks' probes have finished.
+        info!(run = %decide::run_id(run), held = c.held, max = ctx.config.max_probe_jobs_in_flight,
+              "no room for the run's probe jobs under --max-probe-jobs-in-flight: waiting");
+        return Ok(Requeue::requeue(IN_FLIGHT_WAIT));
+    }
+    info!(run = %decide::run_id(run), created = c.created, refused = c.refused, held = c.held, "run started");
     if pending.is_empty() && c.exist == 0 && c.untried == 0 {
         // Every probe was refused: there is nothing to wait for, the run ends now.
         let records: Vec<ProbeRecord> =
