@@ -297,6 +297,15 @@ fn deployment_runs_the_controller_hardened_with_the_contract_env() {
             .map(|f| f.field_path.as_str()),
         Some("metadata.namespace")
     );
+    // The leader-election identity is the pod's name.
+    assert_eq!(
+        env["POD_NAME"]
+            .value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref())
+            .map(|f| f.field_path.as_str()),
+        Some("metadata.name")
+    );
     assert_eq!(value("REGCHECK_METRICS_ADDR"), Some("0.0.0.0:8080"));
     assert_eq!(value("REGCHECK_LEADER_ELECTION"), Some("true"));
     assert_eq!(
@@ -305,7 +314,7 @@ fn deployment_runs_the_controller_hardened_with_the_contract_env() {
     );
     for k in env.keys() {
         assert!(
-            k.starts_with("REGCHECK_") || matches!(*k, "POD_NAMESPACE" | "RUST_LOG"),
+            k.starts_with("REGCHECK_") || matches!(*k, "POD_NAMESPACE" | "POD_NAME" | "RUST_LOG"),
             "unexpected env {k}"
         );
     }
