@@ -150,6 +150,23 @@ pub struct ControllerArgs {
         requires = "node_proxy"
     )]
     pub node_no_proxy: Option<String>,
+    /// containerd's registry host config directory on the nodes (config_path), mounted
+    /// read-only into node probes at /host<DIR> to probe its mirrors as containerd would;
+    /// empty: not mounted
+    #[arg(long, env = "REGCHECK_NODE_CONTAINERD_CONFIG_DIR", value_name = "DIR",
+          default_value = crate::operator::jobs::DEFAULT_NODE_CONTAINERD_CONFIG_DIR)]
+    pub node_containerd_config_dir: String,
+    /// containerd's systemd drop-in directory on the nodes, mounted read-only into node probes
+    /// of checks with proxy mode Inherit: the proxy it sets is the one containerd uses; empty:
+    /// not mounted
+    #[arg(long, env = "REGCHECK_NODE_CONTAINERD_DROPIN_DIR", value_name = "DIR",
+          default_value = crate::operator::jobs::DEFAULT_NODE_CONTAINERD_DROPIN_DIR)]
+    pub node_containerd_dropin_dir: String,
+    /// The nodes' resolv.conf (containerd's resolver), mounted read-only into node probes at
+    /// /host<FILE> and compared with the kubelet's; empty: not mounted
+    #[arg(long, env = "REGCHECK_NODE_RESOLV_CONF", value_name = "FILE",
+          default_value = crate::operator::jobs::DEFAULT_NODE_RESOLV_CONF)]
+    pub node_resolv_conf: String,
     /// Namespaces whose checks may run node-network probes: '*' (all), a comma list of
     /// namespaces, or one namespace label key=value
     #[arg(long, env = policy::ENV_NODE_CONTEXT_NAMESPACES, value_name = "*|NS,...|KEY=VALUE",
@@ -252,6 +269,18 @@ pub fn config(
         "--probe-image-platforms",
         &args.probe_image_platforms,
     )?;
+    use crate::operator::jobs::parse_host_path;
+    let node_host_files = crate::operator::jobs::NodeHostFiles {
+        containerd_config_dir: parse_host_path(
+            "--node-containerd-config-dir",
+            &args.node_containerd_config_dir,
+        )?,
+        containerd_dropin_dir: parse_host_path(
+            "--node-containerd-dropin-dir",
+            &args.node_containerd_dropin_dir,
+        )?,
+        resolv_conf: parse_host_path("--node-resolv-conf", &args.node_resolv_conf)?,
+    };
     let policy = PolicyConfig::parse(
         &args.node_context_namespaces,
         &args.allowed_registries,
@@ -271,6 +300,7 @@ pub fn config(
         probe_image_platforms,
         observe_pull_failures: args.observe_pull_failures,
         max_concurrent_reconciles: args.max_concurrent_reconciles as usize,
+        node_host_files,
     })
 }
 
