@@ -633,12 +633,72 @@ mod tests {
                 &["--probe-image", "i", "--node-proxy", "socks5://p:1"],
                 "--node-proxy",
             ),
+            (
+                &[
+                    "--probe-image",
+                    "i",
+                    "--node-containerd-config-dir",
+                    "etc/containerd",
+                ],
+                "--node-containerd-config-dir: 'etc/containerd'",
+            ),
+            (
+                &[
+                    "--probe-image",
+                    "i",
+                    "--node-containerd-dropin-dir",
+                    "/etc/../root",
+                ],
+                "--node-containerd-dropin-dir: '/etc/../root'",
+            ),
+            (
+                &["--probe-image", "i", "--node-resolv-conf", "/"],
+                "--node-resolv-conf: '/'",
+            ),
         ];
         for (args, want) in cases {
             let a = parse(args).unwrap();
             let e = config(&a, |_| None).unwrap_err().to_string();
             assert!(e.starts_with(want), "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn node_host_file_flags() {
+        use crate::operator::jobs::NodeHostFiles;
+        let a = parse(&["--probe-image", "i"]).unwrap();
+        let env_set = [
+            "REGCHECK_NODE_CONTAINERD_CONFIG_DIR",
+            "REGCHECK_NODE_CONTAINERD_DROPIN_DIR",
+            "REGCHECK_NODE_RESOLV_CONF",
+        ]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some());
+        if !env_set {
+            assert_eq!(
+                config(&a, |_| None).unwrap().node_host_files,
+                NodeHostFiles::default()
+            );
+        }
+        let a = parse(&[
+            "--probe-image",
+            "i",
+            "--node-containerd-config-dir",
+            "/var/lib/rancher/k3s/agent/etc/containerd/certs.d/",
+            "--node-containerd-dropin-dir=",
+            "--node-resolv-conf=",
+        ])
+        .unwrap();
+        assert_eq!(
+            config(&a, |_| None).unwrap().node_host_files,
+            NodeHostFiles {
+                containerd_config_dir: Some(
+                    "/var/lib/rancher/k3s/agent/etc/containerd/certs.d".into()
+                ),
+                containerd_dropin_dir: None,
+                resolv_conf: None,
+            }
+        );
     }
 
     #[test]
