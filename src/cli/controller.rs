@@ -595,7 +595,7 @@ mod tests {
             parse(&["--probe-image", "i", "--node-no-proxy", "x"]).is_err()
                 || std::env::var_os("REGCHECK_NODE_PROXY").is_some()
         );
-        let cases: [(&[&str], &str); 10] = [
+        let cases: [(&[&str], &str); 13] = [
             (
                 &["--probe-image", "i", "--lease-renew-deadline", "15s"],
                 "--lease-renew-deadline: '15s'",
