@@ -381,6 +381,21 @@ fn install(c: &mut Cluster) -> Result<(), String> {
 
     let overlay = match &c.mode {
         Mode::Shared { home } => {
+            // What node probes mount of the host (tests/e2e/overlay/controller.yaml): the
+            // containerd registry configuration and an empty drop-in directory, both present.
+            let dir = cluster_dir();
+            if dir != Path::new("/var/lib/regcheck-cluster") {
+                return Err(format!(
+                    "tests/e2e/overlay names /var/lib/regcheck-cluster for node probes' host files; \
+                     REGCHECK_CLUSTER_DIR is {}",
+                    dir.display()
+                ));
+            }
+            let dropins = dir.join("e2e/containerd.service.d");
+            let _ = std::fs::remove_dir_all(&dropins);
+            for d in [dir.join("certs.d"), dropins] {
+                std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+            }
             load_image(home, &ca)?;
             say(&format!("image {} loaded", c.image));
             Path::new(ROOT).join("tests/e2e/overlay")
@@ -496,9 +511,13 @@ fn load_image(home: &Path, ca: &str) -> Result<(), String> {
 /// The environment that opens deploy/'s multi-tenant defaults up for the tests (as
 /// tests/e2e/overlay/controller.yaml does): they create checks with node probes in namespaces
 /// of their own, with 30s intervals.
+/// deploy/'s multi-tenant defaults opened up for the tests' checks, and no host resolv.conf for
+/// node probes: on a cluster of the user's it names the node's real resolver, and the lab's
+/// names must only ever be asked of the lab's dnsmasq.
 const OPEN_UP: &str = "        - name: REGCHECK_NODE_CONTEXT_NAMESPACES\n          value: \"*\"\n        \
      - name: REGCHECK_MIN_INTERVAL\n          value: 30s\n        \
-     - name: REGCHECK_ALLOWED_PROXIES\n          value: \"*\"\n";
+     - name: REGCHECK_ALLOWED_PROXIES\n          value: \"*\"\n        \
+     - name: REGCHECK_NODE_RESOLV_CONF\n          value: \"\"\n";
 
 /// For a cluster of the user's: deploy/ with the given image for controller and probes.
 fn external_overlay(image: &str) -> Result<PathBuf, String> {

@@ -36,6 +36,9 @@ const PRIV_LOGIN: &str = "10.2.0.10";
 const STALE: &str = "10.2.0.99";
 /// The address the lab's registry names in scenario registry-denied-nat-ip (`NAT_SEEN_IP`).
 const NAT_SEEN: &str = "198.51.100.77";
+/// The registry mirror of the containerd scenarios (`MIRROR`, `MIRROR_IP`).
+const MIRROR: &str = "mirror.lab.example";
+const MIRROR_IP: &str = "10.1.0.90";
 
 /// Brings up a lab scenario (the test fails when it cannot be built).
 macro_rules! lab {
@@ -371,6 +374,236 @@ fn image_missing_basic_auth() {
 
 // ---------------------------------------------------------------------------------------------
 // Harness
+
+// ---------------------------------------------------------------------------------------------
+// containerd's view (issue 14): what a node probe reads from the host, given to `regcheck check`
+// with the same flags (--containerd-config-dir, --runtime-proxy-from, --host-resolv-conf).
+
+/// A host's containerd configuration: `certs.d/<registry>/hosts.toml` and a drop-in directory.
+struct HostFiles {
+    dir: tempfile::TempDir,
+}
+
+impl HostFiles {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("certs.d")).unwrap();
+        std::fs::create_dir_all(dir.path().join("containerd.service.d")).unwrap();
+        Self { dir }
+    }
+    fn hosts_toml(&self, text: &str) -> &Self {
+        let d = self.dir.path().join("certs.d").join(REGISTRY);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("hosts.toml"), text).unwrap();
+        self
+    }
+    fn certs_d(&self) -> String {
+        self.dir.path().join("certs.d").display().to_string()
+    }
+    fn dropin_dir(&self) -> String {
+        self.dir
+            .path()
+            .join("containerd.service.d")
+            .display()
+            .to_string()
+    }
+    fn file(&self, name: &str, text: &str) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+}
+
+impl Run {
+    fn verdict(&self) -> &str {
+        self.json["verdict"].as_str().unwrap_or_default()
+    }
+    fn would_use(&self) -> Option<&str> {
+        self.json
+            .pointer("/containerd/wouldUse")
+            .and_then(Value::as_str)
+    }
+}
+
+const MIRROR_FIRST: &str = "server = \"https://labreg.azurecr.io\"\n\n[host.\"https://mirror.lab.example\"]\n  capabilities = [\"pull\", \"resolve\"]\n";
+
+/// containerd tries the mirror first; it is down (nothing listens), the upstream works: pulls
+/// still work through the silent fallback, so the mirror is a Warning and the verdict Degraded.
+fn mirror_down_upstream_works() {
+    let lab = lab!("mirror-down");
+    let host = HostFiles::new();
+    host.hosts_toml(MIRROR_FIRST);
+    let r = lab.check(&[
+        REGISTRY,
+        "--containerd-config-dir",
+        &host.certs_d(),
+        "--timeout",
+        "4s",
+    ]);
+    r.expect(
+        "MirrorUnreachable",
+        &[MIRROR, MIRROR_IP, "https://labreg.azurecr.io/v2"],
+    );
+    assert_eq!(r.verdict(), "Degraded", "{}", r.pretty());
+    assert_eq!(
+        r.would_use(),
+        Some("https://labreg.azurecr.io/v2"),
+        "{}",
+        r.pretty()
+    );
+    assert!(
+        r.reasons().iter().all(|x| *x == "MirrorUnreachable"),
+        "{}",
+        r.pretty()
+    );
+}
+
+/// The mirror's certificate comes from its own CA: with hosts.toml's `ca` containerd (and the
+/// probe) trust it and pull from the mirror; without it the mirror fails TLS and is skipped.
+fn mirror_with_its_own_ca_from_hosts_toml() {
+    let lab = lab!("mirror-own-ca");
+    let host = HostFiles::new();
+    host.hosts_toml(&format!(
+        "{MIRROR_FIRST}  ca = \"{}\"\n",
+        lab.field("mirrorCaFile")
+    ));
+    let r = lab.check(&[REGISTRY, "--containerd-config-dir", &host.certs_d()]);
+    r.expect_healthy();
+    assert_eq!(
+        r.would_use(),
+        Some("https://mirror.lab.example/v2"),
+        "{}",
+        r.pretty()
+    );
+    // The same mirror without the `ca` line: untrusted, containerd falls back.
+    host.hosts_toml(MIRROR_FIRST);
+    let r = lab.check(&[REGISTRY, "--containerd-config-dir", &host.certs_d()]);
+    r.expect("MirrorUnreachable", &[MIRROR, "Lab Mirror CA"]);
+    assert_eq!(r.verdict(), "Degraded", "{}", r.pretty());
+    assert_eq!(
+        r.would_use(),
+        Some("https://labreg.azurecr.io/v2"),
+        "{}",
+        r.pretty()
+    );
+}
+
+/// A `plain-http` mirror (`http://` in hosts.toml) that works: containerd pulls from it.
+fn plain_http_mirror() {
+    let lab = lab!("mirror-plain-http");
+    let host = HostFiles::new();
+    host.hosts_toml(
+        "server = \"https://labreg.azurecr.io\"\n\n[host.\"http://mirror.lab.example:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+    );
+    let r = lab.check(&[REGISTRY, "--containerd-config-dir", &host.certs_d()]);
+    r.expect_healthy();
+    assert_eq!(
+        r.would_use(),
+        Some("http://mirror.lab.example:5000/v2"),
+        "{}",
+        r.pretty()
+    );
+    assert_eq!(
+        r.json.pointer("/containerd/hosts/0/plainHttp"),
+        Some(&Value::Bool(true)),
+        "{}",
+        r.pretty()
+    );
+}
+
+/// The node reaches the registry only through squid, which only containerd's drop-in names:
+/// direct, the login server times out; with the drop-in directory the check is healthy and the
+/// report names the drop-in as the proxy's source.
+fn proxy_taken_from_containerd_dropin() {
+    let lab = lab!("proxy-from-dropin");
+    let host = HostFiles::new();
+    let r = lab.check(&[REGISTRY, "--timeout", "3s"]);
+    r.expect("ConnectionTimedOut", &[REGISTRY, PUB_LOGIN]);
+    std::fs::write(
+        std::path::Path::new(&host.dropin_dir()).join("http-proxy.conf"),
+        format!(
+            "[Service]\nEnvironment=\"HTTPS_PROXY={SQUID}\" \"NO_PROXY=localhost,127.0.0.1\"\n"
+        ),
+    )
+    .unwrap();
+    let r = lab.check(&[
+        REGISTRY,
+        "--image",
+        IMAGE,
+        "--runtime-proxy-from",
+        &host.dropin_dir(),
+    ]);
+    r.expect_healthy();
+    let source = r.json["proxySource"].as_str().unwrap_or_default();
+    assert!(
+        source.contains("http-proxy.conf") && source.contains("HTTPS_PROXY"),
+        "{}",
+        r.pretty()
+    );
+    assert_eq!(
+        r.endpoint(REGISTRY)
+            .pointer("/route/proxy")
+            .and_then(Value::as_str),
+        Some(SQUID),
+        "{}",
+        r.pretty()
+    );
+}
+
+/// containerd resolves with the host's resolv.conf, the probe pod with the kubelet's: one of
+/// them points at a resolver that refuses. Host broken: containerd cannot resolve the registry
+/// (Unreachable) although the kubelet's resolver can; kubelet's broken: pulls work (Degraded).
+fn host_and_kubelet_resolvers_differ() {
+    let lab = lab!("resolver-split");
+    let host = HostFiles::new();
+    let broken = lab.field("brokenDnsServer").to_string();
+    let bad = host.file(
+        "bad-resolv.conf",
+        &format!("nameserver {broken}\noptions timeout:1 attempts:1\n"),
+    );
+    let good = host.file(
+        "good-resolv.conf",
+        &format!("nameserver {DNS}\noptions timeout:1 attempts:1\n"),
+    );
+    let r = lab.check(&[
+        REGISTRY,
+        "--host-resolv-conf",
+        &bad,
+        "--resolv-conf",
+        &good,
+        "--timeout",
+        "4s",
+    ]);
+    assert_eq!(r.verdict(), "Unreachable", "{}", r.pretty());
+    assert!(r.reasons()[0].starts_with("DNS"), "{}", r.pretty());
+    assert!(r.reasons().contains(&"DNSAnswersDiffer"), "{}", r.pretty());
+    assert_eq!(
+        r.json.pointer("/resolvers/differ"),
+        Some(&Value::Bool(true))
+    );
+    let d = r.json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["reason"] == "DNSAnswersDiffer")
+        .unwrap();
+    let msg = d["message"].as_str().unwrap();
+    for want in [broken.as_str(), DNS, PUB_LOGIN, "containerd's pulls fail"] {
+        assert!(msg.contains(want), "{want}: {msg}");
+    }
+    // Swapped: the host's (containerd's) resolver works, the kubelet's does not.
+    let r = lab.check(&[
+        REGISTRY,
+        "--host-resolv-conf",
+        &good,
+        "--resolv-conf",
+        &bad,
+        "--timeout",
+        "4s",
+    ]);
+    r.expect("DNSAnswersDiffer", &[REGISTRY, &broken, DNS, "pulls work"]);
+    assert_eq!(r.verdict(), "Degraded", "{}", r.pretty());
+}
 
 /// Why the lab cannot run here, if it cannot (decided once per test binary).
 fn prerequisites() -> &'static Result<(), String> {
@@ -731,6 +964,20 @@ fn main() {
         ("anonymous_pull_refused", anonymous_pull_refused),
         ("wrong_credentials_basic_auth", wrong_credentials_basic_auth),
         ("image_missing_basic_auth", image_missing_basic_auth),
+        ("mirror_down_upstream_works", mirror_down_upstream_works),
+        (
+            "mirror_with_its_own_ca_from_hosts_toml",
+            mirror_with_its_own_ca_from_hosts_toml,
+        ),
+        ("plain_http_mirror", plain_http_mirror),
+        (
+            "proxy_taken_from_containerd_dropin",
+            proxy_taken_from_containerd_dropin,
+        ),
+        (
+            "host_and_kubelet_resolvers_differ",
+            host_and_kubelet_resolvers_differ,
+        ),
     ];
     let trials = tests
         .iter()

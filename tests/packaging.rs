@@ -62,13 +62,49 @@ fn chart_copies_are_identical() -> Result<(), String> {
     Ok(())
 }
 
+/// The platforms the Dockerfile builds (its `# PLATFORMS:` line, each with its own
+/// TARGETPLATFORM case and Rust musl target) are the default of `--probe-image-platforms`, in
+/// the same order: Jobs then never require an architecture the image lacks.
+fn dockerfile_platforms_match_the_flag_default(d: &str) -> Result<(), String> {
+    let line = d
+        .lines()
+        .find_map(|l| l.strip_prefix("# PLATFORMS: "))
+        .ok_or("Dockerfile has no `# PLATFORMS: ` line")?
+        .trim();
+    let default = regcheck::operator::platform::DEFAULT_PROBE_PLATFORMS;
+    if line != default {
+        return Err(format!(
+            "Dockerfile builds {line}, --probe-image-platforms defaults to {default}"
+        ));
+    }
+    for p in line.split(',') {
+        let triple = match p {
+            "linux/amd64" => "x86_64-unknown-linux-musl",
+            "linux/arm64" => "aarch64-unknown-linux-musl",
+            other => return Err(format!("no Rust target known here for {other}")),
+        };
+        let arm = format!("{p}) target={triple};");
+        if !d.contains(&arm) {
+            return Err(format!("Dockerfile has no TARGETPLATFORM case `{arm}`"));
+        }
+    }
+    if !d.contains(&format!("(PLATFORMS: {line})")) {
+        return Err("the unsupported-platform error does not list the PLATFORMS".into());
+    }
+    Ok(())
+}
+
 fn dockerfile_builds_static_nonroot_image() -> Result<(), String> {
     let d = read("Dockerfile");
     let want = [
-        ("builder", "FROM rust:${RUST_VERSION}-bookworm AS builder"),
+        (
+            "cross-compiling builder",
+            "FROM --platform=$BUILDPLATFORM rust:${RUST_VERSION}-bookworm AS builder",
+        ),
+        ("target platform", "ARG TARGETPLATFORM"),
         ("musl tools", "musl-tools"),
-        ("musl target", "rustup target add \"${TARGET}\""),
-        ("TARGET", "ARG TARGET=x86_64-unknown-linux-musl"),
+        ("aarch64 cross compiler", "gcc-aarch64-linux-gnu=4:12.2.0-3"),
+        ("musl target", "rustup target add \"${target}\""),
         (
             "locked release build",
             "cargo build --release --locked --target \"${TARGET}\"",
@@ -90,6 +126,7 @@ fn dockerfile_builds_static_nonroot_image() -> Result<(), String> {
     if !missing.is_empty() {
         return Err(format!("Dockerfile lacks: {}", missing.join(", ")));
     }
+    dockerfile_platforms_match_the_flag_default(&d)?;
     // The build context holds what the build copies, and no more.
     let ignore = read(".dockerignore");
     for line in ["*", "!Cargo.toml", "!Cargo.lock", "!src/"] {

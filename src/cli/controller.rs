@@ -150,6 +150,23 @@ pub struct ControllerArgs {
         requires = "node_proxy"
     )]
     pub node_no_proxy: Option<String>,
+    /// containerd's registry host config directory on the nodes (config_path), mounted
+    /// read-only into node probes at /host<DIR> to probe its mirrors as containerd would;
+    /// empty: not mounted
+    #[arg(long, env = "REGCHECK_NODE_CONTAINERD_CONFIG_DIR", value_name = "DIR",
+          default_value = crate::operator::jobs::DEFAULT_NODE_CONTAINERD_CONFIG_DIR)]
+    pub node_containerd_config_dir: String,
+    /// containerd's systemd drop-in directory on the nodes, mounted read-only into node probes
+    /// of checks with proxy mode Inherit: the proxy it sets is the one containerd uses; empty:
+    /// not mounted
+    #[arg(long, env = "REGCHECK_NODE_CONTAINERD_DROPIN_DIR", value_name = "DIR",
+          default_value = crate::operator::jobs::DEFAULT_NODE_CONTAINERD_DROPIN_DIR)]
+    pub node_containerd_dropin_dir: String,
+    /// The nodes' resolv.conf (containerd's resolver), mounted read-only into node probes at
+    /// /host<FILE> and compared with the kubelet's; empty: not mounted
+    #[arg(long, env = "REGCHECK_NODE_RESOLV_CONF", value_name = "FILE",
+          default_value = crate::operator::jobs::DEFAULT_NODE_RESOLV_CONF)]
+    pub node_resolv_conf: String,
     /// Namespaces whose checks may run node-network probes: '*' (all), a comma list of
     /// namespaces, or one namespace label key=value
     #[arg(long, env = policy::ENV_NODE_CONTEXT_NAMESPACES, value_name = "*|NS,...|KEY=VALUE",
@@ -280,6 +297,18 @@ pub fn config(
         "--probe-image-platforms",
         &args.probe_image_platforms,
     )?;
+    use crate::operator::jobs::parse_host_path;
+    let node_host_files = crate::operator::jobs::NodeHostFiles {
+        containerd_config_dir: parse_host_path(
+            "--node-containerd-config-dir",
+            &args.node_containerd_config_dir,
+        )?,
+        containerd_dropin_dir: parse_host_path(
+            "--node-containerd-dropin-dir",
+            &args.node_containerd_dropin_dir,
+        )?,
+        resolv_conf: parse_host_path("--node-resolv-conf", &args.node_resolv_conf)?,
+    };
     let policy = PolicyConfig::parse(
         &args.node_context_namespaces,
         &args.allowed_registries,
@@ -307,6 +336,7 @@ pub fn config(
         observe_pull_failures: args.observe_pull_failures,
         max_concurrent_reconciles: args.max_concurrent_reconciles as usize,
         max_probe_jobs_in_flight: args.max_probe_jobs_in_flight as usize,
+        node_host_files,
     })
 }
 
@@ -607,7 +637,7 @@ mod tests {
             parse(&["--probe-image", "i", "--node-no-proxy", "x"]).is_err()
                 || std::env::var_os("REGCHECK_NODE_PROXY").is_some()
         );
-        let cases: [(&[&str], &str); 10] = [
+        let cases: [(&[&str], &str); 13] = [
             (
                 &["--probe-image", "i", "--lease-renew-deadline", "15s"],
                 "--lease-renew-deadline: '15s'",
@@ -645,12 +675,72 @@ mod tests {
                 &["--probe-image", "i", "--node-proxy", "socks5://p:1"],
                 "--node-proxy",
             ),
+            (
+                &[
+                    "--probe-image",
+                    "i",
+                    "--node-containerd-config-dir",
+                    "etc/containerd",
+                ],
+                "--node-containerd-config-dir: 'etc/containerd'",
+            ),
+            (
+                &[
+                    "--probe-image",
+                    "i",
+                    "--node-containerd-dropin-dir",
+                    "/etc/../root",
+                ],
+                "--node-containerd-dropin-dir: '/etc/../root'",
+            ),
+            (
+                &["--probe-image", "i", "--node-resolv-conf", "/"],
+                "--node-resolv-conf: '/'",
+            ),
         ];
         for (args, want) in cases {
             let a = parse(args).unwrap();
             let e = config(&a, |_| None).unwrap_err().to_string();
             assert!(e.starts_with(want), "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn node_host_file_flags() {
+        use crate::operator::jobs::NodeHostFiles;
+        let a = parse(&["--probe-image", "i"]).unwrap();
+        let env_set = [
+            "REGCHECK_NODE_CONTAINERD_CONFIG_DIR",
+            "REGCHECK_NODE_CONTAINERD_DROPIN_DIR",
+            "REGCHECK_NODE_RESOLV_CONF",
+        ]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some());
+        if !env_set {
+            assert_eq!(
+                config(&a, |_| None).unwrap().node_host_files,
+                NodeHostFiles::default()
+            );
+        }
+        let a = parse(&[
+            "--probe-image",
+            "i",
+            "--node-containerd-config-dir",
+            "/var/lib/rancher/k3s/agent/etc/containerd/certs.d/",
+            "--node-containerd-dropin-dir=",
+            "--node-resolv-conf=",
+        ])
+        .unwrap();
+        assert_eq!(
+            config(&a, |_| None).unwrap().node_host_files,
+            NodeHostFiles {
+                containerd_config_dir: Some(
+                    "/var/lib/rancher/k3s/agent/etc/containerd/certs.d".into()
+                ),
+                containerd_dropin_dir: None,
+                resolv_conf: None,
+            }
+        );
     }
 
     #[test]

@@ -106,6 +106,10 @@ pub struct TargetArgs {
     /// The hosts file consulted before DNS
     #[arg(long, value_name = "PATH", default_value = "/etc/hosts")]
     pub hosts_file: PathBuf,
+    /// The host's resolv.conf, which containerd resolves with: it becomes the resolver the
+    /// probe connects with, and --resolv-conf (the kubelet's resolvConf) is compared with it
+    #[arg(long, value_name = "PATH")]
+    pub host_resolv_conf: Option<PathBuf>,
     /// Extra trusted CA certificates, PEM (repeatable)
     #[arg(long = "ca-file", value_name = "PEM")]
     pub ca_files: Vec<PathBuf>,
@@ -151,6 +155,9 @@ impl TargetArgs {
             strict_targets: false,
             containerd_config_dir: None,
             runtime_proxy_from: Vec::new(),
+            runtime_proxy_fallback: false,
+            host_resolv_conf: self.host_resolv_conf.clone(),
+            host_root: None,
         }
     }
 }

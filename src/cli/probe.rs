@@ -64,6 +64,20 @@ pub struct ProbeArgs {
     /// a comma list)
     #[arg(long = "node-ip", value_name = "IP")]
     pub node_ips: Vec<String>,
+    /// containerd's registry config_path as mounted from the host (read-only): probe every
+    /// mirror of its hosts.toml in containerd's order; a missing or empty directory means no
+    /// hosts.toml (containerd's defaults)
+    #[arg(long, value_name = "DIR")]
+    pub containerd_config_dir: Option<PathBuf>,
+    /// containerd's systemd drop-in directory (or unit file) as mounted from the host: the
+    /// proxy its Environment= lines set, when they set one, wins over --proxy and the
+    /// environment (repeatable; a missing path is no drop-in)
+    #[arg(long, value_name = "DIR|FILE")]
+    pub runtime_proxy_from: Vec<PathBuf>,
+    /// Where the host's files are mounted (e.g. /host): absolute paths in hosts.toml are
+    /// read under it
+    #[arg(long, value_name = "DIR")]
+    pub host_root: Option<PathBuf>,
 }
 
 fn parse_context(s: &str) -> Result<ProbeContext, String> {
@@ -141,9 +155,36 @@ pub fn prepare(
         validate_node(node)?;
     }
     let node_ips = node_ips(args, &env)?;
+    let containerd_config_dir = match &args.containerd_config_dir {
+        // The host has no such directory (the mount is then an empty directory, or absent):
+        // containerd uses its defaults, which is what no --containerd-config-dir probes.
+        Some(d) if d.is_dir() => Some(d.clone()),
+        Some(d) if !d.exists() => None,
+        Some(d) => {
+            return Err(InputError::new(
+                "--containerd-config-dir",
+                &d.display().to_string(),
+                "is not a directory",
+            ));
+        }
+        None => None,
+    };
+    if let Some(root) = &args.host_root
+        && !root.is_absolute()
+    {
+        return Err(InputError::new(
+            "--host-root",
+            &root.display().to_string(),
+            "must be an absolute path",
+        ));
+    }
     let input = CheckInput {
         docker_config: args.docker_config.clone(),
         strict_targets: true,
+        containerd_config_dir,
+        runtime_proxy_from: args.runtime_proxy_from.clone(),
+        runtime_proxy_fallback: true,
+        host_root: args.host_root.clone(),
         ..args.target.check_input(args.registry.clone())
     };
     let replace_no_proxy = args.target.proxy.is_some() || args.proxy_bypass.is_some();
@@ -202,6 +243,9 @@ fn every_answer(r: &mut Report, f: &mut impl FnMut(&mut DnsAnswer)) {
     every_endpoint(r, &mut |e| {
         f(&mut e.dns.system);
         e.dns.servers.iter_mut().for_each(&mut *f);
+        if let Some(k) = &mut e.dns.kubelet {
+            f(k);
+        }
     });
 }
 
@@ -334,6 +378,8 @@ fn drop_evidence(r: &mut Report) {
     r.evidence.endpoints.clear();
     r.evidence.pull = None;
     r.evidence.egress_ips.clear();
+    r.evidence.containerd = None;
+    r.evidence.resolvers = None;
 }
 
 /// Stage 9 (cannot fail): every string of what is left cut to a few dozen characters.
@@ -348,6 +394,7 @@ fn last_resort(r: &mut Report) {
         f.docs.clear();
     }
     text::clip_in_place(&mut r.evidence.registry, LAST_RESORT_CHARS);
+    text::clip_opt(&mut r.evidence.proxy_source, LAST_RESORT_CHARS);
     text::clip_opt(&mut r.node, LAST_RESORT_CHARS);
 }
 
@@ -535,6 +582,146 @@ mod tests {
 
     fn parse(argv: &[&str]) -> ProbeArgs {
         ProbeArgs::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+    }
+
+    /// The host files a node probe Job mounts (`jobs::host_files`): a host without containerd's
+    /// directories (missing, or the empty directory a runtime creates for a missing hostPath)
+    /// is "no configuration"; drop-ins that set a proxy win over --proxy (the controller's
+    /// --node-proxy), drop-ins that set none leave it; the host's resolv.conf is the system
+    /// resolver and the pod's is compared with it.
+    #[test]
+    fn node_host_files_as_the_job_mounts_them() {
+        let files = PodFiles::new();
+        let host = tempfile::tempdir().unwrap();
+        let root = host.path();
+        let certs = root.join("etc/containerd/certs.d");
+        let dropins = root.join("etc/systemd/system/containerd.service.d");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(
+            root.join("etc/resolv.conf"),
+            "nameserver 127.0.0.53\nsearch corp.example\n",
+        )
+        .unwrap();
+        let argv = |extra: &[&str]| {
+            let mut v = vec![
+                "probe".to_string(),
+                "--registry".into(),
+                "myreg.azurecr.io".into(),
+                "--context".into(),
+                "node".into(),
+                "--containerd-config-dir".into(),
+                certs.display().to_string(),
+                "--host-root".into(),
+                root.display().to_string(),
+                "--runtime-proxy-from".into(),
+                dropins.display().to_string(),
+                "--host-resolv-conf".into(),
+                root.join("etc/resolv.conf").display().to_string(),
+            ];
+            v.extend(extra.iter().map(|s| s.to_string()));
+            let mut a = ProbeArgs::try_parse_from(&v).unwrap();
+            files.apply(&mut a);
+            a
+        };
+        // Nothing on the host: no containerd config, the proxy from --proxy.
+        let p = prepare(&argv(&["--proxy", "http://10.0.0.9:3128"]), env_of(&[])).unwrap();
+        assert!(p.check.containerd.is_none());
+        assert_eq!(p.check.proxy_source, "--proxy");
+        let r = p.check.resolvers.as_ref().unwrap();
+        assert!(r.differ);
+        assert_eq!(r.host.nameservers, ["127.0.0.53:53"]);
+        assert_eq!(r.kubelet.nameservers, ["127.0.0.1:53"]);
+        assert_eq!(
+            p.check.config.resolv.nameservers[0].to_string(),
+            "127.0.0.53:53"
+        );
+        assert_eq!(
+            p.check.config.kubelet_resolv.as_ref().unwrap().nameservers[0].to_string(),
+            "127.0.0.1:53"
+        );
+        // Empty directories (what a runtime makes of a missing hostPath): the same.
+        std::fs::create_dir_all(&certs).unwrap();
+        std::fs::create_dir_all(&dropins).unwrap();
+        let p = prepare(&argv(&[]), env_of(&[])).unwrap();
+        let res = p.check.containerd.as_ref().unwrap();
+        assert!(res.dir.is_none() && res.hosts.len() == 1 && res.hosts[0].upstream);
+        assert!(
+            p.check.proxy_source.starts_with("environment"),
+            "{}",
+            p.check.proxy_source
+        );
+        // A drop-in without proxy variables leaves --proxy in place.
+        std::fs::write(dropins.join("10-exec.conf"), "[Service]\nExecStart=\n").unwrap();
+        let p = prepare(&argv(&["--proxy", "http://10.0.0.9:3128"]), env_of(&[])).unwrap();
+        assert_eq!(p.check.proxy_source, "--proxy");
+        // AKS's http-proxy.conf: its proxy wins, and the report says where it came from.
+        std::fs::write(
+            dropins.join("http-proxy.conf"),
+            "[Service]\nEnvironment=\"HTTPS_PROXY=http://10.0.0.7:3128\" \"NO_PROXY=.svc,10.0.0.0/8\"\n",
+        )
+        .unwrap();
+        // Not a drop-in: systemd reads *.conf only.
+        std::fs::write(
+            dropins.join("notes.txt"),
+            "Environment=HTTPS_PROXY=http://bad:1\n",
+        )
+        .unwrap();
+        let p = prepare(&argv(&["--proxy", "http://10.0.0.9:3128"]), env_of(&[])).unwrap();
+        let proxy = p.check.config.proxy.as_ref().unwrap();
+        assert_eq!(proxy.https.as_ref().unwrap().host, "10.0.0.7");
+        assert!(
+            p.check.proxy_source.contains("http-proxy.conf"),
+            "{}",
+            p.check.proxy_source
+        );
+        assert!(
+            p.check.proxy_source.contains("HTTPS_PROXY"),
+            "{}",
+            p.check.proxy_source
+        );
+        assert!(!p.check.proxy_source.contains("notes.txt"));
+        // hosts.toml's absolute CA path is the host's: read under --host-root.
+        let reg = certs.join("myreg.azurecr.io");
+        std::fs::create_dir_all(&reg).unwrap();
+        std::fs::write(
+            reg.join("hosts.toml"),
+            "[host.\"https://mirror.example\"]\ncapabilities = [\"pull\", \"resolve\"]\nca = [\"/etc/containerd/certs.d/myreg.azurecr.io/ca.crt\", \"/etc/pki/corp.pem\", \"rel.pem\"]\n",
+        )
+        .unwrap();
+        let p = prepare(&argv(&[]), env_of(&[])).unwrap();
+        let res = p.check.containerd.as_ref().unwrap();
+        assert_eq!(
+            res.hosts[0].ca,
+            [
+                reg.join("ca.crt"),
+                root.join("etc/pki/corp.pem"),
+                reg.join("rel.pem")
+            ]
+        );
+        assert_eq!(res.unreadable, [root.join("etc/pki/corp.pem")]);
+        // A file where the directory should be is refused, naming the flag.
+        let e = prepare(
+            &{
+                let mut a = argv(&[]);
+                a.containerd_config_dir = Some(root.join("etc/resolv.conf"));
+                a
+            },
+            env_of(&[]),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.field, "--containerd-config-dir");
+        let e = prepare(
+            &{
+                let mut a = argv(&[]);
+                a.host_root = Some("host".into());
+                a
+            },
+            env_of(&[]),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.field, "--host-root");
     }
 
     #[test]
@@ -869,6 +1056,7 @@ mod tests {
                 Role::DataEndpoint
             },
             dns: DnsEvidence {
+                kubelet: None,
                 system: answer("system", 12, 60, text),
                 servers: (0..4)
                     .map(|s| answer(&format!("10.0.0.{s}:53"), 12, 60, text))
@@ -997,6 +1185,8 @@ mod tests {
                     failed_host: endpoints.get(1).cloned().map(Box::new),
                 }),
                 containerd: None,
+                proxy_source: None,
+                resolvers: None,
                 ms: 30_000,
             },
         }

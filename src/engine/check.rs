@@ -41,8 +41,18 @@ pub struct CheckInput {
     /// `--containerd-config-dir`: containerd's `config_path` (hosts.toml per registry).
     pub containerd_config_dir: Option<PathBuf>,
     /// `--runtime-proxy-from`: systemd unit files/drop-ins whose `Environment=` gives the
-    /// runtime's proxy.
+    /// runtime's proxy; a directory stands for its `*.conf` files (a drop-in directory).
     pub runtime_proxy_from: Vec<PathBuf>,
+    /// The probe's use of `runtime_proxy_from`: a missing path is no drop-in, and drop-ins
+    /// that set no proxy variable leave the proxy to `--proxy` / the environment. Without it
+    /// (`regcheck check`), the drop-ins alone decide (no proxy variable = no proxy).
+    pub runtime_proxy_fallback: bool,
+    /// `--host-resolv-conf`: the host's resolv.conf (containerd's resolver). It becomes the
+    /// system resolver; `resolv_conf` is then the kubelet's, compared with it.
+    pub host_resolv_conf: Option<PathBuf>,
+    /// `--host-root`: where the host's file system is mounted (the in-cluster probe reads the
+    /// host's files under `/host`): absolute paths in `hosts.toml` are read under it.
+    pub host_root: Option<PathBuf>,
 }
 
 /// The most a check may take.
@@ -55,6 +65,10 @@ pub struct PreparedCheck {
     pub config: ProbeConfig,
     /// What containerd would try for the registry (`--containerd-config-dir`).
     pub containerd: Option<crate::engine::hostsconfig::HostsResolution>,
+    /// Where the proxy settings came from (recorded in the evidence).
+    pub proxy_source: String,
+    /// The host's and the kubelet's resolver (`--host-resolv-conf`).
+    pub resolvers: Option<crate::engine::evidence::ResolverEvidence>,
 }
 
 fn read_file(field: &str, path: &std::path::Path, max: u64) -> Result<String, InputError> {
@@ -104,7 +118,37 @@ pub fn prepare(
         )
     })?;
     let egress_ips = crate::engine::denial::parse_egress_ips("--egress-ip", &input.egress_ips)?;
-    let resolv = dns::parse_resolv_conf(&read_file("--resolv-conf", &input.resolv_conf, 1 << 20)?);
+    let pod_resolv =
+        dns::parse_resolv_conf(&read_file("--resolv-conf", &input.resolv_conf, 1 << 20)?);
+    let (resolv, kubelet_resolv, resolvers) = match &input.host_resolv_conf {
+        None => (pod_resolv, None, None),
+        Some(path) => {
+            let host = dns::parse_resolv_conf(&read_file("--host-resolv-conf", path, 1 << 20)?);
+            if host.nameservers.is_empty() {
+                // glibc and Go then ask 127.0.0.1:53; say so rather than guess.
+                return Err(InputError::new(
+                    "--host-resolv-conf",
+                    &path.display().to_string(),
+                    "has no usable nameserver line",
+                ));
+            }
+            let differ = host != pod_resolv;
+            let source = |file: &std::path::Path, c: &dns::ResolvConf| {
+                crate::engine::evidence::ResolvSource {
+                    file: file.display().to_string(),
+                    nameservers: c.nameservers.iter().map(|n| n.to_string()).collect(),
+                    search: c.search.clone(),
+                }
+            };
+            let evidence = crate::engine::evidence::ResolverEvidence {
+                host: source(path, &host),
+                kubelet: source(&input.resolv_conf, &pod_resolv),
+                differ,
+                containerd_uses: format!("the host's {}", path.display()),
+            };
+            (host, differ.then_some(pod_resolv), Some(evidence))
+        }
+    };
     if resolv.nameservers.is_empty() && dns_servers.is_empty() {
         return Err(InputError::new(
             "--resolv-conf",
@@ -117,11 +161,20 @@ pub fn prepare(
         Ok(_) => dns::parse_hosts(&read_file("--hosts-file", &input.hosts_file, 4 << 20)?),
         Err(_) => Default::default(),
     };
-    let proxy = if !input.runtime_proxy_from.is_empty() {
-        Some(runtime_proxy(input)?)
+    let runtime = if input.runtime_proxy_from.is_empty() {
+        None
+    } else {
+        runtime_proxy(input)?
+    };
+    let proxy_source;
+    let proxy = if let Some((config, source)) = runtime {
+        proxy_source = source;
+        Some(config)
     } else if input.no_proxy {
+        proxy_source = "none (--no-proxy)".to_string();
         None
     } else if let Some(url) = &input.proxy {
+        proxy_source = "--proxy".to_string();
         let no_proxy = env("NO_PROXY").or_else(|| env("no_proxy"));
         Some(
             ProxyConfig::from_env(|k| match k {
@@ -135,6 +188,22 @@ pub fn prepare(
             })?,
         )
     } else {
+        let set: Vec<&str> = [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "NO_PROXY",
+            "no_proxy",
+        ]
+        .into_iter()
+        .filter(|k| env(k).is_some_and(|v| !v.is_empty()))
+        .collect();
+        proxy_source = if set.is_empty() {
+            "environment (no proxy variable set)".to_string()
+        } else {
+            format!("environment ({})", set.join(", "))
+        };
         Some(ProxyConfig::from_env(&env)?)
     };
     let trust = Trust::load(&input.ca_files)?;
@@ -167,18 +236,23 @@ pub fn prepare(
             }
             let name = crate::engine::probe::host_header(&registry, login.port);
             // containerd looks the registry up as written in image references: host[:port].
-            Some(
-                crate::engine::hostsconfig::load(dir, &name)
-                    .map_err(|e| InputError::new("--containerd-config-dir", &shown, e))?,
-            )
+            let mut res = crate::engine::hostsconfig::load(dir, &name)
+                .map_err(|e| InputError::new("--containerd-config-dir", &shown, e))?;
+            if let Some(root) = &input.host_root {
+                crate::engine::hostsconfig::rebase(&mut res, root, dir);
+            }
+            Some(res)
         }
     };
     Ok(PreparedCheck {
         containerd,
+        proxy_source,
+        resolvers,
         registry,
         endpoints,
         config: ProbeConfig {
             resolv,
+            kubelet_resolv,
             hosts,
             dns_servers,
             proxy,
@@ -197,10 +271,44 @@ pub fn prepare(
     })
 }
 
-/// The proxy of the runtime's systemd unit: `Environment=` of the given files, in systemd's
-/// order (by file name).
-fn runtime_proxy(input: &CheckInput) -> Result<ProxyConfig, InputError> {
-    let mut files = input.runtime_proxy_from.clone();
+/// The proxy of the runtime's systemd unit: `Environment=` of the given files (a directory
+/// stands for its `*.conf` drop-ins), in systemd's order (by file name), with where it came
+/// from. `None` with [`CheckInput::runtime_proxy_fallback`] when no drop-in sets a proxy
+/// variable (the other proxy settings then apply).
+fn runtime_proxy(input: &CheckInput) -> Result<Option<(ProxyConfig, String)>, InputError> {
+    let mut files = Vec::new();
+    for p in &input.runtime_proxy_from {
+        let shown = p.display().to_string();
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => {
+                let rd = std::fs::read_dir(p).map_err(|e| {
+                    InputError::new(
+                        "--runtime-proxy-from",
+                        &shown,
+                        format!("cannot be read: {e}"),
+                    )
+                })?;
+                for e in rd.filter_map(|e| e.ok()) {
+                    let f = e.path();
+                    // systemd reads `*.conf` drop-ins only.
+                    if f.extension().is_some_and(|x| x == "conf")
+                        && std::fs::metadata(&f).is_ok_and(|m| m.is_file())
+                    {
+                        files.push(f);
+                    }
+                }
+            }
+            Ok(_) => files.push(p.clone()),
+            Err(e) if input.runtime_proxy_fallback && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(InputError::new(
+                    "--runtime-proxy-from",
+                    &shown,
+                    format!("cannot be read: {e}"),
+                ));
+            }
+        }
+    }
     crate::engine::dropin::sort_dropins(&mut files);
     let mut env = crate::engine::dropin::UnitEnv::default();
     for f in &files {
@@ -210,13 +318,42 @@ fn runtime_proxy(input: &CheckInput) -> Result<ProxyConfig, InputError> {
     for note in &env.ignored {
         tracing::warn!("--runtime-proxy-from: {note}");
     }
-    ProxyConfig::from_env(|k| env.get(k).map(str::to_string)).map_err(|e| {
+    let names = [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ];
+    let set: Vec<&str> = names
+        .into_iter()
+        .filter(|k| env.get(k).is_some_and(|v| !v.is_empty()))
+        .collect();
+    if set.is_empty() && input.runtime_proxy_fallback {
+        return Ok(None);
+    }
+    let config = ProxyConfig::from_env(|k| env.get(k).map(str::to_string)).map_err(|e| {
         InputError::new(
             "--runtime-proxy-from",
             &e.value,
             format!("{}: {}", e.field, e.problem),
         )
-    })
+    })?;
+    let shown: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let source = match (shown.is_empty(), set.is_empty()) {
+        (true, _) => "containerd drop-ins: none found (no proxy)".to_string(),
+        (false, true) => format!(
+            "containerd drop-ins {} (no proxy variable: no proxy)",
+            shown.join(", ")
+        ),
+        (false, false) => format!(
+            "containerd drop-ins {} ({})",
+            shown.join(", "),
+            set.join(", ")
+        ),
+    };
+    Ok(Some((config, source)))
 }
 
 fn credentials(input: &CheckInput, registry: &str) -> Result<Option<Credentials>, InputError> {
@@ -286,5 +423,7 @@ pub async fn run(check: &PreparedCheck) -> Report {
     if let (Some(res), Some(hosts)) = (&check.containerd, hosts) {
         evidence.containerd = Some(crate::engine::mirrors::summarise(res, hosts, &evidence));
     }
+    evidence.proxy_source = Some(check.proxy_source.clone());
+    evidence.resolvers = check.resolvers.clone();
     crate::engine::diagnosis::report(evidence)
 }

@@ -167,6 +167,11 @@ pub struct DnsEvidence {
     /// Each nameserver asked on its own (from resolv.conf and `--dns-server`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<DnsAnswer>,
+    /// With the host's resolv.conf as the system resolver (`--host-resolv-conf`, containerd's
+    /// resolver): what the pod's own resolv.conf (the kubelet's `resolvConf`, which pods with
+    /// `dnsPolicy: Default` get) answered, when it names other nameservers or search domains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubelet: Option<DnsAnswer>,
 }
 
 /// How a TCP connect ended.
@@ -479,7 +484,41 @@ pub struct Evidence {
     /// The hosts containerd would try (`--containerd-config-dir`), and what each did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub containerd: Option<ContainerdEvidence>,
+    /// Where the proxy settings of the probe came from: `containerd drop-in <files>`,
+    /// `--proxy`, `environment`, `none (--no-proxy)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_source: Option<String>,
+    /// The host's resolver (containerd's) and the pod's (the kubelet's), with
+    /// `--host-resolv-conf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolvers: Option<ResolverEvidence>,
     pub ms: u64,
+}
+
+/// One resolv.conf as the probe read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvSource {
+    pub file: String,
+    pub nameservers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search: Vec<String>,
+}
+
+/// containerd resolves with the host's `/etc/resolv.conf`; a `hostNetwork` pod with
+/// `dnsPolicy: Default` gets the kubelet's `resolvConf` (often another file: the
+/// systemd-resolved stub 127.0.0.53 on the host, the upstream servers for the kubelet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolverEvidence {
+    /// The host's resolv.conf: what containerd uses, and the probe's system resolver.
+    pub host: ResolvSource,
+    /// The pod's resolv.conf (the kubelet's `resolvConf`).
+    pub kubelet: ResolvSource,
+    /// They name other nameservers, search domains or options.
+    pub differ: bool,
+    /// Which of the two containerd resolves with.
+    pub containerd_uses: String,
 }
 
 /// What kind of addresses the registry should resolve to.

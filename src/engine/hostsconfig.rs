@@ -129,6 +129,10 @@ pub struct HostsResolution {
     pub invalid: Option<HostsConfigError>,
     /// Every host, in containerd's order.
     pub hosts: Vec<RegistryHost>,
+    /// `ca`/`client` files named with an absolute path outside the mounted configuration
+    /// directory ([`rebase`]): the in-cluster probe cannot read them, so it says so instead of
+    /// calling them missing.
+    pub unreadable: Vec<PathBuf>,
 }
 
 impl HostsResolution {
@@ -738,6 +742,37 @@ pub fn cert_files_entry(
     e
 }
 
+/// Reads the host's files under `host_root` (the in-cluster probe mounts the host's
+/// configuration directory `D` read-only at `<host_root>/D` and is given that path as `mounted`):
+/// `ca`/`client` paths that `hosts.toml` names absolutely are the host's, so `/etc/x/ca.crt`
+/// becomes `<host_root>/etc/x/ca.crt`. Those that land outside `mounted` are not mounted and
+/// are listed in [`HostsResolution::unreadable`]. Relative paths were resolved against the
+/// host directory under `mounted` already and stay as they are.
+pub fn rebase(res: &mut HostsResolution, host_root: &Path, mounted: &Path) {
+    let mut unreadable = Vec::new();
+    let mut map = |p: &mut PathBuf| {
+        if p.starts_with(mounted) {
+            return;
+        }
+        if let Ok(rest) = p.strip_prefix("/") {
+            *p = host_root.join(rest);
+        }
+        if !p.starts_with(mounted) && !unreadable.contains(p) {
+            unreadable.push(p.clone());
+        }
+    };
+    for h in &mut res.hosts {
+        h.ca.iter_mut().for_each(&mut map);
+        for (cert, key) in &mut h.client {
+            map(cert);
+            if let Some(k) = key {
+                map(k);
+            }
+        }
+    }
+    res.unreadable = unreadable;
+}
+
 /// The I/O edge: what containerd would use for `registry` (`host[:port]`) with its
 /// `config_path` set to `root`. Errors only for a directory or file that cannot be read.
 pub fn load(root: &Path, registry: &str) -> Result<HostsResolution, String> {
@@ -759,6 +794,7 @@ pub fn load(root: &Path, registry: &str) -> Result<HostsResolution, String> {
             file: None,
             invalid: None,
             hosts: configure_hosts(registry, None),
+            unreadable: Vec::new(),
         });
     };
     let file = dir.join("hosts.toml");
@@ -800,6 +836,7 @@ pub fn load(root: &Path, registry: &str) -> Result<HostsResolution, String> {
         file: used_file,
         invalid,
         hosts: configure_hosts(registry, Some(entries)),
+        unreadable: Vec::new(),
     })
 }
 
@@ -979,6 +1016,7 @@ host."https://dotted.example".capabilities = ["pull"]
             file: None,
             invalid: None,
             hosts: configure_hosts("r.example", Some(entries)),
+            unreadable: Vec::new(),
         };
         let pulls: Vec<String> = r.pull_hosts().iter().map(|h| h.url()).collect();
         assert_eq!(pulls, ["https://m.example:5000/v2", "https://r.example/v2"]);

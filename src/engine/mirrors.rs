@@ -91,7 +91,7 @@ pub async fn walk(
                 ));
             }
             if !is_login(h, login) {
-                probe_host(h, &mut ev, config, budget).await;
+                probe_host(h, &res.unreadable, &mut ev, config, budget).await;
             }
             ev
         }
@@ -101,19 +101,33 @@ pub async fn walk(
 
 async fn probe_host(
     h: &RegistryHost,
+    unreadable: &[std::path::PathBuf],
     ev: &mut HostEvidence,
     config: &ProbeConfig,
     budget: &Budget,
 ) {
     let (name, port) = host_port(h);
     let mut cfg = config.clone();
-    match config.trust.with_extra(&h.ca) {
+    let (ca, outside): (Vec<_>, Vec<_>) =
+        h.ca.iter().cloned().partition(|p| !unreadable.contains(p));
+    for p in &outside {
+        ev.notes.push(format!(
+            "CA file {} is outside the mounted configuration directory: the probe cannot read it and verifies without it",
+            p.display()
+        ));
+    }
+    match config.trust.with_extra(&ca) {
         Ok(t) => cfg.trust = t,
         Err(e) => ev.notes.push(format!("{BROKEN}{e}")),
     }
     for (cert, key) in &h.client {
         for f in std::iter::once(cert).chain(key) {
-            if let Err(e) = std::fs::metadata(f) {
+            if unreadable.contains(f) {
+                ev.notes.push(format!(
+                    "client file {} is outside the mounted configuration directory: the probe cannot check it",
+                    f.display()
+                ));
+            } else if let Err(e) = std::fs::metadata(f) {
                 ev.notes
                     .push(format!("{BROKEN}client file {}: {e}", f.display()));
             }

@@ -564,6 +564,12 @@ pub fn render_table(report: &Report, color: bool) -> String {
     if let Some(c) = &ev.containerd {
         containerd_lines(c, color, &mut out);
     }
+    if let Some(r) = &ev.resolvers {
+        resolver_lines(r, &mut out);
+    }
+    if let Some(p) = &ev.proxy_source {
+        out.push_str(&format!("Proxy settings from: {}\n\n", clean(p)));
+    }
 
     match report.findings.split_first() {
         None => out.push_str("Diagnosis: no findings\n"),
@@ -636,6 +642,32 @@ fn containerd_lines(c: &crate::engine::mirrors::ContainerdEvidence, color: bool,
     out.push_str(&format!("  the probe took {}\n\n", clean(&c.probe_took)));
 }
 
+/// The host's resolver (containerd's) and the kubelet's (`--host-resolv-conf`).
+fn resolver_lines(r: &crate::engine::evidence::ResolverEvidence, out: &mut String) {
+    let one = |s: &crate::engine::evidence::ResolvSource| {
+        let mut t = format!("{}: nameserver {}", s.file, s.nameservers.join(", "));
+        if !s.search.is_empty() {
+            t.push_str(&format!("; search {}", s.search.join(" ")));
+        }
+        clean(&t)
+    };
+    out.push_str("Resolvers:\n");
+    out.push_str(&format!("  host (containerd): {}\n", one(&r.host)));
+    out.push_str(&format!(
+        "  kubelet (pods with dnsPolicy Default): {}\n",
+        one(&r.kubelet)
+    ));
+    out.push_str(&format!(
+        "  {}; containerd uses {}\n\n",
+        if r.differ {
+            "they differ"
+        } else {
+            "they are the same"
+        },
+        clean(&r.containerd_uses)
+    ));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -706,6 +738,7 @@ mod tests {
             port: 443,
             role: Role::LoginServer,
             dns: DnsEvidence {
+                kubelet: None,
                 system: DnsAnswer {
                     answered_by: Some("10.0.0.10:53".into()),
                     ..answer(
@@ -757,6 +790,7 @@ mod tests {
             port: 443,
             role: Role::DataEndpoint,
             dns: DnsEvidence {
+                kubelet: None,
                 system: answer(
                     "system",
                     &[&format!(
@@ -838,6 +872,8 @@ mod tests {
                     failed_host: None,
                 }),
                 containerd: None,
+                proxy_source: None,
+                resolvers: None,
                 ms: 5120,
             },
         }

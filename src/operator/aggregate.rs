@@ -900,6 +900,8 @@ mod tests {
                 endpoints: vec![],
                 pull: None,
                 containerd: None,
+                proxy_source: None,
+                resolvers: None,
                 ms: 42,
             },
         }

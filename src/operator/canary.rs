@@ -430,6 +430,8 @@ fn kubelet_report(finding: Finding, verdict: Verdict, registry: &str, node: &str
             ms: 0,
             egress_ips: Vec::new(),
             containerd: None,
+            proxy_source: None,
+            resolvers: None,
         },
     }
 }

@@ -124,6 +124,130 @@ pub fn arch_affinity(
     }
 }
 
+/// Where node probes find the host's files: each configured host path `P` is mounted
+/// read-only at `/host/P`.
+pub const HOST_ROOT: &str = "/host";
+/// Default of `--node-containerd-config-dir`: containerd's registry `config_path`.
+pub const DEFAULT_NODE_CONTAINERD_CONFIG_DIR: &str = "/etc/containerd/certs.d";
+/// Default of `--node-containerd-dropin-dir`: containerd's systemd drop-ins (its proxy).
+pub const DEFAULT_NODE_CONTAINERD_DROPIN_DIR: &str = "/etc/systemd/system/containerd.service.d";
+/// Default of `--node-resolv-conf`: the resolver configuration containerd uses.
+pub const DEFAULT_NODE_RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// The host files node probes read, read-only (`None`: not mounted). Nothing else of the host
+/// is mounted, and pod-context probes mount none of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeHostFiles {
+    /// containerd's registry host configuration directory (`hosts.toml` per registry).
+    pub containerd_config_dir: Option<String>,
+    /// containerd's systemd unit drop-in directory (`Environment=HTTPS_PROXY=...`).
+    pub containerd_dropin_dir: Option<String>,
+    /// The host's resolv.conf (containerd's resolver; the pod's own is the kubelet's).
+    pub resolv_conf: Option<String>,
+}
+
+impl Default for NodeHostFiles {
+    fn default() -> Self {
+        Self {
+            containerd_config_dir: Some(DEFAULT_NODE_CONTAINERD_CONFIG_DIR.into()),
+            containerd_dropin_dir: Some(DEFAULT_NODE_CONTAINERD_DROPIN_DIR.into()),
+            resolv_conf: Some(DEFAULT_NODE_RESOLV_CONF.into()),
+        }
+    }
+}
+
+/// A host path flag: empty = not mounted; otherwise an absolute, normalised path (no `.`/`..`
+/// component, no empty component, no control characters), never `/` itself, at most 1024
+/// bytes. Errors name `field` and the value.
+pub fn parse_host_path(
+    field: &str,
+    value: &str,
+) -> Result<Option<String>, crate::engine::inputs::InputError> {
+    use crate::engine::inputs::InputError;
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let bad = |why: &str| Err(InputError::new(field, value, why));
+    if value.len() > 1024 {
+        return bad("is longer than 1024 bytes");
+    }
+    if value.chars().any(|c| c.is_control()) {
+        return bad("contains control characters");
+    }
+    if !value.starts_with('/') {
+        return bad("must be an absolute path (or empty to mount nothing)");
+    }
+    let trimmed = value.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return bad("must not be the host's root directory");
+    }
+    for part in trimmed[1..].split('/') {
+        match part {
+            ".." => return bad("must not contain '..'"),
+            "." | "" => return bad("must be a normalised path (no '.' or empty components)"),
+            _ => {}
+        }
+    }
+    Ok(Some(trimmed.to_string()))
+}
+
+/// Where a host path is seen inside the probe pod.
+pub fn host_mount_path(host_path: &str) -> String {
+    format!("{HOST_ROOT}{host_path}")
+}
+
+/// The read-only hostPath volumes, their mounts and the probe arguments that use them, for a
+/// node probe. Directories have no hostPath `type`: kubelet then does not check them, so a
+/// node without the directory still runs the probe (the probe treats a missing or empty
+/// directory as "no configuration"). The resolv.conf is `type: File` (every Linux node has
+/// one). `DirectoryOrCreate`/`FileOrCreate` are never used. `inherit_proxy`: the check's proxy
+/// mode is `Inherit`, so the drop-ins' proxy applies.
+pub fn host_files(
+    files: &NodeHostFiles,
+    inherit_proxy: bool,
+) -> (Vec<Volume>, Vec<VolumeMount>, Vec<String>) {
+    use k8s_openapi::api::core::v1::HostPathVolumeSource;
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    let mut args = Vec::new();
+    let mut add = |name: &str, path: &str, type_: Option<&str>| {
+        volumes.push(Volume {
+            name: name.into(),
+            host_path: Some(HostPathVolumeSource {
+                path: path.into(),
+                type_: type_.map(String::from),
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: name.into(),
+            mount_path: host_mount_path(path),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    };
+    if let Some(d) = &files.containerd_config_dir {
+        add("host-containerd-certs", d, None);
+        args.extend([
+            "--containerd-config-dir".to_string(),
+            host_mount_path(d),
+            "--host-root".to_string(),
+            HOST_ROOT.to_string(),
+        ]);
+    }
+    if let Some(d) = &files.containerd_dropin_dir
+        && inherit_proxy
+    {
+        add("host-containerd-dropins", d, None);
+        args.extend(["--runtime-proxy-from".to_string(), host_mount_path(d)]);
+    }
+    if let Some(f) = &files.resolv_conf {
+        add("host-resolv-conf", f, Some("File"));
+        args.extend(["--host-resolv-conf".to_string(), host_mount_path(f)]);
+    }
+    (volumes, mounts, args)
+}
+
 /// A Job's finishing condition (`Complete` or `Failed`, status `True`), if it finished.
 pub fn finished_condition(job: &Job) -> Option<&k8s_openapi::api::batch::v1::JobCondition> {
     job.status
@@ -512,6 +636,63 @@ mod tests {
     use crate::operator::crd::{RegistryConnectivityCheckSpec, SecretRef};
     use k8s_openapi::api::core::v1::Toleration;
     use serde_json::json;
+
+    #[test]
+    fn host_paths_are_absolute_and_normalised() {
+        assert_eq!(parse_host_path("--f", "").unwrap(), None);
+        assert_eq!(
+            parse_host_path("--f", "/etc/containerd/certs.d/")
+                .unwrap()
+                .as_deref(),
+            Some("/etc/containerd/certs.d")
+        );
+        for bad in [
+            "etc/containerd",
+            "/",
+            "//",
+            "/etc/../root",
+            "/etc/./x",
+            "/etc//x",
+            "/etc/x\n",
+            "..",
+        ] {
+            let e = parse_host_path("--node-containerd-config-dir", bad).unwrap_err();
+            assert_eq!(e.field, "--node-containerd-config-dir", "{bad}");
+            assert_eq!(e.value, crate::engine::inputs::shown_value(bad), "{bad}");
+        }
+        assert!(parse_host_path("--f", &format!("/{}", "a".repeat(1100))).is_err());
+    }
+
+    #[test]
+    fn host_files_are_read_only_and_never_created() {
+        let (volumes, mounts, args) = host_files(&NodeHostFiles::default(), true);
+        assert_eq!(volumes.len(), 3);
+        for v in &volumes {
+            let hp = v.host_path.as_ref().unwrap();
+            // No *OrCreate type: nothing is created on the host by kubelet.
+            assert!(hp.type_.as_deref().is_none_or(|t| t == "File"), "{hp:?}");
+        }
+        for m in &mounts {
+            assert_eq!(m.read_only, Some(true));
+            assert!(m.mount_path.starts_with(HOST_ROOT));
+        }
+        assert_eq!(
+            args,
+            [
+                "--containerd-config-dir",
+                "/host/etc/containerd/certs.d",
+                "--host-root",
+                "/host",
+                "--runtime-proxy-from",
+                "/host/etc/systemd/system/containerd.service.d",
+                "--host-resolv-conf",
+                "/host/etc/resolv.conf",
+            ]
+        );
+        let (volumes, _, args) = host_files(&NodeHostFiles::default(), false);
+        assert_eq!(volumes.len(), 2);
+        assert!(!args.contains(&"--runtime-proxy-from".to_string()));
+    }
 
     fn check(name: &str, ns: &str) -> RegistryConnectivityCheck {
         let spec: RegistryConnectivityCheckSpec = serde_json::from_value(json!({

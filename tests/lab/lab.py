@@ -55,9 +55,13 @@ PRIV_LOGIN_IP = "10.2.0.10"
 PRIV_DATA_IP = "10.2.0.11"
 STALE_IP = "10.2.0.99"     # a deleted private endpoint: no route
 ALLOWED_NET = "198.51.100.0/24"  # the registry's allow-list in the "deny" scenario
+MIRROR = "mirror.lab.example"  # a registry mirror named in containerd's hosts.toml
+MIRROR_IP = "10.1.0.90"
+MIRROR_HTTP_PORT = 5000    # the plain-http mirror's port
+BROKEN_DNS_IP = "10.1.0.55"  # no DNS server listens here: a resolver that refuses
 
 SERVER_ADDRS = [DNS_IP, CUSTOM_DNS_IP, PROXY_IP, EOF_PROXY_IP,
-                PUB_LOGIN_IP, PUB_DATA_IP, PRIV_LOGIN_IP, PRIV_DATA_IP]
+                PUB_LOGIN_IP, PUB_DATA_IP, PRIV_LOGIN_IP, PRIV_DATA_IP, MIRROR_IP, BROKEN_DNS_IP]
 CLIENT_ROUTES = ["10.2.0.0/16", "203.0.113.0/24", "198.51.100.0/24"]
 
 PROXY_USER, PROXY_PASS = "proxyuser", "proxypass"
@@ -79,6 +83,8 @@ SBIN = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
 #             /oauth2/; storage-deny makes the data endpoint answer Azure Storage's XML 403)
 #   auth:     None | basic (registry's htpasswd) | token (ACR-like Bearer flow, /oauth2/token)
 #   proxy:    None | allow | deny | auth | eof
+#   mirror:   None | down (named in DNS, nothing listens) | own-ca (HTTPS with a certificate of
+#             its own CA, which only hosts.toml's `ca` trusts) | plain-http (HTTP on port 5000)
 #   fw:       firewall rules (see FIREWALL)
 #   routes:   extra client routes (see ROUTES)
 SCENARIOS = {
@@ -106,6 +112,12 @@ SCENARIOS = {
     "throttled": dict(dns="public", login="throttle"),
     "registry-auth": dict(dns="public", auth="basic"),
     "registry-token": dict(dns="public", auth="token"),
+    # containerd's view (issue 14): hosts.toml mirrors, its drop-in proxy, the host's resolver.
+    "mirror-down": dict(dns="public", mirror="down"),
+    "mirror-own-ca": dict(dns="public", mirror="own-ca"),
+    "mirror-plain-http": dict(dns="public", mirror="plain-http"),
+    "proxy-from-dropin": dict(dns="public", proxy="allow", fw=["direct-drop"]),
+    "resolver-split": dict(dns="public"),
 }
 
 # Rules are added in the server namespace ("the network"): INPUT sees what the client sends
@@ -127,6 +139,12 @@ FIREWALL = {
     "sni-reset": [
         f"-A INPUT -i s0 -p tcp --dport 443 -m string --string {LOGIN} --algo bm "
         "-j REJECT --reject-with tcp-reset",
+    ],
+    # The node reaches the registry only through the proxy (squid connects over the server
+    # namespace's loopback, which these rules do not see).
+    "direct-drop": [
+        f"-A INPUT -i s0 -d {PUB_LOGIN_IP} -p tcp --dport 443 -j DROP",
+        f"-A INPUT -i s0 -d {PUB_DATA_IP} -p tcp --dport 443 -j DROP",
     ],
     # The proxy (squid binds its outgoing connections to PROXY_IP) cannot reach private endpoints.
     "proxy-no-private": [
@@ -296,6 +314,7 @@ def zone_records(view):
     else:
         raise ValueError(f"unknown dns view {view}")
     # A few other names a probe may ask about.
+    r += [f"{MIRROR}. A {MIRROR_IP}"]
     r += ["mcr.microsoft.com. CNAME mcr-fe.trafficmanager.net.",
           f"mcr-fe.trafficmanager.net. A 203.0.113.20"]
     return r
@@ -408,7 +427,32 @@ http:
     return [("http", "127.0.0.1", 5000, "/v2/")]
 
 
-def nginx_conf(d, login_mode):
+def mirror_conf(d, mirror):
+    """nginx server blocks of a registry mirror in front of the lab's registry."""
+    backend = """
+        location / {
+            proxy_pass http://127.0.0.1:5000;
+            proxy_set_header Host $host;
+            proxy_buffering off;
+        }"""
+    if mirror == "own-ca":
+        return f"""
+    server {{
+        listen {MIRROR_IP}:443 ssl;
+        server_name {MIRROR};
+        ssl_certificate {d}/pki/mirror.pem;
+        ssl_certificate_key {d}/pki/mirror.key;{backend}
+    }}"""
+    if mirror == "plain-http":
+        return f"""
+    server {{
+        listen {MIRROR_IP}:{MIRROR_HTTP_PORT};
+        server_name {MIRROR};{backend}
+    }}"""
+    return ""
+
+
+def nginx_conf(d, login_mode, mirror=None):
     seen = NAT_SEEN_IP if login_mode == "deny-nat" else "$remote_addr"
     deny_body = ("{\"errors\":[{\"code\":\"DENIED\",\"message\":\"client with IP '" + seen + "' "
                  "is not allowed access. Refer https://aka.ms/acr/firewall to grant access.\"}]}")
@@ -506,21 +550,26 @@ http {{
             default_type application/xml;
             return 404 '<Error><Code>ResourceNotFound</Code></Error>';
         }}
-    }}
+    }}{mirror_conf(d, mirror)}
 }}
 """
 
 
-def start_nginx(sns, d, login_mode):
+def start_nginx(sns, d, login_mode, mirror=None):
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         os.makedirs(f"{d}/nginx-tmp/{sub}", exist_ok=True)
-    write(f"{d}/nginx.conf", nginx_conf(d, login_mode))
+    write(f"{d}/nginx.conf", nginx_conf(d, login_mode, mirror))
     run([which("nginx"), "-t", "-q", "-e", f"{d}/nginx-error.log", "-c", f"{d}/nginx.conf"],
         ns=sns)
     spawn(sns, [which("nginx"), "-e", f"{d}/nginx-error.log", "-c", f"{d}/nginx.conf"],
           f"{d}/nginx.out")
-    return [("tcp", PUB_LOGIN_IP, 443), ("tcp", PUB_DATA_IP, 443),
-            ("tcp", PRIV_LOGIN_IP, 443), ("tcp", PRIV_DATA_IP, 443)]
+    checks = [("tcp", PUB_LOGIN_IP, 443), ("tcp", PUB_DATA_IP, 443),
+              ("tcp", PRIV_LOGIN_IP, 443), ("tcp", PRIV_DATA_IP, 443)]
+    if mirror == "own-ca":
+        checks.append(("tcp", MIRROR_IP, 443))
+    elif mirror == "plain-http":
+        checks.append(("tcp", MIRROR_IP, MIRROR_HTTP_PORT))
+    return checks
 
 
 def push_image(d, auth):
@@ -845,6 +894,11 @@ def bring_up(lab_id, sc, sns, cns, d):
             run(["iptables", "-w"] + rule.split(), ns=sns)
 
     make_pki(f"{d}/pki")
+    mirror = sc.get("mirror")
+    if mirror == "own-ca":
+        # The mirror's own CA: trusted only through hosts.toml's `ca`, not the lab CA.
+        make_ca(f"{d}/pki", "mirror-ca", "Lab Mirror CA", "regcheck lab mirror")
+        make_leaf(f"{d}/pki", "mirror", "mirror-ca", MIRROR)
     checks = []
     checks += start_unbound(sns, d, sc["dns"])
     if sc.get("resolver") == "dnsmasq":
@@ -861,7 +915,7 @@ def bring_up(lab_id, sc, sns, cns, d):
         checks += start_squid(sns, d, proxy)
     elif proxy == "eof":
         checks += start_helper(sns, d, "eof", EOF_PROXY_IP, 3128)
-    checks += start_nginx(sns, d, login_mode)
+    checks += start_nginx(sns, d, login_mode, mirror)
     wait_ready(sns, checks)
 
     r = run([sys.executable, os.path.abspath(__file__), "_push", d, auth or "none"],
@@ -889,6 +943,9 @@ def bring_up(lab_id, sc, sns, cns, d):
         "privateLoginIp": PRIV_LOGIN_IP,
         "privateDataIp": PRIV_DATA_IP,
         "staleIp": STALE_IP,
+        "mirrorHost": MIRROR,
+        "mirrorCaFile": f"{d}/pki/mirror-ca.pem",
+        "brokenDnsServer": BROKEN_DNS_IP,
         "registryUser": REG_USER,
         "registryPassword": REG_PASS,
     }

@@ -71,6 +71,7 @@ pub fn diagnose(ev: &Evidence) -> Vec<Finding> {
     }
     pull_items(&ctx, &mut items);
     containerd_items(&ctx, &mut items);
+    resolver_items(&ctx, &mut items);
 
     // Stable sort keeps evidence order within equal keys.
     items.sort_by_key(|i| (i.finding.severity, role_rank(i.finding.role), i.layer));
@@ -488,6 +489,53 @@ fn containerd_items(ctx: &Ctx, items: &mut Vec<Item>) {
                     next(i)
                 ),
             ),
+        });
+    }
+}
+
+/// The host's resolver (containerd's, the system answer with `--host-resolv-conf`) against
+/// the kubelet's (the pod's resolv.conf): one that fails while the other resolves, or a
+/// private/public split between them. The failing host resolver's own DNS finding (an Error,
+/// from the endpoint rules) stays primary; this one says that the other resolver works.
+fn resolver_items(ctx: &Ctx, items: &mut Vec<Item>) {
+    let Some(r) = &ctx.ev.resolvers else {
+        return;
+    };
+    let list = |s: &crate::engine::evidence::ResolvSource| {
+        if s.nameservers.is_empty() {
+            format!("{}: no nameserver", s.file)
+        } else {
+            format!("{}: nameserver {}", s.file, s.nameservers.join(", "))
+        }
+    };
+    let (host_rc, kubelet_rc) = (list(&r.host), list(&r.kubelet));
+    for ep in &ctx.ev.endpoints {
+        let Some(k) = &ep.dns.kubelet else { continue };
+        let h = &ep.dns.system;
+        let name = endpoint_name(ep);
+        let msg = match (resolved(h), resolved(k)) {
+            (false, true) => format!(
+                "{name}: containerd resolves with the host's resolv.conf ({host_rc}), which fails: {}{}, while the kubelet's resolv.conf ({kubelet_rc}) resolves it to {}: pods with dnsPolicy Default resolve the registry, but containerd's pulls fail",
+                outcome_word(h.outcome),
+                paren(&h.error),
+                addrs(&k.addresses)
+            ),
+            (true, false) => format!(
+                "{name}: the kubelet's resolv.conf ({kubelet_rc}) fails: {}{}, while the host's resolv.conf ({host_rc}), which containerd uses, resolves it to {}: pulls work, but hostNetwork pods with dnsPolicy Default (and CoreDNS, which forwards to the node's resolver) cannot resolve the registry",
+                outcome_word(k.outcome),
+                paren(&k.error),
+                addrs(&h.addresses)
+            ),
+            (true, true) if h.has_private_address() != k.has_private_address() => format!(
+                "{name}: the host's resolv.conf ({host_rc}), which containerd uses, answers {}, but the kubelet's resolv.conf ({kubelet_rc}) answers {}: containerd and pods with dnsPolicy Default reach different addresses",
+                addrs(&h.addresses),
+                addrs(&k.addresses)
+            ),
+            _ => continue,
+        };
+        items.push(Item {
+            layer: Layer::Dns,
+            finding: Finding::catalogued(Reason::DNSAnswersDiffer, name, Some(ep.role), msg),
         });
     }
 }

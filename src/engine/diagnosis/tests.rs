@@ -91,6 +91,7 @@ fn healthy(host: &str, role: Role, addr: &str) -> EndpointEvidence {
         port: 443,
         role,
         dns: DnsEvidence {
+            kubelet: None,
             system: sys(DnsOutcome::Resolved, &[], &[addr]),
             servers: vec![answer(NS, DnsOutcome::Resolved, &[], &[addr])],
         },
@@ -124,6 +125,8 @@ fn evidence(endpoints: Vec<EndpointEvidence>) -> Evidence {
         endpoints,
         pull: None,
         containerd: None,
+        proxy_source: None,
+        resolvers: None,
         ms: 100,
     }
 }
@@ -1191,6 +1194,7 @@ fn odd_evidence_does_not_panic() {
         port: 0,
         role: Role::LoginServer,
         dns: DnsEvidence {
+            kubelet: None,
             system: answer("", DnsOutcome::Resolved, &[], &[]),
             servers: Vec::new(),
         },
@@ -1903,4 +1907,95 @@ fn manifest_401_is_told_apart_from_the_token_endpoint() {
         skipped(),
     ));
     assert_eq!(primary(&ev).reason, Reason::RegistryServerError);
+}
+
+// ---- the host's resolver (containerd's) against the kubelet's ----------------------------
+
+fn resolvers() -> crate::engine::evidence::ResolverEvidence {
+    use crate::engine::evidence::{ResolvSource, ResolverEvidence};
+    ResolverEvidence {
+        host: ResolvSource {
+            file: "/host/etc/resolv.conf".into(),
+            nameservers: vec!["127.0.0.53:53".into()],
+            search: vec![],
+        },
+        kubelet: ResolvSource {
+            file: "/etc/resolv.conf".into(),
+            nameservers: vec![NS.into()],
+            search: vec![],
+        },
+        differ: true,
+        containerd_uses: "the host's /host/etc/resolv.conf".into(),
+    }
+}
+
+#[test]
+fn host_resolver_fails_while_the_kubelets_works() {
+    let mut l = login();
+    l.dns.system = answer("system", DnsOutcome::Timeout, &[], &[]);
+    l.dns.kubelet = Some(answer("system", DnsOutcome::Resolved, &[], &["20.1.2.3"]));
+    l.tcp.clear();
+    l.tls = None;
+    l.http = None;
+    let mut ev = evidence(vec![l]);
+    ev.resolvers = Some(resolvers());
+    let f = diagnose(&ev);
+    // The host's failure (what containerd sees) is the primary, an Error that blocks pulls.
+    assert_eq!(f[0].reason, Reason::DNSServerUnreachable, "{f:?}");
+    assert_eq!(verdict(&ev, &f), Verdict::Unreachable);
+    let d = f
+        .iter()
+        .find(|x| x.reason == Reason::DNSAnswersDiffer)
+        .expect("the comparison");
+    check(
+        d,
+        Reason::DNSAnswersDiffer,
+        Severity::Warning,
+        &[
+            REG,
+            "containerd resolves with the host's resolv.conf",
+            "127.0.0.53:53",
+            "kubelet's resolv.conf",
+            NS,
+            "20.1.2.3",
+            "containerd's pulls fail",
+        ],
+    );
+}
+
+#[test]
+fn kubelet_resolver_fails_while_the_hosts_works() {
+    let mut l = login();
+    l.dns.kubelet = Some(answer("system", DnsOutcome::ServerFailure, &[], &[]));
+    let mut ev = evidence(vec![l]);
+    ev.resolvers = Some(resolvers());
+    let f = diagnose(&ev);
+    assert_eq!(f.len(), 1, "{f:?}");
+    check(
+        &f[0],
+        Reason::DNSAnswersDiffer,
+        Severity::Warning,
+        &[
+            REG,
+            "kubelet's resolv.conf",
+            "which containerd uses",
+            "pulls work",
+        ],
+    );
+    assert_eq!(verdict(&ev, &f), Verdict::Degraded);
+}
+
+#[test]
+fn resolvers_that_agree_or_are_not_compared_give_nothing() {
+    let mut l = login();
+    let addr = l.dns.system.addresses.clone();
+    let mut same = answer("system", DnsOutcome::Resolved, &[], &[]);
+    same.addresses = addr;
+    l.dns.kubelet = Some(same);
+    let mut ev = evidence(vec![l.clone()]);
+    ev.resolvers = Some(resolvers());
+    assert_eq!(primary(&ev).reason, Reason::Healthy);
+    // Without the resolver evidence (no --host-resolv-conf) the rule is silent.
+    l.dns.kubelet = Some(answer("system", DnsOutcome::Timeout, &[], &[]));
+    assert_eq!(primary(&evidence(vec![l])).reason, Reason::Healthy);
 }

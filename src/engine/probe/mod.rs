@@ -110,7 +110,12 @@ fn embedded_v4(ip: IpAddr) -> IpAddr {
 /// Everything a check needs besides the endpoints.
 #[derive(Clone)]
 pub struct ProbeConfig {
+    /// The system resolver's configuration: the host's resolv.conf when
+    /// `--host-resolv-conf` is given (containerd's resolver), else `--resolv-conf`.
     pub resolv: dns::ResolvConf,
+    /// With `--host-resolv-conf`: the pod's own resolv.conf (the kubelet's `resolvConf`) when
+    /// it differs from the host's; the login server is also resolved through it.
+    pub kubelet_resolv: Option<dns::ResolvConf>,
     pub hosts: HashMap<String, Vec<IpAddr>>,
     /// Extra nameservers asked individually (`--dns-server`).
     pub dns_servers: Vec<SocketAddr>,
@@ -181,6 +186,7 @@ pub async fn dns_evidence(
         .parse::<IpAddr>()
     {
         return DnsEvidence {
+            kubelet: None,
             system: DnsAnswer {
                 server: "literal".into(),
                 outcome: DnsOutcome::Resolved,
@@ -201,7 +207,13 @@ pub async fn dns_evidence(
     };
     let system = dns::resolve_system(host, &config.resolv, &config.hosts, deadline);
     let each = join_all(servers.iter().map(|s| dns::resolve_at(*s, host, deadline)));
-    let (system, mut each) = tokio::join!(system, each);
+    let kubelet = async {
+        match (&config.kubelet_resolv, individually) {
+            (Some(k), true) => Some(dns::resolve_system(host, k, &config.hosts, deadline).await),
+            _ => None,
+        }
+    };
+    let (system, mut each, kubelet) = tokio::join!(system, each, kubelet);
     // One nameserver that is also the system's answer tells nothing new: keep the report small.
     if each.len() == 1 && config.dns_servers.is_empty() {
         each.clear();
@@ -209,6 +221,7 @@ pub async fn dns_evidence(
     DnsEvidence {
         system,
         servers: each,
+        kubelet,
     }
 }
 
@@ -571,6 +584,7 @@ pub async fn run(registry: &str, endpoints: &[Endpoint], config: &ProbeConfig) -
                     port: ep.port,
                     role: ep.role,
                     dns: DnsEvidence {
+                        kubelet: None,
                         system: DnsAnswer {
                             server: "system".into(),
                             outcome: DnsOutcome::Timeout,
@@ -600,6 +614,8 @@ pub async fn run(registry: &str, endpoints: &[Endpoint], config: &ProbeConfig) -
         endpoints: endpoints_ev,
         pull: pull_ev,
         containerd: None,
+        proxy_source: None,
+        resolvers: None,
         ms: budget.start.elapsed().as_millis() as u64,
     }
 }

@@ -174,6 +174,8 @@ pub fn to_report(c: &Classified) -> Report {
         endpoints: Vec::new(),
         pull: None,
         containerd: None,
+        proxy_source: None,
+        resolvers: None,
         ms: 0,
     };
     let findings = vec![finding];

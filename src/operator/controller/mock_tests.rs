@@ -37,6 +37,7 @@ fn config() -> Config {
         observe_pull_failures: false,
         max_concurrent_reconciles: MAX_CONCURRENT_RECONCILES,
         max_probe_jobs_in_flight: 0,
+        node_host_files: Default::default(),
     }
 }
 
@@ -962,6 +963,101 @@ fn node_proxy_is_passed_to_inherit_node_probes_only() {
             .clone()
             .unwrap();
         assert!(!args.contains(&"http://10.0.0.9:3128".to_string()));
+    }
+}
+
+/// Node probes mount containerd's host config, its drop-ins (proxy mode Inherit only) and the
+/// host's resolv.conf read-only, and use them; pod probes mount nothing of the host.
+#[test]
+fn node_probes_mount_the_host_files_read_only_pod_probes_none() {
+    let cfg = config();
+    let c = check(1, json!({}));
+    let spec = ValidSpec::parse(&c.spec).unwrap();
+    let jobs = plan_jobs(&c, &spec, &node_infos(), 1, &cfg);
+    assert!(jobs.iter().any(|(ctx, _)| *ctx == ProbeContext::Pod));
+    for (ctx, j) in &jobs {
+        let pod = j.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let container = &pod.containers[0];
+        let args = container.args.as_ref().unwrap().join(" ");
+        let host_paths: Vec<(String, Option<String>)> = pod
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| v.host_path.as_ref())
+            .map(|h| (h.path.clone(), h.type_.clone()))
+            .collect();
+        if *ctx == ProbeContext::Pod {
+            assert!(host_paths.is_empty(), "{host_paths:?}");
+            assert!(!args.contains("/host"), "{args}");
+            continue;
+        }
+        assert_eq!(
+            host_paths,
+            vec![
+                ("/etc/containerd/certs.d".to_string(), None),
+                ("/etc/systemd/system/containerd.service.d".to_string(), None),
+                ("/etc/resolv.conf".to_string(), Some("File".to_string())),
+            ]
+        );
+        let mounts = container.volume_mounts.as_ref().unwrap();
+        assert_eq!(mounts.len(), 3);
+        assert!(
+            mounts
+                .iter()
+                .all(|m| m.read_only == Some(true) && m.mount_path.starts_with("/host/"))
+        );
+        for want in [
+            "--containerd-config-dir /host/etc/containerd/certs.d --host-root /host",
+            "--runtime-proxy-from /host/etc/systemd/system/containerd.service.d",
+            "--host-resolv-conf /host/etc/resolv.conf",
+        ] {
+            assert!(args.contains(want), "{want} in {args}");
+        }
+    }
+    // Proxy mode None: containerd's drop-ins do not matter, they are not mounted.
+    let mut none = c.clone();
+    none.spec.proxy.mode = ProxyMode::None;
+    let (_, j) = plan_jobs(
+        &none,
+        &ValidSpec::parse(&none.spec).unwrap(),
+        &node_infos(),
+        1,
+        &cfg,
+    )
+    .remove(0);
+    let pod = j.spec.unwrap().template.spec.unwrap();
+    let paths: Vec<String> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| v.host_path.as_ref().map(|h| h.path.clone()))
+        .collect();
+    assert_eq!(paths, ["/etc/containerd/certs.d", "/etc/resolv.conf"]);
+    assert!(
+        !pod.containers[0]
+            .args
+            .as_ref()
+            .unwrap()
+            .contains(&"--runtime-proxy-from".to_string())
+    );
+    // Everything disabled: nothing of the host is mounted.
+    let mut off = cfg.clone();
+    off.node_host_files = jobs::NodeHostFiles {
+        containerd_config_dir: None,
+        containerd_dropin_dir: None,
+        resolv_conf: None,
+    };
+    for (_, j) in plan_jobs(&c, &spec, &node_infos(), 1, &off) {
+        let pod = j.spec.unwrap().template.spec.unwrap();
+        assert!(pod.volumes.iter().flatten().all(|v| v.host_path.is_none()));
+        assert!(
+            !pod.containers[0]
+                .args
+                .as_ref()
+                .unwrap()
+                .join(" ")
+                .contains("/host")
+        );
     }
 }
 

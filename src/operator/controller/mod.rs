@@ -161,6 +161,8 @@ pub struct Config {
     /// Most probe Jobs and pull canaries unfinished at once over all checks (0: no cap);
     /// [`Context::reserve`].
     pub max_probe_jobs_in_flight: usize,
+    /// The host files node probes mount read-only (`--node-containerd-config-dir`, ...).
+    pub node_host_files: jobs::NodeHostFiles,
 }
 
 /// Default of [`Config::node_cache_ttl`]: checks that start within this long of each other
@@ -1061,6 +1063,19 @@ pub fn stamp_job(
     }
     if let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
         pod.affinity = Some(jobs::arch_affinity(&cfg.probe_image_platforms));
+        if context == ProbeContext::Node {
+            let (volumes, mounts, args) =
+                jobs::host_files(&cfg.node_host_files, inherit_node_proxy);
+            if !volumes.is_empty() {
+                pod.volumes.get_or_insert_with(Vec::new).extend(volumes);
+            }
+            if let Some(c) = pod.containers.first_mut() {
+                if !mounts.is_empty() {
+                    c.volume_mounts.get_or_insert_with(Vec::new).extend(mounts);
+                }
+                c.args.get_or_insert_with(Vec::new).extend(args);
+            }
+        }
     }
     job
 }
