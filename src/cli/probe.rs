@@ -898,6 +898,8 @@ mod tests {
                 })
                 .collect(),
             tls: Some(TlsEvidence {
+                peer: None,
+                small_mss_retry: None,
                 outcome: TlsOutcome::UntrustedIssuer,
                 subject: Some(format!("CN={}", "s".repeat(1000))),
                 issuer: Some(format!("CN={}", "i".repeat(1000))),
@@ -978,11 +980,13 @@ mod tests {
             context: Some(ProbeContext::Node),
             node: Some("aks-nodepool1-12345678-vmss000000".into()),
             evidence: Evidence {
+                ip_family: None,
                 registry: "myreg.azurecr.io".into(),
                 expect: Expect::Private,
                 egress_ips: Vec::new(),
                 endpoints: endpoints.clone(),
                 pull: Some(PullEvidence {
+                    blob_small_mss_retry: None,
                     image: format!("library/{}:v1", "a".repeat(300)),
                     credentials: true,
                     token: step(text),

@@ -300,6 +300,7 @@ pub(crate) async fn pull_sharing(
         blob: skipped(),
         blob_digest: None,
         blob_size: None,
+        blob_small_mss_retry: None,
         redirects: vec![],
         failed_host: None,
     };
