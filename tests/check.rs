@@ -1462,3 +1462,32 @@ fn bad_input_egress_ip() {
         "127.0.0.1",
     );
 }
+
+#[test]
+fn bad_input_ip_family() {
+    assert_bad_input(None, &["--ip-family", "both"], "--ip-family", "both");
+}
+
+/// The loopback registry has an A record only: an IPv6-only client has nothing to dial, a
+/// dual-stack one works over IPv4 (an Info finding), an IPv4 one sees nothing to report; the
+/// TLS evidence names the address (and so the family) the handshake used.
+#[test]
+fn ip_family_against_a_registry_with_an_a_record_only() {
+    let w = world(|r, _, _| r);
+    let run = w.run(&["--ip-family", "ipv6"]);
+    let j = expect_primary(
+        &run,
+        1,
+        "RegistryLacksIPv6",
+        &[REGISTRY, "127.0.0.1", "no AAAA record"],
+    );
+    assert_field(&j, "/ipFamily", "IPv6", &run);
+    assert!(j["endpoints"][0].get("tcp").is_none(), "{}", run.dump());
+    let run = w.run(&["--ip-family", "dual"]);
+    let j = expect_primary(&run, 0, "RegistryLacksIPv6", &["dual-stack"]);
+    assert_field(&j, "/verdict", "Healthy", &run);
+    let peer = format!("127.0.0.1:{}", w.reg.port());
+    assert_field(&j, "/endpoints/0/tls/peer", &peer, &run);
+    let run = w.run(&["--ip-family", "ipv4"]);
+    expect_primary(&run, 0, "Healthy", &[REGISTRY]);
+}

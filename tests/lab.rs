@@ -34,6 +34,10 @@ const PUB_LOGIN: &str = "203.0.113.10";
 const PUB_DATA: &str = "203.0.113.11";
 const PRIV_LOGIN: &str = "10.2.0.10";
 const STALE: &str = "10.2.0.99";
+/// The lab's IPv6 (ULA) addresses of the login server, data endpoint and resolver.
+const PUB_LOGIN6: &str = "fd00:2::10";
+const PUB_DATA6: &str = "fd00:2::11";
+const DNS6: &str = "fd00:2::53";
 /// The address the lab's registry names in scenario registry-denied-nat-ip (`NAT_SEEN_IP`).
 const NAT_SEEN: &str = "198.51.100.77";
 /// The registry mirror of the containerd scenarios (`MIRROR`, `MIRROR_IP`).
@@ -177,6 +181,150 @@ fn fqdn_firewall_resets_after_client_hello() {
     let lab = lab!("sni-reset");
     let r = lab.check(&[REGISTRY, "--timeout", "3s"]);
     r.expect("TLSResetAfterClientHello", &[REGISTRY, PUB_LOGIN]);
+}
+
+/// A router between client and server forwards toward the client with MTU 1280 and drops the
+/// ICMP "fragmentation needed" it would send: the login server's certificate flight (a large
+/// chain) never arrives, while the data endpoint's small one does. The handshake retried on a
+/// connection announcing MSS 536 completes: a path-MTU black hole, not a firewall.
+fn path_mtu_black_hole() {
+    let lab = lab!("mtu-black-hole");
+    let r = lab.check(&[REGISTRY, "--region", "eastus", "--timeout", "6s"]);
+    r.expect(
+        "PathMTUBlackHole",
+        &[REGISTRY, PUB_LOGIN, "MSS 536", "fragmentation needed"],
+    );
+    let tls = &r.endpoint(REGISTRY)["tls"];
+    assert_eq!(tls["outcome"], "Timeout", "{}", r.pretty());
+    assert_eq!(tls["peer"], format!("{PUB_LOGIN}:443"), "{}", r.pretty());
+    assert_eq!(tls["smallMssRetry"]["mss"], 536, "{}", r.pretty());
+    assert_eq!(tls["smallMssRetry"]["completed"], true, "{}", r.pretty());
+    assert_eq!(tls["smallMssRetry"]["tls"], "Verified", "{}", r.pretty());
+    // Small packets pass the same router: the data endpoint's handshake (one small
+    // certificate) completes at the normal MSS.
+    assert_eq!(
+        r.endpoint(DATA)["tls"]["outcome"],
+        "Verified",
+        "{}",
+        r.pretty()
+    );
+    r.expect_within(Duration::from_secs(6));
+}
+
+/// The same server and chain, but a firewall silently drops the ClientHello naming the
+/// registry: the small-MSS retry stalls too, and the reason stays the firewall's.
+fn firewall_drop_of_the_handshake_is_not_an_mtu_problem() {
+    let lab = lab!("sni-drop");
+    let r = lab.check(&[REGISTRY, "--timeout", "6s"]);
+    r.expect(
+        "TLSHandshakeTimeout",
+        &[REGISTRY, PUB_LOGIN, "MSS 536 stalled too"],
+    );
+    let retry = &r.endpoint(REGISTRY)["tls"]["smallMssRetry"];
+    assert_eq!(retry["completed"], false, "{}", r.pretty());
+    assert!(!r.reasons().contains(&"PathMTUBlackHole"), "{}", r.pretty());
+    r.expect_within(Duration::from_secs(6));
+}
+
+/// Dual-stack lab: the registry has A and AAAA records, HTTPS over IPv6 is dropped, IPv4
+/// works. A warning, and the evidence shows which family each phase used.
+fn ipv6_path_broken_while_ipv4_works() {
+    let lab = lab!("ipv6-path-broken");
+    let r = lab.check(&[REGISTRY, "--ip-family", "dual", "--timeout", "4s"]);
+    r.expect(
+        "IPv6PathBroken",
+        &[REGISTRY, &format!("[{PUB_LOGIN6}]:443"), PUB_LOGIN],
+    );
+    assert_eq!(r.json["verdict"], "Degraded", "{}", r.pretty());
+    assert_eq!(r.json["ipFamily"], "Dual", "{}", r.pretty());
+    let ep = r.endpoint(REGISTRY);
+    let ips: Vec<&str> = ep["dns"]["system"]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["ip"].as_str())
+        .collect();
+    assert!(
+        ips.contains(&PUB_LOGIN) && ips.contains(&PUB_LOGIN6),
+        "A and AAAA: {ips:?}\n{}",
+        r.pretty()
+    );
+    let tcp = ep["tcp"].as_array().unwrap();
+    let outcome = |addr: &str| {
+        tcp.iter()
+            .find(|t| t["address"] == addr)
+            .map(|t| t["outcome"].clone())
+    };
+    assert_eq!(
+        outcome(&format!("[{PUB_LOGIN6}]:443")),
+        Some("Timeout".into()),
+        "{}",
+        r.pretty()
+    );
+    assert_eq!(
+        outcome(&format!("{PUB_LOGIN}:443")),
+        Some("Connected".into()),
+        "{}",
+        r.pretty()
+    );
+    assert_eq!(
+        ep["tls"]["peer"],
+        format!("{PUB_LOGIN}:443"),
+        "{}",
+        r.pretty()
+    );
+    assert_eq!(ep["tls"]["outcome"], "Verified", "{}", r.pretty());
+}
+
+/// An IPv6-only client (no IPv4 address; its resolver answers over IPv6) and a registry with
+/// A records only.
+fn ipv6_only_client_and_registry_without_aaaa() {
+    let lab = lab!("ipv6-only-no-aaaa");
+    let r = lab.check(&[REGISTRY, "--ip-family", "ipv6", "--timeout", "4s"]);
+    r.expect(
+        "RegistryLacksIPv6",
+        &[REGISTRY, PUB_LOGIN, "no AAAA record"],
+    );
+    assert_eq!(r.json["verdict"], "Unreachable", "{}", r.pretty());
+    let ep = r.endpoint(REGISTRY);
+    assert_eq!(
+        ep["dns"]["system"]["answeredBy"],
+        format!("[{DNS6}]:53"),
+        "{}",
+        r.pretty()
+    );
+    assert!(
+        ep.get("tcp").is_none(),
+        "no IPv4 address dialled\n{}",
+        r.pretty()
+    );
+}
+
+/// The same IPv6-only client and a registry with AAAA records: the pull works over IPv6.
+fn ipv6_only_client_pulls_over_ipv6() {
+    let lab = lab!("ipv6-only");
+    let r = lab.check(&[
+        REGISTRY,
+        "--ip-family",
+        "ipv6",
+        "--region",
+        "eastus",
+        "--image",
+        IMAGE,
+    ]);
+    r.expect_healthy();
+    assert_eq!(
+        r.endpoint(REGISTRY)["tls"]["peer"],
+        format!("[{PUB_LOGIN6}]:443"),
+        "{}",
+        r.pretty()
+    );
+    assert_eq!(
+        r.endpoint(DATA)["tls"]["peer"],
+        format!("[{PUB_DATA6}]:443"),
+        "{}",
+        r.pretty()
+    );
 }
 
 fn tls_inspection_presents_another_ca() {
@@ -920,6 +1068,23 @@ fn main() {
         (
             "fqdn_firewall_resets_after_client_hello",
             fqdn_firewall_resets_after_client_hello,
+        ),
+        ("path_mtu_black_hole", path_mtu_black_hole),
+        (
+            "firewall_drop_of_the_handshake_is_not_an_mtu_problem",
+            firewall_drop_of_the_handshake_is_not_an_mtu_problem,
+        ),
+        (
+            "ipv6_path_broken_while_ipv4_works",
+            ipv6_path_broken_while_ipv4_works,
+        ),
+        (
+            "ipv6_only_client_and_registry_without_aaaa",
+            ipv6_only_client_and_registry_without_aaaa,
+        ),
+        (
+            "ipv6_only_client_pulls_over_ipv6",
+            ipv6_only_client_pulls_over_ipv6,
         ),
         (
             "tls_inspection_presents_another_ca",

@@ -88,6 +88,12 @@ pub struct TargetArgs {
     /// list): a registry denial naming another address points at the wrong NAT or firewall
     #[arg(long = "egress-ip", value_name = "IP|CIDR")]
     pub egress_ips: Vec<String>,
+    /// The address families a client here can use: ipv4, ipv6 or dual. Only that family's
+    /// addresses are dialled; an IPv6 or dual-stack client reports a registry without AAAA
+    /// records (RegistryLacksIPv6) and a dual-stack one an IPv6 path that fails while IPv4
+    /// works (IPv6PathBroken). Default: unknown (every address is dialled)
+    #[arg(long = "ip-family", value_name = "FAMILY")]
+    pub ip_family: Option<String>,
     /// Pull the smallest blob of this image: REPO:TAG or REPO@sha256:...
     #[arg(long, value_name = "REPO:TAG")]
     pub image: Option<String>,
@@ -144,6 +150,7 @@ impl TargetArgs {
             hosts_file: self.hosts_file.clone(),
             expect: self.expect.clone(),
             egress_ips: self.egress_ips.clone(),
+            ip_family: self.ip_family.clone(),
             proxy: self.proxy.clone(),
             no_proxy: self.no_proxy,
             ca_files: self.ca_files.clone(),

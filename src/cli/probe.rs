@@ -109,6 +109,16 @@ fn validate_node(node: &str) -> Result<(), InputError> {
     }
 }
 
+/// A node probe's address family without `--ip-family`, from the node's own addresses (the
+/// controller passes the Node's InternalIP/ExternalIP of both families): an IPv6-only or
+/// dual-stack node declares it, so that a registry without AAAA or a broken IPv6 path is
+/// named. A node listing IPv4 addresses only stays undeclared (every address is dialled, as
+/// before): its address list does not prove the host has no IPv6.
+fn node_family(ips: &[IpAddr]) -> Option<crate::engine::evidence::IpFamily> {
+    use crate::engine::evidence::IpFamily;
+    IpFamily::of_addresses(ips).filter(|f| *f != IpFamily::Ipv4)
+}
+
 /// The node's own addresses: every `--node-ip` and every entry of `REGCHECK_NODE_IPS`.
 fn node_ips(
     args: &ProbeArgs,
@@ -196,6 +206,9 @@ pub fn prepare(
     };
     // NO_PROXY is parsed like Go does (malformed entries ignored), so it never fails here.
     let mut check = check::prepare(&input, proxy_env)?;
+    if check.config.ip_family.is_none() && args.context == ProbeContext::Node {
+        check.config.ip_family = node_family(&node_ips);
+    }
     check.config.policy = TargetPolicy::in_cluster(node_ips);
     Ok(PreparedProbe {
         check,
@@ -582,6 +595,39 @@ mod tests {
 
     fn parse(argv: &[&str]) -> ProbeArgs {
         ProbeArgs::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+    }
+
+    /// A node probe declares its family from the node's own addresses (both families: dual;
+    /// IPv6 only: ipv6); IPv4 only, a pod probe, or an explicit --ip-family leave it as given.
+    #[test]
+    fn node_probe_family_comes_from_the_node_addresses() {
+        use crate::engine::evidence::IpFamily;
+        let files = PodFiles::new();
+        let family = |context: &str, extra: &[&str]| {
+            let mut v = vec![
+                "probe",
+                "--registry",
+                "myreg.azurecr.io",
+                "--context",
+                context,
+            ];
+            v.extend_from_slice(extra);
+            let mut a = parse(&v);
+            files.apply(&mut a);
+            prepare(&a, env_of(&[])).unwrap().check.config.ip_family
+        };
+        let dual = ["--node-ip", "10.224.0.4", "--node-ip", "fd00:10:224::4"];
+        assert_eq!(family("node", &dual), Some(IpFamily::Dual));
+        assert_eq!(
+            family("node", &["--node-ip", "fd00:10:224::4"]),
+            Some(IpFamily::Ipv6)
+        );
+        assert_eq!(family("node", &["--node-ip", "10.224.0.4"]), None);
+        assert_eq!(family("node", &[]), None);
+        assert_eq!(family("pod", &dual), None);
+        let mut explicit = dual.to_vec();
+        explicit.extend(["--ip-family", "ipv4"]);
+        assert_eq!(family("node", &explicit), Some(IpFamily::Ipv4));
     }
 
     /// The host files a node probe Job mounts (`jobs::host_files`): a host without containerd's
@@ -1087,6 +1133,8 @@ mod tests {
                 })
                 .collect(),
             tls: Some(TlsEvidence {
+                peer: None,
+                small_mss_retry: None,
                 outcome: TlsOutcome::UntrustedIssuer,
                 subject: Some(format!("CN={}", "s".repeat(1000))),
                 issuer: Some(format!("CN={}", "i".repeat(1000))),
@@ -1167,6 +1215,7 @@ mod tests {
             context: Some(ProbeContext::Node),
             node: Some("aks-nodepool1-12345678-vmss000000".into()),
             evidence: Evidence {
+                ip_family: None,
                 registry: "myreg.azurecr.io".into(),
                 expect: Expect::Private,
                 egress_ips: Vec::new(),

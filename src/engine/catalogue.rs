@@ -13,7 +13,8 @@ use crate::engine::evidence::Role;
 use crate::engine::findings::{Cause, Finding, Severity};
 use serde::{Deserialize, Serialize};
 
-/// Documentation pages (all from the field guide).
+/// Documentation pages (from the field guide; the MTU and dual-stack pages for the path-MTU
+/// and IPv6 reasons).
 pub mod links {
     pub const FIREWALL_RULES: &str = "https://learn.microsoft.com/azure/container-registry/container-registry-firewall-access-rules";
     pub const AKS_EGRESS: &str =
@@ -40,6 +41,9 @@ pub mod links {
         "https://learn.microsoft.com/azure/aks/cluster-container-registry-integration";
     pub const AKS_CUSTOM_CA: &str =
         "https://learn.microsoft.com/azure/aks/custom-certificate-authority";
+    pub const VNET_TCPIP_TUNING: &str = "https://learn.microsoft.com/azure/virtual-network/virtual-network-tcpip-performance-tuning";
+    pub const AKS_DUAL_STACK: &str =
+        "https://learn.microsoft.com/azure/aks/configure-kubenet-dual-stack";
     pub const K8S_CRD_VALIDATION: &str = "https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#validation";
 }
 
@@ -313,6 +317,18 @@ catalogue! {
         remediation: "Add the data endpoint's A record (`<reg>.<region>.data`) to the privatelink.azurecr.io zone for every replica region — recreate the private endpoint's DNS zone group so records are managed automatically — and make sure the zone is linked to the cluster VNet. With a custom DNS server, forward azurecr.io to 168.63.129.16.",
         docs: &[PRIVATE_LINK],
     },
+    RegistryLacksIPv6 => Entry {
+        phase: Phase::Dns,
+        cause: Cause::VirtualNetworkConfiguration,
+        code: Some("CONNECTIVITY_DNS_ERROR"),
+        severity: Severity::Error,
+        condition: Some(StatusCondition::DnsResolved),
+        blocks_api: true,
+        summary: "The client can use IPv6 (an IPv6-only or dual-stack node, `--ip-family`) but the host has no AAAA record: an IPv6-only node cannot reach it at all (an Error), a dual-stack node reaches it over IPv4 only (Info).",
+        field_symptom: "On an IPv6-only node: `dial tcp <ipv4>:443: connect: network is unreachable`, `Address family for hostname not supported` (kyverno#13257: ghcr.io has no AAAA; k3s#5849 and k3s#5921: docker.io, github.com).",
+        remediation: "Give IPv6-only node pools a path to IPv4-only registries: DNS64 with a NAT64 gateway (the AAAA answers are then synthesised in 64:ff9b::/96), a pull-through mirror reachable over IPv6 (containerd hosts.toml), or dual-stack nodes; or use a registry endpoint that publishes AAAA records.",
+        docs: &[AKS_DUAL_STACK, AKS_EGRESS],
+    },
     ConnectionTimedOut => Entry {
         phase: Phase::Tcp,
         cause: Cause::ClientFirewallOrProxy,
@@ -324,6 +340,18 @@ catalogue! {
         field_symptom: "`dial tcp <ip>:443: i/o timeout`, `Client.Timeout exceeded while awaiting headers` or `context deadline exceeded`.",
         remediation: "Allow TCP 443 from the node subnet to the registry's login server and data endpoints (`az acr show-endpoints -n <reg>`) in the NSG, Azure Firewall / network virtual appliance application rules, and route table (UDR). For a private endpoint address, check VNet peering and the routes to the private endpoint's subnet.",
         docs: &[FIREWALL_RULES, AKS_EGRESS],
+    },
+    IPv6PathBroken => Entry {
+        phase: Phase::Tcp,
+        cause: Cause::VirtualNetworkConfiguration,
+        code: None,
+        severity: Severity::Warning,
+        condition: Some(StatusCondition::RegistryReachable),
+        blocks_api: false,
+        summary: "The host has AAAA records and the node has IPv6, but connections over IPv6 fail while IPv4 works: clients that fall back (Go's dialer, containerd's happy eyeballs) only get slower, clients that do not fail.",
+        field_symptom: "Pulls work but hang a few hundred milliseconds to seconds per connection; other tools fail with `dial tcp [<ipv6>]:443: i/o timeout` or `connect: network is unreachable` (docker/hub-feedback#2165: `dial tcp [2600:1f18:...]:443` once the registry turned dual-stack).",
+        remediation: "Fix the IPv6 egress path (IPv6 default route, NSG/firewall rules for IPv6, the NAT or egress gateway's IPv6 support), or, until it works, keep the node from using IPv6 for the registry: a single-stack IPv4 node pool, or a resolver that does not return AAAA for the registry.",
+        docs: &[AKS_DUAL_STACK, FIREWALL_RULES],
     },
     ConnectionRefused => Entry {
         phase: Phase::Tcp,
@@ -384,6 +412,18 @@ catalogue! {
         field_symptom: "`net/http: TLS handshake timeout`.",
         remediation: "Check the firewall or proxy on the path for TLS inspection or filtering rules that hold the connection; exempt the registry's login server and data endpoints from inspection, or allow them in the FQDN rules.",
         docs: &[HEALTH_ERRORS, FIREWALL_RULES],
+    },
+    PathMTUBlackHole => Entry {
+        phase: Phase::Tls,
+        cause: Cause::VirtualNetworkConfiguration,
+        code: Some("CONNECTIVITY_SSL_ERROR"),
+        severity: Severity::Error,
+        condition: Some(StatusCondition::TlsVerified),
+        blocks_api: true,
+        summary: "Full-size packets from the server are lost on the way while small ones pass: a tunnel, VPN, overlay or network appliance lowers the MTU and the ICMP \"fragmentation needed\" messages that would tell the server are dropped. The handshake stalls on the server's certificate flight but completes on a connection that announces a small MSS.",
+        field_symptom: "`net/http: TLS handshake timeout` or pulls that hang mid-layer, while `curl` of small URLs and pings work; lowering the interface MTU or clamping the MSS makes it work (overlock#463, concourse#551).",
+        remediation: "Clamp the TCP MSS to the path MTU where traffic enters the smaller link (`iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu` on the router, VPN or NVA), allow ICMP type 3 code 4 (\"fragmentation needed\"; ICMPv6 type 2 \"packet too big\") through NSGs and firewalls back to the nodes, and set the overlay or tunnel MTU (CNI, VPN gateway, WireGuard) below the underlay's MTU minus its encapsulation.",
+        docs: &[VNET_TCPIP_TUNING, FIREWALL_RULES],
     },
     TLSInterception => Entry {
         phase: Phase::Tls,
@@ -1160,7 +1200,7 @@ mod tests {
             _ => 0,
         };
         assert_eq!(Reason::ALL.iter().map(|r| count(*r)).sum::<i32>(), 2);
-        assert_eq!(Reason::ALL.len(), 55);
+        assert_eq!(Reason::ALL.len(), 58);
     }
 
     #[test]

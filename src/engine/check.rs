@@ -4,7 +4,7 @@
 //! sent on the network (exit code 2).
 
 use crate::engine::authparse::{Credentials, parse_docker_config};
-use crate::engine::evidence::{Expect, Role};
+use crate::engine::evidence::{Expect, IpFamily, Role};
 use crate::engine::findings::Report;
 use crate::engine::inputs::{self, Endpoint, InputError, InputFields, PlanInput};
 use crate::engine::probe::{self, ProbeConfig, TargetPolicy, dns, net::Trust};
@@ -25,6 +25,8 @@ pub struct CheckInput {
     pub expect: String,
     /// `--egress-ip`: expected egress addresses or CIDRs (repeatable, or comma lists).
     pub egress_ips: Vec<String>,
+    /// `--ip-family`: ipv4, ipv6 or dual; absent: unknown.
+    pub ip_family: Option<String>,
     /// `--proxy URL`: overrides the environment.
     pub proxy: Option<String>,
     /// `--no-proxy`: never use a proxy.
@@ -118,6 +120,14 @@ pub fn prepare(
         )
     })?;
     let egress_ips = crate::engine::denial::parse_egress_ips("--egress-ip", &input.egress_ips)?;
+    let ip_family = input
+        .ip_family
+        .as_deref()
+        .map(|f| {
+            f.parse::<IpFamily>()
+                .map_err(|_| InputError::new("--ip-family", f, "is not one of ipv4, ipv6, dual"))
+        })
+        .transpose()?;
     let pod_resolv =
         dns::parse_resolv_conf(&read_file("--resolv-conf", &input.resolv_conf, 1 << 20)?);
     let (resolv, kubelet_resolv, resolvers) = match &input.host_resolv_conf {
@@ -265,6 +275,7 @@ pub fn prepare(
             timeout,
             expect,
             egress_ips,
+            ip_family,
             image,
             credentials,
         },

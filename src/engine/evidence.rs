@@ -223,6 +223,15 @@ pub enum TlsOutcome {
 #[serde(rename_all = "camelCase")]
 pub struct TlsEvidence {
     pub outcome: TlsOutcome,
+    /// The address the handshake went over (absent through a proxy: the tunnel's far end is
+    /// the proxy's business). Its family is the family TLS and HTTP used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<SocketAddr>,
+    /// A handshake that timed out is tried once more on a new connection that announces a
+    /// small MSS (`TCP_MAXSEG`): if that one completes, full-size packets from the server are
+    /// lost on the way (a path-MTU black hole), not the handshake filtered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub small_mss_retry: Option<MssRetry>,
     /// Subject of the end-entity certificate presented (also when verification failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
@@ -232,6 +241,89 @@ pub struct TlsEvidence {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub ms: u64,
+}
+
+/// The MSS a retry announces: IPv4's minimum datagram (576) minus 40 bytes of headers, so
+/// every segment the server sends fits through any link that forwards IPv4 at all.
+pub const SMALL_MSS: u32 = 536;
+
+/// One retry with a small MSS (after a stalled handshake or blob download).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MssRetry {
+    /// The MSS the retry's connection announced.
+    pub mss: u32,
+    /// The retry completed (the handshake verified, or the blob arrived in full).
+    pub completed: bool,
+    /// How the retry's handshake ended (`Timeout` again: the handshake is held, not lost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsOutcome>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub ms: u64,
+}
+
+/// The address families a client on this machine can use (`--ip-family`; the operator derives
+/// it from the node's `status.addresses`). Unknown when not given: then every resolved address
+/// is dialled and no family-specific reason is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IpFamily {
+    #[serde(rename = "IPv4")]
+    Ipv4,
+    #[serde(rename = "IPv6")]
+    Ipv6,
+    #[serde(rename = "Dual")]
+    Dual,
+}
+
+impl IpFamily {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ipv4 => "ipv4",
+            Self::Ipv6 => "ipv6",
+            Self::Dual => "dual",
+        }
+    }
+    /// Whether a client of this family dials `ip`.
+    pub fn dials(self, ip: IpAddr) -> bool {
+        match self {
+            Self::Dual => true,
+            Self::Ipv4 => ip.is_ipv4() || ip_family_of(ip) == "IPv4",
+            Self::Ipv6 => ip.is_ipv6() && ip_family_of(ip) == "IPv6",
+        }
+    }
+    /// The family of a set of a node's own addresses: both families is `Dual`; none is unknown.
+    pub fn of_addresses(ips: &[IpAddr]) -> Option<Self> {
+        let v4 = ips.iter().any(|ip| ip_family_of(*ip) == "IPv4");
+        let v6 = ips.iter().any(|ip| ip_family_of(*ip) == "IPv6");
+        match (v4, v6) {
+            (true, true) => Some(Self::Dual),
+            (true, false) => Some(Self::Ipv4),
+            (false, true) => Some(Self::Ipv6),
+            (false, false) => None,
+        }
+    }
+}
+
+impl std::str::FromStr for IpFamily {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "ipv4" => Ok(Self::Ipv4),
+            "ipv6" => Ok(Self::Ipv6),
+            "dual" => Ok(Self::Dual),
+            _ => Err(format!("'{s}' is not one of ipv4, ipv6, dual")),
+        }
+    }
+}
+
+/// `IPv4` or `IPv6`; an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is IPv4 on the wire.
+pub fn ip_family_of(ip: IpAddr) -> &'static str {
+    match ip {
+        IpAddr::V4(_) => "IPv4",
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => "IPv4",
+        IpAddr::V6(_) => "IPv6",
+    }
 }
 
 /// How the `GET /v2/` exchange ended.
@@ -478,6 +570,9 @@ pub struct Evidence {
     /// another address means the traffic leaves through the wrong NAT, firewall or node pool.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub egress_ips: Vec<String>,
+    /// The address families a client here can use (`--ip-family`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_family: Option<IpFamily>,
     pub endpoints: Vec<EndpointEvidence>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull: Option<PullEvidence>,

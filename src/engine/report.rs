@@ -5,7 +5,7 @@
 
 use crate::engine::evidence::{
     DnsAnswer, DnsOutcome, EndpointEvidence, HttpOutcome, ProxyOutcome, PullOutcome, PullStep,
-    Role, TcpOutcome, TlsOutcome,
+    Role, TcpOutcome, TlsOutcome, ip_family_of,
 };
 use crate::engine::findings::{Finding, Report, Severity, Verdict};
 use crate::engine::text;
@@ -53,6 +53,9 @@ fn compact_endpoint(e: &mut EndpointEvidence) {
     }
     if let Some(t) = &mut e.tls {
         text::clip_opt(&mut t.error, COMPACT_ERROR_CHARS);
+        if let Some(r) = &mut t.small_mss_retry {
+            text::clip_opt(&mut r.error, COMPACT_ERROR_CHARS);
+        }
     }
     if let Some(h) = &mut e.http {
         text::clip_opt(&mut h.error, COMPACT_ERROR_CHARS);
@@ -157,7 +160,18 @@ fn dns_detail(a: &DnsAnswer) -> String {
     let addrs = a
         .addresses
         .iter()
-        .map(|ad| format!("{} ({:?})", ad.ip, ad.class).to_lowercase())
+        .map(|ad| {
+            let record = if ip_family_of(ad.ip) == "IPv6" {
+                "AAAA"
+            } else {
+                "A"
+            };
+            format!(
+                "{} ({record}, {})",
+                ad.ip,
+                format!("{:?}", ad.class).to_lowercase()
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
     let chain = if a.cnames.is_empty() {
@@ -261,7 +275,7 @@ fn endpoint_rows(e: &EndpointEvidence, rows: &mut Vec<Row>) {
             format!("{:?}", t.outcome),
             Some(t.ms),
             join_details(vec![
-                t.address.to_string(),
+                format!("{} {}", ip_family_of(t.address.ip()), t.address),
                 t.error.clone().unwrap_or_default(),
             ]),
             match t.outcome {
@@ -276,6 +290,9 @@ fn endpoint_rows(e: &EndpointEvidence, rows: &mut Vec<Row>) {
             format!("{:?}", t.outcome),
             Some(t.ms),
             join_details(vec![
+                t.peer
+                    .map(|p| format!("over {} {p}", ip_family_of(p.ip())))
+                    .unwrap_or_default(),
                 t.issuer
                     .as_ref()
                     .map(|i| format!("issuer {i}"))
@@ -288,6 +305,27 @@ fn endpoint_rows(e: &EndpointEvidence, rows: &mut Vec<Row>) {
                 Status::Err
             },
         ));
+        if let Some(r) = &t.small_mss_retry {
+            rows.push(row(
+                "tls",
+                if r.completed {
+                    "SmallMSSCompleted".into()
+                } else {
+                    "SmallMSSStalled".into()
+                },
+                Some(r.ms),
+                join_details(vec![
+                    format!("retry on a new connection announcing MSS {}", r.mss),
+                    r.tls.map(|o| format!("{o:?}")).unwrap_or_default(),
+                    r.error.clone().unwrap_or_default(),
+                ]),
+                if r.completed {
+                    Status::Warn
+                } else {
+                    Status::Err
+                },
+            ));
+        }
     }
     if let Some(h) = &e.http {
         let (result, status) = match (h.outcome, h.status) {
@@ -762,6 +800,8 @@ mod tests {
             proxy: None,
             tcp: vec![tcp("20.61.99.200:443", TcpOutcome::Connected, 21)],
             tls: Some(TlsEvidence {
+                peer: None,
+                small_mss_retry: None,
                 outcome: TlsOutcome::Verified,
                 subject: Some("CN=*.azurecr.io".into()),
                 issuer: Some("CN=Microsoft Azure RSA TLS Issuing CA 03, O=Microsoft Corporation".into()),
@@ -813,6 +853,8 @@ mod tests {
                 if ok { 3 } else { 5000 },
             )],
             tls: ok.then(|| TlsEvidence {
+                peer: None,
+                small_mss_retry: None,
                 outcome: TlsOutcome::Verified,
                 subject: Some("CN=*.westeurope.data.azurecr.io".into()),
                 issuer: Some("CN=Microsoft Azure RSA TLS Issuing CA 07".into()),
@@ -856,6 +898,7 @@ mod tests {
             context: None,
             node: None,
             evidence: Evidence {
+                ip_family: None,
                 registry: "contosoregistry.azurecr.io".into(),
                 expect: Expect::Private,
                 egress_ips: Vec::new(),
@@ -931,6 +974,39 @@ mod tests {
     }
 
     #[test]
+    fn table_shows_families_and_the_small_mss_retry() {
+        let mut report = realistic();
+        let e = &mut report.evidence.endpoints[0];
+        e.dns.system.addresses = vec![crate::engine::evidence::Address::new(
+            "2001:db8::5".parse().unwrap(),
+        )];
+        e.tcp = vec![tcp("[2001:db8::5]:443", TcpOutcome::Connected, 3)];
+        let t = e.tls.as_mut().unwrap();
+        t.outcome = TlsOutcome::Timeout;
+        t.peer = Some("[2001:db8::5]:443".parse().unwrap());
+        t.small_mss_retry = Some(crate::engine::evidence::MssRetry {
+            mss: 536,
+            completed: true,
+            tls: Some(TlsOutcome::Verified),
+            error: None,
+            ms: 14,
+        });
+        let table = render_table(&report, false);
+        for needle in [
+            "2001:db8::5 (AAAA, public)",
+            "IPv6 [2001:db8::5]:443",
+            "over IPv6 [2001:db8::5]:443",
+            "SmallMSSCompleted",
+            "retry on a new connection announcing MSS 536; Verified",
+        ] {
+            assert!(table.contains(needle), "{needle} missing:\n{table}");
+        }
+        // The retry survives the JSON round trip.
+        let back: Report = serde_json::from_str(&to_json(&report, false)).unwrap();
+        assert_eq!(back, report);
+    }
+
+    #[test]
     fn table_plain() {
         let report = realistic();
         let t = render_table(&report, false);
@@ -945,7 +1021,8 @@ mod tests {
         }
         // Details: addresses, CNAME chain, issuer, status, client IP.
         for needle in [
-            "20.61.99.200 (public), 20.61.99.201 (public)",
+            "20.61.99.200 (A, public), 20.61.99.201 (A, public)",
+            "IPv4 20.61.99.200:443",
             "cname contosoregistry.privatelink.azurecr.io -> westeurope.fe.azcr.io",
             "issuer CN=Microsoft Azure RSA TLS Issuing CA 07",
             "HTTP 403",

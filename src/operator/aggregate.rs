@@ -894,6 +894,7 @@ mod tests {
             context: None,
             node: None,
             evidence: Evidence {
+                ip_family: None,
                 registry: "r.azurecr.io".into(),
                 expect: Expect::Any,
                 egress_ips: Vec::new(),

@@ -429,6 +429,7 @@ fn kubelet_report(finding: Finding, verdict: Verdict, registry: &str, node: &str
             pull: None,
             ms: 0,
             egress_ips: Vec::new(),
+            ip_family: None,
             containerd: None,
             proxy_source: None,
             resolvers: None,

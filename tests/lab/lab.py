@@ -11,7 +11,10 @@ Subcommands:
 
 Topology (see README.md): two namespaces per lab, `rcl-ID-s` (servers) and `rcl-ID-c`
 (client), joined by one veth pair. Neither has a default route or any link to the host's
-network; server addresses live on the server namespace's loopback.
+network; server addresses live on the server namespace's loopback. Scenarios with a `router`
+put a third namespace, `rcl-ID-r`, between them (server - router - client), whose route
+toward the client has a smaller MTU and which drops its own ICMP "fragmentation needed": a
+path-MTU black hole. Scenarios with `ipv6` add ULA addresses (fd00::/8, inside the lab only).
 
 NETWORK SAFETY: every address used below exists only inside the lab's own namespaces.
 Nothing here sends a packet to any other host.
@@ -60,6 +63,18 @@ MIRROR_IP = "10.1.0.90"
 MIRROR_HTTP_PORT = 5000    # the plain-http mirror's port
 BROKEN_DNS_IP = "10.1.0.55"  # no DNS server listens here: a resolver that refuses
 
+# The router namespace's link to the server namespace (scenarios with a `router`).
+ROUTER_SERVER_IP, SERVER_ROUTER_IP = "10.255.0.1", "10.255.0.2"
+
+# IPv6 (scenarios with `ipv6`): unique local addresses that exist only inside the lab.
+CLIENT6_IP = "fd00:1::100"  # the node, on c0
+GW6_IP = "fd00:1::1"        # the server namespace's side of the veth pair
+DNS6_IP = "fd00:2::53"      # unbound
+PUB_LOGIN6_IP = "fd00:2::10"
+PUB_DATA6_IP = "fd00:2::11"
+SERVER6_ADDRS = [DNS6_IP, PUB_LOGIN6_IP, PUB_DATA6_IP]
+CLIENT6_ROUTES = ["fd00:2::/64"]
+
 SERVER_ADDRS = [DNS_IP, CUSTOM_DNS_IP, PROXY_IP, EOF_PROXY_IP,
                 PUB_LOGIN_IP, PUB_DATA_IP, PRIV_LOGIN_IP, PRIV_DATA_IP, MIRROR_IP, BROKEN_DNS_IP]
 CLIENT_ROUTES = ["10.2.0.0/16", "203.0.113.0/24", "198.51.100.0/24"]
@@ -86,7 +101,16 @@ SBIN = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
 #   mirror:   None | down (named in DNS, nothing listens) | own-ca (HTTPS with a certificate of
 #             its own CA, which only hosts.toml's `ca` trusts) | plain-http (HTTP on port 5000)
 #   fw:       firewall rules (see FIREWALL)
+#   fw6:      IPv6 firewall rules (see FIREWALL6), in the server namespace
 #   routes:   extra client routes (see ROUTES)
+#   router:   MTU of the router's route toward the client: a router namespace between server
+#             and client forwards with it and drops the ICMP "fragmentation needed" it would
+#             send back (a tunnel or NVA with a smaller MTU, and ICMP filtered)
+#   bigcert:  the login server presents a large chain (an intermediate CA and a leaf with many
+#             names, as real registry certificates have): its certificate flight spans several
+#             full-size packets
+#   ipv6:     dual-stack lab (ULA addresses); `aaaa` adds AAAA records for the login server and
+#             data endpoint; `v6only` leaves the client without IPv4 (its resolver is DNS6_IP)
 SCENARIOS = {
     "healthy-public": dict(dns="public"),
     "healthy-private": dict(dns="private"),
@@ -118,6 +142,13 @@ SCENARIOS = {
     "mirror-plain-http": dict(dns="public", mirror="plain-http"),
     "proxy-from-dropin": dict(dns="public", proxy="allow", fw=["direct-drop"]),
     "resolver-split": dict(dns="public"),
+    # Path-MTU black hole: small packets pass, the server's full-size ones are lost.
+    "mtu-black-hole": dict(dns="public", router=1280, bigcert=True),
+    # The same server, a firewall that silently drops the ClientHello naming the registry.
+    "sni-drop": dict(dns="public", fw=["sni-drop"], bigcert=True),
+    "ipv6-path-broken": dict(dns="public", ipv6=True, aaaa=True, fw6=["https-drop"]),
+    "ipv6-only-no-aaaa": dict(dns="public", ipv6=True, v6only=True),
+    "ipv6-only": dict(dns="public", ipv6=True, v6only=True, aaaa=True),
 }
 
 # Rules are added in the server namespace ("the network"): INPUT sees what the client sends
@@ -146,10 +177,20 @@ FIREWALL = {
         f"-A INPUT -i s0 -d {PUB_LOGIN_IP} -p tcp --dport 443 -j DROP",
         f"-A INPUT -i s0 -d {PUB_DATA_IP} -p tcp --dport 443 -j DROP",
     ],
+    # A firewall that silently drops (no reset) the ClientHello naming the registry.
+    "sni-drop": [
+        f"-A INPUT -i s0 -p tcp --dport 443 -m string --string {LOGIN} --algo bm -j DROP",
+    ],
     # The proxy (squid binds its outgoing connections to PROXY_IP) cannot reach private endpoints.
     "proxy-no-private": [
         f"-A OUTPUT -s {PROXY_IP} -d 10.2.0.0/16 -j REJECT --reject-with icmp-host-unreachable",
     ],
+}
+
+# ip6tables rules in the server namespace.
+FIREWALL6 = {
+    # The IPv6 path to the registry is broken: HTTPS over IPv6 is dropped, IPv4 is not.
+    "https-drop": ["-A INPUT -i s0 -p tcp --dport 443 -j DROP"],
 }
 
 # Routes added in the client namespace.
@@ -176,6 +217,10 @@ def run(cmd, check=True, ns=None, **kw):
 
 def names(lab_id):
     return f"rcl-{lab_id}-s", f"rcl-{lab_id}-c"
+
+
+def router_ns(lab_id):
+    return f"rcl-{lab_id}-r"
 
 
 def state_dir(lab_id):
@@ -255,10 +300,11 @@ def make_ca(d, name, cn, org):
             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
 
 
-def make_leaf(d, name, ca, host):
+def make_leaf(d, name, ca, host, extra_names=()):
+    sans = ",".join(f"DNS:{n}" for n in [host, *extra_names])
     write(os.path.join(d, f"{name}.ext"),
           f"basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-          f"extendedKeyUsage=serverAuth\nsubjectAltName=DNS:{host}\n")
+          f"extendedKeyUsage=serverAuth\nsubjectAltName={sans}\n")
     openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={host}", cwd=d)
     openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
@@ -274,6 +320,23 @@ def make_pki(d):
     # A TLS-inspecting middlebox re-signs with its own CA, which the client does not trust.
     make_ca(d, "mitm", "Contoso Inspection CA", "Contoso Firewall")
     make_leaf(d, "login-mitm", "mitm", LOGIN)
+    # A large chain for the login server (scenarios with `bigcert`): an intermediate CA and a
+    # leaf naming many hosts, as a registry's certificate for all its regions does. Served as
+    # leaf + intermediate, its certificate flight is several KB.
+    write(os.path.join(d, "inter.ext"),
+          "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n")
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "inter.key", "-out", "inter.csr",
+            "-subj", "/O=regcheck lab/CN=regcheck Lab Issuing CA 01", cwd=d)
+    openssl("x509", "-req", "-in", "inter.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-days", "30",
+            "-out", "inter.pem", "-extfile", "inter.ext", cwd=d)
+    regions = [f"*.r{i:03d}.{REGION}.data.azurecr.io" for i in range(120)]
+    make_leaf(d, "login-big", "inter", LOGIN, [f"*.{LOGIN}"] + regions)
+    with open(os.path.join(d, "login-big-chain.pem"), "w") as out:
+        for part in ("login-big.pem", "inter.pem"):
+            with open(os.path.join(d, part)) as f:
+                out.write(f.read())
     # The token server's signing key; the registry trusts its certificate (rootcertbundle).
     openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", "token.key", "-out", "token.pem", "-days", "30",
@@ -283,8 +346,9 @@ def make_pki(d):
 # ---------------------------------------------------------------------------------------------
 # DNS
 
-def zone_records(view):
-    """The records of the lab's one DNS 'internet' (a root zone), for a view."""
+def zone_records(view, aaaa=False):
+    """The records of the lab's one DNS 'internet' (a root zone), for a view; `aaaa` gives the
+    public login server and data endpoint IPv6 addresses too."""
     pe = view != "public"  # the registry has a private endpoint (privatelink CNAMEs)
     r = []
     if pe:
@@ -298,6 +362,9 @@ def zone_records(view):
                 f"eus-acr-data.trafficmanager.net. CNAME d0eus01.eastus.cloudapp.azure.com.",
                 f"d0eus01.eastus.cloudapp.azure.com. A {PUB_DATA_IP}"]
     r += pub_login + pub_data
+    if aaaa:
+        r += [f"r0eus01.eastus.cloudapp.azure.com. AAAA {PUB_LOGIN6_IP}",
+              f"d0eus01.eastus.cloudapp.azure.com. AAAA {PUB_DATA6_IP}"]
     if view in ("public", "public-pe"):
         first_login = f"{REG}.privatelink.azurecr.io." if pe else f"{LOGIN}."
         first_data = f"{REG}.{REGION}.data.privatelink.azurecr.io." if pe else f"{DATA}."
@@ -320,18 +387,19 @@ def zone_records(view):
     return r
 
 
-def start_unbound(sns, d, view):
+def start_unbound(sns, d, view, aaaa=False, ipv6=False):
     zone = ["$TTL 60",
             ". IN SOA ns.lab. hostmaster.lab. 1 3600 600 86400 60",
             ". IN NS ns.lab.",
             f"ns.lab. IN A {DNS_IP}"]
     zone += [" ".join([rec.split(" ", 1)[0], "IN", rec.split(" ", 1)[1]])
-             for rec in zone_records(view)]
+             for rec in zone_records(view, aaaa)]
     write(os.path.join(d, "root.zone"), "\n".join(zone) + "\n")
+    v6 = f"\n  interface: {DNS6_IP}\n  access-control: ::/0 allow" if ipv6 else ""
     conf = f"""server:
-  interface: {DNS_IP}
+  interface: {DNS_IP}{v6}
   port: 53
-  do-ip6: no
+  do-ip6: {"yes" if ipv6 else "no"}
   do-daemonize: no
   chroot: ""
   username: ""
@@ -452,7 +520,7 @@ def mirror_conf(d, mirror):
     return ""
 
 
-def nginx_conf(d, login_mode, mirror=None):
+def nginx_conf(d, login_mode, mirror=None, bigcert=False, ipv6=False):
     seen = NAT_SEEN_IP if login_mode == "deny-nat" else "$remote_addr"
     deny_body = ("{\"errors\":[{\"code\":\"DENIED\",\"message\":\"client with IP '" + seen + "' "
                  "is not allowed access. Refer https://aka.ms/acr/firewall to grant access.\"}]}")
@@ -468,6 +536,11 @@ def nginx_conf(d, login_mode, mirror=None):
     # Allow-list: everyone, or (deny) only a network the client is not in.
     default_allowed = "0" if login_mode in ("deny", "deny-nat") else "1"
     cert = "login-mitm" if login_mode == "intercept" else "login"
+    cert_file = f"{d}/pki/{cert}.pem"
+    if bigcert:
+        cert, cert_file = "login-big", f"{d}/pki/login-big-chain.pem"
+    login6 = f"\n        listen [{PUB_LOGIN6_IP}]:443 ssl;" if ipv6 else ""
+    data6 = f"\n        listen [{PUB_DATA6_IP}]:443 ssl;" if ipv6 else ""
     backend = "http://127.0.0.1:5001" if login_mode == "hang" else "http://127.0.0.1:5000"
     extra = ""
     if login_mode == "throttle":
@@ -509,9 +582,9 @@ http {{
     }}
     server {{
         listen {PUB_LOGIN_IP}:443 ssl;
-        listen {PRIV_LOGIN_IP}:443 ssl;
+        listen {PRIV_LOGIN_IP}:443 ssl;{login6}
         server_name {LOGIN};
-        ssl_certificate {d}/pki/{cert}.pem;
+        ssl_certificate {cert_file};
         ssl_certificate_key {d}/pki/{cert}.key;
         location @denied {{
             add_header Docker-Distribution-Api-Version registry/2.0 always;
@@ -536,7 +609,7 @@ http {{
     }}
     server {{
         listen {PUB_DATA_IP}:443 ssl;
-        listen {PRIV_DATA_IP}:443 ssl;
+        listen {PRIV_DATA_IP}:443 ssl;{data6}
         server_name {DATA};
         ssl_certificate {d}/pki/data.pem;
         ssl_certificate_key {d}/pki/data.key;
@@ -555,10 +628,10 @@ http {{
 """
 
 
-def start_nginx(sns, d, login_mode, mirror=None):
+def start_nginx(sns, d, login_mode, mirror=None, bigcert=False, ipv6=False):
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         os.makedirs(f"{d}/nginx-tmp/{sub}", exist_ok=True)
-    write(f"{d}/nginx.conf", nginx_conf(d, login_mode, mirror))
+    write(f"{d}/nginx.conf", nginx_conf(d, login_mode, mirror, bigcert, ipv6))
     run([which("nginx"), "-t", "-q", "-e", f"{d}/nginx-error.log", "-c", f"{d}/nginx.conf"],
         ns=sns)
     spawn(sns, [which("nginx"), "-e", f"{d}/nginx-error.log", "-c", f"{d}/nginx.conf"],
@@ -865,33 +938,83 @@ def netns_files(ns, nameservers):
     write(f"{nd}/hosts", "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n")
 
 
+def link_router(lab_id, sc, sns, cns):
+    """server (s0) - router (r0 | r1) - client (c0). The router answers ARP for the server's
+    addresses in the client's subnet (proxy ARP), forwards toward the client with the route MTU
+    `sc["router"]`, and drops the ICMP "fragmentation needed" it would send back."""
+    rns = router_ns(lab_id)
+    run(["ip", "netns", "add", rns])
+    run(["ip", "link", "set", "lo", "up"], ns=rns)
+    run(["ip", "link", "add", "s0", "type", "veth", "peer", "name", "r0", "netns", rns], ns=sns)
+    run(["ip", "addr", "add", f"{SERVER_ROUTER_IP}/30", "dev", "s0"], ns=sns)
+    run(["ip", "link", "set", "s0", "up"], ns=sns)
+    run(["ip", "addr", "add", f"{ROUTER_SERVER_IP}/30", "dev", "r0"], ns=rns)
+    run(["ip", "link", "set", "r0", "up"], ns=rns)
+    run(["ip", "link", "add", "r1", "type", "veth", "peer", "name", "c0", "netns", cns], ns=rns)
+    run(["ip", "addr", "add", f"{GW_IP}/24", "dev", "r1"], ns=rns)
+    run(["ip", "link", "set", "r1", "up"], ns=rns)
+    for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.r1.proxy_arp=1"):
+        run(["sysctl", "-q", "-w", key], ns=rns)
+    for a in SERVER_ADDRS:
+        run(["ip", "route", "add", f"{a}/32", "via", SERVER_ROUTER_IP], ns=rns)
+    for net in CLIENT_ROUTES:
+        run(["ip", "route", "add", net, "via", SERVER_ROUTER_IP], ns=rns)
+    # Every link is 1500 bytes; only the router's path toward the client is narrower (a
+    # tunnel): forwarded packets larger than this need fragmentation, which DF forbids.
+    run(["ip", "route", "replace", f"{CLIENT_IP}/32", "dev", "r1", "mtu", str(sc["router"])],
+        ns=rns)
+    run(["iptables", "-w", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "fragmentation-needed",
+         "-j", "DROP"], ns=rns)
+    run(["ip", "route", "add", f"{CLIENT_IP}/32", "via", ROUTER_SERVER_IP], ns=sns)
+
+
 def bring_up(lab_id, sc, sns, cns, d):
     # Namespaces and the veth pair between them. No default route anywhere.
     run(["ip", "netns", "add", sns])
     run(["ip", "netns", "add", cns])
+    ipv6, v6only = sc.get("ipv6", False), sc.get("v6only", False)
     resolver = DNS_IP if sc.get("resolver", "unbound") == "unbound" else CUSTOM_DNS_IP
+    if v6only:
+        resolver = DNS6_IP
     netns_files(cns, [resolver])
     netns_files(sns, [DNS_IP])
     write(f"{d}/hosts", "127.0.0.1 localhost\n")
     run(["ip", "link", "set", "lo", "up"], ns=sns)
     run(["ip", "link", "set", "lo", "up"], ns=cns)
-    run(["ip", "link", "add", "s0", "type", "veth", "peer", "name", "c0", "netns", cns], ns=sns)
-    run(["ip", "addr", "add", f"{GW_IP}/24", "dev", "s0"], ns=sns)
-    run(["ip", "link", "set", "s0", "up"], ns=sns)
     for a in SERVER_ADDRS:
         if a == GW_IP:
             continue
         run(["ip", "addr", "add", f"{a}/32", "dev", "lo"], ns=sns)
-    run(["ip", "addr", "add", f"{CLIENT_IP}/24", "dev", "c0"], ns=cns)
+    if sc.get("router"):
+        link_router(lab_id, sc, sns, cns)
+    else:
+        run(["ip", "link", "add", "s0", "type", "veth", "peer", "name", "c0", "netns", cns],
+            ns=sns)
+        run(["ip", "addr", "add", f"{GW_IP}/24", "dev", "s0"], ns=sns)
+        run(["ip", "link", "set", "s0", "up"], ns=sns)
+    if not v6only:
+        run(["ip", "addr", "add", f"{CLIENT_IP}/24", "dev", "c0"], ns=cns)
     run(["ip", "link", "set", "c0", "up"], ns=cns)
-    for net in CLIENT_ROUTES:
-        run(["ip", "route", "add", net, "via", GW_IP], ns=cns)
+    if not v6only:
+        for net in CLIENT_ROUTES:
+            run(["ip", "route", "add", net, "via", GW_IP], ns=cns)
+    if ipv6:
+        # nodad: the addresses are usable at once (no duplicate address detection wait).
+        run(["ip", "-6", "addr", "add", f"{GW6_IP}/64", "dev", "s0", "nodad"], ns=sns)
+        for a in SERVER6_ADDRS:
+            run(["ip", "-6", "addr", "add", f"{a}/128", "dev", "lo", "nodad"], ns=sns)
+        run(["ip", "-6", "addr", "add", f"{CLIENT6_IP}/64", "dev", "c0", "nodad"], ns=cns)
+        for net in CLIENT6_ROUTES:
+            run(["ip", "-6", "route", "add", net, "via", GW6_IP], ns=cns)
     for name in sc.get("routes", []):
         for r in ROUTES[name]:
             run(["ip", "route", "add"] + r.split(), ns=cns)
     for name in sc.get("fw", []):
         for rule in FIREWALL[name]:
             run(["iptables", "-w"] + rule.split(), ns=sns)
+    for name in sc.get("fw6", []):
+        for rule in FIREWALL6[name]:
+            run(["ip6tables", "-w"] + rule.split(), ns=sns)
 
     make_pki(f"{d}/pki")
     mirror = sc.get("mirror")
@@ -900,7 +1023,7 @@ def bring_up(lab_id, sc, sns, cns, d):
         make_ca(f"{d}/pki", "mirror-ca", "Lab Mirror CA", "regcheck lab mirror")
         make_leaf(f"{d}/pki", "mirror", "mirror-ca", MIRROR)
     checks = []
-    checks += start_unbound(sns, d, sc["dns"])
+    checks += start_unbound(sns, d, sc["dns"], sc.get("aaaa", False), ipv6)
     if sc.get("resolver") == "dnsmasq":
         checks += start_dnsmasq(sns, d)
     auth = sc.get("auth")
@@ -915,7 +1038,7 @@ def bring_up(lab_id, sc, sns, cns, d):
         checks += start_squid(sns, d, proxy)
     elif proxy == "eof":
         checks += start_helper(sns, d, "eof", EOF_PROXY_IP, 3128)
-    checks += start_nginx(sns, d, login_mode, mirror)
+    checks += start_nginx(sns, d, login_mode, mirror, sc.get("bigcert", False), ipv6)
     wait_ready(sns, checks)
 
     r = run([sys.executable, os.path.abspath(__file__), "_push", d, auth or "none"],
@@ -946,6 +1069,9 @@ def bring_up(lab_id, sc, sns, cns, d):
         "mirrorHost": MIRROR,
         "mirrorCaFile": f"{d}/pki/mirror-ca.pem",
         "brokenDnsServer": BROKEN_DNS_IP,
+        "publicLogin6Ip": PUB_LOGIN6_IP,
+        "publicData6Ip": PUB_DATA6_IP,
+        "dns6Server": DNS6_IP,
         "registryUser": REG_USER,
         "registryPassword": REG_PASS,
     }
@@ -982,9 +1108,10 @@ def kill_ns_procs(ns):
 
 def cmd_down(args):
     lab_id = args.id
-    for ns in names(lab_id):
+    all_ns = list(names(lab_id)) + [router_ns(lab_id)]
+    for ns in all_ns:
         kill_ns_procs(ns)
-    for ns in names(lab_id):
+    for ns in all_ns:
         run(["ip", "netns", "del", ns], check=False)
         shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)
     shutil.rmtree(state_dir(lab_id), ignore_errors=True)

@@ -125,6 +125,28 @@ run_scenario() {
     expect "token refused for wrong password" '^401$' -- $(curl_code -u labuser:wrong "https://$R/oauth2/token?service=$R&scope=repository:lab/hello:pull")
     expect "token + manifest 200" '^200$' -- sh -c "T=\$(curl -sS --cacert $CA -u labuser:labpass 'https://$R/oauth2/token?service=$R&scope=repository:lab/hello:pull' | sed 's/.*\"access_token\": \"\\([^\"]*\\)\".*/\\1/'); curl -sS -o /dev/null -w '%{http_code}' --cacert $CA -H 'Authorization: Bearer '\$T -H '$MT' https://$R/v2/lab/hello/manifests/1.0"
     ;;
+  mtu-black-hole)
+    expect "handshake with the large chain stalls" 'timed out|Timeout was reached' -- curl -sS --max-time 3 --cacert "$CA" https://$R/v2/
+    expect "data endpoint's small handshake completes" '^404$' -- $(curl_code https://$D/)
+    ;;
+  sni-drop)
+    expect "handshake naming the registry stalls" 'timed out|Timeout was reached' -- curl -sS --max-time 3 --cacert "$CA" https://$R/v2/
+    expect "data endpoint not filtered" '^404$' -- $(curl_code https://$D/)
+    ;;
+  ipv6-path-broken)
+    expect "A and AAAA" '203\.0\.113\.10 .*fd00:2::10' -- sh -c "{ dig +short A $R; dig +short AAAA $R; } | tr '\\n' ' '"
+    expect "IPv4 works" '^200$' -- $(curl_code -4 https://$R/v2/)
+    expect "IPv6 times out" 'timed out|Timeout was reached' -- curl -6 -sS --connect-timeout 2 --cacert "$CA" https://$R/v2/
+    ;;
+  ipv6-only-no-aaaa)
+    expect "resolver is IPv6" 'nameserver fd00:2::53' -- cat /etc/resolv.conf
+    expect "no AAAA record (the chain ends in A only)" '^0$' -- sh -c "dig +short AAAA $R | grep -c :"
+    expect "no IPv4 route" 'unreachable|Couldn.t connect|Failed to connect' -- curl -sS --max-time 3 --cacert "$CA" https://203.0.113.10/v2/
+    ;;
+  ipv6-only)
+    expect "AAAA record" 'fd00:2::10' -- dig +short AAAA $R
+    expect "/v2/ 200 over IPv6" '^200$' -- $(curl_code -6 https://$R/v2/)
+    ;;
   *) bad "no checks for $1" ;;
   esac
 }

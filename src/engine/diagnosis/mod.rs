@@ -18,8 +18,8 @@
 
 use crate::engine::evidence::{
     AddrClass, Address, DnsAnswer, DnsOutcome, EndpointEvidence, Evidence, Expect, HttpEvidence,
-    HttpOutcome, ProxyOutcome, PullEvidence, PullOutcome, PullStep, Role, TcpEvidence, TcpOutcome,
-    TlsOutcome,
+    HttpOutcome, IpFamily, ProxyOutcome, PullEvidence, PullOutcome, PullStep, Role, TcpEvidence,
+    TcpOutcome, TlsOutcome, ip_family_of,
 };
 use crate::engine::findings::{Finding, Reason, Report, SCHEMA_VERSION, Severity, Verdict};
 
@@ -656,6 +656,9 @@ fn dns_layer(ctx: &Ctx, e: &mut Emit) -> bool {
         return false;
     }
 
+    if !family_layer(ctx, e) {
+        return false;
+    }
     let expect = ctx.ev.expect;
     let servers = &ep.dns.servers;
     if ep.role == Role::DataEndpoint && !s.has_private_address() && ctx.login_private.is_some() {
@@ -765,6 +768,57 @@ fn dns_layer(ctx: &Ctx, e: &mut Emit) -> bool {
         e.push(Layer::Dns, Reason::DNSAnswersDiffer, msg);
     }
     true
+}
+
+/// The resolved addresses against the client's address families (`--ip-family`): an IPv6-only
+/// or dual-stack client and a host without AAAA records (`RegistryLacksIPv6`: an Error for an
+/// IPv6-only client, which dials nothing; Info for a dual-stack one, which uses IPv4), or an
+/// IPv4-only client and a host with only AAAA records. A proxied endpoint is the proxy's to
+/// resolve and reach. Returns whether lower layers are worth looking at.
+fn family_layer(ctx: &Ctx, e: &mut Emit) -> bool {
+    let ep = e.ep;
+    let Some(family) = ctx.ev.ip_family else {
+        return true;
+    };
+    if ep.route.is_proxied() {
+        return true;
+    }
+    let s = &ep.dns.system;
+    let host = e.name.clone();
+    let who = resolver(ep);
+    let has = |f: &str| s.addresses.iter().any(|a| ip_family_of(a.ip) == f);
+    match family {
+        IpFamily::Ipv6 | IpFamily::Dual if !has("IPv6") => {
+            let (tail, severity) = if family == IpFamily::Ipv6 {
+                (
+                    "this IPv6-only client has no address to connect to (no DNS64/NAT64 synthesised one either)",
+                    Severity::Error,
+                )
+            } else {
+                (
+                    "this dual-stack client reaches it over IPv4 only; an IPv6-only node pool could not pull from it",
+                    Severity::Info,
+                )
+            };
+            let msg = format!(
+                "{host}: {who} answers{} with {} and no AAAA record: {tail}",
+                chain(s),
+                addrs(&s.addresses)
+            );
+            e.push(Layer::Dns, Reason::RegistryLacksIPv6, msg).severity = severity;
+            severity != Severity::Error
+        }
+        IpFamily::Ipv4 if !has("IPv4") => {
+            let msg = format!(
+                "{host}: {who} answers{} with {} only (AAAA, no A record), and this client is IPv4-only (--ip-family ipv4): it has no address to connect to",
+                chain(s),
+                addrs(&s.addresses)
+            );
+            e.push(Layer::Tcp, Reason::HostUnreachable, msg);
+            false
+        }
+        _ => true,
+    }
 }
 
 fn proxy_layer(e: &mut Emit) -> bool {
@@ -955,6 +1009,17 @@ fn tcp_layer(ctx: &Ctx, e: &mut Emit) -> bool {
         }
         TcpOutcome::Blocked => Reason::TargetAddressBlocked,
     };
+    if let Some(ok) = connected.first()
+        && ipv6_path_broken(ctx, &connected, &failed)
+    {
+        let msg = format!(
+            "{host}: connected over IPv4 to {}, but over IPv6 {}: the IPv6 path is broken. Clients that fall back (Go's dialer, containerd's happy eyeballs) only lose time on each connection; clients that prefer IPv6 and do not fall back fail",
+            ok.address,
+            tcp_list(&failed)
+        );
+        e.push(Layer::Tcp, Reason::IPv6PathBroken, msg);
+        return true;
+    }
     if let Some(ok) = connected.first() {
         let msg = format!(
             "{host}: connected to {}, but {}; clients that try those addresses first stall or fail",
@@ -998,6 +1063,26 @@ fn tcp_layer(ctx: &Ctx, e: &mut Emit) -> bool {
     false
 }
 
+/// Every IPv6 attempt failed while IPv4 connected, on a client that has IPv6: a timeout or a
+/// reset says the node has an IPv6 route; "unreachable" (no route) counts only when the client
+/// is declared dual-stack (otherwise it is just an IPv4-only node).
+fn ipv6_path_broken(ctx: &Ctx, connected: &[&TcpEvidence], failed: &[&TcpEvidence]) -> bool {
+    let declared = ctx.ev.ip_family;
+    if declared == Some(IpFamily::Ipv4) {
+        return false;
+    }
+    let v6 = |t: &&TcpEvidence| ip_family_of(t.address.ip()) == "IPv6";
+    connected.iter().any(|t| !v6(t))
+        && !connected.iter().any(v6)
+        && !failed.is_empty()
+        && failed.iter().all(v6)
+        && failed.iter().all(|t| match t.outcome {
+            TcpOutcome::Timeout | TcpOutcome::Refused => true,
+            TcpOutcome::Unreachable => declared == Some(IpFamily::Dual),
+            _ => false,
+        })
+}
+
 fn tls_layer(e: &mut Emit) -> bool {
     let ep = e.ep;
     let Some(t) = &ep.tls else {
@@ -1016,13 +1101,36 @@ fn tls_layer(e: &mut Emit) -> bool {
                 ep.host
             ),
         ),
-        TlsOutcome::Timeout => (
-            Reason::TLSHandshakeTimeout,
-            format!(
-                "{host}: TLS handshake with {at} did not complete within {} ms (net/http: TLS handshake timeout){err}",
-                t.ms
+        TlsOutcome::Timeout => match &t.small_mss_retry {
+            Some(r) if r.completed => (
+                Reason::PathMTUBlackHole,
+                format!(
+                    "{host}: TLS handshake with {at} did not complete within {} ms{err}, but a new connection announcing MSS {} completed it in {} ms{}: the server's full-size packets (its certificate flight) are lost on the way while small ones pass, a path-MTU black hole (a tunnel, VPN or appliance with a smaller MTU, and ICMP \"fragmentation needed\" dropped)",
+                    t.ms,
+                    r.mss,
+                    r.ms,
+                    match r.tls {
+                        Some(TlsOutcome::Verified) | None => String::new(),
+                        Some(o) => format!(" (then refused the certificate: {o:?})"),
+                    }
+                ),
             ),
-        ),
+            retry => (
+                Reason::TLSHandshakeTimeout,
+                format!(
+                    "{host}: TLS handshake with {at} did not complete within {} ms (net/http: TLS handshake timeout){err}{}",
+                    t.ms,
+                    match retry {
+                        Some(r) => format!(
+                            "; a new connection announcing MSS {} stalled too{}, so the handshake is held on the path rather than its large packets lost",
+                            r.mss,
+                            paren(&r.error)
+                        ),
+                        None => String::new(),
+                    }
+                ),
+            ),
+        },
         TlsOutcome::UntrustedIssuer => (
             Reason::TLSInterception,
             format!(

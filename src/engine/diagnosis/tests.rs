@@ -1,7 +1,7 @@
 //! Tests of the diagnosis rules: one per reason, and a generated-evidence property test.
 use super::*;
 use crate::engine::evidence::{
-    Challenge, DnsEvidence, ProxyEvidence, RegistryError, Route, TlsEvidence,
+    Challenge, DnsEvidence, MssRetry, ProxyEvidence, RegistryError, Route, TlsEvidence,
 };
 use crate::engine::findings::Cause;
 use std::net::IpAddr;
@@ -51,6 +51,8 @@ fn tcp(addr: &str, outcome: TcpOutcome) -> TcpEvidence {
 fn tls(outcome: TlsOutcome) -> TlsEvidence {
     TlsEvidence {
         outcome,
+        peer: None,
+        small_mss_retry: None,
         subject: Some("CN=*.azurecr.io".into()),
         issuer: Some("CN=Microsoft Azure RSA TLS Issuing CA 03".into()),
         error: None,
@@ -97,7 +99,10 @@ fn healthy(host: &str, role: Role, addr: &str) -> EndpointEvidence {
         },
         route: Route::direct(),
         proxy: None,
-        tcp: vec![tcp(&format!("{addr}:443"), TcpOutcome::Connected)],
+        tcp: vec![tcp(
+            &std::net::SocketAddr::new(ip(addr), 443).to_string(),
+            TcpOutcome::Connected,
+        )],
         tls: Some(tls(TlsOutcome::Verified)),
         http: (role != Role::DataEndpoint).then(http_ok),
         deadline_exceeded: false,
@@ -122,6 +127,7 @@ fn evidence(endpoints: Vec<EndpointEvidence>) -> Evidence {
         registry: REG.into(),
         expect: Expect::Any,
         egress_ips: Vec::new(),
+        ip_family: None,
         endpoints,
         pull: None,
         containerd: None,
@@ -1395,12 +1401,18 @@ fn gen_endpoint(g: &mut Gen, host: &str, role: Role) -> EndpointEvidence {
     e.tcp = (0..g.next() % 3)
         .map(|_| {
             tcp(
-                &format!("{}:443", g.pick(&["20.1.2.3", "10.1.0.5"])),
+                g.pick(&["20.1.2.3:443", "10.1.0.5:443", "[2001:db8::7]:443"]),
                 g.pick(TCP),
             )
         })
         .collect();
-    e.tls = (!g.chance(5)).then(|| tls(g.pick(TLS)));
+    e.tls = (!g.chance(5)).then(|| {
+        let mut t = tls(g.pick(TLS));
+        if t.outcome == TlsOutcome::Timeout && g.chance(2) {
+            t.small_mss_retry = Some(mss_retry(g.chance(2)));
+        }
+        t
+    });
     e.http = if g.chance(5) {
         None
     } else {
@@ -1449,6 +1461,13 @@ fn gen_evidence(g: &mut Gen) -> Evidence {
     if g.chance(2) {
         ev.egress_ips = vec!["20.1.2.0/24".into()];
     }
+    ev.ip_family = g.pick(&[
+        None,
+        None,
+        Some(IpFamily::Ipv4),
+        Some(IpFamily::Ipv6),
+        Some(IpFamily::Dual),
+    ]);
     if g.chance(2) {
         let st = |g: &mut Gen, host: &str| {
             let mut s = step(g.pick(PULL), host);
@@ -1620,6 +1639,7 @@ fn generated_evidence_keeps_the_invariants_and_reaches_every_reason() {
                     Reason::DNSNameNotFound
                         | Reason::DNSServerUnreachable
                         | Reason::DNSServerFailure
+                        | Reason::RegistryLacksIPv6
                 )
         }) {
             let lower = f.iter().any(|y| {
@@ -1631,6 +1651,8 @@ fn generated_evidence_keeps_the_invariants_and_reaches_every_reason() {
                             | Reason::HostUnreachable
                             | Reason::TLSResetAfterClientHello
                             | Reason::TLSHandshakeTimeout
+                            | Reason::PathMTUBlackHole
+                            | Reason::IPv6PathBroken
                             | Reason::TLSInterception
                             | Reason::TLSCertificateInvalid
                     )
@@ -1998,4 +2020,229 @@ fn resolvers_that_agree_or_are_not_compared_give_nothing() {
     // Without the resolver evidence (no --host-resolv-conf) the rule is silent.
     l.dns.kubelet = Some(answer("system", DnsOutcome::Timeout, &[], &[]));
     assert_eq!(primary(&evidence(vec![l])).reason, Reason::Healthy);
+}
+
+// ---- path-MTU black holes and address families (issue 15, items 4 and 5) -------------
+
+fn mss_retry(completed: bool) -> MssRetry {
+    MssRetry {
+        mss: crate::engine::evidence::SMALL_MSS,
+        completed,
+        tls: Some(if completed {
+            TlsOutcome::Verified
+        } else {
+            TlsOutcome::Timeout
+        }),
+        error: (!completed).then(|| "no handshake within 1500 ms (0 bytes from the server)".into()),
+        ms: 12,
+    }
+}
+
+fn stalled_login(retry: Option<MssRetry>) -> EndpointEvidence {
+    let mut l = login();
+    let mut t = tls(TlsOutcome::Timeout);
+    t.peer = Some("20.1.2.3:443".parse().unwrap());
+    t.error = Some("no handshake within 3000 ms (0 bytes from the server)".into());
+    t.small_mss_retry = retry;
+    l.tls = Some(t);
+    l.http = None;
+    l
+}
+
+#[test]
+fn stalled_handshake_that_completes_with_a_small_mss_is_a_path_mtu_black_hole() {
+    let ev = evidence(vec![stalled_login(Some(mss_retry(true)))]);
+    let f = diagnose(&ev);
+    assert_eq!(f.len(), 1, "{f:?}");
+    check(
+        &f[0],
+        Reason::PathMTUBlackHole,
+        Severity::Error,
+        &[REG, "20.1.2.3:443", "MSS 536", "fragmentation needed"],
+    );
+    assert_eq!(verdict(&ev, &f), Verdict::Unreachable);
+    let e = Reason::PathMTUBlackHole.entry();
+    assert!(e.remediation.contains("MSS"), "{}", e.remediation);
+    assert!(e.remediation.contains("type 3 code 4"), "{}", e.remediation);
+    assert!(e.remediation.contains("MTU"), "{}", e.remediation);
+
+    // The retry got the certificate but refused it: the flight still arrived.
+    let mut r = mss_retry(true);
+    r.tls = Some(TlsOutcome::UntrustedIssuer);
+    let f = primary(&evidence(vec![stalled_login(Some(r))]));
+    check(
+        &f,
+        Reason::PathMTUBlackHole,
+        Severity::Error,
+        &["UntrustedIssuer"],
+    );
+}
+
+#[test]
+fn stalled_handshake_that_stalls_again_keeps_the_firewall_reading() {
+    let f = primary(&evidence(vec![stalled_login(Some(mss_retry(false)))]));
+    check(
+        &f,
+        Reason::TLSHandshakeTimeout,
+        Severity::Error,
+        &[
+            "TLS handshake timeout",
+            "MSS 536 stalled too",
+            "held on the path",
+        ],
+    );
+    // No retry recorded (through a proxy, or older evidence): the plain timeout.
+    let f = primary(&evidence(vec![stalled_login(None)]));
+    check(&f, Reason::TLSHandshakeTimeout, Severity::Error, &[REG]);
+    assert!(!f.message.contains("MSS"), "{}", f.message);
+    // The retry is only read for a timeout: a reset stays a reset.
+    let mut l = stalled_login(Some(mss_retry(true)));
+    l.tls.as_mut().unwrap().outcome = TlsOutcome::ResetAfterClientHello;
+    assert_eq!(
+        primary(&evidence(vec![l])).reason,
+        Reason::TLSResetAfterClientHello
+    );
+}
+
+fn dual_login(v6_outcome: TcpOutcome) -> EndpointEvidence {
+    let mut l = login();
+    l.dns.system = sys(DnsOutcome::Resolved, &[], &["2001:db8::7", "20.1.2.3"]);
+    l.dns.servers.clear();
+    l.tcp = vec![
+        tcp("[2001:db8::7]:443", v6_outcome),
+        tcp("20.1.2.3:443", TcpOutcome::Connected),
+    ];
+    l
+}
+
+#[test]
+fn ipv6_failing_while_ipv4_connects_is_ipv6_path_broken() {
+    for (family, outcome) in [
+        (None, TcpOutcome::Timeout),
+        (Some(IpFamily::Dual), TcpOutcome::Timeout),
+        (Some(IpFamily::Dual), TcpOutcome::Refused),
+        (Some(IpFamily::Dual), TcpOutcome::Unreachable),
+    ] {
+        let mut ev = evidence(vec![dual_login(outcome)]);
+        ev.ip_family = family;
+        let f = diagnose(&ev);
+        assert_eq!(f.len(), 1, "{family:?} {outcome:?}: {f:?}");
+        check(
+            &f[0],
+            Reason::IPv6PathBroken,
+            Severity::Warning,
+            &[
+                REG,
+                "[2001:db8::7]:443",
+                "20.1.2.3:443",
+                "IPv6 path is broken",
+            ],
+        );
+        assert_eq!(verdict(&ev, &f), Verdict::Degraded);
+    }
+    // An IPv4-only node (no IPv6 route: unreachable) with the family unknown: the old warning.
+    let ev = evidence(vec![dual_login(TcpOutcome::Unreachable)]);
+    let f = primary(&ev);
+    assert_eq!(f.reason, Reason::HostUnreachable, "{f:?}");
+    assert_eq!(f.severity, Severity::Warning);
+    // IPv4 failing while IPv6 connects is not an IPv6 problem.
+    let mut l = dual_login(TcpOutcome::Connected);
+    l.tcp[1].outcome = TcpOutcome::Timeout;
+    assert_eq!(
+        primary(&evidence(vec![l])).reason,
+        Reason::ConnectionTimedOut
+    );
+}
+
+#[test]
+fn registry_without_aaaa_for_ipv6_and_dual_stack_clients() {
+    // IPv6-only client: nothing to dial, an error, nothing below.
+    let mut l = login();
+    l.tcp.clear();
+    l.tls = None;
+    l.http = None;
+    let mut ev = evidence(vec![l]);
+    ev.ip_family = Some(IpFamily::Ipv6);
+    let f = diagnose(&ev);
+    assert_eq!(f.len(), 1, "{f:?}");
+    check(
+        &f[0],
+        Reason::RegistryLacksIPv6,
+        Severity::Error,
+        &[REG, "20.1.2.3", "no AAAA record", "IPv6-only"],
+    );
+    assert_eq!(verdict(&ev, &f), Verdict::Unreachable);
+    // A NAT64 answer (64:ff9b::/96, synthesised by DNS64) is an IPv6 address: no finding.
+    let mut l = healthy(REG, Role::LoginServer, "64:ff9b::1401:203");
+    l.dns.servers.clear();
+    let mut ev = evidence(vec![l]);
+    ev.ip_family = Some(IpFamily::Ipv6);
+    assert_eq!(primary(&ev).reason, Reason::Healthy);
+
+    // Dual-stack: works over IPv4; an Info finding, the verdict stays healthy.
+    let mut ev = evidence(vec![login()]);
+    ev.ip_family = Some(IpFamily::Dual);
+    let f = diagnose(&ev);
+    assert_eq!(f.len(), 1, "{f:?}");
+    check(
+        &f[0],
+        Reason::RegistryLacksIPv6,
+        Severity::Info,
+        &["dual-stack", "IPv4 only"],
+    );
+    assert_eq!(verdict(&ev, &f), Verdict::Healthy);
+    // IPv4 client: no finding about AAAA; unknown family: none either.
+    for family in [Some(IpFamily::Ipv4), None] {
+        let mut ev = evidence(vec![login()]);
+        ev.ip_family = family;
+        assert_eq!(primary(&ev).reason, Reason::Healthy);
+    }
+    // An IPv4-only client and a host with AAAA records only.
+    let mut l = healthy(REG, Role::LoginServer, "2001:db8::7");
+    l.tcp.clear();
+    l.tls = None;
+    l.http = None;
+    let mut ev = evidence(vec![l]);
+    ev.ip_family = Some(IpFamily::Ipv4);
+    check(
+        &primary(&ev),
+        Reason::HostUnreachable,
+        Severity::Error,
+        &["IPv4-only", "2001:db8::7"],
+    );
+    // Through a proxy the proxy resolves and connects: no family finding.
+    let mut l = login();
+    l.route.proxy = Some(PROXY.into());
+    l.proxy = Some(ProxyEvidence {
+        url: PROXY.into(),
+        outcome: ProxyOutcome::Connected,
+        status: Some(200),
+        error: None,
+        ms: 1,
+    });
+    let mut ev = evidence(vec![l]);
+    ev.ip_family = Some(IpFamily::Ipv6);
+    assert_eq!(primary(&ev).reason, Reason::Healthy);
+}
+
+#[test]
+fn ip_family_parsing_and_dialling() {
+    use std::str::FromStr;
+    assert_eq!(IpFamily::from_str("IPv6"), Ok(IpFamily::Ipv6));
+    assert_eq!(IpFamily::from_str("dual"), Ok(IpFamily::Dual));
+    assert!(IpFamily::from_str("both").is_err());
+    assert!(IpFamily::Ipv4.dials(ip("::ffff:10.0.0.1")));
+    assert!(!IpFamily::Ipv4.dials(ip("2001:db8::1")));
+    assert!(IpFamily::Ipv6.dials(ip("64:ff9b::a00:1")));
+    assert!(!IpFamily::Ipv6.dials(ip("10.0.0.1")));
+    assert!(IpFamily::Dual.dials(ip("10.0.0.1")));
+    assert_eq!(
+        IpFamily::of_addresses(&[ip("10.0.0.4"), ip("fd00::4")]),
+        Some(IpFamily::Dual)
+    );
+    assert_eq!(
+        IpFamily::of_addresses(&[ip("fd00::4")]),
+        Some(IpFamily::Ipv6)
+    );
+    assert_eq!(IpFamily::of_addresses(&[]), None);
 }

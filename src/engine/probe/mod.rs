@@ -8,8 +8,9 @@ pub mod pull;
 
 use crate::engine::authparse::Credentials;
 use crate::engine::evidence::{
-    AddrClass, DnsAnswer, DnsEvidence, DnsOutcome, EndpointEvidence, Evidence, Expect,
-    ProxyEvidence, ProxyOutcome, Role, Route, TcpEvidence, TcpOutcome,
+    AddrClass, DnsAnswer, DnsEvidence, DnsOutcome, EndpointEvidence, Evidence, Expect, IpFamily,
+    MssRetry, ProxyEvidence, ProxyOutcome, Role, Route, SMALL_MSS, TcpEvidence, TcpOutcome,
+    TlsOutcome,
 };
 use crate::engine::inputs::{Endpoint, ImageRef};
 use crate::engine::proxy::{ProxyConfig, ProxyScheme, ProxyUrl};
@@ -128,6 +129,9 @@ pub struct ProbeConfig {
     pub expect: Expect,
     /// Expected egress addresses (canonical CIDRs, from `--egress-ip`).
     pub egress_ips: Vec<String>,
+    /// The address families a client here can use (`--ip-family`); `None`: unknown, every
+    /// resolved address is dialled.
+    pub ip_family: Option<IpFamily>,
     pub image: Option<ImageRef>,
     pub credentials: Option<Credentials>,
 }
@@ -270,12 +274,75 @@ pub async fn connect(
             stream: None,
         };
     };
-    let (tls, stream) = net::tls_handshake(stream, host, &config.trust, budget.phase(0.3)).await;
+    let (mut tls, stream) =
+        net::tls_handshake(stream, host, &config.trust, budget.phase(0.3)).await;
+    // The address connect_direct chose: the first that connected. Through a proxy the far end
+    // is the proxy's business.
+    tls.peer = if ev.route.is_proxied() {
+        None
+    } else {
+        ev.tcp
+            .iter()
+            .find(|t| t.outcome == TcpOutcome::Connected)
+            .map(|t| t.address)
+    };
+    if tls.outcome == TlsOutcome::Timeout
+        && let Some(peer) = tls.peer
+    {
+        tls.small_mss_retry = Some(small_mss_handshake(peer, host, config, budget).await);
+    }
     ev.tls = Some(tls);
     Connected {
         evidence: ev,
         stream,
     }
+}
+
+/// The handshake with `host` once more, on a new connection to `peer` that announces
+/// [`SMALL_MSS`]: the server's certificate flight then travels in small segments. Completed
+/// when the flight arrived (verified, or refused for a certificate reason). The connection is
+/// dropped either way: clients use the normal MSS, so the diagnosis stops at TLS.
+async fn small_mss_handshake(
+    peer: SocketAddr,
+    host: &str,
+    config: &ProbeConfig,
+    budget: &Budget,
+) -> MssRetry {
+    let started = Instant::now();
+    let (tcp, stream) = net::tcp_connect_mss(peer, budget.phase(0.15), Some(SMALL_MSS)).await;
+    let Some(stream) = stream else {
+        return MssRetry {
+            mss: SMALL_MSS,
+            completed: false,
+            tls: None,
+            error: Some(format!(
+                "TCP {:?}{}",
+                tcp.outcome,
+                tcp.error.map(|e| format!(" ({e})")).unwrap_or_default()
+            )),
+            ms: started.elapsed().as_millis() as u64,
+        };
+    };
+    let (tls, _) = net::tls_handshake(stream, host, &config.trust, budget.phase(0.15)).await;
+    MssRetry {
+        mss: SMALL_MSS,
+        completed: flight_arrived(tls.outcome),
+        tls: Some(tls.outcome),
+        error: tls.error,
+        ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+/// The server's whole certificate flight arrived: the handshake verified, or failed on what
+/// the certificate says.
+fn flight_arrived(o: TlsOutcome) -> bool {
+    matches!(
+        o,
+        TlsOutcome::Verified
+            | TlsOutcome::UntrustedIssuer
+            | TlsOutcome::NameMismatch
+            | TlsOutcome::Expired
+    )
 }
 
 /// [`connect`] without TLS: DNS, route, TCP (or the proxy's CONNECT tunnel).
@@ -348,6 +415,14 @@ async fn connect_direct(
     if addresses.is_empty() {
         return None;
     }
+    // A client of one family never dials the other's addresses (the DNS answer still shows
+    // them).
+    let family = config.ip_family.unwrap_or(IpFamily::Dual);
+    let addresses: Vec<IpAddr> = addresses
+        .iter()
+        .copied()
+        .filter(|ip| family.dials(*ip))
+        .collect();
     let timeout = budget.phase(0.3);
     let port = ev.port;
     let attempts = addresses.iter().take(MAX_DIAL).map(|ip| {
@@ -611,6 +686,7 @@ pub async fn run(registry: &str, endpoints: &[Endpoint], config: &ProbeConfig) -
         registry: registry.to_string(),
         expect: config.expect,
         egress_ips: config.egress_ips.clone(),
+        ip_family: config.ip_family,
         endpoints: endpoints_ev,
         pull: pull_ev,
         containerd: None,

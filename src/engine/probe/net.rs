@@ -69,8 +69,35 @@ pub fn tcp_outcome(e: &std::io::Error) -> TcpOutcome {
 
 /// Connects to `addr` within `timeout`.
 pub async fn tcp_connect(addr: SocketAddr, timeout: Duration) -> (TcpEvidence, Option<TcpStream>) {
+    tcp_connect_mss(addr, timeout, None).await
+}
+
+/// A socket for `addr` that announces `mss` in its SYN (`TCP_MAXSEG` set before connect), so
+/// that the peer sends segments of at most `mss` bytes.
+fn socket_with_mss(addr: SocketAddr, mss: u32) -> std::io::Result<tokio::net::TcpSocket> {
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket2::SockRef::from(&sock).set_tcp_mss(mss)?;
+    Ok(sock)
+}
+
+/// [`tcp_connect`], announcing `mss` when given.
+pub async fn tcp_connect_mss(
+    addr: SocketAddr,
+    timeout: Duration,
+    mss: Option<u32>,
+) -> (TcpEvidence, Option<TcpStream>) {
     let started = Instant::now();
-    let result = tokio::time::timeout(timeout, TcpStream::connect(addr)).await;
+    let connect = async {
+        match mss {
+            None => TcpStream::connect(addr).await,
+            Some(mss) => socket_with_mss(addr, mss)?.connect(addr).await,
+        }
+    };
+    let result = tokio::time::timeout(timeout, connect).await;
     let (outcome, error, stream) = match result {
         Err(_) => (
             TcpOutcome::Timeout,
@@ -372,6 +399,8 @@ pub async fn tls_handshake<S: Io + 'static>(
         let cert = seen.lock().map(|s| s.clone()).unwrap_or_default();
         TlsEvidence {
             outcome,
+            peer: None,
+            small_mss_retry: None,
             subject: cert.subject,
             issuer: cert.issuer,
             error: Some(error),
@@ -419,6 +448,8 @@ pub async fn tls_handshake<S: Io + 'static>(
             (
                 TlsEvidence {
                     outcome: TlsOutcome::Verified,
+                    peer: None,
+                    small_mss_retry: None,
                     subject: cert.subject,
                     issuer: cert.issuer,
                     error: None,

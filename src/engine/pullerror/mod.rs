@@ -171,6 +171,7 @@ pub fn to_report(c: &Classified) -> Report {
         registry: c.image.as_deref().map(registry_of).unwrap_or(endpoint),
         expect: Expect::Any,
         egress_ips: Vec::new(),
+        ip_family: None,
         endpoints: Vec::new(),
         pull: None,
         containerd: None,
