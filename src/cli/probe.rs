@@ -996,6 +996,7 @@ mod tests {
                     failed_host: endpoints.get(1).cloned().map(Box::new),
                 }),
                 containerd: None,
+                egress: None,
                 ms: 30_000,
             },
         }

@@ -43,6 +43,12 @@ pub struct CheckInput {
     /// `--runtime-proxy-from`: systemd unit files/drop-ins whose `Environment=` gives the
     /// runtime's proxy.
     pub runtime_proxy_from: Vec<PathBuf>,
+    /// `--egress-profile`: egress profiles whose hosts are probed (AKS, EKS, GKE, ...).
+    pub egress_profiles: Vec<String>,
+    /// `--egress-profile-param`: `name=value` parameters of the profiles.
+    pub egress_params: Vec<String>,
+    /// `--egress-host`: plain hosts the cluster must reach besides the registry.
+    pub egress_hosts: Vec<String>,
 }
 
 /// The most a check may take.
@@ -55,6 +61,8 @@ pub struct PreparedCheck {
     pub config: ProbeConfig,
     /// What containerd would try for the registry (`--containerd-config-dir`).
     pub containerd: Option<crate::engine::hostsconfig::HostsResolution>,
+    /// The egress hosts (`--egress-profile`, `--egress-host`); `None` when none were named.
+    pub egress: Option<crate::engine::egress::EgressPlan>,
 }
 
 fn read_file(field: &str, path: &std::path::Path, max: u64) -> Result<String, InputError> {
@@ -89,6 +97,7 @@ pub fn prepare(
         .iter()
         .find(|e| e.role == Role::LoginServer)
         .ok_or_else(|| InputError::new("REGISTRY", &input.registry, "is required"))?;
+    let egress = egress_plan(input)?;
     let registry = login.host.clone();
     let dns_servers = input
         .dns_servers
@@ -175,6 +184,7 @@ pub fn prepare(
     };
     Ok(PreparedCheck {
         containerd,
+        egress,
         registry,
         endpoints,
         config: ProbeConfig {
@@ -195,6 +205,26 @@ pub fn prepare(
             credentials,
         },
     })
+}
+
+/// The egress plan of `--egress-profile`, `--egress-profile-param` and `--egress-host`.
+fn egress_plan(input: &CheckInput) -> Result<Option<crate::engine::egress::EgressPlan>, InputError> {
+    use crate::engine::egress::{self, EgressFields, EgressInput};
+    let f = EgressFields::FLAGS;
+    let params = input
+        .egress_params
+        .iter()
+        .map(|p| egress::parse_param(f.params, p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let e = EgressInput {
+        profiles: input.egress_profiles.clone(),
+        params,
+        hosts: input.egress_hosts.clone(),
+    };
+    if e.is_empty() {
+        return Ok(None);
+    }
+    egress::plan(&e, f).map(Some)
 }
 
 /// The proxy of the runtime's systemd unit: `Environment=` of the given files, in systemd's
@@ -279,10 +309,18 @@ pub async fn run(check: &PreparedCheck) -> Report {
             None => None,
         }
     };
-    let (mut evidence, hosts) = tokio::join!(
+    let egress = async {
+        match &check.egress {
+            Some(plan) => Some(probe::egress::run(plan, &check.config).await),
+            None => None,
+        }
+    };
+    let (mut evidence, hosts, egress) = tokio::join!(
         probe::run(&check.registry, &check.endpoints, &check.config),
-        walk
+        walk,
+        egress
     );
+    evidence.egress = egress;
     if let (Some(res), Some(hosts)) = (&check.containerd, hosts) {
         evidence.containerd = Some(crate::engine::mirrors::summarise(res, hosts, &evidence));
     }

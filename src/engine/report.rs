@@ -82,6 +82,39 @@ pub fn compact(report: &Report) -> Report {
             compact_endpoint(h);
         }
     }
+    if let Some(eg) = &mut r.evidence.egress {
+        // Hosts no finding names keep their rule only; texts of the profile data are restored
+        // from the data version when needed.
+        let named: Vec<&str> = report
+            .findings
+            .iter()
+            .filter(|f| f.role == Some(Role::Egress))
+            .map(|f| f.endpoint.as_str())
+            .collect();
+        for h in &mut eg.hosts {
+            h.rule.role.clear();
+            h.rule.docs = None;
+            h.rule.note = None;
+            let name = if h.port == 443 {
+                h.host.clone()
+            } else {
+                format!("{}:{}", h.host, h.port)
+            };
+            if named.contains(&name.as_str()) {
+                if let Some(e) = &mut h.endpoint {
+                    compact_endpoint(e);
+                }
+            } else {
+                h.endpoint = None;
+            }
+        }
+        for n in &mut eg.not_probed {
+            n.rule.role.clear();
+            n.rule.docs = None;
+            n.rule.note = None;
+            n.why = text::clip(&n.why, 80);
+        }
+    }
     r
 }
 
@@ -132,6 +165,7 @@ fn role_name(role: Role) -> &'static str {
         Role::DataEndpoint => "data",
         Role::Extra => "extra",
         Role::Mirror => "mirror",
+        Role::Egress => "egress",
     }
 }
 
@@ -291,6 +325,10 @@ fn endpoint_rows(e: &EndpointEvidence, rows: &mut Vec<Row>) {
     }
     if let Some(h) = &e.http {
         let (result, status) = match (h.outcome, h.status) {
+            // Egress hosts are not registries: any answer means reachable.
+            (HttpOutcome::Response, Some(code)) if e.role == Role::Egress => {
+                (format!("HTTP {code}"), Status::Ok)
+            }
             (HttpOutcome::Response, Some(code)) => (
                 format!("HTTP {code}"),
                 match code {
@@ -492,6 +530,11 @@ pub fn render_table(report: &Report, color: bool) -> String {
             endpoint_rows(e, &mut rows);
         }
     }
+    if let Some(eg) = &ev.egress {
+        for e in eg.hosts.iter().filter_map(|h| h.endpoint.as_ref()) {
+            endpoint_rows(e, &mut rows);
+        }
+    }
     pull_rows(report, &mut rows);
 
     let cells: Vec<[String; 6]> = rows
@@ -564,6 +607,9 @@ pub fn render_table(report: &Report, color: bool) -> String {
     if let Some(c) = &ev.containerd {
         containerd_lines(c, color, &mut out);
     }
+    if let Some(eg) = &ev.egress {
+        egress_lines(eg, &report.findings, color, &mut out);
+    }
 
     match report.findings.split_first() {
         None => out.push_str("Diagnosis: no findings\n"),
@@ -588,6 +634,99 @@ pub fn render_table(report: &Report, color: bool) -> String {
         }
     }
     out
+}
+
+/// The outcome of one egress host: `reachable (HTTP 200)`, or `blocked at <step>` from its
+/// finding.
+fn egress_outcome(
+    h: &crate::engine::evidence::EgressHost,
+    findings: &[Finding],
+) -> (String, Status) {
+    let name = if h.port == 443 {
+        h.host.clone()
+    } else {
+        format!("{}:{}", h.host, h.port)
+    };
+    if let Some(f) = findings.iter().find(|f| {
+        f.role == Some(Role::Egress)
+            && f.endpoint == name
+            && f.reason == crate::engine::findings::Reason::EgressHostBlocked
+    }) {
+        let step = f
+            .message
+            .split_once(" is blocked at ")
+            .map(|(_, rest)| rest.split([':', ' ']).next().unwrap_or(""))
+            .unwrap_or("");
+        let status = if f.severity == Severity::Error {
+            Status::Err
+        } else {
+            Status::Warn
+        };
+        return (format!("blocked at {step}"), status);
+    }
+    match h.endpoint.as_ref().and_then(|e| e.http.as_ref()) {
+        Some(http) if http.outcome == HttpOutcome::Response => (
+            format!(
+                "reachable (HTTP {})",
+                http.status.map(|s| s.to_string()).unwrap_or_default()
+            ),
+            Status::Ok,
+        ),
+        _ => ("reachable".into(), Status::Ok),
+    }
+}
+
+/// The egress hosts: rule, role, source and outcome of each, then the rules not probed.
+fn egress_lines(
+    eg: &crate::engine::evidence::EgressEvidence,
+    findings: &[Finding],
+    color: bool,
+    out: &mut String,
+) {
+    let profiles = if eg.profiles.is_empty() {
+        String::new()
+    } else {
+        format!("profiles {}, ", eg.profiles.join(", "))
+    };
+    out.push_str(&format!(
+        "Egress hosts ({profiles}profile data {}):\n",
+        clean(&eg.data_version)
+    ));
+    for h in &eg.hosts {
+        let (outcome, status) = egress_outcome(h, findings);
+        let name = if h.port == 443 {
+            h.host.clone()
+        } else {
+            format!("{}:{}", h.host, h.port)
+        };
+        let rule = if h.rule.fqdn == h.host {
+            String::new()
+        } else {
+            format!(" for {}", h.rule.fqdn)
+        };
+        let need = if h.rule.required { "required" } else { "optional" };
+        out.push_str(&format!(
+            "  {}  {}  [{}{rule}, {need}]{}\n",
+            clean(&name),
+            paint(&outcome, status, color),
+            clean(&h.rule.source),
+            if h.rule.role.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", text::clip(&clean(&h.rule.role), 90))
+            }
+        ));
+    }
+    for n in &eg.not_probed {
+        out.push_str(&format!(
+            "  {}  {}  [{}]: {}\n",
+            clean(&n.rule.fqdn),
+            paint("not probed", Status::Warn, color),
+            clean(&n.rule.source),
+            clean(&n.why)
+        ));
+    }
+    out.push('\n');
 }
 
 /// What containerd would do (`--containerd-config-dir`): its hosts in order, the one it would
@@ -838,6 +977,7 @@ mod tests {
                     failed_host: None,
                 }),
                 containerd: None,
+                egress: None,
                 ms: 5120,
             },
         }

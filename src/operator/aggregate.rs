@@ -900,6 +900,7 @@ mod tests {
                 endpoints: vec![],
                 pull: None,
                 containerd: None,
+                egress: None,
                 ms: 42,
             },
         }

@@ -429,6 +429,7 @@ fn kubelet_report(finding: Finding, verdict: Verdict, registry: &str, node: &str
             ms: 0,
             egress_ips: Vec::new(),
             containerd: None,
+            egress: None,
         },
     }
 }

@@ -523,6 +523,7 @@ fn role_name(role: crate::engine::evidence::Role) -> &'static str {
         crate::engine::evidence::Role::DataEndpoint => "data endpoint",
         crate::engine::evidence::Role::Extra => "extra host",
         crate::engine::evidence::Role::Mirror => "mirror",
+        crate::engine::evidence::Role::Egress => "egress host",
     }
 }
 

@@ -124,6 +124,7 @@ fn evidence(endpoints: Vec<EndpointEvidence>) -> Evidence {
         endpoints,
         pull: None,
         containerd: None,
+        egress: None,
         ms: 100,
     }
 }

@@ -3,6 +3,7 @@
 //! Nothing here interprets what it sees; `crate::engine::diagnosis` does that.
 
 pub mod dns;
+pub mod egress;
 pub mod net;
 pub mod pull;
 
@@ -597,6 +598,7 @@ pub async fn run(registry: &str, endpoints: &[Endpoint], config: &ProbeConfig) -
         endpoints: endpoints_ev,
         pull: pull_ev,
         containerd: None,
+        egress: None,
         ms: budget.start.elapsed().as_millis() as u64,
     }
 }

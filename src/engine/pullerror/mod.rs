@@ -174,6 +174,7 @@ pub fn to_report(c: &Classified) -> Report {
         endpoints: Vec::new(),
         pull: None,
         containerd: None,
+        egress: None,
         ms: 0,
     };
     let findings = vec![finding];
