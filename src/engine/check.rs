@@ -208,7 +208,9 @@ pub fn prepare(
 }
 
 /// The egress plan of `--egress-profile`, `--egress-profile-param` and `--egress-host`.
-fn egress_plan(input: &CheckInput) -> Result<Option<crate::engine::egress::EgressPlan>, InputError> {
+fn egress_plan(
+    input: &CheckInput,
+) -> Result<Option<crate::engine::egress::EgressPlan>, InputError> {
     use crate::engine::egress::{self, EgressFields, EgressInput};
     let f = EgressFields::FLAGS;
     let params = input

@@ -704,7 +704,11 @@ fn egress_lines(
         } else {
             format!(" for {}", h.rule.fqdn)
         };
-        let need = if h.rule.required { "required" } else { "optional" };
+        let need = if h.rule.required {
+            "required"
+        } else {
+            "optional"
+        };
         out.push_str(&format!(
             "  {}  {}  [{}{rule}, {need}]{}\n",
             clean(&name),

@@ -589,9 +589,8 @@ fn egress_finding(
         }
         (l, _) => layer_word(l),
     };
-    let msg = format!(
-        "{name}: egress host {why}{role} is blocked at {step}: {underlying}: {message}"
-    );
+    let msg =
+        format!("{name}: egress host {why}{role} is blocked at {step}: {underlying}: {message}");
     let fix = match (layer, tls) {
         (Layer::Dns, _) => format!(
             "Make {} resolvable from here: a custom DNS server must forward it (in Azure to 168.63.129.16) and no DNS filter may sinkhole it.",

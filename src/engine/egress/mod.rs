@@ -393,12 +393,24 @@ mod tests {
         .unwrap();
         assert!(p.not_probed.is_empty());
         let t = |h: &str| p.targets.iter().find(|t| t.host == h).unwrap();
-        assert_eq!(t("westeurope.data.mcr.microsoft.com").rule.fqdn, "*.data.mcr.microsoft.com");
-        assert!(t("c-1.hcp.westeurope.azmk8s.io").rule.role.contains("cluster-specific"));
+        assert_eq!(
+            t("westeurope.data.mcr.microsoft.com").rule.fqdn,
+            "*.data.mcr.microsoft.com"
+        );
+        assert!(
+            t("c-1.hcp.westeurope.azmk8s.io")
+                .rule
+                .role
+                .contains("cluster-specific")
+        );
         let h = t("internal.example");
         assert_eq!((h.port, h.rule.source.as_str()), (8443, "--egress-host"));
         let eks = plan(
-            &input(&["EKS"], &[("region", "eu-west-1"), ("account", "123456789012")], &[]),
+            &input(
+                &["EKS"],
+                &[("region", "eu-west-1"), ("account", "123456789012")],
+                &[],
+            ),
             EgressFields::FLAGS,
         )
         .unwrap();
@@ -412,8 +424,11 @@ mod tests {
             ]
         );
         // Without the account, the registry host is reported, not guessed.
-        let eks = plan(&input(&["EKS"], &[("region", "eu-west-1")], &[]), EgressFields::FLAGS)
-            .unwrap();
+        let eks = plan(
+            &input(&["EKS"], &[("region", "eu-west-1")], &[]),
+            EgressFields::FLAGS,
+        )
+        .unwrap();
         assert_eq!(eks.targets.len(), 2);
         assert!(eks.not_probed[0].why.contains("account="));
     }
@@ -429,7 +444,11 @@ mod tests {
         let e = plan(&input(&["EKS"], &[], &[]), spec).unwrap_err();
         assert_eq!(e.field, "spec.egress.parameters.region");
         assert!(e.problem.contains("EKS needs region="), "{e}");
-        let e = plan(&input(&["AKS"], &[("regoin", "x")], &[]), EgressFields::FLAGS).unwrap_err();
+        let e = plan(
+            &input(&["AKS"], &[("regoin", "x")], &[]),
+            EgressFields::FLAGS,
+        )
+        .unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("--egress-profile-param: 'regoin=x' is not a parameter of the chosen profiles (AKS: region, apiServer)"),
@@ -437,8 +456,11 @@ mod tests {
         );
         let e = plan(&input(&[], &[("region", "x")], &[]), EgressFields::FLAGS).unwrap_err();
         assert!(e.problem.contains("without an egress profile"));
-        let e = plan(&input(&["AKS"], &[("region", "east us")], &[]), EgressFields::FLAGS)
-            .unwrap_err();
+        let e = plan(
+            &input(&["AKS"], &[("region", "east us")], &[]),
+            EgressFields::FLAGS,
+        )
+        .unwrap_err();
         assert!(e.problem.contains("not a valid value for region"), "{e}");
         let e = plan(&input(&[], &[], &["a.example", "x y"]), spec).unwrap_err();
         assert_eq!(e.field, "spec.egress.hosts[1]");
@@ -455,7 +477,11 @@ mod tests {
     #[test]
     fn a_host_named_twice_is_probed_once() {
         let p = plan(
-            &input(&["AKS", "AKS-AzureUSGovernment"], &[], &["mcr.microsoft.com"]),
+            &input(
+                &["AKS", "AKS-AzureUSGovernment"],
+                &[],
+                &["mcr.microsoft.com"],
+            ),
             EgressFields::FLAGS,
         )
         .unwrap();
@@ -465,6 +491,10 @@ mod tests {
             .filter(|t| t.host == "mcr.microsoft.com")
             .count();
         assert_eq!(mcr, 1);
-        assert!(p.targets.iter().any(|t| t.host == "management.usgovcloudapi.net"));
+        assert!(
+            p.targets
+                .iter()
+                .any(|t| t.host == "management.usgovcloudapi.net")
+        );
     }
 }

@@ -78,12 +78,7 @@ pub struct Profile {
     pub rules: &'static [Rule],
 }
 
-const fn rule(
-    fqdn: &'static str,
-    probe: Probe,
-    role: &'static str,
-    source: &'static str,
-) -> Rule {
+const fn rule(fqdn: &'static str, probe: Probe, role: &'static str, source: &'static str) -> Rule {
     Rule {
         fqdn,
         probe,
@@ -130,7 +125,8 @@ const AKS_PARAMS: &[Param] = &[
     },
 ];
 
-const API_SERVER_ROLE: &str = "the cluster's API server (node <-> control plane, konnectivity); the FQDN is cluster-specific";
+const API_SERVER_ROLE: &str =
+    "the cluster's API server (node <-> control plane, konnectivity); the FQDN is cluster-specific";
 
 /// AKS in Azure's public cloud.
 const AKS_RULES: &[Rule] = &[
@@ -458,7 +454,9 @@ mod tests {
             // Every declared parameter is used.
             for q in p.params {
                 assert!(
-                    p.rules.iter().any(|r| matches!(r.probe, Probe::Host(h) if placeholders(h).contains(&q.name))),
+                    p.rules.iter().any(
+                        |r| matches!(r.probe, Probe::Host(h) if placeholders(h).contains(&q.name))
+                    ),
                     "{}: parameter {} unused",
                     p.name,
                     q.name
