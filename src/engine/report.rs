@@ -654,8 +654,8 @@ fn egress_outcome(
     }) {
         let step = f
             .message
-            .split_once(" is blocked at ")
-            .map(|(_, rest)| rest.split([':', ' ']).next().unwrap_or(""))
+            .split_once(" blocked at ")
+            .map(|(_, rest)| rest.split(',').next().unwrap_or(""))
             .unwrap_or("");
         let status = if f.severity == Severity::Error {
             Status::Err
@@ -1036,6 +1036,116 @@ mod tests {
         let c = compact(&report);
         let err = c.evidence.endpoints[2].tcp[0].error.as_ref().unwrap();
         assert_eq!(err.chars().count(), COMPACT_ERROR_CHARS);
+    }
+
+    #[test]
+    fn egress_hosts_in_table_and_compact_report() {
+        use crate::engine::evidence::{
+            EgressEvidence, EgressHost, EgressNotProbed, EgressRule, HttpEvidence,
+        };
+        let mut ev = realistic().evidence;
+        let base = ev.endpoints[0].clone();
+        let rule = |fqdn: &str| EgressRule {
+            source: "AKS".into(),
+            fqdn: fqdn.into(),
+            role: "Azure Resource Manager".into(),
+            required: true,
+            docs: Some(
+                "https://learn.microsoft.com/azure/aks/outbound-rules-control-egress".into(),
+            ),
+            note: None,
+        };
+        let mut ok = base.clone();
+        ok.host = "management.azure.com".into();
+        ok.role = Role::Egress;
+        ok.proxy = None;
+        ok.route = crate::engine::evidence::Route::direct();
+        ok.tcp = vec![tcp("20.1.2.40:443", TcpOutcome::Connected, 3)];
+        ok.tls = Some(crate::engine::evidence::TlsEvidence {
+            outcome: TlsOutcome::Verified,
+            subject: None,
+            issuer: None,
+            error: None,
+            ms: 4,
+        });
+        ok.dns.servers.clear();
+        ok.dns.system.cnames.clear();
+        ok.http = Some(HttpEvidence {
+            outcome: HttpOutcome::Response,
+            status: Some(400),
+            challenge: None,
+            challenge_malformed: false,
+            distribution_api: false,
+            registry_error: None,
+            client_ip: None,
+            content_type: Some("application/json; charset=utf-8".into()),
+            error: None,
+            ms: 5,
+        });
+        let mut reset = ok.clone();
+        reset.host = "packages.aks.azure.com".into();
+        reset.tls.as_mut().unwrap().outcome = TlsOutcome::ResetAfterClientHello;
+        reset.http = None;
+        ev.egress = Some(EgressEvidence {
+            data_version: "2026-12-04.1".into(),
+            profiles: vec!["AKS".into()],
+            hosts: vec![
+                EgressHost {
+                    host: ok.host.clone(),
+                    port: 443,
+                    rule: rule("management.azure.com"),
+                    endpoint: Some(ok),
+                },
+                EgressHost {
+                    host: reset.host.clone(),
+                    port: 443,
+                    rule: rule("packages.aks.azure.com"),
+                    endpoint: Some(reset),
+                },
+            ],
+            not_probed: vec![EgressNotProbed {
+                rule: rule("*.hcp.<location>.azmk8s.io"),
+                port: 443,
+                why: "needs apiServer=<the cluster's API server FQDN>".into(),
+            }],
+        });
+        let report = crate::engine::diagnosis::report(ev);
+        let t = render_table(&report, false);
+        for needle in [
+            "Egress hosts (profiles AKS, profile data 2026-12-04.1):",
+            "management.azure.com  reachable (HTTP 400)  [AKS, required] Azure Resource Manager",
+            "packages.aks.azure.com  blocked at TLS (reset after the ClientHello: an FQDN/SNI firewall)  [AKS, required]",
+            "*.hcp.<location>.azmk8s.io  not probed  [AKS]: needs apiServer=",
+        ] {
+            assert!(t.contains(needle), "{needle} missing:\n{t}");
+        }
+        // The egress host's HTTP 400 is fine in the timing table too.
+        assert!(t.contains("egress"), "{t}");
+        // Compact: the healthy host loses its evidence, the blocked one keeps it; the rule's
+        // texts go (the finding carries them); it still round-trips.
+        let c = compact(&report);
+        let eg = c.evidence.egress.as_ref().unwrap();
+        assert!(eg.hosts[0].endpoint.is_none());
+        assert!(eg.hosts[1].endpoint.is_some());
+        assert!(
+            eg.hosts
+                .iter()
+                .all(|h| h.rule.docs.is_none() && h.rule.role.is_empty())
+        );
+        let json = to_compact_json(&report);
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, c);
+        // Beside this already large report it needs the probe's shrinking stages to fit a
+        // termination message; they keep the blocked host (cli::probe's tests).
+        let fitted = crate::cli::probe::fit_termination_message(&report);
+        assert!(fitted.len() <= 4096);
+        let fitted: Report = serde_json::from_str(&fitted).unwrap();
+        assert!(
+            fitted.findings.iter().any(|f| f.reason
+                == crate::engine::findings::Reason::EgressHostBlocked
+                && f.endpoint == "packages.aks.azure.com"),
+            "{fitted:?}"
+        );
     }
 
     #[test]

@@ -1440,7 +1440,7 @@ mod tests {
         let mut blocked = report(Verdict::Degraded, Reason::EgressHostBlocked, Role::Egress);
         blocked.findings[0].endpoint = "packages.aks.azure.com".into();
         blocked.findings[0].message =
-            "packages.aks.azure.com: egress host required by AKS is blocked at TLS".into();
+            "packages.aks.azure.com: egress host blocked at TLS, required by AKS".into();
         let run_of = |r: Report| aggregate(&[rec(ProbeContext::Node, "n1", rep(r))]);
         let mut sp = spec(1, 1);
         sp.egress.profiles = vec!["AKS".into()];

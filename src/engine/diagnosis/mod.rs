@@ -582,15 +582,16 @@ fn egress_finding(
     let tls = ep.tls.as_ref().map(|t| t.outcome);
     let step = match (layer, tls) {
         (Layer::Tls, Some(TlsOutcome::ResetAfterClientHello)) => {
-            "TLS (reset right after the ClientHello: an FQDN/SNI-filtering firewall)"
+            "TLS (reset after the ClientHello: an FQDN/SNI firewall)"
         }
         (Layer::Tls, Some(TlsOutcome::UntrustedIssuer)) => {
-            "TLS (an untrusted certificate: TLS inspection)"
+            "TLS (untrusted certificate: TLS inspection)"
         }
         (l, _) => layer_word(l),
     };
+    // Step and rule first: the compact report (a termination message) keeps 200 characters.
     let msg =
-        format!("{name}: egress host {why}{role} is blocked at {step}: {underlying}: {message}");
+        format!("{name}: egress host blocked at {step}, {why}{role}; {underlying}: {message}");
     let fix = match (layer, tls) {
         (Layer::Dns, _) => format!(
             "Make {} resolvable from here: a custom DNS server must forward it (in Azure to 168.63.129.16) and no DNS filter may sinkhole it.",
@@ -756,6 +757,11 @@ fn dns_layer(ctx: &Ctx, e: &mut Emit) -> bool {
         return false;
     }
 
+    // An egress host is not the registry: what the registry should resolve to (`expect`,
+    // private endpoints) says nothing about it.
+    if ep.role == Role::Egress {
+        return true;
+    }
     let expect = ctx.ev.expect;
     let servers = &ep.dns.servers;
     if ep.role == Role::DataEndpoint && !s.has_private_address() && ctx.login_private.is_some() {

@@ -1996,8 +1996,7 @@ fn egress_host_blocked_names_host_step_and_rule() {
         Reason::EgressHostBlocked,
         Severity::Error,
         &[
-            "packages.aks.azure.com: egress host required by AKS",
-            "is blocked at TLS (reset right after the ClientHello",
+            "packages.aks.azure.com: egress host blocked at TLS (reset after the ClientHello: an FQDN/SNI firewall), required by AKS",
             "TLSResetAfterClientHello",
         ],
     );
@@ -2020,12 +2019,25 @@ fn egress_host_blocked_names_host_step_and_rule() {
         Reason::EgressHostBlocked,
         Severity::Warning,
         &[
-            "westeurope.data.mcr.microsoft.com: egress host probed for AKS's rule *.data.mcr.microsoft.com",
-            "blocked at DNS",
+            "westeurope.data.mcr.microsoft.com: egress host blocked at DNS, probed for AKS's rule *.data.mcr.microsoft.com",
             "DNSNameNotFound",
         ],
     );
     assert!(w.remediation.contains("resolvable"), "{}", w.remediation);
+}
+
+#[test]
+fn the_registry_expectation_does_not_apply_to_egress_hosts() {
+    // A private endpoint is expected for the registry; management.azure.com resolves publicly,
+    // as it should.
+    let mut ev = evidence(vec![private_login()]);
+    ev.expect = Expect::Private;
+    ev.egress = Some(egress_of(vec![egress_host(
+        egress_ok("management.azure.com", 400),
+        true,
+    )]));
+    let r = report(ev);
+    assert_eq!(r.verdict, Verdict::Healthy, "{:?}", r.findings);
 }
 
 #[test]
@@ -2038,7 +2050,7 @@ fn egress_failures_keep_their_own_step() {
                 e.tls = None;
                 e.http = None;
             }),
-            "blocked at TCP: ConnectionTimedOut",
+            "blocked at TCP, required by AKS (Azure Resource Manager); ConnectionTimedOut",
         ),
         (
             "inspection",
@@ -2046,7 +2058,7 @@ fn egress_failures_keep_their_own_step() {
                 e.tls = Some(tls(TlsOutcome::UntrustedIssuer));
                 e.http = None;
             }),
-            "blocked at TLS (an untrusted certificate: TLS inspection): TLSInterception",
+            "blocked at TLS (untrusted certificate: TLS inspection), required by AKS (Azure Resource Manager); TLSInterception",
         ),
         (
             "proxy",
@@ -2063,7 +2075,7 @@ fn egress_failures_keep_their_own_step() {
                 e.tls = None;
                 e.http = None;
             }),
-            "blocked at the proxy: ProxyDenied",
+            "blocked at the proxy, required by AKS (Azure Resource Manager); ProxyDenied",
         ),
         (
             "http",
@@ -2074,7 +2086,7 @@ fn egress_failures_keep_their_own_step() {
                     ..http(200)
                 });
             }),
-            "blocked at HTTP: ConnectionClosed",
+            "blocked at HTTP, required by AKS (Azure Resource Manager); ConnectionClosed",
         ),
     ];
     for (name, mutate, needle) in cases {
