@@ -125,6 +125,13 @@ run_scenario() {
     expect "token refused for wrong password" '^401$' -- $(curl_code -u labuser:wrong "https://$R/oauth2/token?service=$R&scope=repository:lab/hello:pull")
     expect "token + manifest 200" '^200$' -- sh -c "T=\$(curl -sS --cacert $CA -u labuser:labpass 'https://$R/oauth2/token?service=$R&scope=repository:lab/hello:pull' | sed 's/.*\"access_token\": \"\\([^\"]*\\)\".*/\\1/'); curl -sS -o /dev/null -w '%{http_code}' --cacert $CA -H 'Authorization: Bearer '\$T -H '$MT' https://$R/v2/lab/hello/manifests/1.0"
     ;;
+  egress-fqdn-firewall)
+    expect "management.azure.com answers (400)" '^400$' -- $(curl_code https://management.azure.com/)
+    expect "mcr.microsoft.com answers (200)" '^200$' -- $(curl_code https://mcr.microsoft.com/)
+    expect "packages.aks.azure.com reset after ClientHello" 'reset by peer|SSL_ERROR_SYSCALL|errno=104' -- curl -sS --max-time 3 --cacert "$CA" https://packages.aks.azure.com/
+    expect "eastus.data.mcr.microsoft.com reset after ClientHello" 'reset by peer|SSL_ERROR_SYSCALL|errno=104' -- curl -sS --max-time 3 --cacert "$CA" https://eastus.data.mcr.microsoft.com/
+    expect "registry unaffected" '^200$' -- $(curl_code https://$R/v2/)
+    ;;
   *) bad "no checks for $1" ;;
   esac
 }
