@@ -368,7 +368,7 @@ pub struct ProxySpec {
 }
 
 /// Egress hosts to probe besides the registry.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EgressSpec {
     /// Egress profiles whose documented hosts are probed: `AKS` (AKS required outbound FQDNs,
@@ -384,6 +384,9 @@ pub struct EgressSpec {
     /// server FQDN), `account` (the AWS account id of an ECR registry). A rule needing a
     /// parameter that is not given is reported as not probed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 8))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(k, size(k) <= 40 && size(self[k]) <= 253)")
+        .message("parameter names are at most 40 and values at most 253 characters"))]
     pub parameters: BTreeMap<String, String>,
     /// Other hosts (`host` or `host:port`) the cluster must reach.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

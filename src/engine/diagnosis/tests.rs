@@ -2042,7 +2042,8 @@ fn the_registry_expectation_does_not_apply_to_egress_hosts() {
 
 #[test]
 fn egress_failures_keep_their_own_step() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut EndpointEvidence)>, &str)> = vec![
+    type Mutate = Box<dyn Fn(&mut EndpointEvidence)>;
+    let cases: Vec<(&str, Mutate, &str)> = vec![
         (
             "TCP",
             Box::new(|e| {
