@@ -1006,6 +1006,97 @@ fn data_endpoint_refused_is_blocked() {
     assert!(reg.paths().iter().any(|p| p.contains("/blobs/")));
 }
 
+/// `--egress-host`: a host that answers anything (here 404 on `GET /`) is reachable, with no
+/// registry semantics; a refused one is `EgressHostBlocked` at TCP; the registry stays healthy.
+#[test]
+fn egress_hosts_answering_anything_are_reachable_and_a_refused_one_is_blocked() {
+    let mut names = loopback_names();
+    names.push(("egress.test", Dns::A(vec![LOOPBACK])));
+    names.push(("closed.test", Dns::A(vec![LOOPBACK])));
+    let b = base(&names);
+    let l = b.lab.listener();
+    let port = l.port();
+    let reg = b.lab.https(
+        l,
+        &b.pki.leaf(&[REGISTRY]),
+        TlsMode::Serve(registry_router(REGISTRY, port, DATA, port, None)),
+    );
+    let el = b.lab.listener();
+    let eport = el.port();
+    let egress = b.lab.https(
+        el,
+        &b.pki.leaf(&["egress.test"]),
+        TlsMode::Serve(Router::new()),
+    );
+    let closed = b.lab.closed_port();
+    let ok_host = format!("egress.test:{eport}");
+    let closed_host = format!("closed.test:{closed}");
+    let run = b.run(
+        &format!("{REGISTRY}:{port}"),
+        &["--egress-host", &ok_host, "--egress-host", &closed_host],
+    );
+    let j = expect_primary(
+        &run,
+        1,
+        "EgressHostBlocked",
+        &[
+            &closed_host,
+            "blocked at TCP",
+            "--egress-host",
+            "ConnectionRefused",
+        ],
+    );
+    assert_field(&j, "/verdict", "Degraded", &run);
+    assert_eq!(j["findings"].as_array().unwrap().len(), 1, "{}", run.dump());
+    assert_field(&j, "/findings/0/role", "Egress", &run);
+    let hosts = j["egress"]["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 2, "{}", run.dump());
+    assert_eq!(hosts[0]["host"], "egress.test");
+    assert_eq!(hosts[0]["rule"]["source"], "--egress-host");
+    assert_eq!(
+        hosts[0]["endpoint"]["http"]["status"],
+        404,
+        "{}",
+        run.dump()
+    );
+    assert_eq!(hosts[0]["endpoint"]["role"], "Egress");
+    // One harmless request, and never the registry API.
+    assert_eq!(egress.paths(), vec!["/".to_string()]);
+    assert_eq!(reg.paths(), vec!["/v2/".to_string()]);
+    assert!(
+        j["egress"]["dataVersion"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+    );
+}
+
+#[test]
+fn bad_input_egress_profile() {
+    assert_bad_input(
+        None,
+        &["--egress-profile", "FOO"],
+        "--egress-profile",
+        "FOO",
+    );
+    assert_bad_input(
+        None,
+        &["--egress-profile", "EKS"],
+        "--egress-profile-param",
+        "EKS needs region=",
+    );
+    assert_bad_input(
+        None,
+        &[
+            "--egress-profile",
+            "AKS",
+            "--egress-profile-param",
+            "region",
+        ],
+        "--egress-profile-param",
+        "region",
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bad input: exit 2, the field and value named, nothing probed
 // ---------------------------------------------------------------------------------------------

@@ -520,6 +520,214 @@ fn image_missing_basic_auth() {
     r.expect("ImageNotFound", &[REGISTRY, "lab/nope"]);
 }
 
+// Egress profiles: the real AKS profile's hosts, served inside the lab by its own DNS and nginx
+// (there is no route out), some behind an FQDN firewall that resets their ClientHello.
+
+/// The AKS hosts with region=eastus and the lab cluster's API server.
+const AKS_HOSTS: [&str; 9] = [
+    "labaks-dns-1a2b3c4d.hcp.eastus.azmk8s.io",
+    "mcr.microsoft.com",
+    "eastus.data.mcr.microsoft.com",
+    "mcr-0001.mcr-msedge.net",
+    "management.azure.com",
+    "login.microsoftonline.com",
+    "packages.microsoft.com",
+    "acs-mirror.azureedge.net",
+    "packages.aks.azure.com",
+];
+
+fn aks_args(lab: &Lab) -> Vec<String> {
+    let api = format!("apiServer={}", lab.field("aksApiServer"));
+    [
+        REGISTRY,
+        "--egress-profile",
+        "AKS",
+        "--egress-profile-param",
+        "region=eastus",
+        "--egress-profile-param",
+        &api,
+        "--timeout",
+        "5s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The egress host entries of a report, by host.
+fn egress_hosts(json: &Value) -> Vec<(String, Value)> {
+    json.pointer("/egress/hosts")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|h| {
+                    (
+                        h["host"].as_str().unwrap_or_default().to_string(),
+                        h.clone(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Asserts that exactly `blocked` have an `EgressHostBlocked` finding (at TLS, reset after the
+/// ClientHello) and every other AKS host answered HTTP.
+fn expect_egress(json: &Value, blocked: &[&str], context: &str) {
+    let findings = json["findings"].as_array().cloned().unwrap_or_default();
+    let mut named: Vec<&str> = findings
+        .iter()
+        .filter(|f| f["reason"] == "EgressHostBlocked")
+        .filter_map(|f| f["endpoint"].as_str())
+        .collect();
+    named.sort();
+    let mut want = blocked.to_vec();
+    want.sort();
+    assert_eq!(named, want, "{context}");
+    for f in findings
+        .iter()
+        .filter(|f| f["reason"] == "EgressHostBlocked")
+    {
+        let msg = f["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains("egress host blocked at TLS (reset after the ClientHello")
+                && msg.contains("AKS"),
+            "{msg}\n{context}"
+        );
+        assert_eq!(f["role"], "Egress", "{context}");
+        assert_eq!(f["severity"], "Error", "{context}");
+    }
+    let hosts = egress_hosts(json);
+    let got: Vec<&str> = hosts.iter().map(|(h, _)| h.as_str()).collect();
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    let mut all = AKS_HOSTS.to_vec();
+    all.sort();
+    assert_eq!(got_sorted, all, "{context}");
+    for (host, h) in &hosts {
+        assert_eq!(h["rule"]["source"], "AKS", "{context}");
+        if blocked.contains(&host.as_str()) {
+            continue;
+        }
+        // Healthy hosts: no finding. Their evidence (left out of the compact form) answered.
+        assert!(
+            !findings.iter().any(|f| f["endpoint"] == host.as_str()),
+            "{host}\n{context}"
+        );
+        if let Some(status) = h.pointer("/endpoint/http/status") {
+            let want =
+                if ["management.azure.com", "login.microsoftonline.com"].contains(&host.as_str()) {
+                    400
+                } else {
+                    200
+                };
+            assert_eq!(status, want, "{host}\n{context}");
+        }
+    }
+}
+
+fn egress_profile_aks_behind_fqdn_firewall() {
+    let lab = lab!("egress-fqdn-firewall");
+    let args = aks_args(&lab);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = lab.check(&argv);
+    let blocked = ["eastus.data.mcr.microsoft.com", "packages.aks.azure.com"];
+    expect_egress(&r.json, &blocked, &r.pretty());
+    // The registry itself works: Degraded, not Unreachable; exit 1.
+    assert_eq!(r.json["verdict"], "Degraded", "{}", r.pretty());
+    assert_eq!(r.code, 1, "{}", r.pretty());
+    assert!(
+        r.reasons().iter().all(|x| *x == "EgressHostBlocked"),
+        "{}",
+        r.pretty()
+    );
+    assert!(
+        r.json
+            .pointer("/egress/dataVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|v| !v.is_empty()),
+        "{}",
+        r.pretty()
+    );
+    // The data endpoint's finding names the wildcard rule it was probed for.
+    let data = r.json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["endpoint"] == "eastus.data.mcr.microsoft.com")
+        .unwrap();
+    assert!(
+        data["message"]
+            .as_str()
+            .unwrap()
+            .contains("AKS's rule *.data.mcr.microsoft.com"),
+        "{}",
+        r.pretty()
+    );
+    // Every healthy host answered HTTP on GET / (any status counts).
+    for (host, h) in egress_hosts(&r.json) {
+        if !blocked.contains(&host.as_str()) {
+            assert!(
+                h.pointer("/endpoint/http/status").is_some(),
+                "{host}\n{}",
+                r.pretty()
+            );
+        }
+    }
+    println!(
+        "lab: EgressHostBlocked: {}",
+        r.json["findings"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+    );
+
+    // The same through the operator's path: spec.egress parsed by ValidSpec, written into the
+    // probe Job's arguments, run by `regcheck probe` in the lab; its compact report (the
+    // termination message) says the same.
+    let r = lab.probe_from_spec(serde_json::json!({
+        "registry": REGISTRY,
+        "timeoutSeconds": 5,
+        "egress": {
+            "profiles": ["AKS"],
+            "parameters": {"region": "eastus", "apiServer": lab.field("aksApiServer")}
+        }
+    }));
+    expect_egress(&r, &blocked, &serde_json::to_string_pretty(&r).unwrap());
+}
+
+fn egress_profile_aks_all_reachable() {
+    let lab = lab!("healthy-public");
+    let args = aks_args(&lab);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = lab.check(&argv);
+    r.expect_healthy();
+    expect_egress(&r.json, &[], &r.pretty());
+    assert!(
+        r.json.pointer("/egress/notProbed").is_none(),
+        "every AKS rule has a host with these parameters\n{}",
+        r.pretty()
+    );
+    // Without the parameters the cluster-specific rules are reported, not guessed.
+    let r = lab.check(&[REGISTRY, "--egress-profile", "AKS", "--timeout", "5s"]);
+    r.expect_healthy();
+    let np: Vec<&str> = r
+        .json
+        .pointer("/egress/notProbed")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n["rule"]["fqdn"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        np,
+        vec!["*.hcp.<location>.azmk8s.io", "*.data.mcr.microsoft.com"],
+        "{}",
+        r.pretty()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Harness
 
@@ -873,6 +1081,48 @@ impl Lab {
         self.check_env(&args, &[], Some(&format!("{password}\n")))
     }
 
+    /// A check's spec as the operator handles it: parsed by `ValidSpec`, turned into the pod
+    /// probe Job's arguments, and run with `regcheck probe` in the client namespace. Returns
+    /// the termination message (the compact report).
+    fn probe_from_spec(&self, spec: Value) -> Value {
+        use regcheck::operator::{crd::RegistryConnectivityCheck, jobs, spec::ValidSpec};
+        let check: RegistryConnectivityCheck = serde_json::from_value(serde_json::json!({
+            "apiVersion": "regcheck.dev/v1alpha1",
+            "kind": "RegistryConnectivityCheck",
+            "metadata": {"name": "lab", "namespace": "default", "uid": "u1"},
+            "spec": spec,
+        }))
+        .expect("a check");
+        let valid = ValidSpec::parse(&check.spec).expect("a valid spec");
+        let args = jobs::probe_args(&jobs::ProbeJob {
+            check: &check,
+            spec: &valid,
+            run_id: "r1",
+            context: regcheck::operator::crd::ProbeContext::Pod,
+            target: None,
+            image: "regcheck:lab",
+            operator_namespace: "regcheck-system",
+            node_addresses: &[],
+        });
+        let log = format!("{}/termination-log", self.field("stateDir"));
+        let out = Command::new("ip")
+            .args(["netns", "exec", self.field("clientNs"), REGCHECK])
+            .args(&args)
+            .args(["--ca-file", self.field("caFile"), "--termination-log", &log])
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .output()
+            .expect("run regcheck probe");
+        let text = std::fs::read_to_string(&log).unwrap_or_else(|e| {
+            panic!(
+                "regcheck probe {args:?} wrote no termination log ({e}): exit {:?}\n{}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        serde_json::from_str(&text).expect("the termination message is JSON")
+    }
+
     fn check_env(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", self.field("clientNs"), REGCHECK, "check"])
@@ -1142,6 +1392,14 @@ fn main() {
         (
             "host_and_kubelet_resolvers_differ",
             host_and_kubelet_resolvers_differ,
+        ),
+        (
+            "egress_profile_aks_behind_fqdn_firewall",
+            egress_profile_aks_behind_fqdn_firewall,
+        ),
+        (
+            "egress_profile_aks_all_reachable",
+            egress_profile_aks_all_reachable,
         ),
     ];
     let trials = tests

@@ -119,6 +119,18 @@ pub struct TargetArgs {
     /// Extra trusted CA certificates, PEM (repeatable)
     #[arg(long = "ca-file", value_name = "PEM")]
     pub ca_files: Vec<PathBuf>,
+    /// Also probe the hosts of an egress profile: AKS, AKS-AzureChinaCloud,
+    /// AKS-AzureUSGovernment, EKS, GKE (repeatable); DNS, TCP, TLS and one GET /, no registry
+    /// semantics
+    #[arg(long = "egress-profile", value_name = "PROFILE")]
+    pub egress_profiles: Vec<String>,
+    /// A parameter of the egress profiles, NAME=VALUE: region=eastus, apiServer=<fqdn>,
+    /// account=<id> (repeatable); rules needing one that is not given are reported, not guessed
+    #[arg(long = "egress-profile-param", value_name = "NAME=VALUE")]
+    pub egress_params: Vec<String>,
+    /// Another host the cluster must reach, probed like a profile's hosts (repeatable)
+    #[arg(long = "egress-host", value_name = "HOST[:PORT]")]
+    pub egress_hosts: Vec<String>,
 }
 
 /// Whether text logs get ANSI colours: only on a terminal, and not with `NO_COLOR` set
@@ -165,6 +177,9 @@ impl TargetArgs {
             runtime_proxy_fallback: false,
             host_resolv_conf: self.host_resolv_conf.clone(),
             host_root: None,
+            egress_profiles: self.egress_profiles.clone(),
+            egress_params: self.egress_params.clone(),
+            egress_hosts: self.egress_hosts.clone(),
         }
     }
 }

@@ -250,6 +250,12 @@ fn every_endpoint(r: &mut Report, f: &mut impl FnMut(&mut EndpointEvidence)) {
     {
         f(h);
     }
+    if let Some(eg) = r.evidence.egress.as_mut() {
+        eg.hosts
+            .iter_mut()
+            .filter_map(|h| h.endpoint.as_mut())
+            .for_each(&mut *f);
+    }
 }
 
 fn every_answer(r: &mut Report, f: &mut impl FnMut(&mut DnsAnswer)) {
@@ -373,6 +379,19 @@ fn drop_unreferenced_endpoints(r: &mut Report) {
     {
         p.failed_host = None;
     }
+    // Egress hosts: those a kept finding names (the others worked, or their finding was cut).
+    if let Some(eg) = &mut r.evidence.egress {
+        eg.hosts.retain(|h| {
+            // As the diagnosis names endpoints: `host`, or `host:port` off 443.
+            let name = if h.port == 443 {
+                h.host.clone()
+            } else {
+                format!("{}:{}", h.host, h.port)
+            };
+            hosts.contains(&name)
+        });
+        eg.not_probed.clear();
+    }
 }
 
 /// Stage 7: only the primary finding, the login server's and the primary endpoint's evidence.
@@ -393,6 +412,7 @@ fn drop_evidence(r: &mut Report) {
     r.evidence.egress_ips.clear();
     r.evidence.containerd = None;
     r.evidence.resolvers = None;
+    r.evidence.egress = None;
 }
 
 /// Stage 9 (cannot fail): every string of what is left cut to a few dozen characters.
@@ -1236,6 +1256,7 @@ mod tests {
                 containerd: None,
                 proxy_source: None,
                 resolvers: None,
+                egress: None,
                 ms: 30_000,
             },
         }

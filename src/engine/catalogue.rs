@@ -59,6 +59,8 @@ pub enum Phase {
     RegistryApi,
     Proxy,
     DataPath,
+    /// Hosts besides the registry (egress profiles, `--egress-host`).
+    Egress,
     /// The operator compared the node and pod contexts.
     OperatorContexts,
     /// The kubelet's own pull (a pull canary) compared with the node probe.
@@ -81,6 +83,7 @@ impl Phase {
             Self::RegistryApi => "Registry API",
             Self::Proxy => "Proxy",
             Self::DataPath => "Data path",
+            Self::Egress => "Egress hosts",
             Self::OperatorContexts => "Operator: node and pod contexts",
             Self::OperatorKubelet => "Operator: the kubelet's own pull",
             Self::OperatorPolicy => "Operator: target policy",
@@ -112,15 +115,18 @@ pub enum StatusCondition {
     TlsVerified,
     RegistryApiReachable,
     DataEndpointReachable,
+    /// The hosts of `spec.egress` (set only when the check names some).
+    EgressReachable,
 }
 
 impl StatusCondition {
-    pub const ALL: [StatusCondition; 5] = [
+    pub const ALL: [StatusCondition; 6] = [
         Self::DnsResolved,
         Self::RegistryReachable,
         Self::TlsVerified,
         Self::RegistryApiReachable,
         Self::DataEndpointReachable,
+        Self::EgressReachable,
     ];
 
     /// The condition's `type` in the status.
@@ -131,6 +137,7 @@ impl StatusCondition {
             Self::TlsVerified => "TLSVerified",
             Self::RegistryApiReachable => "RegistryAPIReachable",
             Self::DataEndpointReachable => "DataEndpointReachable",
+            Self::EgressReachable => "EgressReachable",
         }
     }
 }
@@ -755,6 +762,18 @@ catalogue! {
         remediation: "Push the image for the node's platform (`docker buildx build --platform linux/amd64,linux/arm64 ...` or `az acr build --platform`), check it with `docker manifest inspect <image>`, or schedule the pod on nodes of a matching OS/architecture (nodeSelector `kubernetes.io/arch`, `kubernetes.io/os`).",
         docs: &[MULTI_ARCH],
     },
+    EgressHostBlocked => Entry {
+        phase: Phase::Egress,
+        cause: Cause::ClientFirewallOrProxy,
+        code: None,
+        severity: Severity::Error,
+        condition: Some(StatusCondition::EgressReachable),
+        blocks_api: false,
+        summary: "A host the cluster must reach besides its registry (a rule of an egress profile such as AKS's required FQDNs, or a host the check names) cannot be reached: the finding names the host, the step that failed (DNS, proxy, TCP, TLS, HTTP) and the rule that requires it.",
+        field_symptom: "Node provisioning, scaling or upgrades fail (`VMExtensionProvisioningError`, CSE exit codes for outbound connectivity), system pods stay in `ImagePullBackOff` on `mcr.microsoft.com` images, or `*.data.mcr.microsoft.com` layer downloads fail after a firewall change while the application registry works.",
+        remediation: "Allow the FQDN the finding names on its port in the egress firewall (an Azure Firewall application rule, the AzureKubernetesService FQDN tag, or the NVA's FQDN/SNI list), in the proxy's allow list, and in DNS; the finding's documentation link is the rule that requires it.",
+        docs: &[AKS_EGRESS],
+    },
     ContextsDisagree => Entry {
         phase: Phase::OperatorContexts,
         cause: Cause::VirtualNetworkConfiguration,
@@ -1200,7 +1219,7 @@ mod tests {
             _ => 0,
         };
         assert_eq!(Reason::ALL.iter().map(|r| count(*r)).sum::<i32>(), 2);
-        assert_eq!(Reason::ALL.len(), 58);
+        assert_eq!(Reason::ALL.len(), 59);
     }
 
     #[test]

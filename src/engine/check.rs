@@ -55,6 +55,12 @@ pub struct CheckInput {
     /// `--host-root`: where the host's file system is mounted (the in-cluster probe reads the
     /// host's files under `/host`): absolute paths in `hosts.toml` are read under it.
     pub host_root: Option<PathBuf>,
+    /// `--egress-profile`: egress profiles whose hosts are probed (AKS, EKS, GKE, ...).
+    pub egress_profiles: Vec<String>,
+    /// `--egress-profile-param`: `name=value` parameters of the profiles.
+    pub egress_params: Vec<String>,
+    /// `--egress-host`: plain hosts the cluster must reach besides the registry.
+    pub egress_hosts: Vec<String>,
 }
 
 /// The most a check may take.
@@ -71,6 +77,8 @@ pub struct PreparedCheck {
     pub proxy_source: String,
     /// The host's and the kubelet's resolver (`--host-resolv-conf`).
     pub resolvers: Option<crate::engine::evidence::ResolverEvidence>,
+    /// The egress hosts (`--egress-profile`, `--egress-host`); `None` when none were named.
+    pub egress: Option<crate::engine::egress::EgressPlan>,
 }
 
 fn read_file(field: &str, path: &std::path::Path, max: u64) -> Result<String, InputError> {
@@ -105,6 +113,7 @@ pub fn prepare(
         .iter()
         .find(|e| e.role == Role::LoginServer)
         .ok_or_else(|| InputError::new("REGISTRY", &input.registry, "is required"))?;
+    let egress = egress_plan(input)?;
     let registry = login.host.clone();
     let dns_servers = input
         .dns_servers
@@ -258,6 +267,7 @@ pub fn prepare(
         containerd,
         proxy_source,
         resolvers,
+        egress,
         registry,
         endpoints,
         config: ProbeConfig {
@@ -280,6 +290,28 @@ pub fn prepare(
             credentials,
         },
     })
+}
+
+/// The egress plan of `--egress-profile`, `--egress-profile-param` and `--egress-host`.
+fn egress_plan(
+    input: &CheckInput,
+) -> Result<Option<crate::engine::egress::EgressPlan>, InputError> {
+    use crate::engine::egress::{self, EgressFields, EgressInput};
+    let f = EgressFields::FLAGS;
+    let params = input
+        .egress_params
+        .iter()
+        .map(|p| egress::parse_param(f.params, p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let e = EgressInput {
+        profiles: input.egress_profiles.clone(),
+        params,
+        hosts: input.egress_hosts.clone(),
+    };
+    if e.is_empty() {
+        return Ok(None);
+    }
+    egress::plan(&e, f).map(Some)
 }
 
 /// The proxy of the runtime's systemd unit: `Environment=` of the given files (a directory
@@ -427,10 +459,18 @@ pub async fn run(check: &PreparedCheck) -> Report {
             None => None,
         }
     };
-    let (mut evidence, hosts) = tokio::join!(
+    let egress = async {
+        match &check.egress {
+            Some(plan) => Some(probe::egress::run(plan, &check.config).await),
+            None => None,
+        }
+    };
+    let (mut evidence, hosts, egress) = tokio::join!(
         probe::run(&check.registry, &check.endpoints, &check.config),
-        walk
+        walk,
+        egress
     );
+    evidence.egress = egress;
     if let (Some(res), Some(hosts)) = (&check.containerd, hosts) {
         evidence.containerd = Some(crate::engine::mirrors::summarise(res, hosts, &evidence));
     }

@@ -19,6 +19,9 @@ pub enum Role {
     Extra,
     /// A registry mirror from containerd's `hosts.toml`, tried before the upstream.
     Mirror,
+    /// A host the cluster must reach besides its registry (an egress profile's rule or
+    /// `--egress-host`): DNS, TCP, TLS and one `GET /`, no registry semantics.
+    Egress,
 }
 
 /// Kind of address, from the point of view of private endpoints.
@@ -587,6 +590,9 @@ pub struct Evidence {
     /// `--host-resolv-conf`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolvers: Option<ResolverEvidence>,
+    /// The egress hosts (`--egress-profile`, `--egress-host`, `spec.egress`), and what each did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<EgressEvidence>,
     pub ms: u64,
 }
 
@@ -614,6 +620,64 @@ pub struct ResolverEvidence {
     pub differ: bool,
     /// Which of the two containerd resolves with.
     pub containerd_uses: String,
+}
+
+/// Why an egress host is checked: the profile rule (or the plain host list) that names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EgressRule {
+    /// The profile (`AKS`), or the flag / spec field of a plain host (`--egress-host`).
+    pub source: String,
+    /// The FQDN as the documentation writes it (`*.data.mcr.microsoft.com`), or the host.
+    pub fqdn: String,
+    /// What the cluster uses the host for.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub role: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
+    /// The documentation the rule comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docs: Option<String>,
+    /// How a wildcard is probed, or another remark of the profile data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A profile rule that was not probed, and why (a parameter not given, a wildcard without a
+/// known host).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EgressNotProbed {
+    pub rule: EgressRule,
+    pub port: u16,
+    pub why: String,
+}
+
+/// One egress host probed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EgressHost {
+    pub host: String,
+    pub port: u16,
+    pub rule: EgressRule,
+    /// DNS, route, TCP, TLS and `GET /` (in `http`). Left out of the compact report when the
+    /// host works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndpointEvidence>,
+}
+
+/// The egress part of a check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EgressEvidence {
+    /// Version of the profile data (`crate::engine::egress::profiles::DATA_VERSION`).
+    pub data_version: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<EgressHost>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_probed: Vec<EgressNotProbed>,
 }
 
 /// What kind of addresses the registry should resolve to.

@@ -7,6 +7,7 @@ pub mod check;
 pub mod denial;
 pub mod diagnosis;
 pub mod dropin;
+pub mod egress;
 pub mod evidence;
 pub mod findings;
 pub mod hostsconfig;

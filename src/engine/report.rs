@@ -85,6 +85,39 @@ pub fn compact(report: &Report) -> Report {
             compact_endpoint(h);
         }
     }
+    if let Some(eg) = &mut r.evidence.egress {
+        // Hosts no finding names keep their rule only; texts of the profile data are restored
+        // from the data version when needed.
+        let named: Vec<&str> = report
+            .findings
+            .iter()
+            .filter(|f| f.role == Some(Role::Egress))
+            .map(|f| f.endpoint.as_str())
+            .collect();
+        for h in &mut eg.hosts {
+            h.rule.role.clear();
+            h.rule.docs = None;
+            h.rule.note = None;
+            let name = if h.port == 443 {
+                h.host.clone()
+            } else {
+                format!("{}:{}", h.host, h.port)
+            };
+            if named.contains(&name.as_str()) {
+                if let Some(e) = &mut h.endpoint {
+                    compact_endpoint(e);
+                }
+            } else {
+                h.endpoint = None;
+            }
+        }
+        for n in &mut eg.not_probed {
+            n.rule.role.clear();
+            n.rule.docs = None;
+            n.rule.note = None;
+            n.why = text::clip(&n.why, 80);
+        }
+    }
     r
 }
 
@@ -135,6 +168,7 @@ fn role_name(role: Role) -> &'static str {
         Role::DataEndpoint => "data",
         Role::Extra => "extra",
         Role::Mirror => "mirror",
+        Role::Egress => "egress",
     }
 }
 
@@ -329,6 +363,10 @@ fn endpoint_rows(e: &EndpointEvidence, rows: &mut Vec<Row>) {
     }
     if let Some(h) = &e.http {
         let (result, status) = match (h.outcome, h.status) {
+            // Egress hosts are not registries: any answer means reachable.
+            (HttpOutcome::Response, Some(code)) if e.role == Role::Egress => {
+                (format!("HTTP {code}"), Status::Ok)
+            }
             (HttpOutcome::Response, Some(code)) => (
                 format!("HTTP {code}"),
                 match code {
@@ -530,6 +568,11 @@ pub fn render_table(report: &Report, color: bool) -> String {
             endpoint_rows(e, &mut rows);
         }
     }
+    if let Some(eg) = &ev.egress {
+        for e in eg.hosts.iter().filter_map(|h| h.endpoint.as_ref()) {
+            endpoint_rows(e, &mut rows);
+        }
+    }
     pull_rows(report, &mut rows);
 
     let cells: Vec<[String; 6]> = rows
@@ -608,6 +651,9 @@ pub fn render_table(report: &Report, color: bool) -> String {
     if let Some(p) = &ev.proxy_source {
         out.push_str(&format!("Proxy settings from: {}\n\n", clean(p)));
     }
+    if let Some(eg) = &ev.egress {
+        egress_lines(eg, &report.findings, color, &mut out);
+    }
 
     match report.findings.split_first() {
         None => out.push_str("Diagnosis: no findings\n"),
@@ -632,6 +678,103 @@ pub fn render_table(report: &Report, color: bool) -> String {
         }
     }
     out
+}
+
+/// The outcome of one egress host: `reachable (HTTP 200)`, or `blocked at <step>` from its
+/// finding.
+fn egress_outcome(
+    h: &crate::engine::evidence::EgressHost,
+    findings: &[Finding],
+) -> (String, Status) {
+    let name = if h.port == 443 {
+        h.host.clone()
+    } else {
+        format!("{}:{}", h.host, h.port)
+    };
+    if let Some(f) = findings.iter().find(|f| {
+        f.role == Some(Role::Egress)
+            && f.endpoint == name
+            && f.reason == crate::engine::findings::Reason::EgressHostBlocked
+    }) {
+        let step = f
+            .message
+            .split_once(" blocked at ")
+            .map(|(_, rest)| rest.split(',').next().unwrap_or(""))
+            .unwrap_or("");
+        let status = if f.severity == Severity::Error {
+            Status::Err
+        } else {
+            Status::Warn
+        };
+        return (format!("blocked at {step}"), status);
+    }
+    match h.endpoint.as_ref().and_then(|e| e.http.as_ref()) {
+        Some(http) if http.outcome == HttpOutcome::Response => (
+            format!(
+                "reachable (HTTP {})",
+                http.status.map(|s| s.to_string()).unwrap_or_default()
+            ),
+            Status::Ok,
+        ),
+        _ => ("reachable".into(), Status::Ok),
+    }
+}
+
+/// The egress hosts: rule, role, source and outcome of each, then the rules not probed.
+fn egress_lines(
+    eg: &crate::engine::evidence::EgressEvidence,
+    findings: &[Finding],
+    color: bool,
+    out: &mut String,
+) {
+    let profiles = if eg.profiles.is_empty() {
+        String::new()
+    } else {
+        format!("profiles {}, ", eg.profiles.join(", "))
+    };
+    out.push_str(&format!(
+        "Egress hosts ({profiles}profile data {}):\n",
+        clean(&eg.data_version)
+    ));
+    for h in &eg.hosts {
+        let (outcome, status) = egress_outcome(h, findings);
+        let name = if h.port == 443 {
+            h.host.clone()
+        } else {
+            format!("{}:{}", h.host, h.port)
+        };
+        let rule = if h.rule.fqdn == h.host {
+            String::new()
+        } else {
+            format!(" for {}", h.rule.fqdn)
+        };
+        let need = if h.rule.required {
+            "required"
+        } else {
+            "optional"
+        };
+        out.push_str(&format!(
+            "  {}  {}  [{}{rule}, {need}]{}\n",
+            clean(&name),
+            paint(&outcome, status, color),
+            clean(&h.rule.source),
+            if h.rule.role.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", text::clip(&clean(&h.rule.role), 90))
+            }
+        ));
+    }
+    for n in &eg.not_probed {
+        out.push_str(&format!(
+            "  {}  {}  [{}]: {}\n",
+            clean(&n.rule.fqdn),
+            paint("not probed", Status::Warn, color),
+            clean(&n.rule.source),
+            clean(&n.why)
+        ));
+    }
+    out.push('\n');
 }
 
 /// What containerd would do (`--containerd-config-dir`): its hosts in order, the one it would
@@ -917,6 +1060,7 @@ mod tests {
                 containerd: None,
                 proxy_source: None,
                 resolvers: None,
+                egress: None,
                 ms: 5120,
             },
         }
@@ -1004,6 +1148,118 @@ mod tests {
         // The retry survives the JSON round trip.
         let back: Report = serde_json::from_str(&to_json(&report, false)).unwrap();
         assert_eq!(back, report);
+    }
+
+    #[test]
+    fn egress_hosts_in_table_and_compact_report() {
+        use crate::engine::evidence::{
+            EgressEvidence, EgressHost, EgressNotProbed, EgressRule, HttpEvidence,
+        };
+        let mut ev = realistic().evidence;
+        let base = ev.endpoints[0].clone();
+        let rule = |fqdn: &str| EgressRule {
+            source: "AKS".into(),
+            fqdn: fqdn.into(),
+            role: "Azure Resource Manager".into(),
+            required: true,
+            docs: Some(
+                "https://learn.microsoft.com/azure/aks/outbound-rules-control-egress".into(),
+            ),
+            note: None,
+        };
+        let mut ok = base.clone();
+        ok.host = "management.azure.com".into();
+        ok.role = Role::Egress;
+        ok.proxy = None;
+        ok.route = crate::engine::evidence::Route::direct();
+        ok.tcp = vec![tcp("20.1.2.40:443", TcpOutcome::Connected, 3)];
+        ok.tls = Some(crate::engine::evidence::TlsEvidence {
+            outcome: TlsOutcome::Verified,
+            subject: None,
+            issuer: None,
+            error: None,
+            ms: 4,
+            peer: None,
+            small_mss_retry: None,
+        });
+        ok.dns.servers.clear();
+        ok.dns.system.cnames.clear();
+        ok.http = Some(HttpEvidence {
+            outcome: HttpOutcome::Response,
+            status: Some(400),
+            challenge: None,
+            challenge_malformed: false,
+            distribution_api: false,
+            registry_error: None,
+            client_ip: None,
+            content_type: Some("application/json; charset=utf-8".into()),
+            error: None,
+            ms: 5,
+        });
+        let mut reset = ok.clone();
+        reset.host = "packages.aks.azure.com".into();
+        reset.tls.as_mut().unwrap().outcome = TlsOutcome::ResetAfterClientHello;
+        reset.http = None;
+        ev.egress = Some(EgressEvidence {
+            data_version: "2026-12-04.1".into(),
+            profiles: vec!["AKS".into()],
+            hosts: vec![
+                EgressHost {
+                    host: ok.host.clone(),
+                    port: 443,
+                    rule: rule("management.azure.com"),
+                    endpoint: Some(ok),
+                },
+                EgressHost {
+                    host: reset.host.clone(),
+                    port: 443,
+                    rule: rule("packages.aks.azure.com"),
+                    endpoint: Some(reset),
+                },
+            ],
+            not_probed: vec![EgressNotProbed {
+                rule: rule("*.hcp.<location>.azmk8s.io"),
+                port: 443,
+                why: "needs apiServer=<the cluster's API server FQDN>".into(),
+            }],
+        });
+        let report = crate::engine::diagnosis::report(ev);
+        let t = render_table(&report, false);
+        for needle in [
+            "Egress hosts (profiles AKS, profile data 2026-12-04.1):",
+            "management.azure.com  reachable (HTTP 400)  [AKS, required] Azure Resource Manager",
+            "packages.aks.azure.com  blocked at TLS (reset after the ClientHello: an FQDN/SNI firewall)  [AKS, required]",
+            "*.hcp.<location>.azmk8s.io  not probed  [AKS]: needs apiServer=",
+        ] {
+            assert!(t.contains(needle), "{needle} missing:\n{t}");
+        }
+        // The egress host's HTTP 400 is fine in the timing table too.
+        assert!(t.contains("egress"), "{t}");
+        // Compact: the healthy host loses its evidence, the blocked one keeps it; the rule's
+        // texts go (the finding carries them); it still round-trips.
+        let c = compact(&report);
+        let eg = c.evidence.egress.as_ref().unwrap();
+        assert!(eg.hosts[0].endpoint.is_none());
+        assert!(eg.hosts[1].endpoint.is_some());
+        assert!(
+            eg.hosts
+                .iter()
+                .all(|h| h.rule.docs.is_none() && h.rule.role.is_empty())
+        );
+        let json = to_compact_json(&report);
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, c);
+        // Beside this already large report it needs the probe's shrinking stages to fit a
+        // termination message; they keep the blocked host (cli::probe's tests).
+        let fitted = crate::cli::probe::fit_termination_message(&report);
+        assert!(fitted.len() <= 4096);
+        let fitted: Report = serde_json::from_str(&fitted).unwrap();
+        assert!(
+            fitted.findings.iter().any(|f| f.reason
+                == crate::engine::findings::Reason::EgressHostBlocked
+                && f.endpoint == "packages.aks.azure.com"),
+            "{fitted:?}"
+        );
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub mod conditions {
     pub const TLS_VERIFIED: &str = StatusCondition::TlsVerified.type_name();
     pub const REGISTRY_API_REACHABLE: &str = StatusCondition::RegistryApiReachable.type_name();
     pub const DATA_ENDPOINT_REACHABLE: &str = StatusCondition::DataEndpointReachable.type_name();
+    /// Only on checks with `spec.egress`.
+    pub const EGRESS_REACHABLE: &str = StatusCondition::EgressReachable.type_name();
     pub const CONTEXTS_CONSISTENT: &str = "ContextsConsistent";
     pub const PROBES_HEALTHY: &str = "ProbesHealthy";
     /// The kubelet's own pulls (pull canaries, `spec.contexts.kubelet`).
@@ -568,11 +570,14 @@ fn finding_diagnosis(
     }
 }
 
-/// Which detail condition a finding belongs to (the catalogue's, or `DataEndpointReachable`
-/// for any finding on a data endpoint).
+/// Which detail condition a finding belongs to (the catalogue's, `DataEndpointReachable` for
+/// any finding on a data endpoint, `EgressReachable` for any finding on an egress host).
 fn detail_condition(f: &Finding) -> Option<&'static str> {
     if f.role == Some(Role::DataEndpoint) {
         return Some(conditions::DATA_ENDPOINT_REACHABLE);
+    }
+    if f.role == Some(Role::Egress) {
+        return Some(conditions::EGRESS_REACHABLE);
     }
     f.reason.entry().condition.map(StatusCondition::type_name)
 }
@@ -729,14 +734,22 @@ pub fn next_status(
     };
     set_condition(conds, ready);
 
-    // Detail conditions, from the error findings of all reports.
+    // Detail conditions, from the error findings of all reports. `EgressReachable` only on
+    // checks that name egress hosts.
+    if spec.egress.is_empty() {
+        conds.retain(|c| c.type_ != conditions::EGRESS_REACHABLE);
+    }
+    let egress = (!spec.egress.is_empty()).then_some(conditions::EGRESS_REACHABLE);
     for t in [
         conditions::DNS_RESOLVED,
         conditions::REGISTRY_REACHABLE,
         conditions::TLS_VERIFIED,
         conditions::REGISTRY_API_REACHABLE,
         conditions::DATA_ENDPOINT_REACHABLE,
-    ] {
+    ]
+    .into_iter()
+    .chain(egress)
+    {
         let new = if summary.verdict == RunVerdict::Unknown {
             c(
                 t,
@@ -903,6 +916,7 @@ mod tests {
                 containerd: None,
                 proxy_source: None,
                 resolvers: None,
+                egress: None,
                 ms: 42,
             },
         }
@@ -1422,6 +1436,50 @@ mod tests {
         assert_eq!(ready(&once).reason, "ConnectionTimedOut");
         assert_eq!(cond(&once, conditions::REGISTRY_REACHABLE).status, "False");
         assert_eq!(cond(&once, conditions::DNS_RESOLVED).status, "True");
+    }
+
+    #[test]
+    fn egress_reachable_only_on_checks_with_egress_hosts() {
+        let mut blocked = report(Verdict::Degraded, Reason::EgressHostBlocked, Role::Egress);
+        blocked.findings[0].endpoint = "packages.aks.azure.com".into();
+        blocked.findings[0].message =
+            "packages.aks.azure.com: egress host blocked at TLS, required by AKS".into();
+        let run_of = |r: Report| aggregate(&[rec(ProbeContext::Node, "n1", rep(r))]);
+        let mut sp = spec(1, 1);
+        sp.egress.profiles = vec!["AKS".into()];
+        let st = next_status(
+            &RegistryConnectivityCheckStatus::default(),
+            &sp,
+            Some(1),
+            &run_of(blocked.clone()),
+            run("r1"),
+            &t(0),
+        );
+        let c = cond(&st, conditions::EGRESS_REACHABLE);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "EgressHostBlocked")
+        );
+        assert!(c.message.contains("packages.aks.azure.com"), "{c:?}");
+        // The registry's own conditions stay True: the finding is about another host.
+        assert_eq!(cond(&st, conditions::REGISTRY_REACHABLE).status, "True");
+        assert_eq!(cond(&st, conditions::TLS_VERIFIED).status, "True");
+        let st = next_status(&st, &sp, Some(1), &run_of(healthy()), run("r2"), &t(1));
+        assert_eq!(cond(&st, conditions::EGRESS_REACHABLE).status, "True");
+        // Without spec.egress the condition is absent (and removed when the spec drops it).
+        let st = next_status(
+            &st,
+            &spec(1, 1),
+            Some(2),
+            &run_of(healthy()),
+            run("r3"),
+            &t(2),
+        );
+        assert!(
+            !st.conditions
+                .iter()
+                .any(|c| c.type_ == conditions::EGRESS_REACHABLE)
+        );
     }
 
     #[test]

@@ -433,6 +433,7 @@ fn kubelet_report(finding: Finding, verdict: Verdict, registry: &str, node: &str
             containerd: None,
             proxy_source: None,
             resolvers: None,
+            egress: None,
         },
     }
 }

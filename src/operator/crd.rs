@@ -25,6 +25,8 @@ pub const CRD_PATH: &str = "crds/regcheck.dev_registryconnectivitychecks.yaml";
 /// A host name or IP literal (IPv6 in brackets) with an optional port.
 const HOST_PORT_PATTERN: &str = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?$";
 /// Azure region names: letters and digits.
+/// An egress profile name (the controller checks it against the profile data).
+const PROFILE_PATTERN: &str = r"^[A-Za-z][A-Za-z0-9-]{0,39}$";
 const REGION_PATTERN: &str = r"^[a-z0-9]{1,40}$";
 /// `1m`, `90s`, `1h30m`: Go duration units h, m, s.
 const INTERVAL_PATTERN: &str = r"^([0-9]{1,5}(h|m|s)){1,3}$";
@@ -116,6 +118,12 @@ pub struct RegistryConnectivityCheckSpec {
     /// What the registry is expected to resolve to.
     #[serde(default)]
     pub expect: Expect,
+
+    /// Hosts the cluster must reach besides its registry (an egress profile's documented
+    /// FQDNs, or plain hosts), probed with DNS, TCP, TLS and one request, without registry
+    /// semantics.
+    #[serde(default, skip_serializing_if = "EgressSpec::is_empty")]
+    pub egress: EgressSpec,
 
     /// Image to pull the smallest layer of, as `repository:tag` or `repository@sha256:<digest>`
     /// (optionally prefixed with the registry host). Without it only the registry API is probed.
@@ -357,6 +365,42 @@ pub struct ProxySpec {
         inner(length(min = 1, max = 253), pattern(NO_PROXY_PATTERN))
     )]
     pub no_proxy: Vec<String>,
+}
+
+/// Egress hosts to probe besides the registry.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EgressSpec {
+    /// Egress profiles whose documented hosts are probed: `AKS` (AKS required outbound FQDNs,
+    /// Azure public cloud), `AKS-AzureChinaCloud`, `AKS-AzureUSGovernment`, `EKS` (Amazon ECR
+    /// through VPC endpoints; needs the parameter `region`), `GKE` (Artifact Registry).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 8),
+        inner(length(min = 1, max = 40), pattern(PROFILE_PATTERN))
+    )]
+    pub profiles: Vec<String>,
+    /// Parameters of the profiles: `region` (e.g. `eastus`), `apiServer` (the AKS cluster's API
+    /// server FQDN), `account` (the AWS account id of an ECR registry). A rule needing a
+    /// parameter that is not given is reported as not probed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 8))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(k, size(k) <= 40 && size(self[k]) <= 253)")
+        .message("parameter names are at most 40 and values at most 253 characters"))]
+    pub parameters: BTreeMap<String, String>,
+    /// Other hosts (`host` or `host:port`) the cluster must reach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 16),
+        inner(length(min = 1, max = 260), pattern(HOST_PORT_PATTERN))
+    )]
+    pub hosts: Vec<String>,
+}
+
+impl EgressSpec {
+    pub fn is_empty(&self) -> bool {
+        self.profiles.is_empty() && self.parameters.is_empty() && self.hosts.is_empty()
+    }
 }
 
 /// Proxy mode.

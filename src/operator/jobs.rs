@@ -397,6 +397,19 @@ pub fn probe_args(p: &ProbeJob) -> Vec<String> {
         a.push("--egress-ip".into());
         a.push(ip.clone());
     }
+    let egress = &spec.egress.input;
+    for p in &egress.profiles {
+        a.push("--egress-profile".into());
+        a.push(p.clone());
+    }
+    for (k, v) in &egress.params {
+        a.push("--egress-profile-param".into());
+        a.push(format!("{k}={v}"));
+    }
+    for h in &egress.hosts {
+        a.push("--egress-host".into());
+        a.push(h.clone());
+    }
     if let Some((image, _)) = &spec.image {
         a.push("--image".into());
         a.push(image.clone());
@@ -960,6 +973,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(parsed.target.egress_ips, vec!["20.1.2.3/32", "52.0.0.0/16"]);
+        // spec.egress becomes the probe's egress flags, in canonical form.
+        c2.spec.egress.profiles = vec!["aks".into()];
+        c2.spec
+            .egress
+            .parameters
+            .insert("region".into(), "eastus".into());
+        c2.spec.egress.hosts = vec!["internal.example:8443".into()];
+        let v2 = ValidSpec::parse(&c2.spec).unwrap();
+        let a = probe_args(&ProbeJob {
+            check: &c2,
+            spec: &v2,
+            ..pj
+        })
+        .join(" ");
+        assert!(
+            a.contains(
+                "--egress-profile AKS --egress-profile-param region=eastus --egress-host internal.example:8443"
+            ),
+            "{a}"
+        );
+        let argv: Vec<String> = a.split(' ').map(str::to_string).collect();
+        let parsed = <crate::cli::probe::ProbeArgs as clap::Parser>::try_parse_from(
+            std::iter::once("regcheck-probe".to_string()).chain(argv.into_iter().skip(1)),
+        )
+        .unwrap();
+        assert_eq!(parsed.target.egress_profiles, vec!["AKS"]);
+        assert_eq!(parsed.target.egress_params, vec!["region=eastus"]);
+        assert_eq!(parsed.target.egress_hosts, vec!["internal.example:8443"]);
     }
 
     /// The target node's own addresses of both families reach the probe as `--node-ip`, and

@@ -42,7 +42,8 @@
 //! ```
 //!
 //! Every host a check names is checked: the registry, its data endpoints, the data endpoints
-//! derived from `regions`, the extra hosts and the image's registry prefix. Hosts reached only
+//! derived from `regions`, the extra hosts, the egress hosts (`spec.egress`: each profile
+//! rule's probed host and each plain host) and the image's registry prefix. Hosts reached only
 //! at run time (a blob redirect to a storage account, a token realm) cannot be known here; the
 //! probe's address rules cover them.
 //!
@@ -668,9 +669,31 @@ pub fn evaluate(
     cfg: &PolicyConfig,
 ) -> Result<(), Violation> {
     let addresses = TargetPolicy::in_cluster(Vec::new());
-    for ep in &spec.endpoints {
-        let what = format!("{} {}", role_name(ep.role), ep.host);
-        if let Ok(ip) = ep.host.parse::<IpAddr>()
+    // The egress hosts are dialled like the registry: the same rules apply to them.
+    let egress = spec.egress.targets.iter().map(|t| {
+        let what = if t.rule.fqdn == t.host {
+            format!("egress host {} ({})", t.host, t.rule.source)
+        } else {
+            format!(
+                "egress host {} ({} rule {})",
+                t.host, t.rule.source, t.rule.fqdn
+            )
+        };
+        (what, t.host.as_str(), t.port)
+    });
+    let hosts = spec
+        .endpoints
+        .iter()
+        .map(|ep| {
+            (
+                format!("{} {}", role_name(ep.role), ep.host),
+                ep.host.as_str(),
+                ep.port,
+            )
+        })
+        .chain(egress);
+    for (what, host, port) in hosts {
+        if let Ok(ip) = host.parse::<IpAddr>()
             && let Err(rule) = addresses.check(ip)
         {
             return Err(Violation {
@@ -678,7 +701,7 @@ pub fn evaluate(
                 message: format!("{what} is refused: {rule}"),
             });
         }
-        if !cfg.host_allowed(&ep.host) {
+        if !cfg.host_allowed(host) {
             let list: Vec<String> = cfg.registry_hosts.iter().map(|p| p.to_string()).collect();
             return Err(Violation {
                 rule: rules::ALLOWED_REGISTRIES,
@@ -688,13 +711,13 @@ pub fn evaluate(
                 ),
             });
         }
-        if !cfg.allowed_ports.contains(&ep.port) {
+        if !cfg.allowed_ports.contains(&port) {
             let list: Vec<String> = cfg.allowed_ports.iter().map(|p| p.to_string()).collect();
             return Err(Violation {
                 rule: rules::ALLOWED_PORTS,
                 message: format!(
                     "{what} uses port {}, which is not allowed ({FLAG_ALLOWED_PORTS}={})",
-                    ep.port,
+                    port,
                     list.join(",")
                 ),
             });
@@ -855,6 +878,7 @@ fn role_name(role: crate::engine::evidence::Role) -> &'static str {
         crate::engine::evidence::Role::DataEndpoint => "data endpoint",
         crate::engine::evidence::Role::Extra => "extra host",
         crate::engine::evidence::Role::Mirror => "mirror",
+        crate::engine::evidence::Role::Egress => "egress host",
     }
 }
 
@@ -1058,6 +1082,27 @@ mod tests {
     }
 
     #[test]
+    fn egress_violations_name_the_profile_rule() {
+        let acr = PolicyConfig::parse("*", "*.azurecr.io,mcr.microsoft.com", "443", "*").unwrap();
+        let mut s = spec("myreg.azurecr.io");
+        s.egress.profiles = vec!["AKS".into()];
+        s.egress
+            .parameters
+            .insert("region".into(), "westeurope".into());
+        let e = evaluate(&s, "x", &labels(&[]), &acr).unwrap_err();
+        assert_eq!(e.rule, rules::ALLOWED_REGISTRIES);
+        // mcr.microsoft.com is allowed; the first refused host is the data endpoint probed
+        // for the wildcard rule.
+        assert!(
+            e.message.starts_with(
+                "egress host westeurope.data.mcr.microsoft.com (AKS rule *.data.mcr.microsoft.com) matches none"
+            ),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
     fn evaluate_table() {
         let acr =
             PolicyConfig::parse("team-a", "*.azurecr.io,mcr.microsoft.com", "443", "*").unwrap();
@@ -1127,6 +1172,41 @@ mod tests {
                 "x",
                 &acr,
                 Some(rules::ALLOWED_REGISTRIES),
+            ),
+            (
+                "egress profile outside the allowed hosts",
+                with(&|s| s.egress.profiles = vec!["AKS".into()]),
+                "x",
+                &acr,
+                Some(rules::ALLOWED_REGISTRIES),
+            ),
+            (
+                "egress profile with every host allowed",
+                with(&|s| s.egress.profiles = vec!["AKS".into()]),
+                "x",
+                &open,
+                None,
+            ),
+            (
+                "egress host outside",
+                with(&|s| s.egress.hosts = vec!["internal.corp".into()]),
+                "x",
+                &acr,
+                Some(rules::ALLOWED_REGISTRIES),
+            ),
+            (
+                "egress host port",
+                with(&|s| s.egress.hosts = vec!["mcr.microsoft.com:8443".into()]),
+                "x",
+                &acr,
+                Some(rules::ALLOWED_PORTS),
+            ),
+            (
+                "egress metadata literal",
+                with(&|s| s.egress.hosts = vec!["169.254.169.254".into()]),
+                "x",
+                &open,
+                Some(rules::FORBIDDEN_ADDRESS),
             ),
             (
                 "derived region endpoint",

@@ -98,6 +98,8 @@ pub struct ValidSpec {
     pub proxy: ProxySetting,
     /// `spec.expect.egressIPs`, as canonical CIDRs.
     pub egress_ips: Vec<String>,
+    /// `spec.egress`: the egress hosts to probe (empty when the spec names none).
+    pub egress: crate::engine::egress::EgressPlan,
     pub interval: Duration,
     pub timeout: Duration,
     pub failure_threshold: u32,
@@ -257,6 +259,19 @@ impl ValidSpec {
             ));
         }
         let egress_ips = crate::engine::denial::parse_egress_ips(field, &spec.expect.egress_ips)?;
+        let egress = crate::engine::egress::plan(
+            &crate::engine::egress::EgressInput {
+                profiles: spec.egress.profiles.clone(),
+                params: spec
+                    .egress
+                    .parameters
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                hosts: spec.egress.hosts.clone(),
+            },
+            crate::engine::egress::EgressFields::SPEC,
+        )?;
         let kubelet = &ctx.kubelet;
         if kubelet.enabled && image.is_none() {
             return Err(SpecError::field(
@@ -279,6 +294,7 @@ impl ValidSpec {
             image,
             proxy,
             egress_ips,
+            egress,
             interval,
             timeout,
             failure_threshold: spec.failure_threshold,
@@ -330,6 +346,54 @@ mod tests {
 
     fn spec(v: serde_json::Value) -> RegistryConnectivityCheckSpec {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn egress_profiles_and_hosts_are_parsed_once() {
+        let v = ValidSpec::parse(&spec(json!({"registry": "r.azurecr.io",
+            "egress": {"profiles": ["aks"], "parameters": {"region": "eastus"},
+                       "hosts": ["proxy-check.example:8443"]}})))
+        .unwrap();
+        assert_eq!(v.egress.input.profiles, vec!["AKS"]);
+        assert!(
+            v.egress
+                .targets
+                .iter()
+                .any(|t| t.host == "eastus.data.mcr.microsoft.com")
+        );
+        assert!(
+            v.egress
+                .targets
+                .iter()
+                .any(|t| (t.host.as_str(), t.port) == ("proxy-check.example", 8443))
+        );
+        // The API server FQDN is cluster-specific: named as not probed.
+        assert_eq!(v.egress.not_probed.len(), 1);
+        assert!(v.egress.not_probed[0].why.contains("apiServer"));
+        let none = ValidSpec::parse(&spec(json!({"registry": "r.azurecr.io"}))).unwrap();
+        assert!(none.egress.targets.is_empty() && none.egress.not_probed.is_empty());
+        for (egress, needle) in [
+            (
+                json!({"profiles": ["AKS", "FOO"]}),
+                "spec.egress.profiles[1]: 'FOO' is not a known profile (AKS, AKS-AzureChinaCloud, AKS-AzureUSGovernment, EKS, GKE)",
+            ),
+            (
+                json!({"profiles": ["EKS"]}),
+                "spec.egress.parameters.region: '' profile EKS needs region=",
+            ),
+            (
+                json!({"profiles": ["GKE"], "parameters": {"account": "1"}}),
+                "spec.egress.parameters.account: 'account=1' is not a parameter of the chosen profiles (GKE: region)",
+            ),
+            (
+                json!({"hosts": ["ok.example", "bad host"]}),
+                "spec.egress.hosts[1]: 'bad host'",
+            ),
+        ] {
+            let e =
+                validate(&spec(json!({"registry": "r.azurecr.io", "egress": egress}))).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        }
     }
 
     #[test]

@@ -74,9 +74,21 @@ PUB_LOGIN6_IP = "fd00:2::10"
 PUB_DATA6_IP = "fd00:2::11"
 SERVER6_ADDRS = [DNS6_IP, PUB_LOGIN6_IP, PUB_DATA6_IP]
 CLIENT6_ROUTES = ["fd00:2::/64"]
+# The hosts of the AKS egress profile (src/engine/egress/profiles.rs) with region=eastus and
+# the lab cluster's API server: the lab's own DNS serves these real names inside the lab only
+# (there is no route out), and one nginx server answers for all of them.
+EGRESS_IP = "203.0.113.20"
+AKS_API_SERVER = "labaks-dns-1a2b3c4d.hcp.eastus.azmk8s.io"
+EGRESS_NAMES = ["mcr.microsoft.com", "eastus.data.mcr.microsoft.com", "mcr-0001.mcr-msedge.net",
+                "management.azure.com", "login.microsoftonline.com", "packages.microsoft.com",
+                "acs-mirror.azureedge.net", "packages.aks.azure.com", AKS_API_SERVER]
+# What an FQDN-filtering firewall without the newer AKS rules lets through: not these two
+# (Azure/AKS#1476: *.data.mcr.microsoft.com; Azure/AKS#4792: packages.aks.azure.com).
+EGRESS_BLOCKED = ["packages.aks.azure.com", "eastus.data.mcr.microsoft.com"]
 
 SERVER_ADDRS = [DNS_IP, CUSTOM_DNS_IP, PROXY_IP, EOF_PROXY_IP,
-                PUB_LOGIN_IP, PUB_DATA_IP, PRIV_LOGIN_IP, PRIV_DATA_IP, MIRROR_IP, BROKEN_DNS_IP]
+                PUB_LOGIN_IP, PUB_DATA_IP, PRIV_LOGIN_IP, PRIV_DATA_IP, MIRROR_IP, BROKEN_DNS_IP,
+                EGRESS_IP]
 CLIENT_ROUTES = ["10.2.0.0/16", "203.0.113.0/24", "198.51.100.0/24"]
 
 PROXY_USER, PROXY_PASS = "proxyuser", "proxypass"
@@ -149,6 +161,9 @@ SCENARIOS = {
     "ipv6-path-broken": dict(dns="public", ipv6=True, aaaa=True, fw6=["https-drop"]),
     "ipv6-only-no-aaaa": dict(dns="public", ipv6=True, v6only=True),
     "ipv6-only": dict(dns="public", ipv6=True, v6only=True, aaaa=True),
+    # The AKS egress hosts (always served, see EGRESS_NAMES) behind an FQDN firewall that
+    # resets the ClientHello of EGRESS_BLOCKED; the registry itself works.
+    "egress-fqdn-firewall": dict(dns="public", fw=["egress-sni-reset"]),
 }
 
 # Rules are added in the server namespace ("the network"): INPUT sees what the client sends
@@ -180,6 +195,12 @@ FIREWALL = {
     # A firewall that silently drops (no reset) the ClientHello naming the registry.
     "sni-drop": [
         f"-A INPUT -i s0 -p tcp --dport 443 -m string --string {LOGIN} --algo bm -j DROP",
+    ],
+    # An FQDN firewall whose allow-list lacks some of AKS's required FQDNs.
+    "egress-sni-reset": [
+        f"-A INPUT -i s0 -d {EGRESS_IP} -p tcp --dport 443 -m string --string {name} --algo bm "
+        "-j REJECT --reject-with tcp-reset"
+        for name in EGRESS_BLOCKED
     ],
     # The proxy (squid binds its outgoing connections to PROXY_IP) cannot reach private endpoints.
     "proxy-no-private": [
@@ -317,6 +338,7 @@ def make_pki(d):
     make_ca(d, "ca", "regcheck Lab Root CA", "regcheck lab")
     make_leaf(d, "login", "ca", LOGIN)
     make_leaf(d, "data", "ca", DATA)
+    make_leaf(d, "egress", "ca", EGRESS_NAMES[0], EGRESS_NAMES[1:])
     # A TLS-inspecting middlebox re-signs with its own CA, which the client does not trust.
     make_ca(d, "mitm", "Contoso Inspection CA", "Contoso Firewall")
     make_leaf(d, "login-mitm", "mitm", LOGIN)
@@ -382,8 +404,10 @@ def zone_records(view, aaaa=False):
         raise ValueError(f"unknown dns view {view}")
     # A few other names a probe may ask about.
     r += [f"{MIRROR}. A {MIRROR_IP}"]
+    # The egress hosts (EGRESS_NAMES), mcr.microsoft.com through a CNAME as on the internet.
     r += ["mcr.microsoft.com. CNAME mcr-fe.trafficmanager.net.",
-          f"mcr-fe.trafficmanager.net. A 203.0.113.20"]
+          f"mcr-fe.trafficmanager.net. A {EGRESS_IP}"]
+    r += [f"{n}. A {EGRESS_IP}" for n in EGRESS_NAMES if n != "mcr.microsoft.com"]
     return r
 
 
@@ -624,6 +648,27 @@ http {{
             return 404 '<Error><Code>ResourceNotFound</Code></Error>';
         }}
     }}{mirror_conf(d, mirror)}
+    # The egress hosts: none is a registry; each answers GET / as such a service might.
+    server {{
+        listen {EGRESS_IP}:443 ssl;
+        server_name management.azure.com login.microsoftonline.com;
+        ssl_certificate {d}/pki/egress.pem;
+        ssl_certificate_key {d}/pki/egress.key;
+        location / {{
+            default_type application/json;
+            return 400 '{{"error":{{"code":"MissingApiVersionParameter"}}}}';
+        }}
+    }}
+    server {{
+        listen {EGRESS_IP}:443 ssl default_server;
+        server_name {" ".join(n for n in EGRESS_NAMES if n not in ("management.azure.com", "login.microsoftonline.com"))};
+        ssl_certificate {d}/pki/egress.pem;
+        ssl_certificate_key {d}/pki/egress.key;
+        location / {{
+            default_type text/html;
+            return 200 '<html><body>lab egress host</body></html>';
+        }}
+    }}
 }}
 """
 
@@ -637,7 +682,8 @@ def start_nginx(sns, d, login_mode, mirror=None, bigcert=False, ipv6=False):
     spawn(sns, [which("nginx"), "-e", f"{d}/nginx-error.log", "-c", f"{d}/nginx.conf"],
           f"{d}/nginx.out")
     checks = [("tcp", PUB_LOGIN_IP, 443), ("tcp", PUB_DATA_IP, 443),
-              ("tcp", PRIV_LOGIN_IP, 443), ("tcp", PRIV_DATA_IP, 443)]
+              ("tcp", PRIV_LOGIN_IP, 443), ("tcp", PRIV_DATA_IP, 443),
+              ("tcp", EGRESS_IP, 443)]
     if mirror == "own-ca":
         checks.append(("tcp", MIRROR_IP, 443))
     elif mirror == "plain-http":
@@ -1072,6 +1118,9 @@ def bring_up(lab_id, sc, sns, cns, d):
         "publicLogin6Ip": PUB_LOGIN6_IP,
         "publicData6Ip": PUB_DATA6_IP,
         "dns6Server": DNS6_IP,
+        "egressIp": EGRESS_IP,
+        "aksApiServer": AKS_API_SERVER,
+        "egressBlocked": EGRESS_BLOCKED,
         "registryUser": REG_USER,
         "registryPassword": REG_PASS,
     }

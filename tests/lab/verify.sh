@@ -147,6 +147,13 @@ run_scenario() {
     expect "AAAA record" 'fd00:2::10' -- dig +short AAAA $R
     expect "/v2/ 200 over IPv6" '^200$' -- $(curl_code -6 https://$R/v2/)
     ;;
+  egress-fqdn-firewall)
+    expect "management.azure.com answers (400)" '^400$' -- $(curl_code https://management.azure.com/)
+    expect "mcr.microsoft.com answers (200)" '^200$' -- $(curl_code https://mcr.microsoft.com/)
+    expect "packages.aks.azure.com reset after ClientHello" 'reset by peer|SSL_ERROR_SYSCALL|errno=104' -- curl -sS --max-time 3 --cacert "$CA" https://packages.aks.azure.com/
+    expect "eastus.data.mcr.microsoft.com reset after ClientHello" 'reset by peer|SSL_ERROR_SYSCALL|errno=104' -- curl -sS --max-time 3 --cacert "$CA" https://eastus.data.mcr.microsoft.com/
+    expect "registry unaffected" '^200$' -- $(curl_code https://$R/v2/)
+    ;;
   *) bad "no checks for $1" ;;
   esac
 }

@@ -72,6 +72,7 @@ pub fn diagnose(ev: &Evidence) -> Vec<Finding> {
     pull_items(&ctx, &mut items);
     containerd_items(&ctx, &mut items);
     resolver_items(&ctx, &mut items);
+    egress_items(&ctx, &mut items);
 
     // Stable sort keeps evidence order within equal keys.
     items.sort_by_key(|i| (i.finding.severity, role_rank(i.finding.role), i.layer));
@@ -148,7 +149,8 @@ fn role_rank(r: Option<Role>) -> u8 {
         Some(Role::DataEndpoint) => 1,
         Some(Role::Extra) => 2,
         Some(Role::Mirror) => 3,
-        None => 4,
+        Some(Role::Egress) => 4,
+        None => 5,
     }
 }
 
@@ -389,6 +391,10 @@ fn endpoint_items(ctx: &Ctx, ep: &EndpointEvidence) -> Vec<Item> {
                 .tls
                 .as_ref()
                 .is_some_and(|t| t.outcome == TlsOutcome::Verified),
+            Role::Egress => ep
+                .http
+                .as_ref()
+                .is_some_and(|h| h.outcome == HttpOutcome::Response),
             _ => ep.http.as_ref().is_some_and(http_is_healthy),
         };
         let f = e.push(Layer::Deadline, Reason::ConnectionTimedOut, msg);
@@ -540,6 +546,149 @@ fn resolver_items(ctx: &Ctx, items: &mut Vec<Item>) {
     }
 }
 
+/// The egress hosts: each host whose DNS, proxy, TCP or TLS step fails (the endpoint rules
+/// say how) or that gives no HTTP answer is one `EgressHostBlocked`, naming the step, the rule
+/// that requires the host and the underlying reason; an Error for a required rule, a Warning
+/// otherwise. Partial failures an endpoint rule only warns about (one of several addresses,
+/// nameservers that disagree) are not egress findings: the host is reachable.
+fn egress_items(ctx: &Ctx, items: &mut Vec<Item>) {
+    let Some(eg) = &ctx.ev.egress else {
+        return;
+    };
+    for h in &eg.hosts {
+        let Some(ep) = &h.endpoint else { continue };
+        if let Some((layer, finding)) = egress_finding(ctx, h, ep) {
+            items.push(Item { layer, finding });
+        }
+    }
+}
+
+/// The step an egress host failed at, in words.
+fn layer_word(l: Layer) -> &'static str {
+    match l {
+        Layer::Dns => "DNS",
+        Layer::Proxy => "the proxy",
+        Layer::Tcp => "TCP",
+        Layer::Tls => "TLS",
+        Layer::Http => "HTTP",
+        Layer::Pull | Layer::Deadline => "the deadline",
+    }
+}
+
+fn egress_finding(
+    ctx: &Ctx,
+    h: &crate::engine::evidence::EgressHost,
+    ep: &EndpointEvidence,
+) -> Option<(Layer, Finding)> {
+    let below = endpoint_items(ctx, ep);
+    let failed = below
+        .iter()
+        .find(|i| i.finding.severity == Severity::Error)
+        .map(|i| (i.layer, i.finding.reason, i.finding.message.clone()));
+    let failed = failed.or_else(|| {
+        let http = ep.http.as_ref()?;
+        if http.outcome == HttpOutcome::Response {
+            return None;
+        }
+        let what = match http.outcome {
+            HttpOutcome::HeadersTimeout => format!(
+                "TLS completed but GET / got no response headers within {} ms",
+                http.ms
+            ),
+            HttpOutcome::Closed => {
+                "TLS completed but the connection was closed after GET / without a response"
+                    .to_string()
+            }
+            HttpOutcome::Malformed | HttpOutcome::Response => {
+                "TLS completed but the answer to GET / is not HTTP/1.x".to_string()
+            }
+        };
+        let reason = match http.outcome {
+            HttpOutcome::HeadersTimeout => Reason::HeadersTimeout,
+            HttpOutcome::Closed => Reason::ConnectionClosed,
+            _ => Reason::NotARegistry,
+        };
+        Some((
+            Layer::Http,
+            reason,
+            format!("{}: {what}{}", endpoint_name(ep), paren(&http.error)),
+        ))
+    })?;
+    let (layer, underlying, message) = failed;
+    let name = endpoint_name(ep);
+    let r = &h.rule;
+    let why = if r.fqdn == ep.host || r.fqdn.is_empty() {
+        format!("required by {}", r.source)
+    } else {
+        format!("probed for {}'s rule {}", r.source, r.fqdn)
+    };
+    let role = if r.role.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", r.role)
+    };
+    let tls = ep.tls.as_ref().map(|t| t.outcome);
+    let step = match (layer, tls) {
+        (Layer::Tls, Some(TlsOutcome::ResetAfterClientHello)) => {
+            "TLS (reset after the ClientHello: an FQDN/SNI firewall)"
+        }
+        (Layer::Tls, Some(TlsOutcome::UntrustedIssuer)) => {
+            "TLS (untrusted certificate: TLS inspection)"
+        }
+        (l, _) => layer_word(l),
+    };
+    // Step and rule first: the compact report (a termination message) keeps 200 characters.
+    let msg =
+        format!("{name}: egress host blocked at {step}, {why}{role}; {underlying}: {message}");
+    let fix = match (layer, tls) {
+        (Layer::Dns, _) => format!(
+            "Make {} resolvable from here: a custom DNS server must forward it (in Azure to 168.63.129.16) and no DNS filter may sinkhole it.",
+            ep.host
+        ),
+        (Layer::Proxy, _) => format!(
+            "Allow CONNECT {}:{} in the proxy's policy, or exempt the host in NO_PROXY when it is reachable directly.",
+            ep.host, ep.port
+        ),
+        (Layer::Tcp, _) => format!(
+            "Allow TCP {} to {} in the NSG, route table (UDR) and firewall network rules.",
+            ep.port, ep.host
+        ),
+        (Layer::Tls, Some(TlsOutcome::UntrustedIssuer)) => format!(
+            "Exempt {} from TLS inspection in the firewall, or make the nodes trust the inspecting CA (AKS custom CA trust).",
+            ep.host
+        ),
+        (Layer::Tls, Some(TlsOutcome::NameMismatch | TlsOutcome::Expired | TlsOutcome::Failed)) => {
+            format!(
+                "Something else answers for {}: check DNS and any transparent proxy that redirects this name.",
+                ep.host
+            )
+        }
+        _ => format!(
+            "Allow the FQDN {} on port {} in the firewall's application (FQDN/SNI) rules, e.g. an Azure Firewall application rule or the AzureKubernetesService FQDN tag.",
+            if r.fqdn.contains('*') || r.fqdn.starts_with('.') {
+                r.fqdn.as_str()
+            } else {
+                ep.host.as_str()
+            },
+            ep.port
+        ),
+    };
+    let mut f = Finding::catalogued(Reason::EgressHostBlocked, name, Some(Role::Egress), msg);
+    f.remediation = match &r.docs {
+        Some(d) => format!("{fix} The rule: {} ({d}).", r.fqdn),
+        None => fix,
+    };
+    if let Some(d) = &r.docs
+        && !f.docs.contains(d)
+    {
+        f.docs.insert(0, d.clone());
+    }
+    if !r.required {
+        f.severity = Severity::Warning;
+    }
+    Some((layer, f))
+}
+
 fn last_step(ep: &EndpointEvidence) -> &'static str {
     if ep.http.is_some() {
         "HTTP request"
@@ -658,6 +807,11 @@ fn dns_layer(ctx: &Ctx, e: &mut Emit) -> bool {
 
     if !family_layer(ctx, e) {
         return false;
+    }
+    // An egress host is not the registry: what the registry should resolve to (`expect`,
+    // private endpoints) says nothing about it.
+    if ep.role == Role::Egress {
+        return true;
     }
     let expect = ctx.ev.expect;
     let servers = &ep.dns.servers;

@@ -133,6 +133,7 @@ fn evidence(endpoints: Vec<EndpointEvidence>) -> Evidence {
         containerd: None,
         proxy_source: None,
         resolvers: None,
+        egress: None,
         ms: 100,
     }
 }
@@ -1504,6 +1505,10 @@ fn gen_evidence(g: &mut Gen) -> Evidence {
         ev.pull = Some(p);
     }
     if g.chance(4) {
+        let host = gen_endpoint(g, "management.azure.com", Role::Egress);
+        ev.egress = Some(egress_of(vec![egress_host(host, g.chance(2))]));
+    }
+    if g.chance(4) {
         let mirror = gen_endpoint(g, "mirror.example", Role::Mirror);
         let works = crate::engine::mirrors::endpoint_works(&mirror);
         ev.containerd = Some(crate::engine::mirrors::ContainerdEvidence {
@@ -2245,4 +2250,199 @@ fn ip_family_parsing_and_dialling() {
         Some(IpFamily::Ipv6)
     );
     assert_eq!(IpFamily::of_addresses(&[]), None);
+}
+
+// ---- egress hosts ---------------------------------------------------------------------
+
+fn egress_host(ep: EndpointEvidence, required: bool) -> crate::engine::evidence::EgressHost {
+    crate::engine::evidence::EgressHost {
+        host: ep.host.clone(),
+        port: ep.port,
+        rule: crate::engine::evidence::EgressRule {
+            source: "AKS".into(),
+            fqdn: if ep.host.ends_with(".data.mcr.microsoft.com") {
+                "*.data.mcr.microsoft.com".into()
+            } else {
+                ep.host.clone()
+            },
+            role: "Azure Resource Manager".into(),
+            required,
+            docs: Some("https://learn.microsoft.com/azure/aks/outbound-rules-control-egress#azure-global-required-fqdn--application-rules".into()),
+            note: None,
+        },
+        endpoint: Some(ep),
+    }
+}
+
+fn egress_of(
+    hosts: Vec<crate::engine::evidence::EgressHost>,
+) -> crate::engine::evidence::EgressEvidence {
+    crate::engine::evidence::EgressEvidence {
+        data_version: "test".into(),
+        profiles: vec!["AKS".into()],
+        hosts,
+        not_probed: vec![],
+    }
+}
+
+/// An egress host that answered: any HTTP status counts, nothing about it is a registry.
+fn egress_ok(host: &str, status: u16) -> EndpointEvidence {
+    let mut e = healthy(host, Role::Egress, "20.1.2.40");
+    e.http = Some(HttpEvidence {
+        distribution_api: false,
+        content_type: Some("text/html".into()),
+        ..http(status)
+    });
+    e
+}
+
+#[test]
+fn egress_hosts_that_answer_anything_are_healthy() {
+    let mut ev = evidence(vec![login()]);
+    ev.egress = Some(egress_of(vec![
+        egress_host(egress_ok("management.azure.com", 400), true),
+        egress_host(egress_ok("login.microsoftonline.com", 404), true),
+        egress_host(egress_ok("mcr.microsoft.com", 200), true),
+    ]));
+    let r = report(ev);
+    assert_eq!(r.verdict, Verdict::Healthy, "{:?}", r.findings);
+    assert_eq!(r.findings.len(), 1);
+    assert_eq!(r.findings[0].reason, Reason::Healthy);
+}
+
+#[test]
+fn egress_host_blocked_names_host_step_and_rule() {
+    // An FQDN firewall resets packages.aks.azure.com after the ClientHello; management.azure.com
+    // answers; westeurope.data.mcr.microsoft.com does not resolve.
+    let mut reset = egress_ok("packages.aks.azure.com", 200);
+    reset.tls = Some(tls(TlsOutcome::ResetAfterClientHello));
+    reset.http = None;
+    let mut nx = egress_ok("westeurope.data.mcr.microsoft.com", 200);
+    nx.dns.system = sys(DnsOutcome::NameNotFound, &[], &[]);
+    nx.dns.servers = vec![answer(NS, DnsOutcome::NameNotFound, &[], &[])];
+    nx.tcp.clear();
+    nx.tls = None;
+    nx.http = None;
+    let mut ev = evidence(vec![login()]);
+    ev.egress = Some(egress_of(vec![
+        egress_host(egress_ok("management.azure.com", 400), true),
+        egress_host(reset, true),
+        egress_host(nx, false),
+    ]));
+    let r = report(ev);
+    assert_eq!(r.verdict, Verdict::Degraded, "the registry itself works");
+    assert_eq!(r.findings.len(), 2, "{:?}", r.findings);
+    let f = &r.findings[0];
+    check(
+        f,
+        Reason::EgressHostBlocked,
+        Severity::Error,
+        &[
+            "packages.aks.azure.com: egress host blocked at TLS (reset after the ClientHello: an FQDN/SNI firewall), required by AKS",
+            "TLSResetAfterClientHello",
+        ],
+    );
+    assert_eq!(f.role, Some(Role::Egress));
+    assert!(
+        f.remediation
+            .contains("Allow the FQDN packages.aks.azure.com on port 443"),
+        "{}",
+        f.remediation
+    );
+    assert!(
+        f.docs[0].contains("outbound-rules-control-egress"),
+        "{:?}",
+        f.docs
+    );
+    // Not required: a Warning; the rule's wildcard is named, and DNS is the step.
+    let w = &r.findings[1];
+    check(
+        w,
+        Reason::EgressHostBlocked,
+        Severity::Warning,
+        &[
+            "westeurope.data.mcr.microsoft.com: egress host blocked at DNS, probed for AKS's rule *.data.mcr.microsoft.com",
+            "DNSNameNotFound",
+        ],
+    );
+    assert!(w.remediation.contains("resolvable"), "{}", w.remediation);
+}
+
+#[test]
+fn the_registry_expectation_does_not_apply_to_egress_hosts() {
+    // A private endpoint is expected for the registry; management.azure.com resolves publicly,
+    // as it should.
+    let mut ev = evidence(vec![private_login()]);
+    ev.expect = Expect::Private;
+    ev.egress = Some(egress_of(vec![egress_host(
+        egress_ok("management.azure.com", 400),
+        true,
+    )]));
+    let r = report(ev);
+    assert_eq!(r.verdict, Verdict::Healthy, "{:?}", r.findings);
+}
+
+#[test]
+fn egress_failures_keep_their_own_step() {
+    type Mutate = Box<dyn Fn(&mut EndpointEvidence)>;
+    let cases: Vec<(&str, Mutate, &str)> = vec![
+        (
+            "TCP",
+            Box::new(|e| {
+                e.tcp = vec![tcp("20.1.2.40:443", TcpOutcome::Timeout)];
+                e.tls = None;
+                e.http = None;
+            }),
+            "blocked at TCP, required by AKS (Azure Resource Manager); ConnectionTimedOut",
+        ),
+        (
+            "inspection",
+            Box::new(|e| {
+                e.tls = Some(tls(TlsOutcome::UntrustedIssuer));
+                e.http = None;
+            }),
+            "blocked at TLS (untrusted certificate: TLS inspection), required by AKS (Azure Resource Manager); TLSInterception",
+        ),
+        (
+            "proxy",
+            Box::new(|e| {
+                e.route.proxy = Some(PROXY.into());
+                e.tcp = vec![tcp("10.0.0.9:3128", TcpOutcome::Connected)];
+                e.proxy = Some(ProxyEvidence {
+                    url: PROXY.into(),
+                    outcome: ProxyOutcome::Denied,
+                    status: Some(403),
+                    error: None,
+                    ms: 5,
+                });
+                e.tls = None;
+                e.http = None;
+            }),
+            "blocked at the proxy, required by AKS (Azure Resource Manager); ProxyDenied",
+        ),
+        (
+            "http",
+            Box::new(|e| {
+                e.http = Some(HttpEvidence {
+                    outcome: HttpOutcome::Closed,
+                    status: None,
+                    ..http(200)
+                });
+            }),
+            "blocked at HTTP, required by AKS (Azure Resource Manager); ConnectionClosed",
+        ),
+    ];
+    for (name, mutate, needle) in cases {
+        let mut e = egress_ok("management.azure.com", 200);
+        mutate(&mut e);
+        let mut ev = evidence(vec![login()]);
+        ev.egress = Some(egress_of(vec![egress_host(e, true)]));
+        let f = primary(&ev);
+        check(&f, Reason::EgressHostBlocked, Severity::Error, &[needle]);
+        assert_eq!(
+            f.reason.entry().condition,
+            Some(crate::engine::catalogue::StatusCondition::EgressReachable),
+            "{name}"
+        );
+    }
 }

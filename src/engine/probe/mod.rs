@@ -3,6 +3,7 @@
 //! Nothing here interprets what it sees; `crate::engine::diagnosis` does that.
 
 pub mod dns;
+pub mod egress;
 pub mod net;
 pub mod pull;
 
@@ -692,6 +693,7 @@ pub async fn run(registry: &str, endpoints: &[Endpoint], config: &ProbeConfig) -
         containerd: None,
         proxy_source: None,
         resolvers: None,
+        egress: None,
         ms: budget.start.elapsed().as_millis() as u64,
     }
 }

@@ -177,6 +177,7 @@ pub fn to_report(c: &Classified) -> Report {
         containerd: None,
         proxy_source: None,
         resolvers: None,
+        egress: None,
         ms: 0,
     };
     let findings = vec![finding];

@@ -390,7 +390,8 @@ async fn run_steps(
     });
     let res = tokio::time::timeout(
         Duration::from_secs(10),
-        reconcile(Arc::new(StoredCheck::from(&obj)), ctx.clone()),
+        // Boxed: the reconcile future is large in debug builds (the test thread stack is 2 MiB).
+        Box::pin(reconcile(Arc::new(StoredCheck::from(&obj)), ctx.clone())),
     )
     .await
     .expect("reconcile hung: it made a request that was not expected");
@@ -1340,7 +1341,7 @@ async fn run_stored(
     });
     let res = tokio::time::timeout(
         Duration::from_secs(10),
-        reconcile(Arc::new(stored), ctx.clone()),
+        Box::pin(reconcile(Arc::new(stored), ctx.clone())),
     )
     .await
     .expect("reconcile hung: it made a request that was not expected (a Job?)");
@@ -1723,7 +1724,7 @@ async fn no_write_after_leadership_is_lost() {
     // Nothing else was sent, and a new reconcile sends nothing.
     let res = tokio::time::timeout(
         Duration::from_secs(5),
-        reconcile(Arc::new(StoredCheck::from(&c)), ctx.clone()),
+        Box::pin(reconcile(Arc::new(StoredCheck::from(&c)), ctx.clone())),
     )
     .await
     .expect("reconcile hung");
