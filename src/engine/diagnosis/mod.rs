@@ -71,6 +71,7 @@ pub fn diagnose(ev: &Evidence) -> Vec<Finding> {
     }
     pull_items(&ctx, &mut items);
     containerd_items(&ctx, &mut items);
+    through_working_mirror(&ctx, &mut items);
     resolver_items(&ctx, &mut items);
     egress_items(&ctx, &mut items);
 
@@ -496,6 +497,44 @@ fn containerd_items(ctx: &Ctx, items: &mut Vec<Item>) {
                 ),
             ),
         });
+    }
+}
+
+/// containerd pulls through a mirror of its `hosts.toml` that works (it resolves and pulls
+/// there and never asks the upstream): what fails on the registry's own login server or on the
+/// probe's pull from it does not fail containerd's pulls. Those Errors become Warnings that
+/// say so (pulls depend on that mirror alone), so that the verdict agrees with what the
+/// kubelet's pull gets.
+fn through_working_mirror(ctx: &Ctx, items: &mut [Item]) {
+    let Some(c) = &ctx.ev.containerd else {
+        return;
+    };
+    if c.broken.is_some() || c.invalid.is_some() {
+        return;
+    }
+    let Some(mirror) = c.hosts.iter().find(|h| {
+        h.works
+            && !h.upstream
+            && Some(&h.url) == c.would_use.as_ref()
+            && ["pull", "resolve"]
+                .iter()
+                .all(|cap| h.capabilities.iter().any(|c| c == cap))
+    }) else {
+        return;
+    };
+    let registry = &ctx.ev.registry;
+    for i in items.iter_mut() {
+        let f = &mut i.finding;
+        let upstream = i.layer == Layer::Pull
+            || f.role == Some(Role::LoginServer)
+            || (f.role.is_none() && &f.endpoint == registry);
+        if f.severity == Severity::Error && upstream && f.reason != Reason::HostsConfigInvalid {
+            f.severity = Severity::Warning;
+            f.message.push_str(&format!(
+                "; containerd pulls through its mirror {} (hosts.toml), which answers, and does not ask the upstream: pulls work as long as that mirror does",
+                mirror.url
+            ));
+        }
     }
 }
 

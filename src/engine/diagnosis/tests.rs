@@ -1612,6 +1612,63 @@ fn failing_mirror_is_a_warning_and_the_upstream_stays_primary() {
     assert_eq!(r.verdict, Verdict::Degraded);
 }
 
+/// containerd pulls through a working mirror and never asks the upstream: the upstream's
+/// failure (here its name does not resolve) is a Warning saying so, the verdict Degraded, not
+/// Unreachable (the kubelet's pull works). A mirror that only resolves, or no working mirror,
+/// leaves the upstream's Error as it is.
+#[test]
+fn upstream_failure_behind_a_working_mirror_is_a_warning() {
+    let mirror = healthy("10.88.0.1:5443", Role::Mirror, "10.88.0.1");
+    let run = |caps: &[&str], mirror_works: bool| {
+        let mut login = healthy(REG, Role::LoginServer, "20.1.2.3");
+        login.dns.system = answer("system", DnsOutcome::NameNotFound, &[], &[]);
+        login.tcp.clear();
+        login.tls = None;
+        login.http = None;
+        let mut ev = evidence(vec![login]);
+        let mut m = mirror_host(
+            "https://10.88.0.1:5443/v2",
+            false,
+            Some(mirror.clone()),
+            mirror_works,
+        );
+        m.capabilities = caps.iter().map(|c| c.to_string()).collect();
+        ev.containerd = Some(crate::engine::mirrors::ContainerdEvidence {
+            config: Some("/etc/containerd/certs.d/myreg.azurecr.io/hosts.toml".into()),
+            invalid: None,
+            broken: None,
+            hosts: vec![
+                m,
+                mirror_host(&format!("https://{REG}/v2"), true, None, false),
+            ],
+            would_use: mirror_works.then(|| "https://10.88.0.1:5443/v2".to_string()),
+            probe_took: format!("https://{REG}/v2/ directly"),
+        });
+        report(ev)
+    };
+    let r = run(&["pull", "resolve"], true);
+    assert_eq!(r.verdict, Verdict::Degraded, "{:?}", r.findings);
+    let f = &r.findings[0];
+    assert_eq!(f.reason, Reason::DNSNameNotFound);
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(
+        f.message
+            .contains("containerd pulls through its mirror https://10.88.0.1:5443/v2"),
+        "{}",
+        f.message
+    );
+    assert!(r.findings.iter().all(|f| f.severity != Severity::Error));
+    // A mirror for resolving only: blobs still come from the upstream.
+    let r = run(&["resolve"], true);
+    assert_eq!(r.verdict, Verdict::Unreachable);
+    assert_eq!(r.findings[0].severity, Severity::Error);
+    // The mirror does not work either: the upstream's Error stays primary.
+    let r = run(&["pull", "resolve"], false);
+    assert_eq!(r.verdict, Verdict::Unreachable);
+    assert_eq!(r.findings[0].reason, Reason::DNSNameNotFound);
+    assert_eq!(r.findings[0].severity, Severity::Error);
+}
+
 #[test]
 fn generated_evidence_keeps_the_invariants_and_reaches_every_reason() {
     use std::collections::HashSet;
