@@ -12,9 +12,10 @@
 //!     cargo bench --locked --bench node_list                     # every variant
 //!     cargo bench --locked --bench node_list -- --nodes 2000     # fewer nodes
 //!
-//! Variants: `full-500` is the controller before this bench (k8s-openapi `Node` pages of 500,
-//! then `NodeInfo::from_node`); `lib-<N>` is what the library does now
-//! (`node_cache::list_node_infos_paged` with pages of N). It prints numbers; it asserts nothing.
+//! Variants: `full-500` lists as the controller did before (k8s-openapi `Node` pages of 500,
+//! then `NodeInfo::from_node`, whose labels are not interned); `lib-<N>` is what the library
+//! does now (`node_cache::list_node_infos_paged` with pages of N: `ListedNode`, interned
+//! labels). It prints numbers; it asserts nothing.
 
 use k8s_openapi::api::core::v1::Node;
 use regcheck::operator::controller::node_cache;
@@ -171,7 +172,7 @@ fn node(i: usize) -> Value {
                      "kubelet has no disk pressure"),
                 cond("PIDPressure", "False", "KubeletHasSufficientPID",
                      "kubelet has sufficient PID available"),
-                cond("Ready", if i % 3 == 0 { "True" } else { "False" }, "KubeletReady",
+                cond("Ready", if i.is_multiple_of(3) { "True" } else { "False" }, "KubeletReady",
                      "kubelet is posting ready status. AppArmor enabled"),
             ],
             "addresses": [{"type": "InternalIP", "address": format!("10.224.{}.{}", i / 250, i % 250 + 4)},
