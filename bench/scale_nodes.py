@@ -286,14 +286,17 @@ def main():
         before = metrics()
         usage0 = cc.proc_usage(ctrl.pid)
         peak = {"rss": usage0["vm_rss_kb"]}
+        rss_samples = []  # (s since the checks' creation started, VmRSS KiB)
         sampling = threading.Event()
 
         def sample_rss():
             while not sampling.wait(0.5):
                 try:
-                    peak["rss"] = max(peak["rss"], cc.proc_usage(ctrl.pid)["vm_rss_kb"])
+                    kb = cc.proc_usage(ctrl.pid)["vm_rss_kb"]
                 except OSError:
                     return
+                peak["rss"] = max(peak["rss"], kb)
+                rss_samples.append((round(time.time() - t_load, 1), kb))
         threading.Thread(target=sample_rss, daemon=True).start()
         t_load = time.time()
 
@@ -374,6 +377,7 @@ def main():
             "controller": {
                 "vm_rss_kb_before": usage0["vm_rss_kb"],
                 "vm_rss_kb_peak_sampled": peak["rss"],
+                "vm_rss_kb_samples": rss_samples,
                 "vm_hwm_kb": usage2["vm_hwm_kb"],
                 "vm_rss_kb_after_idle": usage2["vm_rss_kb"],
                 "cpu_seconds_to_first_jobs": round(usage1["cpu_seconds"] - usage0["cpu_seconds"],

@@ -22,11 +22,151 @@ pub const OS_LABEL: &str = "kubernetes.io/os";
 /// Still set by old kubelets.
 const BETA_OS_LABEL: &str = "beta.kubernetes.io/os";
 
+/// A node's labels: (key, value) pairs sorted by key, each string shared ([`Interner`]) with
+/// the other nodes of an inventory that carry it.
+///
+/// A cluster's nodes repeat the same keys and mostly the same values (27 labels on an AKS
+/// node, most of them identical across a pool): as owned strings in a map per node they were
+/// most of the inventory's heap.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Labels(Box<[(Arc<str>, Arc<str>)]>);
+
+impl Labels {
+    /// From pairs in any order; a repeated key keeps its last value (as a map would).
+    fn from_pairs(mut pairs: Vec<(Arc<str>, Arc<str>)>) -> Self {
+        // Stable: of equal keys the last one inserted comes last.
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(pairs.len());
+        for p in pairs {
+            match out.last_mut() {
+                Some(last) if last.0 == p.0 => *last = p,
+                _ => out.push(p),
+            }
+        }
+        Self(out.into_boxed_slice())
+    }
+
+    /// From a label map, each string interned in `interner`.
+    pub fn interned<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        interner: &mut Interner,
+    ) -> Self {
+        Self::from_pairs(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (interner.intern(k), interner.intern(v)))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|i| self.0[i].1.as_ref())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Labels {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Self::from_pairs(
+            iter.into_iter()
+                .map(|(k, v)| (Arc::from(k.as_ref()), Arc::from(v.as_ref())))
+                .collect(),
+        )
+    }
+}
+
+impl From<BTreeMap<String, String>> for Labels {
+    fn from(m: BTreeMap<String, String>) -> Self {
+        m.into_iter().collect()
+    }
+}
+
+impl<const N: usize> From<[(String, String); N]> for Labels {
+    fn from(a: [(String, String); N]) -> Self {
+        a.into_iter().collect()
+    }
+}
+
+/// One shared copy of each distinct string (label keys and values) of an inventory.
+#[derive(Debug, Default)]
+pub struct Interner(std::collections::HashSet<Arc<str>>);
+
+impl Interner {
+    pub fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.0.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.0.insert(a.clone());
+        a
+    }
+}
+
+/// A Node as listed (`GET /api/v1/nodes`), decoded into only the fields [`NodeInfo`] takes:
+/// everything else (images, capacity, annotations, managed fields, addresses, ...) is skipped
+/// by the decoder without being kept. Absent or null fields decode as empty.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct ListedNode {
+    metadata: ListedMeta,
+    spec: Option<ListedSpec>,
+    status: Option<ListedStatus>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct ListedMeta {
+    name: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct ListedSpec {
+    taints: Option<Vec<Taint>>,
+    unschedulable: Option<bool>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct ListedStatus {
+    conditions: Option<Vec<ListedCondition>>,
+    node_info: Option<ListedSystemInfo>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct ListedCondition {
+    #[serde(rename = "type")]
+    type_: Option<String>,
+    status: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct ListedSystemInfo {
+    architecture: Option<String>,
+}
+
 /// What planning needs to know about a node.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodeInfo {
     pub name: String,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     pub taints: Vec<Taint>,
     pub unschedulable: bool,
     pub ready: bool,
@@ -78,7 +218,13 @@ impl NodeInfo {
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
         Self {
             name: node.metadata.name.clone().unwrap_or_default(),
-            labels: node.metadata.labels.clone().unwrap_or_default(),
+            labels: node
+                .metadata
+                .labels
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
             taints: spec.and_then(|s| s.taints.clone()).unwrap_or_default(),
             unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
             ready,
@@ -92,12 +238,45 @@ impl NodeInfo {
         }
     }
 
+    /// From a listed node ([`ListedNode`]), its label strings interned in `interner`: the
+    /// same [`NodeInfo`] as [`NodeInfo::from_node`] of the same JSON.
+    pub fn from_listed(node: ListedNode, interner: &mut Interner) -> Self {
+        let ListedNode {
+            metadata,
+            spec,
+            status,
+        } = node;
+        let spec = spec.unwrap_or_default();
+        let status = status.unwrap_or_default();
+        let ready =
+            status.conditions.iter().flatten().any(|c| {
+                c.type_.as_deref() == Some("Ready") && c.status.as_deref() == Some("True")
+            });
+        Self {
+            name: metadata.name.unwrap_or_default(),
+            labels: Labels::interned(
+                metadata
+                    .labels
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+                interner,
+            ),
+            taints: spec.taints.unwrap_or_default(),
+            unschedulable: spec.unschedulable.unwrap_or(false),
+            ready,
+            status_arch: status
+                .node_info
+                .and_then(|i| i.architecture)
+                .filter(|a| !a.is_empty()),
+        }
+    }
+
     /// The OS label's value (`linux`, `windows`), if any.
     pub fn os(&self) -> Option<&str> {
         self.labels
             .get(OS_LABEL)
             .or_else(|| self.labels.get(BETA_OS_LABEL))
-            .map(String::as_str)
     }
 
     /// The CPU architecture: `kubernetes.io/arch`, else the beta label, else the status.
@@ -105,27 +284,23 @@ impl NodeInfo {
         self.labels
             .get(crate::operator::platform::ARCH_LABEL)
             .or_else(|| self.labels.get(crate::operator::platform::BETA_ARCH_LABEL))
-            .or(self.status_arch.as_ref())
-            .map(String::as_str)
+            .or(self.status_arch.as_deref())
     }
 
     /// A virtual-kubelet node (label `type=virtual-kubelet` or a `virtual-kubelet.io/provider`
     /// taint).
     pub fn is_virtual_kubelet(&self) -> bool {
-        self.labels.get(VIRTUAL_KUBELET_TYPE.0).map(String::as_str) == Some(VIRTUAL_KUBELET_TYPE.1)
+        self.labels.get(VIRTUAL_KUBELET_TYPE.0) == Some(VIRTUAL_KUBELET_TYPE.1)
             || self.taints.iter().any(|t| t.key == VIRTUAL_KUBELET_TAINT)
     }
 
     /// The node pool, from the first pool label present.
     pub fn pool(&self) -> Option<&str> {
-        POOL_LABELS
-            .iter()
-            .find_map(|l| self.labels.get(*l))
-            .map(String::as_str)
+        POOL_LABELS.iter().find_map(|l| self.labels.get(l))
     }
 
     pub fn zone(&self) -> Option<&str> {
-        self.labels.get(ZONE_LABEL).map(String::as_str)
+        self.labels.get(ZONE_LABEL)
     }
 
     pub fn is_linux(&self) -> bool {
@@ -250,7 +425,7 @@ pub fn eligibility(node: &NodeInfo, ctx: &NodeContext) -> Result<(), Skip> {
     if !ctx
         .node_selector
         .iter()
-        .all(|(k, v)| node.labels.get(k) == Some(v))
+        .all(|(k, v)| node.labels.get(k) == Some(v.as_str()))
     {
         return Err(Skip::SelectorMismatch);
     }
@@ -402,44 +577,59 @@ impl NodeInventory {
         &self.platforms
     }
 
-    /// `status.skippedNodes` (bounded) and `status.skippedNodeCount` for `ctx`.
+    /// `status.skippedNodes` (bounded) and `status.skippedNodeCount` for `ctx`: the messages
+    /// of only the first [`crate::operator::crd::MAX_SKIPPED_NODES`] by name are made (a
+    /// large cluster can skip thousands of nodes on every run of every check).
     pub fn skipped_status(
         &self,
         ctx: &NodeContext,
     ) -> (Vec<crate::operator::crd::SkippedNode>, u32) {
-        let all = self.skipped(ctx);
+        let all = self.skipped_nodes(ctx);
         let count = u32::try_from(all.len()).unwrap_or(u32::MAX);
         let list = all
             .into_iter()
             .take(crate::operator::crd::MAX_SKIPPED_NODES)
-            .map(|(node, skip, message)| crate::operator::crd::SkippedNode {
-                node,
+            .map(|(info, skip)| crate::operator::crd::SkippedNode {
+                node: info.name.clone(),
                 reason: skip.as_str().into(),
-                message: crate::engine::inputs::shown_value_max(&message, 512),
+                message: crate::engine::inputs::shown_value_max(
+                    &skip_message(info, skip, &self.platforms),
+                    512,
+                ),
             })
             .collect();
         (list, count)
     }
 
-    /// Every node that `ctx` cannot probe, with the reason and a message naming what is
-    /// missing, sorted by node name.
-    pub fn skipped(&self, ctx: &NodeContext) -> Vec<(String, Skip, String)> {
-        let mut out: Vec<(String, Skip, String)> = self
+    /// Every node that `ctx` cannot probe and why, sorted by node name (stable).
+    fn skipped_nodes(&self, ctx: &NodeContext) -> Vec<(&NodeInfo, Skip)> {
+        let mut out: Vec<(&NodeInfo, Skip)> = self
             .nodes
             .iter()
             .filter_map(|n| {
                 let skip = eligibility(&n.info, ctx)
                     .and_then(|()| platform_eligibility(&n.info, &self.platforms))
                     .err()?;
-                Some((
-                    n.info.name.clone(),
-                    skip,
-                    skip_message(&n.info, skip, &self.platforms),
-                ))
+                Some((&n.info, skip))
             })
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         out
+    }
+
+    /// Every node that `ctx` cannot probe, with the reason and a message naming what is
+    /// missing, sorted by node name.
+    pub fn skipped(&self, ctx: &NodeContext) -> Vec<(String, Skip, String)> {
+        self.skipped_nodes(ctx)
+            .into_iter()
+            .map(|(info, skip)| {
+                (
+                    info.name.clone(),
+                    skip,
+                    skip_message(info, skip, &self.platforms),
+                )
+            })
+            .collect()
     }
 
     /// Number of nodes in the inventory.
@@ -573,7 +763,7 @@ mod tests {
         l.entry(OS_LABEL.into()).or_insert_with(|| "linux".into());
         NodeInfo {
             name: name.into(),
-            labels: l,
+            labels: l.into(),
             taints: vec![],
             unschedulable: false,
             ready: true,
@@ -599,6 +789,40 @@ mod tests {
 
     fn names(t: &[Target]) -> Vec<&str> {
         t.iter().map(|t| t.node.as_str()).collect()
+    }
+
+    /// Labels look up like the map they come from; a repeated key keeps its last value; an
+    /// interner gives equal strings one allocation, across nodes.
+    #[test]
+    fn labels_look_up_and_share_interned_strings() {
+        let map: BTreeMap<String, String> = [("b", "2"), ("a", "1"), ("c", "3")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let l = Labels::from(map.clone());
+        for (k, v) in &map {
+            assert_eq!(l.get(k), Some(v.as_str()));
+        }
+        assert_eq!(l.get("d"), None);
+        assert_eq!(l.get(""), None);
+        assert_eq!(
+            l.iter().collect::<Vec<_>>(),
+            [("a", "1"), ("b", "2"), ("c", "3")]
+        );
+        let dup: Labels = [("k", "first"), ("j", "x"), ("k", "last")]
+            .into_iter()
+            .collect();
+        assert_eq!(dup.iter().collect::<Vec<_>>(), [("j", "x"), ("k", "last")]);
+        assert!(Labels::default().is_empty());
+
+        let mut interner = Interner::default();
+        let a = Labels::interned([("pool", "p1"), ("zone", "z")], &mut interner);
+        let b = Labels::interned([("zone", "z"), ("pool", "p2")], &mut interner);
+        assert_eq!(a.get("pool"), Some("p1"));
+        assert_eq!(b.get("pool"), Some("p2"));
+        assert!(Arc::ptr_eq(&a.0[0].0, &b.0[0].0), "key shared");
+        assert!(Arc::ptr_eq(&a.0[1].1, &b.0[1].1), "value shared");
+        assert!(!Arc::ptr_eq(&a.0[0].1, &b.0[0].1));
     }
 
     #[test]

@@ -211,7 +211,7 @@ fn list_nodes() -> Step {
         200,
         Some(list("NodeList", "v1", nodes())),
     )
-    .query("limit=500")
+    .query(&format!("limit={}", node_cache::PAGE_SIZE))
 }
 
 fn create_job(ns: &str, run: &str, context: &str, code: u16) -> Step {
@@ -2431,7 +2431,7 @@ fn check_n(i: usize) -> RegistryConnectivityCheck {
 }
 
 /// Reconciles of many new checks at once make ONE node LIST between them, in pages
-/// (`limit=500`, then `continue=`), and plan with every page's nodes.
+/// (`limit=` [`node_cache::PAGE_SIZE`], then `continue=`), and plan with every page's nodes.
 #[tokio::test]
 async fn concurrent_first_runs_share_one_paged_node_list() {
     const N: usize = 12;
@@ -2498,11 +2498,11 @@ async fn concurrent_first_runs_share_one_paged_node_list() {
         .unwrap();
     assert_eq!(node_lists.len(), 2, "one list of two pages: {node_lists:?}");
     assert!(
-        node_lists[0].contains(&"limit=500".to_string()),
+        node_lists[0].contains(&format!("limit={}", node_cache::PAGE_SIZE)),
         "{node_lists:?}"
     );
     assert!(
-        node_lists[1].contains(&"limit=500".to_string()),
+        node_lists[1].contains(&format!("limit={}", node_cache::PAGE_SIZE)),
         "{node_lists:?}"
     );
     assert!(

@@ -2090,7 +2090,8 @@ pub async fn run(
         let (reader, writer) = reflector::store();
         let stream = reflector::reflector(
             writer,
-            watch_backoff::bounded(watcher(api, watcher::Config::default())),
+            // The store keeps no managed fields or last-applied copy ([`slim::check`]).
+            watch_backoff::bounded(watcher(api, watcher::Config::default())).modify(slim::check),
         )
         .applied_objects();
         Controller::for_stream(stream, reader).trigger_backoff(watch_backoff::NoDelay)
