@@ -146,6 +146,15 @@ struct ListedSpec {
 struct ListedStatus {
     conditions: Option<Vec<ListedCondition>>,
     node_info: Option<ListedSystemInfo>,
+    addresses: Option<Vec<ListedAddress>>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct ListedAddress {
+    #[serde(rename = "type")]
+    type_: Option<String>,
+    address: Option<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -183,16 +192,22 @@ pub const MAX_NODE_ADDRESSES: usize = 8;
 /// A node's InternalIP and ExternalIP addresses of both families, once each, in the order
 /// the node gives them. Host names and unparsable entries are ignored.
 pub fn node_addresses(node: &Node) -> Vec<IpAddr> {
+    own_addresses(
+        node.status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|a| (a.type_.as_str(), a.address.as_str())),
+    )
+}
+
+/// The InternalIP and ExternalIP addresses of `(type, address)` pairs, deduplicated, at most
+/// [`MAX_NODE_ADDRESSES`].
+fn own_addresses<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = Vec::new();
-    let listed = node
-        .status
-        .as_ref()
-        .and_then(|s| s.addresses.as_ref())
-        .into_iter()
-        .flatten()
-        .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP");
-    for a in listed {
-        if let Ok(ip) = a.address.trim().parse::<IpAddr>()
+    for (_, a) in pairs.filter(|(t, _)| *t == "InternalIP" || *t == "ExternalIP") {
+        if let Ok(ip) = a.trim().parse::<IpAddr>()
             && !out.contains(&ip)
             && out.len() < MAX_NODE_ADDRESSES
         {
@@ -265,6 +280,13 @@ impl NodeInfo {
             taints: spec.taints.unwrap_or_default(),
             unschedulable: spec.unschedulable.unwrap_or(false),
             ready,
+            addresses: own_addresses(
+                status
+                    .addresses
+                    .iter()
+                    .flatten()
+                    .filter_map(|a| Some((a.type_.as_deref()?, a.address.as_deref()?))),
+            ),
             status_arch: status
                 .node_info
                 .and_then(|i| i.architecture)
