@@ -13,6 +13,9 @@ use super::*;
 
 /// As in tests/e2e/servers.py.
 const MIRROR: &str = "e2emirror.azurecr.io";
+/// No DNS record anywhere (the lab's dnsmasq answers NXDOMAIN): reachable only through a
+/// mirror of containerd's hosts.toml.
+const ONLY_MIRRORED: &str = "e2eonlymirror.azurecr.io";
 const REDIR: &str = "e2eredir.azurecr.io";
 const MIRROR_PORT: u16 = 5443;
 const AUTH_PORT: u16 = 5444;
@@ -40,17 +43,22 @@ impl HostsToml {
     }
 
     /// Pulls of `host` go to the lab server at `lab_ip:port` (trusting the lab CA) and, as
-    /// containerd does, fall back to `host` itself (the dead proxy) when the mirror fails.
+    /// containerd does, fall back to `host` itself (the dead proxy) when the mirror fails. The
+    /// CA file sits next to the hosts.toml, as on real nodes, so that node probes (which mount
+    /// the certs.d directory read-only) read the same file containerd does.
     pub fn mirror(c: &Cluster, host: &str, port: u16) -> HostsToml {
-        let ca = lab_ca(c);
-        HostsToml::write(
-            host,
-            &format!(
-                "server = \"https://{host}\"\n\n[host.\"https://{}:{port}\"]\n  \
-                 capabilities = [\"pull\", \"resolve\"]\n  ca = \"{ca}\"\n",
-                c.lab_ip
-            ),
-        )
+        let h = HostsToml::write(host, "");
+        let ca = h.dir.join("ca.pem");
+        std::fs::copy(lab_ca(c), &ca).unwrap_or_else(|e| panic!("{}: {e}", ca.display()));
+        let text = format!(
+            "server = \"https://{host}\"\n\n[host.\"https://{}:{port}\"]\n  \
+             capabilities = [\"pull\", \"resolve\"]\n  ca = \"{}\"\n",
+            c.lab_ip,
+            ca.display()
+        );
+        let file = h.dir.join("hosts.toml");
+        std::fs::write(&file, text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        h
     }
 
     /// containerd trusts the lab CA for `host` (an IP:port registry) and nothing else changes.
@@ -347,4 +355,46 @@ pub fn kubelet_canaries_of_a_deleted_check_are_removed() {
     })
     .unwrap();
     wait_no_canary(c, &ns.name, &uid, Duration::from_secs(60));
+}
+
+/// Issue 14 on the cluster: the node probe reads containerd's registry host configuration
+/// (the test cluster's `$DIR/certs.d`, mounted read-only) and walks it as containerd does. A
+/// registry whose name does not resolve, reachable only through a hosts.toml mirror: the
+/// kubelet pulls through the mirror; the node probe finds the mirror working and says the
+/// upstream's failure does not fail pulls (Degraded, a Warning), so the contexts agree.
+/// Without the mounted configuration the node probe would report DNSNameNotFound as an Error.
+pub fn kubelet_and_node_probe_agree_through_a_mirror_the_upstream_lacks() {
+    let c = &fixture().cluster;
+    let _g = shared();
+    let _hosts = HostsToml::mirror(c, ONLY_MIRRORED, MIRROR_PORT);
+    let ns = Ns::fresh(c, "kubelet-only-mirror");
+    ns.check(
+        "only",
+        kubelet_on(json!({"registry": ONLY_MIRRORED, "image": LAB_IMAGE,
+                          "contexts": {"pod": {"enabled": false}}})),
+    );
+    let v = wait_pullable(&ns, "only");
+    let st = &v["status"];
+    assert_eq!(
+        condition(&v, "ImagePullable").unwrap()["status"],
+        "True",
+        "the kubelet pulled through the mirror: {st:#}"
+    );
+    let node = result(&v, "Node");
+    assert_eq!(node["verdict"], "Degraded", "{st:#}");
+    assert_eq!(node["reason"], "DNSNameNotFound", "{st:#}");
+    assert!(
+        node["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("containerd pulls through its mirror"),
+        "{st:#}"
+    );
+    assert_eq!(
+        condition(&v, "ContextsConsistent").unwrap()["status"],
+        "True",
+        "{st:#}"
+    );
+    assert_ne!(ready(&v), Some("False"), "{st:#}");
+    wait_no_canary(c, &ns.name, &uid(&v), Duration::from_secs(30));
 }
