@@ -2447,6 +2447,7 @@ fn main() {
         kubelet_containerd_not_trusting_the_lab_ca_the_probe_trusts,
         kubelet_canaries_of_a_deleted_check_are_removed,
         kubelet_and_node_probe_agree_through_a_mirror_the_upstream_lacks,
+        mixed_cluster_nodes_the_probe_cannot_run_on_are_skipped_not_failed,
     ];
     let last: &[(&str, fn())] = tests![
         controller_restart_mid_run_resumes_without_duplicate_jobs,
