@@ -24,54 +24,19 @@ use regcheck::operator::crd::{
 };
 use regcheck::operator::jobs::{self, ProbeJob};
 use regcheck::operator::nodes::{self, NodeInfo, NodeInventory, Target};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------------
-// Counting allocator: live bytes and the high-water mark.
+// Counting allocator: live bytes and the high-water mark (benches/common/counting.rs).
 
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            if new_size >= layout.size() {
-                let now = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed)
-                    + (new_size - layout.size());
-                PEAK.fetch_max(now, Ordering::Relaxed);
-            } else {
-                LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        p
-    }
-}
+#[path = "common/counting.rs"]
+mod counting;
+use counting::live;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn live() -> usize {
-    LIVE.load(Ordering::Relaxed)
-}
+static GLOBAL: counting::Counting = counting::Counting;
 
 /// Heap bytes that `make` leaves alive (the value is returned so that it stays alive).
 fn heap_of<T>(make: impl FnOnce() -> T) -> (T, usize) {
@@ -83,10 +48,9 @@ fn heap_of<T>(make: impl FnOnce() -> T) -> (T, usize) {
 
 /// Peak extra heap while `f` runs.
 fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let base = live();
-    PEAK.store(base, Ordering::Relaxed);
+    let base = counting::reset_peak();
     let v = f();
-    (v, PEAK.load(Ordering::Relaxed).saturating_sub(base))
+    (v, counting::peak().saturating_sub(base))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,49 +21,17 @@ use k8s_openapi::api::core::v1::Node;
 use regcheck::operator::controller::node_cache;
 use regcheck::operator::nodes::{NodeInfo, NodeInventory};
 use serde_json::{Value, json};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 // ---------------------------------------------------------------------------------------------
-// Counting allocator: live bytes and the high-water mark.
+// Counting allocator: live bytes and the high-water mark (benches/common/counting.rs).
 
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            if new_size >= layout.size() {
-                let grow = new_size - layout.size();
-                let now = LIVE.fetch_add(grow, Ordering::Relaxed) + grow;
-                PEAK.fetch_max(now, Ordering::Relaxed);
-            } else {
-                LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        p
-    }
-}
+#[path = "common/counting.rs"]
+mod counting;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting::Counting = counting::Counting;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -282,8 +250,7 @@ async fn child(url: &str, variant: &str, refreshes: usize) {
     let (kind, page) = variant.split_once('-').expect("variant kind-page");
     let page: u32 = page.parse().expect("page size");
     let (rss_before, _) = rss();
-    let live_before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(live_before, Ordering::Relaxed);
+    let live_before = counting::reset_peak();
     let mut current: Option<Arc<NodeInventory>> = None;
     let mut nodes = 0;
     let started = Instant::now();
@@ -301,14 +268,14 @@ async fn child(url: &str, variant: &str, refreshes: usize) {
         let _previous = current.replace(next);
     }
     let secs = started.elapsed().as_secs_f64() / refreshes as f64;
-    let live_after = LIVE.load(Ordering::Relaxed) - live_before;
-    let peak = PEAK.load(Ordering::Relaxed) - live_before;
+    let live_after = counting::live() - live_before;
+    let peak = counting::peak() - live_before;
     let (rss_after, hwm) = rss();
     let inv_heap = {
         // The heap one inventory holds: drop it and see what goes.
-        let before = LIVE.load(Ordering::Relaxed);
+        let before = counting::live();
         drop(current.take());
-        before - LIVE.load(Ordering::Relaxed)
+        before - counting::live()
     };
     println!(
         "{}",

@@ -1478,18 +1478,7 @@ async fn watch_survives_an_undecodable_object() {
             .is_err()
     );
 
-    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(svc, "default");
-    let ctx = Arc::new(Context::new(
-        client,
-        config(),
-        Arc::new(metrics::Metrics::new()),
-    ));
-    let ready = Arc::new(AtomicBool::new(false));
-    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
-    let controller = tokio::spawn(run(ctx.clone(), ready.clone(), async move {
-        let _ = stop_rx.await;
-    }));
+    let (whole, mut handle) = Whole::start();
     let server = async move {
         let mut held = Vec::new(); // watch requests: left open, like a quiet watch
         let (mut invalid_written, mut jobs_created) = (None, 0);
@@ -1550,8 +1539,7 @@ async fn watch_survives_an_undecodable_object() {
             .starts_with("spec.proxy: cannot be read: unknown variant `Sometimes`"),
         "{ready_cond}"
     );
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), controller).await;
+    whole.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2549,6 +2537,40 @@ fn slim_cache_objects_keep_what_reconciles_read() {
     }
 }
 
+/// The whole controller ([`run`], watches included) against a mocked API server, stopped by
+/// [`Whole::stop`].
+struct Whole {
+    stop: futures::channel::oneshot::Sender<()>,
+    controller: tokio::task::JoinHandle<()>,
+}
+
+impl Whole {
+    /// Starts it; the handle answers its requests.
+    fn start() -> (Whole, Handle) {
+        let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(svc, "default");
+        let ctx = Arc::new(Context::new(
+            client,
+            config(),
+            Arc::new(metrics::Metrics::new()),
+        ));
+        let ready = Arc::new(AtomicBool::new(false));
+        let (stop, stop_rx) = futures::channel::oneshot::channel::<()>();
+        let controller = tokio::spawn(async move {
+            let _ = run(ctx, ready, async move {
+                let _ = stop_rx.await;
+            })
+            .await;
+        });
+        (Whole { stop, controller }, handle)
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.controller).await;
+    }
+}
+
 /// JSON size of an object, for comparing what the caches keep.
 fn json_len<T: serde::Serialize>(t: &T) -> usize {
     serde_json::to_vec(t).unwrap().len()
@@ -2559,18 +2581,7 @@ fn json_len<T: serde::Serialize>(t: &T) -> usize {
 /// (0.8 s doubling to 30 s).
 #[tokio::test]
 async fn a_watch_that_gets_410_lists_again_at_once() {
-    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(svc, "default");
-    let ctx = Arc::new(Context::new(
-        client,
-        config(),
-        Arc::new(metrics::Metrics::new()),
-    ));
-    let ready = Arc::new(AtomicBool::new(false));
-    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
-    let controller = tokio::spawn(run(ctx.clone(), ready.clone(), async move {
-        let _ = stop_rx.await;
-    }));
+    let (whole, mut handle) = Whole::start();
     let server = async move {
         let mut held = Vec::new();
         let (mut gone_at, mut pod_lists) = (None::<std::time::Instant>, 0);
@@ -2624,8 +2635,7 @@ async fn a_watch_that_gets_410_lists_again_at_once() {
         waited < Duration::from_millis(300),
         "re-listed {waited:?} after the 410"
     );
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), controller).await;
+    whole.stop().await;
 }
 
 /// Pull canaries (context `kubelet`) against the mocked API server.
