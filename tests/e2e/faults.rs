@@ -328,23 +328,10 @@ fn lease_holder(c: &Cluster) -> Option<String> {
 }
 
 /// Seconds since the epoch of an RFC 3339 UTC time as the API server writes it
-/// (`2026-12-04T21:30:15Z`).
+/// (`2026-12-04T21:30:15Z`; jiff, as k8s-openapi's `Time` uses).
 fn epoch_seconds(t: &str) -> Option<u64> {
-    let b = t.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[10] != b'T' {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| t.get(r)?.parse::<u64>().ok();
-    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
-    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
-    // Days from civil (Howard Hinnant), for 1970..
-    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Some(days * 86400 + hh * 3600 + mm * 60 + ss)
+    let ts: k8s_openapi::jiff::Timestamp = t.parse().ok()?;
+    u64::try_from(ts.as_second()).ok()
 }
 
 fn now_epoch() -> u64 {

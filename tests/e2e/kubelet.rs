@@ -34,9 +34,15 @@ pub struct HostsToml {
 }
 
 impl HostsToml {
-    fn write(host: &str, text: &str) -> HostsToml {
+    /// `$DIR/certs.d/<host>`, created.
+    fn dir(host: &str) -> PathBuf {
         let dir = cluster_dir().join("certs.d").join(host);
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        dir
+    }
+
+    fn write(host: &str, text: &str) -> HostsToml {
+        let dir = HostsToml::dir(host);
         let file = dir.join("hosts.toml");
         std::fs::write(&file, text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         HostsToml { dir }
@@ -47,18 +53,18 @@ impl HostsToml {
     /// CA file sits next to the hosts.toml, as on real nodes, so that node probes (which mount
     /// the certs.d directory read-only) read the same file containerd does.
     pub fn mirror(c: &Cluster, host: &str, port: u16) -> HostsToml {
-        let h = HostsToml::write(host, "");
-        let ca = h.dir.join("ca.pem");
+        let dir = HostsToml::dir(host);
+        let ca = dir.join("ca.pem");
         std::fs::copy(lab_ca(c), &ca).unwrap_or_else(|e| panic!("{}: {e}", ca.display()));
-        let text = format!(
-            "server = \"https://{host}\"\n\n[host.\"https://{}:{port}\"]\n  \
-             capabilities = [\"pull\", \"resolve\"]\n  ca = \"{}\"\n",
-            c.lab_ip,
-            ca.display()
-        );
-        let file = h.dir.join("hosts.toml");
-        std::fs::write(&file, text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        h
+        HostsToml::write(
+            host,
+            &format!(
+                "server = \"https://{host}\"\n\n[host.\"https://{}:{port}\"]\n  \
+                 capabilities = [\"pull\", \"resolve\"]\n  ca = \"{}\"\n",
+                c.lab_ip,
+                ca.display()
+            ),
+        )
     }
 
     /// containerd trusts the lab CA for `host` (an IP:port registry) and nothing else changes.
