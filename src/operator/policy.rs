@@ -845,22 +845,29 @@ pub fn check_planned(spec: &ValidSpec, nodes: usize, caps: &Caps) -> Result<(), 
 /// Refuses IP literals among the spec's hosts and its Explicit proxy that are one of the
 /// cluster's nodes' own addresses (`node_addresses`, both families): a probe on one node's
 /// host network must not be pointed at another node. The probe refuses its own node's
-/// addresses again ([`TargetPolicy`]).
-pub fn check_node_addresses(spec: &ValidSpec, node_addresses: &[IpAddr]) -> Result<(), Violation> {
-    let own = TargetPolicy::in_cluster(node_addresses.to_vec());
+/// addresses again ([`TargetPolicy`]). `node_addresses` is called only when some host is an
+/// IP literal (the inventory's addresses are not collected for every run of every check).
+pub fn check_node_addresses(
+    spec: &ValidSpec,
+    node_addresses: impl FnOnce() -> Vec<IpAddr>,
+) -> Result<(), Violation> {
     let proxy = match &spec.proxy {
         ProxySetting::Explicit { url, .. } => Some(("proxy", url.host.trim_end_matches('.'))),
         _ => None,
     };
-    let hosts = spec
+    let literals: Vec<(&str, &str, IpAddr)> = spec
         .endpoints
         .iter()
         .map(|ep| (role_name(ep.role), ep.host.as_str()))
-        .chain(proxy);
-    for (role, host) in hosts {
-        if let Ok(ip) = host.parse::<IpAddr>()
-            && own.check(ip) == Err(crate::engine::probe::NODE_ADDRESS_RULE)
-        {
+        .chain(proxy)
+        .filter_map(|(role, host)| Some((role, host, host.parse::<IpAddr>().ok()?)))
+        .collect();
+    if literals.is_empty() {
+        return Ok(());
+    }
+    let own = TargetPolicy::in_cluster(node_addresses());
+    for (role, host, ip) in literals {
+        if own.check(ip) == Err(crate::engine::probe::NODE_ADDRESS_RULE) {
             return Err(Violation {
                 rule: rules::NODE_ADDRESS,
                 message: format!(
@@ -1818,7 +1825,7 @@ mod tests {
                 ),
             ),
         ] {
-            let v = check_node_addresses(&s, &nodes).unwrap_err();
+            let v = check_node_addresses(&s, || nodes.clone()).unwrap_err();
             assert_eq!(v.rule, rules::NODE_ADDRESS, "{what}");
             assert!(
                 v.message.contains("address of one of the cluster's nodes"),
@@ -1829,7 +1836,7 @@ mod tests {
             sp(serde_json::json!({"registry": "10.224.0.6"})),
             sp(serde_json::json!({"registry": "r.example.com"})),
         ] {
-            assert!(check_node_addresses(&s, &nodes).is_ok());
+            assert!(check_node_addresses(&s, || nodes.clone()).is_ok());
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::operator::canary::{
 };
 use crate::operator::crd::RegistryConnectivityCheck;
 use crate::operator::jobs::labels;
-use crate::operator::nodes::{NodeInventory, Target};
+use crate::operator::nodes::Target;
 use crate::operator::spec::ValidSpec;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::jiff::Timestamp;
@@ -313,18 +313,17 @@ pub fn count(spec: &ValidSpec, targets: usize) -> usize {
 }
 
 /// The canaries of run `run` (none unless `spec.contexts.kubelet.enabled`): one per target of
-/// the node context's plan, stamped like the run's Jobs.
+/// the node context's plan of the run (`targets`), stamped like the run's Jobs.
 pub fn plan(
     check: &RegistryConnectivityCheck,
     spec: &ValidSpec,
-    nodes: &NodeInventory,
+    targets: &[Target],
     run: u64,
     run_size: usize,
 ) -> Vec<Pod> {
     if !spec.kubelet_enabled {
         return Vec::new();
     }
-    let targets = nodes.plan(&check.spec.contexts.node, run);
     let id = run_id(run);
     targets
         .iter()

@@ -44,7 +44,7 @@ fn create_canary() -> Step {
 /// The canaries of run 1 as the API server shows them, created now.
 fn canaries_of(c: &RegistryConnectivityCheck) -> Vec<Pod> {
     let spec = ValidSpec::parse(&c.spec).unwrap();
-    canaries::plan(c, &spec, &node_infos(), 1, 4)
+    canaries::plan(c, &spec, &targets(c, 1), 1, 4)
         .into_iter()
         .map(|mut p| {
             p.metadata.uid = Some(format!("uid-{}", p.name_any()));

@@ -80,6 +80,11 @@ fn node_infos() -> NodeInventory {
     )
 }
 
+/// The node context's plan of run `run` of `c` on [`node_infos`].
+fn targets(c: &RegistryConnectivityCheck, run: u64) -> Vec<Target> {
+    node_infos().plan(&c.spec.contexts.node, run)
+}
+
 fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
     json!({"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items})
 }
@@ -95,6 +100,7 @@ fn jobs_of(c: &RegistryConnectivityCheck, run: u64, state: &str) -> Vec<Job> {
         c,
         &ValidSpec::parse(&c.spec).unwrap(),
         &node_infos(),
+        &targets(c, run),
         run,
         &config(),
     )
@@ -928,6 +934,7 @@ fn node_proxy_is_passed_to_inherit_node_probes_only() {
         &c,
         &ValidSpec::parse(&c.spec).unwrap(),
         &node_infos(),
+        &targets(&c, 1),
         1,
         &cfg,
     );
@@ -956,6 +963,7 @@ fn node_proxy_is_passed_to_inherit_node_probes_only() {
         &explicit,
         &ValidSpec::parse(&explicit.spec).unwrap(),
         &node_infos(),
+        &targets(&explicit, 1),
         1,
         &cfg,
     ) {
@@ -974,7 +982,7 @@ fn node_probes_mount_the_host_files_read_only_pod_probes_none() {
     let cfg = config();
     let c = check(1, json!({}));
     let spec = ValidSpec::parse(&c.spec).unwrap();
-    let jobs = plan_jobs(&c, &spec, &node_infos(), 1, &cfg);
+    let jobs = plan_jobs(&c, &spec, &node_infos(), &targets(&c, 1), 1, &cfg);
     assert!(jobs.iter().any(|(ctx, _)| *ctx == ProbeContext::Pod));
     for (ctx, j) in &jobs {
         let pod = j.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
@@ -1022,6 +1030,7 @@ fn node_probes_mount_the_host_files_read_only_pod_probes_none() {
         &none,
         &ValidSpec::parse(&none.spec).unwrap(),
         &node_infos(),
+        &targets(&none, 1),
         1,
         &cfg,
     )
@@ -1048,7 +1057,7 @@ fn node_probes_mount_the_host_files_read_only_pod_probes_none() {
         containerd_dropin_dir: None,
         resolv_conf: None,
     };
-    for (_, j) in plan_jobs(&c, &spec, &node_infos(), 1, &off) {
+    for (_, j) in plan_jobs(&c, &spec, &node_infos(), &targets(&c, 1), 1, &off) {
         let pod = j.spec.unwrap().template.spec.unwrap();
         assert!(pod.volumes.iter().flatten().all(|v| v.host_path.is_none()));
         assert!(
@@ -1069,6 +1078,7 @@ fn jobs_map_back_to_their_check() {
         &c,
         &ValidSpec::parse(&c.spec).unwrap(),
         &node_infos(),
+        &targets(&c, 1),
         1,
         &config(),
     )

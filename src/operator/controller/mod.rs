@@ -1080,15 +1080,17 @@ pub fn stamp_job(
     job
 }
 
-/// The Jobs of run `run`: node-context Jobs (one per target) first, then pod-context Jobs.
+/// The Jobs of run `run` on `targets` (the node context's plan of the run on `nodes`, whose
+/// addresses the node probes are given): node-context Jobs (one per target) first, then
+/// pod-context Jobs.
 pub fn plan_jobs(
     check: &RegistryConnectivityCheck,
     spec: &ValidSpec,
     nodes: &NodeInventory,
+    targets: &[Target],
     run: u64,
     cfg: &Config,
 ) -> Vec<(ProbeContext, Job)> {
-    let targets = nodes.plan(&check.spec.contexts.node, run);
     let run_id = decide::run_id(run);
     let mut contexts = Vec::new();
     if spec.node_enabled {
@@ -1100,7 +1102,7 @@ pub fn plan_jobs(
     let size = contexts.len() * targets.len() + canaries::count(spec, targets.len());
     let mut out = Vec::with_capacity(size);
     for context in contexts {
-        for t in &targets {
+        for t in targets {
             let job = jobs::build_job(&ProbeJob {
                 check,
                 spec,
@@ -1638,7 +1640,8 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
             if top_up {
                 let n = decide::run_number(&run).unwrap_or(1);
                 let nodes = list_nodes(ctx).await?;
-                let planned = plan_jobs(check, &spec, &nodes, n, &ctx.config);
+                let targets = nodes.plan(&check.spec.contexts.node, n);
+                let planned = plan_jobs(check, &spec, &nodes, &targets, n, &ctx.config);
                 let size = canaries::run_size(&planned);
                 // Refused Jobs are results of this run: not asked for again in it.
                 let existing: Vec<String> = jobs
@@ -1670,7 +1673,7 @@ pub async fn apply(check: &RegistryConnectivityCheck, ctx: &Context) -> Result<R
                         (c, j)
                     })
                     .collect();
-                let planned_canaries = canaries::plan(check, &spec, &nodes, n, size);
+                let planned_canaries = canaries::plan(check, &spec, &targets, n, size);
                 let canaries_created =
                     canaries::create_missing(ctx, &ns, &uid, n, planned_canaries, token.as_deref())
                         .await?;
@@ -1734,14 +1737,16 @@ async fn start(
     let nodes = list_nodes(ctx).await?;
     // The caps that need the inventory: nothing is created for a refused plan.
     let caps = &ctx.config.policy.caps;
+    // The node context's plan of the run, made once: the Jobs and canaries are built on it.
+    let targets = nodes.plan(&check.spec.contexts.node, run);
     let planned_nodes =
         if spec.node_strategy == NodeStrategy::AllNodes && caps.max_nodes_per_run > 0 {
-            nodes.plan(&check.spec.contexts.node, run).len()
+            targets.len()
         } else {
             0
         };
     if let Err(v) = policy::check_planned(spec, planned_nodes, caps)
-        .and_then(|()| policy::check_node_addresses(spec, &nodes.all_addresses()))
+        .and_then(|()| policy::check_node_addresses(spec, || nodes.all_addresses()))
     {
         let prev = check.status.clone().unwrap_or_default();
         let st = refused_status(&prev, check.metadata.generation, &v, &Time(now));
@@ -1754,7 +1759,7 @@ async fn start(
         )
         .await;
     }
-    let planned = plan_jobs(check, spec, &nodes, run, &ctx.config);
+    let planned = plan_jobs(check, spec, &nodes, &targets, run, &ctx.config);
     let (skipped, skipped_count) = nodes.skipped_status(&check.spec.contexts.node);
     if let Ok(uid) = check_uid(check)
         && let Ok(mut m) = ctx.skipped.lock()
@@ -1859,7 +1864,7 @@ async fn start(
         return Ok(after_run(&with_status, spec, ctx, now));
     }
     let ns = check.namespace().unwrap_or_default();
-    let planned_canaries = canaries::plan(check, spec, &nodes, run, size);
+    let planned_canaries = canaries::plan(check, spec, &targets, run, size);
     let token = current_run_now(check);
     canaries::create_missing(ctx, &ns, &uid, run, planned_canaries, token.as_deref()).await?;
     Ok(Requeue::requeue(decide::POLL_RUNNING))
