@@ -466,7 +466,7 @@ async fn run(args: ControllerArgs, cfg: Config, timings: LeaseTimings) -> i32 {
                     return exit::OK;
                 }
             };
-            leading.send_replace(true);
+            leading.send_replace(Some(since + timings.renew_deadline));
             health
                 .standing_by
                 .store(false, std::sync::atomic::Ordering::SeqCst);

@@ -200,39 +200,66 @@ impl Observer {
 }
 
 /// Whether this replica leads, shared with the controller: every Job creation, status write
-/// and deletion checks it first, and is abandoned the moment it turns false.
+/// and deletion checks it first, and is abandoned the moment it turns false. The elector
+/// publishes until when it leads (the renew deadline after its last good renewal, `None`:
+/// not leading), and [`Leadership::held`] compares that with the monotonic clock itself: a
+/// replica that was frozen (SIGSTOP, a paused VM) past its deadline does not lead on waking,
+/// whichever task runs first.
 #[derive(Debug, Clone)]
 pub struct Leadership {
-    rx: watch::Receiver<bool>,
+    rx: watch::Receiver<Option<Instant>>,
     /// Keeps the channel of [`Leadership::always`] open.
-    _always: Option<Arc<watch::Sender<bool>>>,
+    _always: Option<Arc<watch::Sender<Option<Instant>>>>,
+}
+
+/// A deadline that never passes (no leader election, tests).
+pub fn unbounded() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 impl Leadership {
-    /// A signal the elector sets: false until it sends true.
-    pub fn channel() -> (watch::Sender<bool>, Self) {
-        let (tx, rx) = watch::channel(false);
+    /// A signal the elector sets: not leading until it sends a deadline.
+    pub fn channel() -> (watch::Sender<Option<Instant>>, Self) {
+        let (tx, rx) = watch::channel(None);
         (tx, Self { rx, _always: None })
     }
 
     /// Without leader election: always leading.
     pub fn always() -> Self {
-        let (tx, rx) = watch::channel(true);
+        let (tx, rx) = watch::channel(Some(unbounded()));
         Self {
             rx,
             _always: Some(Arc::new(tx)),
         }
     }
 
-    /// Whether this replica leads now. A signal whose elector went away is not leading.
+    /// Whether this replica leads now: the elector says so, its deadline has not passed, and
+    /// the elector is still there.
     pub fn held(&self) -> bool {
-        *self.rx.borrow() && self.rx.has_changed().is_ok()
+        self.rx.borrow().is_some_and(|until| Instant::now() < until)
+            && self.rx.has_changed().is_ok()
     }
 
-    /// Resolves once this replica does not lead (at once if it does not now).
+    /// Resolves once this replica does not lead (at once if it does not now): when the elector
+    /// says so, or when the deadline it published passes.
     pub async fn lost(&self) {
         let mut rx = self.rx.clone();
-        let _ = rx.wait_for(|held| !*held).await;
+        loop {
+            let Some(until) = *rx.borrow_and_update() else {
+                return;
+            };
+            if Instant::now() >= until {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -426,7 +453,7 @@ impl Elector {
     pub async fn hold(
         &self,
         since: Instant,
-        leading: &watch::Sender<bool>,
+        leading: &watch::Sender<Option<Instant>>,
         stop: impl std::future::Future<Output = ()>,
     ) -> HoldEnd {
         let t = self.timings;
@@ -434,6 +461,7 @@ impl Elector {
         tokio::pin!(stop);
         loop {
             let deadline = last_ok + t.renew_deadline;
+            leading.send_replace(Some(deadline));
             let renew = async {
                 tokio::time::sleep(t.retry_period).await;
                 let start = Instant::now();
@@ -445,7 +473,7 @@ impl Elector {
             tokio::select! {
                 biased;
                 _ = tokio::time::sleep_until(deadline) => {
-                    leading.send_replace(false);
+                    leading.send_replace(None);
                     warn!(lease = %self.name, renew_deadline = ?t.renew_deadline,
                           "lost leadership: not renewed within the renew deadline");
                     return HoldEnd::Lost;
@@ -454,7 +482,7 @@ impl Elector {
                 (start, res) = renew => match res {
                     Attempt::Held => last_ok = start,
                     Attempt::Standby { holder } => {
-                        leading.send_replace(false);
+                        leading.send_replace(None);
                         warn!(lease = %self.name, %holder, "lost leadership: the lease has another holder");
                         return HoldEnd::Lost;
                     }
@@ -733,15 +761,43 @@ mod tests {
         );
     }
 
+    /// A replica frozen past its deadline (SIGSTOP) does not lead on waking, before the
+    /// renewing task has run at all: `held` reads the deadline, `lost` resolves at it.
+    #[tokio::test(start_paused = true)]
+    async fn leadership_ends_at_the_published_deadline_by_itself() {
+        let (tx, l) = Leadership::channel();
+        tx.send_replace(Some(Instant::now() + Duration::from_secs(10)));
+        assert!(l.held());
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(l.held());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(!l.held(), "past the deadline, nobody having said so");
+        tokio::time::timeout(Duration::from_millis(1), l.lost())
+            .await
+            .expect("lost at once");
+        // A renewal moves the deadline: lost() waits for the new one.
+        tx.send_replace(Some(Instant::now() + Duration::from_secs(5)));
+        let waiting = tokio::spawn({
+            let l = l.clone();
+            async move { l.lost().await }
+        });
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        tx.send_replace(Some(Instant::now() + Duration::from_secs(5)));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!waiting.is_finished(), "renewed at 3 s: leads until 8 s");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(waiting.is_finished());
+    }
+
     #[test]
     fn leadership_signal() {
         let (tx, l) = Leadership::channel();
         assert!(!l.held());
-        tx.send_replace(true);
+        tx.send_replace(Some(unbounded()));
         assert!(l.held());
-        tx.send_replace(false);
+        tx.send_replace(None);
         assert!(!l.held());
-        tx.send_replace(true);
+        tx.send_replace(Some(unbounded()));
         drop(tx);
         assert!(!l.held(), "an elector that went away does not lead");
         assert!(Leadership::always().held());
@@ -971,7 +1027,7 @@ mod mock_tests {
     ) -> (Instant, HoldEnd, Leadership, Instant) {
         let since = acquire(el).await;
         let (tx, leadership) = Leadership::channel();
-        tx.send_replace(true);
+        tx.send_replace(Some(unbounded()));
         let end = el.hold(since, &tx, stop).await;
         (since, end, leadership, Instant::now())
     }
@@ -994,7 +1050,7 @@ mod mock_tests {
         let b = Arc::new(candidate(&server, "b", slow));
         let since = acquire(&a).await;
         let (tx, leadership) = Leadership::channel();
-        tx.send_replace(true);
+        tx.send_replace(Some(unbounded()));
         let standby = tokio::spawn({
             let b = b.clone();
             async move {
@@ -1109,7 +1165,7 @@ mod mock_tests {
             async move { tokio::time::timeout(Duration::from_secs(60), b.acquire()).await }
         });
         let (tx, leadership) = Leadership::channel();
-        tx.send_replace(true);
+        tx.send_replace(Some(unbounded()));
         let end = a
             .hold(since, &tx, tokio::time::sleep(Duration::from_secs(60)))
             .await;
@@ -1173,7 +1229,7 @@ mod mock_tests {
             }
         });
         let (tx, leadership) = Leadership::channel();
-        tx.send_replace(true);
+        tx.send_replace(Some(unbounded()));
         // The drain lasts 30 s, twice the lease duration.
         let drained = since + Duration::from_secs(30);
         let end = a.hold(since, &tx, tokio::time::sleep_until(drained)).await;

@@ -1680,7 +1680,7 @@ fn operator_built_diagnoses_have_the_catalogue_cause() {
 #[tokio::test]
 async fn no_write_after_leadership_is_lost() {
     let (leading, leadership) = leader::Leadership::channel();
-    leading.send_replace(true);
+    leading.send_replace(Some(leader::unbounded()));
     let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let ctx = Arc::new(
         Context::new(
@@ -1713,7 +1713,7 @@ async fn no_write_after_leadership_is_lost() {
         req.uri().path(),
         format!("/apis/batch/v1/namespaces/{PROBE_NS}/jobs")
     );
-    leading.send_replace(false);
+    leading.send_replace(None);
     let res = tokio::time::timeout(Duration::from_secs(5), task)
         .await
         .expect("reconcile waited for the request in flight")
